@@ -1,0 +1,135 @@
+"""Semantics and idempotency of the handlers, with messages delivered by hand."""
+
+from __future__ import annotations
+
+import pytest
+
+from enginekit import Harness, ScriptedRunner, dag
+from workflow.engine import handle
+from workflow.engine.handlers import Busy
+from workflow.model.messages import CheckJob, DispatchStep, StartRun
+from workflow.model.records import Claim
+from workflow.model.states import RunStatus
+from workflow.settings import Settings
+
+FORK_JOIN = {"a": [], "b": ["a"], "c": ["a"], "d": ["b", "c"]}
+FORK_FAIL = {"a": [], "b": ["a"], "c": ["a"], "d": ["b"], "e": ["c"], "f": ["d", "e"]}
+WIDE = {"src": [], **{f"m{i}": ["src"] for i in range(30)}, "sink": [f"m{i}" for i in range(30)]}
+
+
+def start(h: Harness, spec: dict[str, list[str]], run_id: str = "r1", **kw: object) -> None:
+    h.bus.publish([StartRun(run_id, dag(spec, **kw), "http://runner")])  # type: ignore[arg-type]
+
+
+def test_fork_join_runs_in_dependency_order_and_succeeds() -> None:
+    h = Harness()
+    start(h, FORK_JOIN)
+    h.drain()
+    sub = h.runner.submitted
+    assert sub[0] == "a" and sub[-1] == "d" and sorted(sub[1:3]) == ["b", "c"]
+    assert {s for s, _ in h.states("r1").values()} == {"SUCCEEDED"}
+    run = h.store.get_run("r1")
+    assert run is not None and run.status is RunStatus.SUCCEEDED and run.finished_at
+
+
+def test_failed_branch_skips_its_descendants_and_independent_branch_finishes() -> None:
+    h = Harness()
+    start(h, FORK_FAIL, images={"b": "img/error"})
+    h.drain()
+    states = h.states("r1")
+    assert states["b"][0] == "FAILED" and states["b"][1]
+    assert states["d"] == ("SKIPPED", "") and states["f"] == ("SKIPPED", "")
+    assert states["c"][0] == states["e"][0] == "SUCCEEDED"
+    assert "d" not in h.runner.submitted and "e" in h.runner.submitted
+    steps = {s.step_id: s for s in h.store.list_steps("r1")}
+    assert steps["d"].message == "upstream step 'b' failed"
+    assert steps["b"].message == "exit 1"
+    run = h.store.get_run("r1")
+    assert run is not None and run.status is RunStatus.FAILED
+
+
+def test_refused_submission_fails_the_step() -> None:
+    h = Harness(runner=ScriptedRunner(refuse={"img/b"}))
+    start(h, FORK_JOIN)
+    h.drain()
+    states = h.states("r1")
+    assert states["b"] == ("FAILED", "") and states["d"][0] == "SKIPPED" and states["c"][0] == "SUCCEEDED"
+    b = h.store.get_step("r1", "b")
+    assert b is not None and "HTTP 400: bad image" in b.message
+
+
+def test_step_times_out() -> None:
+    h = Harness(runner=ScriptedRunner(checks=10**9), settings=Settings(poll_interval=0, step_timeout=0.5))
+    start(h, {"slow": []})
+    h.drain()
+    slow = h.store.get_step("r1", "slow")
+    assert slow is not None and slow.state.value == "FAILED" and "timed out" in slow.message
+
+
+def test_unreachable_status_keeps_polling_then_finishes() -> None:
+    h = Harness(runner=ScriptedRunner(checks=2, flaky=3))
+    start(h, {"a": []})
+    h.drain()
+    assert h.states("r1")["a"][0] == "SUCCEEDED"
+
+
+def test_lost_job_fails_the_step() -> None:
+    h = Harness(runner=ScriptedRunner(lost=True))
+    start(h, {"a": []})
+    h.drain()
+    a = h.store.get_step("r1", "a")
+    assert a is not None and a.state.value == "FAILED" and "unknown job" in a.message
+
+
+def test_checks_are_delayed_by_the_polling_interval() -> None:
+    h = Harness(settings=Settings(poll_interval=7.5))
+    start(h, {"a": []})
+    for _ in range(2):  # StartRun, then DispatchStep
+        batch, h.bus.pending, h.bus.delays = h.bus.pending, [], []
+        for msg in batch:
+            handle(msg, h.ports)
+    assert [type(m) for m in h.bus.pending] == [CheckJob] and h.bus.delays == [7.5]
+
+
+@pytest.mark.parametrize("spec", [FORK_JOIN, FORK_FAIL, WIDE], ids=["fork-join", "fork-fail", "wide"])
+@pytest.mark.parametrize("seed", range(5))
+def test_every_message_twice_in_shuffled_order_gives_the_same_result(
+    spec: dict[str, list[str]], seed: int
+) -> None:
+    images = {"b": "img/error"} if spec is FORK_FAIL else None
+    once = Harness(runner=ScriptedRunner(checks=2))
+    start(once, spec, images=images)
+    once.drain()
+    twice = Harness(runner=ScriptedRunner(checks=2))
+    start(twice, spec, images=images)
+    twice.drain(twice=True, seed=seed)
+
+    def final(h: Harness) -> dict[str, str]:
+        return {k: v[0] for k, v in h.states("r1").items()}
+
+    assert final(twice) == final(once)
+    assert sorted(twice.runner.submitted) == sorted(once.runner.submitted)
+    assert len(twice.runner.submitted) == len(set(twice.runner.submitted))  # each job once
+    r1, r2 = once.store.get_run("r1"), twice.store.get_run("r1")
+    assert r1 is not None and r2 is not None and r1.status == r2.status
+    assert twice.delivered > once.delivered
+
+
+def test_claims_are_won_once_busy_while_held_and_retaken_after_the_lease() -> None:
+    h = Harness()
+    assert h.store.claim("r1", "submit/x", h.now, lease=10) is Claim.WON
+    assert h.store.claim("r1", "submit/x", h.now + 5, lease=10) is Claim.BUSY
+    assert h.store.claim("r1", "submit/x", h.now + 11, lease=10) is Claim.WON  # holder presumed dead
+    h.store.settle("r1", "submit/x")
+    assert h.store.claim("r1", "submit/x", h.now + 50, lease=10) is Claim.DONE
+
+
+def test_dispatch_during_an_unsettled_submission_raises_busy() -> None:
+    h = Harness()
+    start(h, {"a": []})
+    batch, h.bus.pending = h.bus.pending, []
+    handle(batch[0], h.ports)  # StartRun
+    assert h.store.claim("r1", "submit/a", h.now, lease=300) is Claim.WON  # someone else submitting
+    with pytest.raises(Busy):
+        handle(DispatchStep("r1", "a"), h.ports)
+    assert h.runner.submitted == []

@@ -1,0 +1,1 @@
+"""Event-driven executor for DAGs of containerized jobs run by a Task Runner."""

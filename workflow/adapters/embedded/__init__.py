@@ -1,0 +1,1 @@
+"""The embedded runtime: SQLite state store and in-process bus."""

@@ -1,0 +1,139 @@
+"""Bus in one process: a worker pool over a time-ordered queue.
+
+Delivery is at least once: a handler that raises TransientError (or any unexpected
+error) gets its message again after a capped exponential backoff; after
+`max_attempts` the message is dead-lettered (kept in `dead_letters` and logged).
+PoisonMessage is logged and dropped at once.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from ...errors import PoisonMessage, TransientError
+from ...model.messages import Message
+
+log = logging.getLogger("workflow.bus")
+Handler = Callable[[Message], None]
+
+
+@dataclass(order=True)
+class _Item:
+    due: float
+    seq: int
+    msg: Message = field(compare=False)
+    attempt: int = field(compare=False, default=1)
+
+
+class InProcessBus:
+    def __init__(
+        self,
+        workers: int = 8,
+        max_attempts: int = 10,
+        backoff: float = 0.05,
+        max_backoff: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._workers = workers
+        self._max_attempts = max_attempts
+        self._backoff = backoff
+        self._max_backoff = max_backoff
+        self._clock = clock
+        self._queue: list[_Item] = []
+        self._seq = itertools.count()
+        self._cv = threading.Condition()
+        self._busy = 0
+        self._closed = False
+        self._threads: list[threading.Thread] = []
+        self._handler: Handler | None = None
+        self.published = 0
+        self.dead_letters: list[tuple[Message, str]] = []
+
+    def start(self, handler: Handler) -> InProcessBus:
+        """Deliver every message to `handler` from `workers` threads until close()."""
+        self._handler = handler
+        for i in range(self._workers):
+            t = threading.Thread(target=self._work, name=f"bus-{i}", daemon=True)
+            t.start()
+            self._threads.append(t)
+        return self
+
+    def publish(self, messages: Sequence[Message], delay: float = 0.0) -> None:
+        due = self._clock() + max(delay, 0.0)
+        with self._cv:
+            for msg in messages:
+                heapq.heappush(self._queue, _Item(due, next(self._seq), msg))
+                self.published += 1
+            self._cv.notify(len(messages))
+
+    def idle(self) -> bool:
+        """No message queued or being handled."""
+        with self._cv:
+            return not self._queue and self._busy == 0
+
+    def close(self) -> None:
+        """Stop the workers; queued messages are dropped."""
+        with self._cv:
+            self._closed = True
+            self._cv.notify_all()
+        for t in self._threads:
+            t.join(timeout=5)
+
+    def _work(self) -> None:
+        while True:
+            item = self._next()
+            if item is None:
+                return
+            try:
+                self._deliver(item)
+            finally:
+                with self._cv:
+                    self._busy -= 1
+                    self._cv.notify_all()
+
+    def _next(self) -> _Item | None:
+        with self._cv:
+            while not self._closed:
+                now = self._clock()
+                if self._queue and self._queue[0].due <= now:
+                    self._busy += 1
+                    return heapq.heappop(self._queue)
+                wait = self._queue[0].due - now if self._queue else None
+                self._cv.wait(wait)
+            return None
+
+    def _deliver(self, item: _Item) -> None:
+        assert self._handler is not None
+        try:
+            self._handler(item.msg)
+        except PoisonMessage as exc:
+            log.error("dropped malformed message %r: %s", item.msg, exc, extra=_ids(item.msg))
+        except TransientError as exc:
+            self._retry(item, str(exc))
+        except Exception as exc:
+            log.exception("handler failed on %r", item.msg, extra=_ids(item.msg))
+            self._retry(item, f"{type(exc).__name__}: {exc}")
+
+    def _retry(self, item: _Item, reason: str) -> None:
+        if item.attempt >= self._max_attempts:
+            log.error("dead-lettered after %d attempts: %s", item.attempt, reason,
+                      extra=_ids(item.msg))
+            self.dead_letters.append((item.msg, reason))
+            return
+        pause = min(self._backoff * 2 ** (item.attempt - 1), self._max_backoff)
+        with self._cv:
+            heapq.heappush(
+                self._queue,
+                _Item(self._clock() + pause, next(self._seq), item.msg, item.attempt + 1),
+            )
+            self._cv.notify()
+
+
+def _ids(msg: Message) -> dict[str, str]:
+    return {"run_id": msg.run_id, "step_id": getattr(msg, "step_id", "")}

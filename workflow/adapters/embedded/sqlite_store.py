@@ -1,0 +1,241 @@
+"""StateStore on SQLite: a file by default, ":memory:" for tests.
+
+Each method is one SQLite transaction under one lock, so every guarantee of the port
+holds trivially; the join counter is a column decremented inside the transaction that
+records the predecessor's end.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from ...model.dag import Task
+from ...model.records import Claim, Completion, RunRecord, StepOutcome, StepRecord
+from ...model.states import RunStatus, StepState
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    run_id TEXT PRIMARY KEY, status TEXT NOT NULL, tr_url TEXT NOT NULL,
+    dag_name TEXT NOT NULL, source TEXT NOT NULL, created_at REAL NOT NULL,
+    finished_at REAL, step_count INTEGER NOT NULL, open_steps INTEGER NOT NULL,
+    problems TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS steps (
+    run_id TEXT NOT NULL, step_id TEXT NOT NULL, pos INTEGER NOT NULL,
+    task TEXT NOT NULL, depends_on TEXT NOT NULL, successors TEXT NOT NULL,
+    state TEXT NOT NULL, waiting_on INTEGER NOT NULL, job_id TEXT NOT NULL,
+    job_state TEXT NOT NULL, message TEXT NOT NULL, submitted_at REAL, finished_at REAL,
+    PRIMARY KEY (run_id, step_id)
+);
+CREATE TABLE IF NOT EXISTS claims (
+    run_id TEXT NOT NULL, key TEXT NOT NULL, claimed_at REAL NOT NULL,
+    settled INTEGER NOT NULL, PRIMARY KEY (run_id, key)
+);
+"""
+_OPEN = (StepState.PENDING.value, StepState.RUNNING.value)
+
+
+class SqliteStateStore:
+    """Thread-safe; counts the statements it runs in `ops` (for the benchmark)."""
+
+    def __init__(self, path: str = ":memory:") -> None:
+        self._conn = sqlite3.connect(path, check_same_thread=False, timeout=30)
+        self._lock = threading.Lock()
+        self.ops = 0
+        if path != ":memory:":
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=NORMAL")
+        self._conn.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        self._conn.close()
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        with self._lock, self._conn:
+            yield self._conn
+
+    def _exec(self, db: sqlite3.Connection, sql: str, args: Sequence[Any] = ()) -> sqlite3.Cursor:
+        self.ops += 1
+        return db.execute(sql, args)
+
+    def create_run(self, run: RunRecord, steps: Sequence[StepRecord]) -> bool:
+        with self._tx() as db:
+            cur = self._exec(
+                db,
+                "INSERT OR IGNORE INTO runs VALUES (?,?,?,?,?,?,?,?,?,?)",
+                (run.run_id, run.status.value, run.tr_url, run.dag_name, run.source,
+                 run.created_at, run.finished_at, run.step_count, len(steps),
+                 json.dumps(list(run.problems))),
+            )
+            if cur.rowcount == 0:
+                return False
+            self.ops += 1
+            db.executemany(
+                "INSERT INTO steps VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                [_step_row(pos, s) for pos, s in enumerate(steps)],
+            )
+            return True
+
+    def get_run(self, run_id: str) -> RunRecord | None:
+        with self._tx() as db:
+            row = self._exec(db, "SELECT * FROM runs WHERE run_id=?", (run_id,)).fetchone()
+        return None if row is None else _run(row)
+
+    def get_step(self, run_id: str, step_id: str) -> StepRecord | None:
+        with self._tx() as db:
+            row = self._exec(
+                db, "SELECT * FROM steps WHERE run_id=? AND step_id=?", (run_id, step_id)
+            ).fetchone()
+        return None if row is None else _step(row)
+
+    def list_steps(self, run_id: str) -> list[StepRecord]:
+        with self._tx() as db:
+            rows = self._exec(
+                db, "SELECT * FROM steps WHERE run_id=? ORDER BY pos", (run_id,)
+            ).fetchall()
+        return [_step(r) for r in rows]
+
+    def claim(self, run_id: str, key: str, now: float, lease: float) -> Claim:
+        with self._tx() as db:
+            row = self._exec(
+                db, "SELECT claimed_at, settled FROM claims WHERE run_id=? AND key=?", (run_id, key)
+            ).fetchone()
+            if row is None:
+                self._exec(db, "INSERT INTO claims VALUES (?,?,?,0)", (run_id, key, now))
+                return Claim.WON
+            if row[1]:
+                return Claim.DONE
+            if now - row[0] <= lease:
+                return Claim.BUSY
+            self._exec(
+                db, "UPDATE claims SET claimed_at=? WHERE run_id=? AND key=?", (now, run_id, key)
+            )
+            return Claim.WON
+
+    def settle(self, run_id: str, key: str) -> None:
+        with self._tx() as db:
+            self._exec(db, "UPDATE claims SET settled=1 WHERE run_id=? AND key=?", (run_id, key))
+
+    def record_submission(
+        self, run_id: str, step_id: str, job_id: str, job_state: str, at: float
+    ) -> None:
+        with self._tx() as db:
+            self._exec(
+                db,
+                "UPDATE steps SET state=?, job_id=?, job_state=?, submitted_at=? "
+                "WHERE run_id=? AND step_id=? AND state=?",
+                (StepState.RUNNING.value, job_id, job_state, at, run_id, step_id,
+                 StepState.PENDING.value),
+            )
+
+    def record_job_state(self, run_id: str, step_id: str, job_state: str) -> None:
+        with self._tx() as db:
+            self._exec(
+                db,
+                "UPDATE steps SET job_state=? WHERE run_id=? AND step_id=? AND state=?",
+                (job_state, run_id, step_id, StepState.RUNNING.value),
+            )
+
+    def complete_step(
+        self, run_id: str, step_id: str, outcome: StepOutcome, release: Sequence[str]
+    ) -> Completion:
+        with self._tx() as db:
+            cur = self._exec(
+                db,
+                "UPDATE steps SET state=?, job_id=CASE WHEN ?='' THEN job_id ELSE ? END, "
+                "message=?, finished_at=? WHERE run_id=? AND step_id=? AND state IN (?,?)",
+                (outcome.state.value, outcome.job_id, outcome.job_id, outcome.message,
+                 outcome.at, run_id, step_id, *_OPEN),
+            )
+            recorded = cur.rowcount == 1
+            if recorded:
+                self.ops += 1
+                db.executemany(
+                    "UPDATE steps SET waiting_on=waiting_on-1 WHERE run_id=? AND step_id=?",
+                    [(run_id, s) for s in release],
+                )
+                self._count_off(db, run_id, 1)
+            unblocked = self._unblocked(db, run_id, release)
+            return Completion(recorded, unblocked, self._done(db, run_id))
+
+    def skip_steps(
+        self, run_id: str, step_ids: Sequence[str], reason: str, at: float
+    ) -> Completion:
+        with self._tx() as db:
+            self.ops += 1
+            cur = db.executemany(
+                "UPDATE steps SET state=?, message=?, finished_at=? "
+                "WHERE run_id=? AND step_id=? AND state=?",
+                [(StepState.SKIPPED.value, reason, at, run_id, s, StepState.PENDING.value)
+                 for s in step_ids],
+            )
+            skipped = max(cur.rowcount, 0)
+            if skipped:
+                self._count_off(db, run_id, skipped)
+            return Completion(skipped > 0, (), self._done(db, run_id))
+
+    def finish_run(self, run_id: str, status: RunStatus, at: float) -> bool:
+        with self._tx() as db:
+            cur = self._exec(
+                db,
+                "UPDATE runs SET status=?, finished_at=? WHERE run_id=? AND status=?",
+                (status.value, at, run_id, RunStatus.RUNNING.value),
+            )
+            return cur.rowcount == 1
+
+    def _count_off(self, db: sqlite3.Connection, run_id: str, n: int) -> None:
+        self._exec(db, "UPDATE runs SET open_steps=open_steps-? WHERE run_id=?", (n, run_id))
+
+    def _unblocked(
+        self, db: sqlite3.Connection, run_id: str, release: Sequence[str]
+    ) -> tuple[str, ...]:
+        if not release:
+            return ()
+        found: list[str] = []
+        for chunk_start in range(0, len(release), 500):
+            chunk = list(release[chunk_start : chunk_start + 500])
+            marks = ",".join("?" * len(chunk))
+            rows = self._exec(
+                db,
+                f"SELECT step_id FROM steps WHERE run_id=? AND waiting_on=0 "
+                f"AND step_id IN ({marks})",
+                (run_id, *chunk),
+            ).fetchall()
+            found.extend(r[0] for r in rows)
+        order = {s: i for i, s in enumerate(release)}
+        return tuple(sorted(found, key=order.__getitem__))
+
+    def _done(self, db: sqlite3.Connection, run_id: str) -> bool:
+        row = self._exec(db, "SELECT open_steps FROM runs WHERE run_id=?", (run_id,)).fetchone()
+        return row is not None and row[0] == 0
+
+
+def _step_row(pos: int, s: StepRecord) -> tuple[Any, ...]:
+    return (
+        s.run_id, s.step_id, pos, json.dumps(s.task.to_dict()), json.dumps(list(s.depends_on)),
+        json.dumps(list(s.successors)), s.state.value, s.waiting_on, s.job_id, s.job_state,
+        s.message, s.submitted_at, s.finished_at,
+    )
+
+
+def _step(row: Sequence[Any]) -> StepRecord:
+    return StepRecord(
+        run_id=row[0], step_id=row[1], task=Task.from_dict(json.loads(row[3])),
+        depends_on=tuple(json.loads(row[4])), successors=tuple(json.loads(row[5])),
+        state=StepState(row[6]), waiting_on=row[7], job_id=row[8], job_state=row[9],
+        message=row[10], submitted_at=row[11], finished_at=row[12],
+    )
+
+
+def _run(row: Sequence[Any]) -> RunRecord:
+    return RunRecord(
+        run_id=row[0], status=RunStatus(row[1]), tr_url=row[2], dag_name=row[3],
+        source=row[4], created_at=row[5], finished_at=row[6], step_count=row[7],
+        problems=tuple(json.loads(row[9])),
+    )

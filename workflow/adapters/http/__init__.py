@@ -1,0 +1,1 @@
+"""The Task Runner over HTTP, and the bearer tokens it needs."""

@@ -1,0 +1,101 @@
+"""Bearer tokens for the Task Runner. A token is never logged or stored.
+
+- StaticToken: the `--tr-auth-jwt` value, sent as is (`none` included).
+- IdTokenSource: an ID token whose audience is the Task Runner URL, from google-auth's
+  ambient credentials (service account key, impersonated service account, metadata
+  server), kept until shortly before it expires. gcloud user credentials cannot mint a
+  token for an arbitrary audience; for them the user's own ID token is used, which
+  Cloud Run accepts for users granted roles/run.invoker.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, Protocol
+
+from ...errors import AuthError
+
+HOW_TO = (
+    "set GOOGLE_APPLICATION_CREDENTIALS to a service account key file, run where a "
+    "metadata server provides a service account, or pass "
+    "--tr-auth-jwt \"$(gcloud auth print-identity-token)\""
+)
+
+
+class TokenSource(Protocol):
+    def token(self, audience: str) -> str:
+        """A bearer token for `audience`. Raises AuthError with a way out when there is none."""
+
+
+class StaticToken:
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def token(self, audience: str) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "StaticToken(<redacted>)"
+
+
+class IdTokenSource:
+    """Thread-safe; one credentials object per audience, refreshed only when expired."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._creds: dict[str, Any] = {}
+
+    def token(self, audience: str) -> str:
+        from google.auth.transport.requests import Request
+
+        with self._lock:
+            creds = self._creds.get(audience)
+            if creds is None:
+                creds = self._creds[audience] = _credentials_for(audience)
+            if not creds.valid:
+                try:
+                    creds.refresh(Request())
+                except Exception as exc:  # google-auth raises several unrelated types
+                    raise AuthError(f"could not get an ID token for {audience}: {exc}") from exc
+            token = getattr(creds, "token", None) or getattr(creds, "id_token", None)
+        if not token:
+            raise AuthError(f"the credentials found give no ID token for {audience}; {HOW_TO}")
+        return str(token)
+
+
+def _credentials_for(audience: str) -> Any:
+    import google.auth
+    from google.auth import exceptions
+    from google.auth.transport.requests import Request
+    from google.oauth2 import credentials as user_credentials
+    from google.oauth2 import id_token
+
+    try:
+        return id_token.fetch_id_token_credentials(audience, request=Request())  # type: ignore[no-untyped-call]
+    except exceptions.DefaultCredentialsError as first:
+        try:
+            creds, _ = google.auth.default()
+        except exceptions.DefaultCredentialsError:
+            raise AuthError(f"no Google credentials found to call {audience}; {HOW_TO}") from first
+        if isinstance(creds, user_credentials.Credentials):
+            return _UserIdToken(creds)
+        raise AuthError(f"these credentials cannot mint an ID token ({first}); {HOW_TO}") from first
+
+
+class _UserIdToken:
+    """gcloud user credentials: their own ID token, refreshed with the refresh token."""
+
+    def __init__(self, creds: Any) -> None:
+        self._creds = creds
+
+    @property
+    def valid(self) -> bool:
+        return bool(self._creds.valid and self._creds.id_token)
+
+    def refresh(self, request: Any) -> None:
+        self._creds.refresh(request)
+
+    @property
+    def token(self) -> str | None:
+        value = self._creds.id_token
+        return None if value is None else str(value)

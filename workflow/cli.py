@@ -1,0 +1,171 @@
+"""`python main.py --dag-path PATH --tr-hostname URL`: run a DAG to completion on the embedded runtime.
+
+Exit codes: 0 the run succeeded, 1 it failed, 2 invalid input or usage, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import secrets
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import TextIO
+from urllib.parse import urlparse
+
+from . import logs
+from .bootstrap import EmbeddedRuntime, embedded, token_source
+from .dagfile import read_dag
+from .errors import InputError
+from .model.messages import StartRun
+from .model.records import StepRecord
+from .model.states import RunStatus
+from .ports import TaskRunner
+from .settings import POLL_ENV, TIMEOUT_ENV, Settings, parse_seconds
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+DEFAULT_DB = "workflow-runs.sqlite3"
+
+EPILOG = f"""\
+environment variables:
+  {POLL_ENV}  seconds between two checks of a running job
+                                     (default 10; fractions allowed; 0 = no pause)
+  {TIMEOUT_ENV}          a step still running this long after submission FAILS
+                                     (default 36000, i.e. 10 hours)
+  GOOGLE_APPLICATION_CREDENTIALS     service account key used for ID tokens when
+                                     --tr-auth-jwt is not given
+  STORAGE_EMULATOR_HOST              read gs:// DAG paths from a GCS emulator
+
+exit codes: 0 run succeeded, 1 run failed, 2 invalid input or usage, 130 interrupted
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.print_usage(sys.stderr)
+        raise InputError(message)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="python main.py",
+        description="Run a DAG of containerized jobs against a Task Runner, to completion.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--dag-path", "--workflow-path", dest="dag_path", required=True, metavar="PATH",
+                   help="the DAG file: a local path or gs://bucket/object (YAML or JSON)")
+    p.add_argument("--tr-hostname", "--tr-url", dest="tr_url", required=True, metavar="URL",
+                   help="the Task Runner's base URL (scheme and host), e.g. https://runner.example.com")
+    p.add_argument("--tr-auth-jwt", dest="jwt", metavar="JWT",
+                   help="bearer token sent as is (even 'none'); without it, an ID token for the "
+                        "Task Runner URL is obtained from Google credentials")
+    p.add_argument("--check-state-duration-sec", dest="poll", metavar="SECONDS",
+                   help=f"polling interval; overrides {POLL_ENV}")
+    p.add_argument("--step-timeout-sec", dest="timeout", metavar="SECONDS",
+                   help=f"step timeout; overrides {TIMEOUT_ENV}")
+    p.add_argument("--db", default=DEFAULT_DB, metavar="PATH",
+                   help="SQLite file recording runs (default: %(default)s; ':memory:' keeps nothing)")
+    p.add_argument("--run-id", metavar="ID", help="id of this run (default: generated)")
+    p.add_argument("--verbose", "-v", action="store_true", help="log every handler's work to stderr")
+    return p
+
+
+def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout, runner: TaskRunner | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        logs.configure(logging.INFO if args.verbose else logging.WARNING)
+        settings = _settings(args)
+        url = _check_url(args.tr_url)
+        dag = read_dag(args.dag_path)
+        if runner is None and args.jwt is None:
+            token_source(None).token(url)  # fail now, with a way out, rather than at the first step
+    except InputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    run_id = args.run_id or _run_id(dag.name)
+    rt = embedded(settings, runner, jwt=args.jwt, db_path=args.db)
+    try:
+        rt.bus.publish([StartRun(run_id, dag, url, source=args.dag_path)])
+        print(f"run {run_id}: {len(dag.steps)} steps, Task Runner {url}", file=out, flush=True)
+        status = watch(rt, run_id, out)
+    except KeyboardInterrupt:
+        print(f"interrupted; run {run_id} stays RUNNING in {args.db}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    finally:
+        rt.close()
+    return EXIT_OK if status is RunStatus.SUCCEEDED else EXIT_FAILED
+
+
+def watch(rt: EmbeddedRuntime, run_id: str, out: TextIO, every: float = 0.1) -> RunStatus:
+    """Print a line per step state change until the run ends; then the summary. Returns the status."""
+    seen: dict[str, tuple[str, str]] = {}
+    while True:
+        run = rt.store.get_run(run_id)
+        for step in rt.store.list_steps(run_id):
+            _print_change(step, seen, out)
+        if run is not None and run.status.terminal and rt.bus.idle():
+            print_summary(rt.store.list_steps(run_id), run.status, out)
+            return run.status
+        time.sleep(every)
+
+
+def _print_change(step: StepRecord, seen: dict[str, tuple[str, str]], out: TextIO) -> None:
+    now = (step.state.value, step.job_state)
+    before = seen.get(step.step_id, ("PENDING", ""))
+    if now == before:
+        return
+    seen[step.step_id] = now
+    if before[0] == "PENDING" and step.submitted_at is not None and step.state.terminal:
+        _line(out, step.submitted_at, step.step_id, "RUNNING", step.job_id, "")
+    at = step.finished_at if step.state.terminal else step.submitted_at
+    detail = step.message if step.state.terminal else step.job_state
+    _line(out, at or time.time(), step.step_id, step.state.value, step.job_id, detail)
+
+
+def _line(out: TextIO, at: float, step_id: str, state: str, job_id: str, detail: str) -> None:
+    stamp = datetime.fromtimestamp(at, UTC).strftime("%H:%M:%S.%f")[:-3]
+    job = f"job={job_id}" if job_id else ""
+    print(f"{stamp}  {step_id:<20} {state:<10} {job:<28} {detail}".rstrip(), file=out, flush=True)
+
+
+def print_summary(steps: Sequence[StepRecord], status: RunStatus, out: TextIO) -> None:
+    rows = [("STEP", "STATE", "JOB ID", "DURATION", "MESSAGE")]
+    for s in steps:
+        took = "-"
+        if s.submitted_at is not None and s.finished_at is not None:
+            took = f"{s.finished_at - s.submitted_at:.1f}s"
+        rows.append((s.step_id, s.state.value, s.job_id or "-", took, s.message))
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    print(file=out)
+    for r in rows:
+        cells = [c.ljust(w) for c, w in zip(r[:4], widths, strict=True)]
+        print("  ".join([*cells, r[4]]).rstrip(), file=out)
+    print(f"\nrun {status.value}", file=out, flush=True)
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    settings = Settings.from_env()
+    if args.poll is not None:
+        poll = parse_seconds(args.poll, "--check-state-duration-sec", allow_zero=True)
+        settings = replace(settings, poll_interval=poll)
+    if args.timeout is not None:
+        timeout = parse_seconds(args.timeout, "--step-timeout-sec", allow_zero=False)
+        settings = replace(settings, step_timeout=timeout)
+    return settings
+
+
+def _check_url(raw: str) -> str:
+    url = urlparse(raw)
+    if url.scheme not in ("http", "https") or not url.netloc:
+        raise InputError(f"--tr-hostname {raw!r}: expected a URL such as https://runner.example.com")
+    return raw.rstrip("/")
+
+
+def _run_id(name: str) -> str:
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    safe = "".join(c if c.isalnum() or c in "-_" else "-" for c in name)[:40] or "run"
+    return f"{safe}-{stamp}-{secrets.token_hex(2)}"

@@ -1,0 +1,71 @@
+"""The project's own exceptions. Adapters translate third-party errors into these."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class WorkflowError(Exception):
+    """Base of every error this package raises on purpose."""
+
+
+class InputError(WorkflowError):
+    """Bad input from a user (DAG file, flag, environment variable): exit code 2, never retried."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a DAG file; `where` names the place (`steps[2] (id 'train')`, `line 4`)."""
+
+    where: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.where}: {self.message}" if self.where else self.message
+
+
+class DagInvalid(InputError):
+    """A DAG file was refused; `problems` lists every problem found, not only the first."""
+
+    def __init__(self, origin: str, problems: list[Problem]) -> None:
+        self.origin = origin
+        self.problems = list(problems)
+        lines = "\n".join(f"  - {p}" for p in self.problems)
+        super().__init__(f"{origin}: invalid DAG ({len(self.problems)} problem(s)):\n{lines}")
+
+
+class DagNotFound(InputError):
+    """The DAG path does not exist or cannot be read."""
+
+
+class TransientError(WorkflowError):
+    """A failure worth retrying later (network, 5xx, contention): the message is redelivered."""
+
+
+class PoisonMessage(WorkflowError):
+    """A message that can never be handled (malformed, unknown run): logged and acknowledged."""
+
+
+class TaskRunnerError(WorkflowError):
+    """The Task Runner could not be used."""
+
+
+class SubmissionRefused(TaskRunnerError):
+    """The Task Runner refused a job (4xx, or 5xx/429/network after all retries). Fails the step."""
+
+    def __init__(self, message: str, status: int | None = None, body: str = "") -> None:
+        self.status = status
+        self.body = body
+        super().__init__(message)
+
+
+class StatusRefused(TaskRunnerError):
+    """A status request got a 4xx: the job cannot be followed. Fails the step."""
+
+
+class TaskRunnerUnavailable(TaskRunnerError, TransientError):
+    """A status request failed after its retries: retry the check later, do not fail the step."""
+
+
+class AuthError(InputError):
+    """No bearer token could be obtained for the Task Runner; the message says how to get one."""

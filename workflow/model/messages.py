@@ -1,0 +1,53 @@
+"""Messages between handlers. Commands are imperative, events past tense; JSON lives in codec.py."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .dag import Dag
+from .states import RunStatus, StepState
+
+
+@dataclass(frozen=True)
+class StartRun:
+    run_id: str
+    dag: Dag
+    tr_url: str
+    source: str = ""
+
+
+@dataclass(frozen=True)
+class DispatchStep:
+    """Every dependency of the step SUCCEEDED: submit its job."""
+
+    run_id: str
+    step_id: str
+
+
+@dataclass(frozen=True)
+class CheckJob:
+    """Ask the Task Runner for a job's state; `seq` numbers the checks of one job."""
+
+    run_id: str
+    step_id: str
+    job_id: str
+    seq: int = 0
+
+
+@dataclass(frozen=True)
+class StepFinished:
+    run_id: str
+    step_id: str
+    state: StepState
+    at: float
+    job_id: str = ""
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class RunFinished:
+    run_id: str
+    status: RunStatus
+
+
+Message = StartRun | DispatchStep | CheckJob | StepFinished | RunFinished

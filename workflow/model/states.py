@@ -1,0 +1,44 @@
+"""Step, run and Task Runner job states."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class StepState(StrEnum):
+    PENDING = "PENDING"  # waiting for its dependencies
+    RUNNING = "RUNNING"  # submitted to the Task Runner; not finished
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    SKIPPED = "SKIPPED"  # an upstream step failed
+
+    @property
+    def terminal(self) -> bool:
+        return self in (StepState.SUCCEEDED, StepState.FAILED, StepState.SKIPPED)
+
+
+class RunStatus(StrEnum):
+    RUNNING = "RUNNING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    INVALID = "INVALID"  # the DAG was refused; nothing ran
+
+    @property
+    def terminal(self) -> bool:
+        return self is not RunStatus.RUNNING
+
+
+# Task Runner job states (AI Platform training job states). Only these three end a job;
+# every other value, including one never seen before, means "still running".
+JOB_SUCCEEDED = "SUCCEEDED"
+JOB_FAILED = "FAILED"
+JOB_CANCELLED = "CANCELLED"
+
+
+def job_outcome(job_state: str) -> StepState | None:
+    """The step state a Task Runner job state ends in, or None while the job runs."""
+    if job_state == JOB_SUCCEEDED:
+        return StepState.SUCCEEDED
+    if job_state in (JOB_FAILED, JOB_CANCELLED):
+        return StepState.FAILED
+    return None

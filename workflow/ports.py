@@ -1,0 +1,87 @@
+"""The roles the engine's handlers talk to. Adapters implement them (SQLite, Firestore, ...).
+
+Each method states what it guarantees; the shapes follow what Firestore does cheaply:
+single-document create-if-absent, atomic batched writes with server-side increments,
+and no read-modify-write transaction on a document many handlers touch at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from .model.dag import Task
+from .model.messages import Message
+from .model.records import Claim, Completion, Job, RunRecord, StepOutcome, StepRecord
+from .model.states import RunStatus
+
+
+class StateStore(Protocol):
+    def create_run(self, run: RunRecord, steps: Sequence[StepRecord]) -> bool:
+        """Create the run and its steps unless the run exists. Idempotent.
+
+        True when this call created the run. A call repeated after a crash completes the
+        steps a first call left out and never resets a step that has moved on.
+        """
+
+    def get_run(self, run_id: str) -> RunRecord | None: ...
+
+    def get_step(self, run_id: str, step_id: str) -> StepRecord | None: ...
+
+    def list_steps(self, run_id: str) -> list[StepRecord]:
+        """Every step of the run, in DAG-file order."""
+
+    def claim(self, run_id: str, key: str, now: float, lease: float) -> Claim:
+        """Ask for the right to perform the side effect named `key` once.
+
+        WON for the first caller, and for a caller arriving more than `lease` seconds
+        after an unsettled claim (its holder is presumed dead); DONE once settled;
+        BUSY while another caller holds an unexpired claim.
+        """
+
+    def settle(self, run_id: str, key: str) -> None:
+        """Mark the claimed side effect as done. Idempotent."""
+
+    def record_submission(
+        self, run_id: str, step_id: str, job_id: str, job_state: str, at: float
+    ) -> None:
+        """Mark a PENDING step RUNNING with its job. Idempotent; a step that moved on is left."""
+
+    def record_job_state(self, run_id: str, step_id: str, job_state: str) -> None:
+        """Note the Task Runner's latest state for a RUNNING step (display only)."""
+
+    def complete_step(
+        self, run_id: str, step_id: str, outcome: StepOutcome, release: Sequence[str]
+    ) -> Completion:
+        """Record a step's end, once, atomically with its effects on the joins.
+
+        The first call sets the step's terminal state, takes one off the join counter of
+        each step in `release` and off the run's count of open steps. `unblocked` lists
+        the released steps whose counter is now zero; `run_complete` says no step is open.
+        A repeated call changes nothing and reads the same facts back (recorded=False).
+        """
+
+    def skip_steps(
+        self, run_id: str, step_ids: Sequence[str], reason: str, at: float
+    ) -> Completion:
+        """Mark PENDING steps SKIPPED, each once, counting them off the run's open steps."""
+
+    def finish_run(self, run_id: str, status: RunStatus, at: float) -> bool:
+        """Set a RUNNING run's final status. True if this call set it; idempotent."""
+
+
+class Bus(Protocol):
+    def publish(self, messages: Sequence[Message], delay: float = 0.0) -> None:
+        """Accept messages for at-least-once delivery, each no earlier than `delay` s from now.
+
+        Returns only once every message is accepted (durable for a cloud bus); raises
+        TransientError otherwise. Delivery order is not guaranteed.
+        """
+
+
+class TaskRunner(Protocol):
+    def submit(self, url: str, task: Task) -> Job:
+        """Submit a job. Raises SubmissionRefused (4xx, or retries exhausted)."""
+
+    def status(self, url: str, job_id: str) -> Job:
+        """A job's current state. Raises TaskRunnerUnavailable when it cannot be read now."""
