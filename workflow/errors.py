@@ -46,6 +46,10 @@ class PoisonMessage(WorkflowError):
     """A message that can never be handled (malformed, unknown run): logged and acknowledged."""
 
 
+class NotFound(PoisonMessage):
+    """A message names a run or step the store does not have."""
+
+
 class TaskRunnerError(WorkflowError):
     """The Task Runner could not be used."""
 

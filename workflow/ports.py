@@ -43,22 +43,24 @@ class StateStore(Protocol):
         """Mark the claimed side effect as done. Idempotent."""
 
     def record_submission(
-        self, run_id: str, step_id: str, job_id: str, job_state: str, at: float
+        self, run_id: str, step_id: str, job_id: str, job_state: str, at: float, settle: str
     ) -> None:
-        """Mark a PENDING step RUNNING with its job. Idempotent; a step that moved on is left."""
+        """Mark a PENDING step RUNNING with its job and settle the claim `settle`, atomically.
+
+        Idempotent; a step that moved on is left as it is.
+        """
 
     def record_job_state(self, run_id: str, step_id: str, job_state: str) -> None:
         """Note the Task Runner's latest state for a RUNNING step (display only)."""
 
-    def complete_step(
-        self, run_id: str, step_id: str, outcome: StepOutcome, release: Sequence[str]
-    ) -> Completion:
+    def complete_step(self, run_id: str, step_id: str, outcome: StepOutcome) -> Completion:
         """Record a step's end, once, atomically with its effects on the joins.
 
-        The first call sets the step's terminal state, takes one off the join counter of
-        each step in `release` and off the run's count of open steps. `unblocked` lists
-        the released steps whose counter is now zero; `run_complete` says no step is open.
-        A repeated call changes nothing and reads the same facts back (recorded=False).
+        The first call sets the step's terminal state, takes one off the run's count of
+        open steps and, if the step SUCCEEDED, one off the join counter of each of its
+        successors. `unblocked` lists the successors whose counter is now zero (each is
+        reported by exactly one first call); `run_complete` says no step is open. A
+        repeated call changes nothing and reads the same facts back (recorded=False).
         """
 
     def skip_steps(

@@ -63,6 +63,7 @@ def start_run(msg: StartRun, ports: Ports) -> None:
             run_id=msg.run_id,
             step_id=s.id,
             task=s.task,
+            tr_url=msg.tr_url,
             depends_on=s.depends_on,
             successors=dag.successors(s.id),
             waiting_on=len(s.depends_on),
@@ -90,26 +91,29 @@ def dispatch_step(msg: DispatchStep, ports: Ports) -> None:
         return
     if claim is Claim.BUSY:
         raise Busy(f"submission of step {step.step_id!r} in progress elsewhere")
-    _submit(ports, step)
-    ports.store.settle(msg.run_id, key)
+    _submit(ports, step, key)
 
 
-def _submit(ports: Ports, step: StepRecord) -> None:
-    run = _run(ports, step.run_id)
+def _submit(ports: Ports, step: StepRecord, claim_key: str) -> None:
     try:
-        job = ports.runner.submit(run.tr_url, step.task)
+        job = ports.runner.submit(step.tr_url, step.task)
     except SubmissionRefused as exc:
         log.warning("submission refused: %s", exc, extra=_ids(step.run_id, step.step_id))
         _finish(ports, step, StepState.FAILED, "", f"submission refused: {exc}")
+        ports.store.settle(step.run_id, claim_key)
         return
     now = ports.clock()
-    ports.store.record_submission(step.run_id, step.step_id, job.job_id, job.state, now)
+    ports.store.record_submission(step.run_id, step.step_id, job.job_id, job.state, now, claim_key)
     log.info("submitted job %s", job.job_id, extra=_ids(step.run_id, step.step_id))
     outcome = job_outcome(job.state)
     if outcome is not None:
         _finish(ports, step, outcome, job.job_id, job.message)
     else:
-        _schedule_check(ports, step, seq=0, job_id=job.job_id)
+        # Only the claim holder gets here, so check 0 needs no claim of its own; a
+        # redelivered dispatch may add a second check 0, and the claims on later checks
+        # merge the two chains.
+        check = CheckJob(step.run_id, step.step_id, job.job_id, 0)
+        ports.bus.publish([check], delay=ports.settings.poll_interval)
 
 
 def check_job(msg: CheckJob, ports: Ports) -> None:
@@ -117,9 +121,8 @@ def check_job(msg: CheckJob, ports: Ports) -> None:
     step = _step(ports, msg.run_id, msg.step_id)
     if step.state is not StepState.RUNNING or step.job_id != msg.job_id:
         return
-    run = _run(ports, msg.run_id)
     try:
-        job = ports.runner.status(run.tr_url, msg.job_id)
+        job = ports.runner.status(step.tr_url, msg.job_id)
     except StatusRefused as exc:
         _finish(ports, step, StepState.FAILED, msg.job_id, str(exc))
         return
@@ -143,15 +146,11 @@ def check_job(msg: CheckJob, ports: Ports) -> None:
 
 def step_finished(msg: StepFinished, ports: Ports) -> None:
     """Record a step's end; dispatch the successors it unblocks; skip what it dooms."""
-    step = _step(ports, msg.run_id, msg.step_id)
-    succeeded = msg.state is StepState.SUCCEEDED
     outcome = StepOutcome(msg.state, msg.at, msg.job_id, msg.message)
-    done = ports.store.complete_step(
-        msg.run_id, msg.step_id, outcome, step.successors if succeeded else ()
-    )
+    done = ports.store.complete_step(msg.run_id, msg.step_id, outcome)
     log.info("step %s", msg.state.value, extra=_ids(msg.run_id, msg.step_id))
     run_complete = done.run_complete
-    if not succeeded:
+    if msg.state is not StepState.SUCCEEDED:
         doomed = _descendants(ports.store.list_steps(msg.run_id), msg.step_id)
         reason = f"upstream step '{msg.step_id}' {msg.state.value.lower()}"
         run_complete = ports.store.skip_steps(msg.run_id, doomed, reason, msg.at).run_complete
@@ -170,7 +169,7 @@ def _finish(ports: Ports, step: StepRecord, state: StepState, job_id: str, messa
     ports.bus.publish([event])
 
 
-def _schedule_check(ports: Ports, step: StepRecord, seq: int, job_id: str = "") -> None:
+def _schedule_check(ports: Ports, step: StepRecord, seq: int) -> None:
     """Publish check number `seq` once, however many deliveries ask for it."""
     key = f"check/{step.step_id}/{seq}"
     claim = ports.store.claim(step.run_id, key, ports.clock(), ports.settings.check_lease)
@@ -178,7 +177,7 @@ def _schedule_check(ports: Ports, step: StepRecord, seq: int, job_id: str = "") 
         return
     if claim is Claim.BUSY:
         raise Busy(f"check {seq} of step {step.step_id!r} being scheduled elsewhere")
-    check = CheckJob(step.run_id, step.step_id, job_id or step.job_id, seq)
+    check = CheckJob(step.run_id, step.step_id, step.job_id, seq)
     ports.bus.publish([check], delay=ports.settings.poll_interval)
     ports.store.settle(step.run_id, key)
 
@@ -202,13 +201,6 @@ def _step(ports: Ports, run_id: str, step_id: str) -> StepRecord:
     if step is None:
         raise PoisonMessage(f"run {run_id!r} has no step {step_id!r}")
     return step
-
-
-def _run(ports: Ports, run_id: str) -> RunRecord:
-    run = ports.store.get_run(run_id)
-    if run is None:
-        raise PoisonMessage(f"no run {run_id!r}")
-    return run
 
 
 def _ids(run_id: str, step_id: str = "") -> dict[str, Any]:

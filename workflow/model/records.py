@@ -27,6 +27,7 @@ class StepRecord:
     run_id: str
     step_id: str
     task: Task
+    tr_url: str = ""  # the run's Task Runner, copied here so a handler needs one read
     depends_on: tuple[str, ...] = ()
     successors: tuple[str, ...] = ()
     state: StepState = StepState.PENDING

@@ -52,6 +52,7 @@ class InProcessBus:
         self._closed = False
         self._threads: list[threading.Thread] = []
         self._handler: Handler | None = None
+        self._local = _WorkerFlag()
         self.published = 0
         self.dead_letters: list[tuple[Message, str]] = []
 
@@ -70,7 +71,9 @@ class InProcessBus:
             for msg in messages:
                 heapq.heappush(self._queue, _Item(due, next(self._seq), msg))
                 self.published += 1
-            self._cv.notify(len(messages))
+            # A worker publishing from its handler takes the next message itself when
+            # the handler returns; waking another worker for it only adds a hand-off.
+            self._cv.notify(len(messages) - (1 if self._local.worker else 0))
 
     def idle(self) -> bool:
         """No message queued or being handled."""
@@ -86,6 +89,7 @@ class InProcessBus:
             t.join(timeout=5)
 
     def _work(self) -> None:
+        self._local.worker = True
         while True:
             item = self._next()
             if item is None:
@@ -95,7 +99,6 @@ class InProcessBus:
             finally:
                 with self._cv:
                     self._busy -= 1
-                    self._cv.notify_all()
 
     def _next(self) -> _Item | None:
         with self._cv:
@@ -133,6 +136,10 @@ class InProcessBus:
                 _Item(self._clock() + pause, next(self._seq), item.msg, item.attempt + 1),
             )
             self._cv.notify()
+
+
+class _WorkerFlag(threading.local):
+    worker = False
 
 
 def _ids(msg: Message) -> dict[str, str]:

@@ -14,6 +14,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
+from ...errors import NotFound
 from ...model.dag import Task
 from ...model.records import Claim, Completion, RunRecord, StepOutcome, StepRecord
 from ...model.states import RunStatus, StepState
@@ -27,7 +28,7 @@ CREATE TABLE IF NOT EXISTS runs (
 );
 CREATE TABLE IF NOT EXISTS steps (
     run_id TEXT NOT NULL, step_id TEXT NOT NULL, pos INTEGER NOT NULL,
-    task TEXT NOT NULL, depends_on TEXT NOT NULL, successors TEXT NOT NULL,
+    definition TEXT NOT NULL, tr_url TEXT NOT NULL,
     state TEXT NOT NULL, waiting_on INTEGER NOT NULL, job_id TEXT NOT NULL,
     job_state TEXT NOT NULL, message TEXT NOT NULL, submitted_at REAL, finished_at REAL,
     PRIMARY KEY (run_id, step_id)
@@ -77,7 +78,7 @@ class SqliteStateStore:
                 return False
             self.ops += 1
             db.executemany(
-                "INSERT INTO steps VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                "INSERT INTO steps VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
                 [_step_row(pos, s) for pos, s in enumerate(steps)],
             )
             return True
@@ -103,12 +104,12 @@ class SqliteStateStore:
 
     def claim(self, run_id: str, key: str, now: float, lease: float) -> Claim:
         with self._tx() as db:
+            cur = self._exec(db, "INSERT OR IGNORE INTO claims VALUES (?,?,?,0)", (run_id, key, now))
+            if cur.rowcount == 1:
+                return Claim.WON
             row = self._exec(
                 db, "SELECT claimed_at, settled FROM claims WHERE run_id=? AND key=?", (run_id, key)
             ).fetchone()
-            if row is None:
-                self._exec(db, "INSERT INTO claims VALUES (?,?,?,0)", (run_id, key, now))
-                return Claim.WON
             if row[1]:
                 return Claim.DONE
             if now - row[0] <= lease:
@@ -120,12 +121,13 @@ class SqliteStateStore:
 
     def settle(self, run_id: str, key: str) -> None:
         with self._tx() as db:
-            self._exec(db, "UPDATE claims SET settled=1 WHERE run_id=? AND key=?", (run_id, key))
+            self._settle(db, run_id, key)
 
     def record_submission(
-        self, run_id: str, step_id: str, job_id: str, job_state: str, at: float
+        self, run_id: str, step_id: str, job_id: str, job_state: str, at: float, settle: str
     ) -> None:
         with self._tx() as db:
+            self._settle(db, run_id, settle)
             self._exec(
                 db,
                 "UPDATE steps SET state=?, job_id=?, job_state=?, submitted_at=? "
@@ -142,27 +144,27 @@ class SqliteStateStore:
                 (job_state, run_id, step_id, StepState.RUNNING.value),
             )
 
-    def complete_step(
-        self, run_id: str, step_id: str, outcome: StepOutcome, release: Sequence[str]
-    ) -> Completion:
+    def complete_step(self, run_id: str, step_id: str, outcome: StepOutcome) -> Completion:
         with self._tx() as db:
-            cur = self._exec(
+            row = self._exec(
                 db,
                 "UPDATE steps SET state=?, job_id=CASE WHEN ?='' THEN job_id ELSE ? END, "
-                "message=?, finished_at=? WHERE run_id=? AND step_id=? AND state IN (?,?)",
+                "message=?, finished_at=? WHERE run_id=? AND step_id=? AND state IN (?,?) "
+                "RETURNING definition",
                 (outcome.state.value, outcome.job_id, outcome.job_id, outcome.message,
                  outcome.at, run_id, step_id, *_OPEN),
-            )
-            recorded = cur.rowcount == 1
-            if recorded:
-                self.ops += 1
-                db.executemany(
-                    "UPDATE steps SET waiting_on=waiting_on-1 WHERE run_id=? AND step_id=?",
-                    [(run_id, s) for s in release],
-                )
-                self._count_off(db, run_id, 1)
-            unblocked = self._unblocked(db, run_id, release)
-            return Completion(recorded, unblocked, self._done(db, run_id))
+            ).fetchone()
+            if row is not None:
+                release = _successors(row[0]) if outcome.state is StepState.SUCCEEDED else []
+                unblocked = tuple(s for s in release if self._count_down(db, run_id, s) == 0)
+                return Completion(True, unblocked, self._count_off(db, run_id, 1) == 0)
+            row = self._exec(
+                db, "SELECT definition, state FROM steps WHERE run_id=? AND step_id=?", (run_id, step_id)
+            ).fetchone()
+            if row is None:
+                raise NotFound(f"run {run_id!r} has no step {step_id!r}")
+            release = _successors(row[0]) if row[1] == StepState.SUCCEEDED.value else []
+            return Completion(False, self._unblocked(db, run_id, release), self._done(db, run_id))
 
     def skip_steps(
         self, run_id: str, step_ids: Sequence[str], reason: str, at: float
@@ -177,8 +179,8 @@ class SqliteStateStore:
             )
             skipped = max(cur.rowcount, 0)
             if skipped:
-                self._count_off(db, run_id, skipped)
-            return Completion(skipped > 0, (), self._done(db, run_id))
+                return Completion(True, (), self._count_off(db, run_id, skipped) == 0)
+            return Completion(False, (), self._done(db, run_id))
 
     def finish_run(self, run_id: str, status: RunStatus, at: float) -> bool:
         with self._tx() as db:
@@ -189,8 +191,18 @@ class SqliteStateStore:
             )
             return cur.rowcount == 1
 
-    def _count_off(self, db: sqlite3.Connection, run_id: str, n: int) -> None:
-        self._exec(db, "UPDATE runs SET open_steps=open_steps-? WHERE run_id=?", (n, run_id))
+    def _settle(self, db: sqlite3.Connection, run_id: str, key: str) -> None:
+        self._exec(db, "UPDATE claims SET settled=1 WHERE run_id=? AND key=?", (run_id, key))
+
+    def _count_off(self, db: sqlite3.Connection, run_id: str, n: int) -> int:
+        """Take `n` off the run's open steps; the count left."""
+        sql = "UPDATE runs SET open_steps=open_steps-? WHERE run_id=? RETURNING open_steps"
+        return int(self._exec(db, sql, (n, run_id)).fetchone()[0])
+
+    def _count_down(self, db: sqlite3.Connection, run_id: str, step_id: str) -> int:
+        """Take one off a step's join counter; the count left."""
+        sql = "UPDATE steps SET waiting_on=waiting_on-1 WHERE run_id=? AND step_id=? RETURNING waiting_on"
+        return int(self._exec(db, sql, (run_id, step_id)).fetchone()[0])
 
     def _unblocked(
         self, db: sqlite3.Connection, run_id: str, release: Sequence[str]
@@ -217,19 +229,25 @@ class SqliteStateStore:
 
 
 def _step_row(pos: int, s: StepRecord) -> tuple[Any, ...]:
+    definition = {"task": s.task.to_dict(), "dependsOn": s.depends_on, "successors": s.successors}
     return (
-        s.run_id, s.step_id, pos, json.dumps(s.task.to_dict()), json.dumps(list(s.depends_on)),
-        json.dumps(list(s.successors)), s.state.value, s.waiting_on, s.job_id, s.job_state,
-        s.message, s.submitted_at, s.finished_at,
+        s.run_id, s.step_id, pos, json.dumps(definition), s.tr_url, s.state.value, s.waiting_on,
+        s.job_id, s.job_state, s.message, s.submitted_at, s.finished_at,
     )
 
 
+def _successors(definition: str) -> list[str]:
+    successors: list[str] = json.loads(definition)["successors"]
+    return successors
+
+
 def _step(row: Sequence[Any]) -> StepRecord:
+    definition = json.loads(row[3])
     return StepRecord(
-        run_id=row[0], step_id=row[1], task=Task.from_dict(json.loads(row[3])),
-        depends_on=tuple(json.loads(row[4])), successors=tuple(json.loads(row[5])),
-        state=StepState(row[6]), waiting_on=row[7], job_id=row[8], job_state=row[9],
-        message=row[10], submitted_at=row[11], finished_at=row[12],
+        run_id=row[0], step_id=row[1], task=Task.from_dict(definition["task"]), tr_url=row[4],
+        depends_on=tuple(definition["dependsOn"]), successors=tuple(definition["successors"]),
+        state=StepState(row[5]), waiting_on=row[6], job_id=row[7], job_state=row[8],
+        message=row[9], submitted_at=row[10], finished_at=row[11],
     )
 
 

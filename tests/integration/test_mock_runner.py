@@ -1,0 +1,310 @@
+"""The bundled mock Task Runner, exercised over real HTTP on loopback."""
+
+from __future__ import annotations
+
+import os
+import selectors
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from workflow.mock_runner import DURATION_LABEL, MockTaskRunner, job_state
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+TERMINAL = {"SUCCEEDED", "FAILED"}
+ORDER = ["QUEUED", "PREPARING", "RUNNING", "SUCCEEDED", "FAILED"]
+TIMEOUT = 5.0
+
+
+@pytest.fixture
+def runner() -> Iterator[MockTaskRunner]:
+    with MockTaskRunner(duration=0.3) as mock:
+        yield mock
+
+
+def submit(url: str, job_name: str = "train", image: str = "gcr.io/p/train:1", **extra: Any) -> requests.Response:
+    body = {"job_name": job_name, "imageUri": image, **extra}
+    return requests.post(f"{url}/job", json=body, timeout=TIMEOUT)
+
+
+def status(url: str, job_id: str, **kwargs: Any) -> requests.Response:
+    return requests.get(f"{url}/jobstatus", params={"job_id": job_id}, timeout=TIMEOUT, **kwargs)
+
+
+def poll_until_terminal(url: str, job_id: str, limit: float = 3.0) -> list[dict[str, Any]]:
+    """Every job object seen, polling every 20 ms until a terminal state or `limit` seconds."""
+    seen: list[dict[str, Any]] = []
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        answer = status(url, job_id)
+        assert answer.status_code == 200, answer.text
+        seen.append(answer.json()["job"])
+        if seen[-1]["state"] in TERMINAL:
+            return seen
+        time.sleep(0.02)
+    pytest.fail(f"job {job_id} not terminal after {limit}s; last state {seen[-1]['state']}")
+
+
+def distinct_states(seen: list[dict[str, Any]]) -> list[str]:
+    states: list[str] = []
+    for job in seen:
+        if not states or states[-1] != job["state"]:
+            states.append(job["state"])
+    return states
+
+
+# --- state walk -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("elapsed", "expected"),
+    [(0.0, "QUEUED"), (0.99, "QUEUED"), (1.0, "PREPARING"), (1.99, "PREPARING"), (2.0, "RUNNING"),
+     (2.99, "RUNNING"), (3.0, "SUCCEEDED"), (100.0, "SUCCEEDED")],
+)
+def test_job_state_is_one_third_of_the_duration_each(elapsed: float, expected: str) -> None:
+    assert job_state(elapsed, 3.0, fails=False) == expected
+
+
+def test_job_state_with_zero_duration_is_terminal_at_once() -> None:
+    assert job_state(0.0, 0.0, fails=False) == "SUCCEEDED"
+    assert job_state(0.0, 0.0, fails=True) == "FAILED"
+
+
+def test_submit_then_walk_states_to_succeeded(runner: MockTaskRunner) -> None:
+    answer = submit(runner.url, "train")
+    assert answer.status_code == 200
+    job = answer.json()["job"]
+    assert job == {"jobId": job["jobId"], "state": "QUEUED", "message": ""}
+    assert job["jobId"].startswith("train-")
+
+    seen = poll_until_terminal(runner.url, job["jobId"])
+    states = distinct_states(seen)
+    assert states[-1] == "SUCCEEDED"
+    assert len(states) >= 2, "a 0.3 s job should be seen before it ends"
+    assert states == sorted(states, key=ORDER.index), f"states went backwards: {states}"
+    assert all(j["jobId"] == job["jobId"] and j["message"] == "" for j in seen)
+
+
+def test_error_image_ends_failed_with_a_message(runner: MockTaskRunner) -> None:
+    image = "gcr.io/p/always-error:1"
+    job_id = submit(runner.url, "bad", image).json()["job"]["jobId"]
+    final = poll_until_terminal(runner.url, job_id)[-1]
+    assert final["state"] == "FAILED"
+    assert image in final["message"] and "exited with status 1" in final["message"]
+
+
+def test_duration_label_overrides_the_default() -> None:
+    with MockTaskRunner(duration=60) as mock:
+        slow = submit(mock.url, "slow").json()["job"]["jobId"]
+        fast = submit(mock.url, "fast", labels={DURATION_LABEL: "0", "team": "ml"}).json()["job"]["jobId"]
+        assert status(mock.url, slow).json()["job"]["state"] == "QUEUED"
+        assert status(mock.url, fast).json()["job"]["state"] == "SUCCEEDED"
+
+
+def test_job_ids_are_unique_and_sanitized(runner: MockTaskRunner) -> None:
+    ids = [submit(runner.url, "my job/v2.1").json()["job"]["jobId"] for _ in range(3)]
+    assert len(set(ids)) == 3
+    for job_id in ids:
+        assert job_id.startswith("my_job_v2_1-")
+        assert all(c.isalnum() or c in "_-" for c in job_id)
+
+
+def test_optional_fields_are_accepted(runner: MockTaskRunner) -> None:
+    for args in (["--epochs", "3"], {"epochs": "3"}):
+        answer = submit(runner.url, args=args, scaleTier="BASIC", masterType="n1", labels={"a": "b"})
+        assert answer.status_code == 200, answer.text
+
+
+# --- errors ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [({"imageUri": "img"}, "job_name"), ({"job_name": "j"}, "imageUri"), ({"job_name": "j", "imageUri": ""}, "imageUri"),
+     ({"job_name": "j", "imageUri": "i", "args": [1]}, "args"), ({"job_name": "j", "imageUri": "i", "labels": ["x"]}, "labels")],
+)
+def test_bad_submission_is_400_naming_the_field(runner: MockTaskRunner, body: dict[str, Any], field: str) -> None:
+    answer = requests.post(f"{runner.url}/job", json=body, timeout=TIMEOUT)
+    assert answer.status_code == 400
+    assert field in answer.json()["error"]
+    assert runner.submissions() == []
+
+
+def test_bad_json_is_400(runner: MockTaskRunner) -> None:
+    answer = requests.post(f"{runner.url}/job", data=b"{not json", timeout=TIMEOUT)
+    assert answer.status_code == 400
+    assert "JSON" in answer.json()["error"]
+
+
+@pytest.mark.parametrize("value", ["soon", "-1", "nan"])
+def test_bad_duration_label_is_400_naming_the_label(runner: MockTaskRunner, value: str) -> None:
+    answer = submit(runner.url, labels={DURATION_LABEL: value})
+    assert answer.status_code == 400
+    assert DURATION_LABEL in answer.json()["error"]
+
+
+def test_unknown_job_is_404_and_missing_id_is_400(runner: MockTaskRunner) -> None:
+    unknown = status(runner.url, "nope-1")
+    assert unknown.status_code == 404
+    assert "nope-1" in unknown.json()["error"]
+    missing = requests.get(f"{runner.url}/jobstatus", timeout=TIMEOUT)
+    assert missing.status_code == 400
+    assert "job_id" in missing.json()["error"]
+
+
+def test_wrong_method_is_405(runner: MockTaskRunner) -> None:
+    answer = requests.get(f"{runner.url}/job", timeout=TIMEOUT)
+    assert answer.status_code == 405
+    assert answer.headers["Allow"] == "POST"
+
+
+# --- auth -----------------------------------------------------------------------------------
+
+
+def test_token_is_required_when_configured() -> None:
+    with MockTaskRunner(duration=0, token="s3cret") as mock:
+        assert submit(mock.url).status_code == 401
+        wrong = requests.post(
+            f"{mock.url}/job", json={"job_name": "j", "imageUri": "i"}, headers={"Authorization": "Bearer nope"},
+            timeout=TIMEOUT,
+        )
+        assert wrong.status_code == 401
+        assert wrong.json() == {"error": "missing or wrong bearer token"}
+
+        auth = {"Authorization": "Bearer s3cret"}
+        ok = requests.post(f"{mock.url}/job", json={"job_name": "j", "imageUri": "i"}, headers=auth, timeout=TIMEOUT)
+        assert ok.status_code == 200
+        job_id = ok.json()["job"]["jobId"]
+        assert status(mock.url, job_id).status_code == 401
+        assert status(mock.url, job_id, headers=auth).json()["job"]["state"] == "SUCCEEDED"
+        assert mock.submissions() == ["j"]
+        assert [r["status"] for r in mock.requests()] == [401, 401, 200, 401, 200]
+        assert requests.get(f"{mock.url}/_mock/requests", timeout=TIMEOUT).status_code == 200
+
+
+def test_any_authorization_is_accepted_without_token(runner: MockTaskRunner) -> None:
+    answer = requests.post(
+        f"{runner.url}/job", json={"job_name": "j", "imageUri": "i"}, headers={"Authorization": "Bearer whatever"},
+        timeout=TIMEOUT,
+    )
+    assert answer.status_code == 200
+    assert runner.requests()[0]["authorization"] == "Bearer whatever"
+
+
+# --- test hooks -----------------------------------------------------------------------------
+
+
+def test_fault_injection_answers_twice_then_recovers(runner: MockTaskRunner) -> None:
+    runner.inject_fault("/job", 503, count=2, body="try later")
+    answers = [submit(runner.url, f"j{i}") for i in range(3)]
+    assert [a.status_code for a in answers] == [503, 503, 200]
+    assert answers[0].text == "try later"
+    assert runner.submissions() == ["j2"]
+    assert [r["status"] for r in runner.requests()] == [503, 503, 200]
+
+
+def test_fault_injection_over_http_comes_before_auth() -> None:
+    with MockTaskRunner(token="t") as mock:
+        hook = requests.post(f"{mock.url}/_mock/faults", json={"path": "/jobstatus", "status": 500}, timeout=TIMEOUT)
+        assert hook.status_code == 200
+        assert status(mock.url, "x").status_code == 500
+        assert status(mock.url, "x").status_code == 401
+
+
+def test_bad_fault_is_refused(runner: MockTaskRunner) -> None:
+    with pytest.raises(ValueError, match="path"):
+        runner.inject_fault("/other", 503)
+    with pytest.raises(ValueError, match="count"):
+        runner.inject_fault("/job", 503, count=0)
+    answer = requests.post(f"{runner.url}/_mock/faults", json={"path": "/job", "status": 42}, timeout=TIMEOUT)
+    assert answer.status_code == 400
+    assert "status" in answer.json()["error"]
+
+
+def test_records_and_submissions_in_order(runner: MockTaskRunner) -> None:
+    names = ["extract", "transform", "load"]
+    ids = [submit(runner.url, name).json()["job"]["jobId"] for name in names]
+    submit(runner.url, "", "img")  # refused: not a submission
+    status(runner.url, ids[0])
+
+    assert runner.submissions() == names
+    over_http = requests.get(f"{runner.url}/_mock/submissions", timeout=TIMEOUT).json()
+    assert over_http == names
+
+    records = requests.get(f"{runner.url}/_mock/requests", timeout=TIMEOUT).json()
+    assert records == runner.requests()
+    assert [(r["method"], r["path"], r["status"]) for r in records] == [
+        ("POST", "/job", 200), ("POST", "/job", 200), ("POST", "/job", 200), ("POST", "/job", 400),
+        ("GET", "/jobstatus", 200),
+    ]
+    assert records[0]["body"] == {"job_name": "extract", "imageUri": "gcr.io/p/train:1"}
+    assert records[4]["query"] == {"job_id": ids[0]}
+    assert records[4]["body"] is None and records[4]["authorization"] is None
+    assert [r["time"] for r in records] == sorted(r["time"] for r in records)
+
+
+def test_reset_clears_jobs_records_and_faults(runner: MockTaskRunner) -> None:
+    job_id = submit(runner.url).json()["job"]["jobId"]
+    runner.inject_fault("/job", 503)
+    assert requests.post(f"{runner.url}/_mock/reset", timeout=TIMEOUT).status_code == 200
+    assert runner.requests() == [] and runner.submissions() == []
+    assert status(runner.url, job_id).status_code == 404
+    new_id = submit(runner.url).json()["job"]["jobId"]
+    assert new_id != job_id
+
+
+def test_records_are_copies(runner: MockTaskRunner) -> None:
+    submit(runner.url)
+    runner.requests()[0]["status"] = 999
+    assert runner.requests()[0]["status"] == 200
+
+
+# --- command line ---------------------------------------------------------------------------
+
+
+def read_line(process: subprocess.Popen[str], limit: float = TIMEOUT) -> str:
+    """The first stdout line of `process`, waiting at most `limit` seconds."""
+    assert process.stdout is not None
+    with selectors.DefaultSelector() as selector:
+        selector.register(process.stdout, selectors.EVENT_READ)
+        if not selector.select(timeout=limit):
+            pytest.fail(f"no output within {limit}s")
+    return process.stdout.readline().strip()
+
+
+def test_cli_serves_on_a_free_port_and_stops_on_sigterm() -> None:
+    token = "cli-secret-token"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
+    command = [sys.executable, "-m", "workflow.mock_runner", "--port", "0", "--duration", "0", "--token", token]
+    process = subprocess.Popen(
+        command, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True,
+    )
+    try:
+        line = read_line(process)
+        prefix = "mock Task Runner listening on http://127.0.0.1:"
+        assert line.startswith(prefix), line
+        url = line.removeprefix("mock Task Runner listening on ")
+        assert int(url.rsplit(":", 1)[1]) > 0
+
+        auth = {"Authorization": f"Bearer {token}"}
+        answer = requests.post(f"{url}/job", json={"job_name": "cli", "imageUri": "i"}, headers=auth, timeout=TIMEOUT)
+        assert answer.status_code == 200
+        assert status(url, answer.json()["job"]["jobId"], headers=auth).json()["job"]["state"] == "SUCCEEDED"
+
+        os.killpg(process.pid, signal.SIGTERM)
+        out, err = process.communicate(timeout=TIMEOUT)
+        assert process.returncode == 0, err
+        assert "POST /job 200" in err and "GET /jobstatus 200" in err
+        assert token not in out + err + line
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()

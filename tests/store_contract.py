@@ -1,0 +1,116 @@
+"""The StateStore contract, written once; each adapter's test module subclasses it
+and provides a `store` fixture (SQLite in tests/unit, Firestore in tests/cloud)."""
+
+from __future__ import annotations
+
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+
+from workflow.errors import NotFound
+from workflow.model.dag import Task
+from workflow.model.records import Claim, RunRecord, StepOutcome, StepRecord
+from workflow.model.states import RunStatus, StepState
+
+
+def make_run(store: Any, spec: dict[str, list[str]]) -> str:
+    run_id = f"run-{uuid.uuid4().hex[:10]}"
+    succ: dict[str, list[str]] = {s: [] for s in spec}
+    for s, deps in spec.items():
+        for d in deps:
+            succ[d].append(s)
+    steps = [
+        StepRecord(run_id, s, Task(s, f"img/{s}", ("--x", "1")), "http://runner", tuple(deps), tuple(succ[s]),
+                   waiting_on=len(deps))
+        for s, deps in spec.items()
+    ]
+    run = RunRecord(run_id, RunStatus.RUNNING, "http://runner", "name", "inline", 1.0, step_count=len(spec))
+    assert store.create_run(run, steps) is True
+    return run_id
+
+
+def ok(at: float = 2.0, job: str = "job-1") -> StepOutcome:
+    return StepOutcome(StepState.SUCCEEDED, at, job, "")
+
+
+class StoreContract:
+    def test_create_run_is_idempotent_and_round_trips(self, store: Any) -> None:
+        run_id = make_run(store, {"a": [], "b": ["a"]})
+        run = store.get_run(run_id)
+        assert run.status is RunStatus.RUNNING and run.tr_url == "http://runner" and run.step_count == 2
+        steps = store.list_steps(run_id)
+        assert [s.step_id for s in steps] == ["a", "b"]
+        assert steps[1].depends_on == ("a",) and steps[0].successors == ("b",)
+        assert steps[0].task == Task("a", "img/a", ("--x", "1")) and steps[1].waiting_on == 1
+        assert store.claim(run_id, "submit/a", 3.0, 60.0) is Claim.WON
+        store.record_submission(run_id, "a", "job-a", "QUEUED", 3.0, "submit/a")
+        assert store.claim(run_id, "submit/a", 4.0, 60.0) is Claim.DONE
+        again = RunRecord(run_id, RunStatus.RUNNING, "http://other", step_count=2)
+        assert store.create_run(again, []) is False
+        a = store.get_step(run_id, "a")
+        assert a.state is StepState.RUNNING and a.job_id == "job-a" and a.submitted_at == 3.0
+        assert a.tr_url == "http://runner"
+        assert store.get_run(run_id).tr_url == "http://runner"
+        assert store.get_run("nope") is None and store.get_step(run_id, "nope") is None
+        with pytest.raises(NotFound):
+            store.complete_step(run_id, "nope", ok())
+
+    def test_claim_lifecycle(self, store: Any) -> None:
+        run_id = make_run(store, {"a": []})
+        assert store.claim(run_id, "submit/a", 10.0, 5.0) is Claim.WON
+        assert store.claim(run_id, "submit/a", 12.0, 5.0) is Claim.BUSY
+        assert store.claim(run_id, "submit/a", 16.0, 5.0) is Claim.WON
+        store.settle(run_id, "submit/a")
+        store.settle(run_id, "submit/a")
+        assert store.claim(run_id, "submit/a", 100.0, 5.0) is Claim.DONE
+        assert store.claim(run_id, "check/a/0", 100.0, 5.0) is Claim.WON
+
+    def test_complete_step_releases_joins_once(self, store: Any) -> None:
+        run_id = make_run(store, {"a": [], "b": [], "c": ["a", "b"]})
+        first = store.complete_step(run_id, "a", ok())
+        assert first.recorded and first.unblocked == () and not first.run_complete
+        again = store.complete_step(run_id, "a", ok())
+        assert not again.recorded and again.unblocked == ()
+        assert store.get_step(run_id, "c").waiting_on == 1
+        second = store.complete_step(run_id, "b", ok(job="job-b"))
+        assert second.recorded and second.unblocked == ("c",)
+        assert store.complete_step(run_id, "b", ok(job="job-b")).unblocked == ("c",)
+        b = store.get_step(run_id, "b")
+        assert b.state is StepState.SUCCEEDED and b.job_id == "job-b" and b.finished_at == 2.0
+        done = store.complete_step(run_id, "c", ok())
+        assert done.recorded and done.run_complete
+        assert store.complete_step(run_id, "c", ok()).run_complete
+
+    def test_skip_counts_each_step_once(self, store: Any) -> None:
+        run_id = make_run(store, {"a": [], "b": ["a"], "c": ["b"]})
+        failed = StepOutcome(StepState.FAILED, 2.0, "job-a", "exit 1")
+        assert not store.complete_step(run_id, "a", failed).run_complete
+        skipped = store.skip_steps(run_id, ["b", "c"], "upstream step 'a' failed", 3.0)
+        assert skipped.recorded and skipped.run_complete
+        again = store.skip_steps(run_id, ["b", "c"], "other", 4.0)
+        assert not again.recorded and again.run_complete
+        c = store.get_step(run_id, "c")
+        assert c.state is StepState.SKIPPED and c.message == "upstream step 'a' failed"
+        assert store.get_step(run_id, "a").message == "exit 1"
+
+    def test_finish_run_once(self, store: Any) -> None:
+        run_id = make_run(store, {"a": []})
+        assert store.finish_run(run_id, RunStatus.FAILED, 9.0) is True
+        assert store.finish_run(run_id, RunStatus.SUCCEEDED, 10.0) is False
+        run = store.get_run(run_id)
+        assert run.status is RunStatus.FAILED and run.finished_at == 9.0
+
+    def test_wide_join_fires_exactly_once_under_concurrency(self, store: Any) -> None:
+        width = 200
+        spec: dict[str, list[str]] = {f"p{i}": [] for i in range(width)}
+        spec["join"] = [f"p{i}" for i in range(width)]
+        run_id = make_run(store, spec)
+        calls = [f"p{i}" for i in range(width)] * 2  # every predecessor finishes twice
+        with ThreadPoolExecutor(16) as pool:
+            results = list(pool.map(lambda s: store.complete_step(run_id, s, ok()), calls))
+        assert sum(r.recorded for r in results) == width
+        assert sum(1 for r in results if r.recorded and r.unblocked == ("join",)) == 1
+        assert store.get_step(run_id, "join").waiting_on == 0
+        assert not any(r.run_complete for r in results)

@@ -1,0 +1,18 @@
+"""A bundled mock Task Runner: same HTTP protocol as the real service, plus test hooks.
+
+In tests::
+
+    with MockTaskRunner(duration=0.3) as runner:
+        ...  # point the executor at runner.url, then assert on runner.requests()
+
+From a shell: ``python -m workflow.mock_runner --port 8080``.
+"""
+
+from workflow.mock_runner.server import (
+    DURATION_LABEL,
+    FAULT_PATHS,
+    MockTaskRunner,
+    job_state,
+)
+
+__all__ = ["DURATION_LABEL", "FAULT_PATHS", "MockTaskRunner", "job_state"]

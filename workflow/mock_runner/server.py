@@ -1,0 +1,606 @@
+"""A stand-in Task Runner speaking the real service's HTTP protocol, for tests and local runs.
+
+Protocol (the real Task Runner's):
+
+- ``POST /job`` with a JSON object ``{"job_name", "imageUri", "args", "scaleTier",
+  "masterType", "labels"}`` (only ``job_name`` and ``imageUri`` required) answers 200
+  ``{"job": {"jobId", "state": "QUEUED", "message": ""}}``; a bad body answers 400
+  ``{"error": ...}`` naming the offending field.
+- ``GET /jobstatus?job_id=ID`` answers 200 ``{"job": {"jobId", "state", "message"}}``;
+  404 for an unknown id, 400 without ``job_id``.
+
+A job walks QUEUED -> PREPARING -> RUNNING (one third of its duration each) and then ends
+SUCCEEDED, or FAILED when its ``imageUri`` contains ``error``. The state is computed from
+the time elapsed since submission whenever a status is asked for. The duration is the
+server default unless the job carries the label ``mock_duration_sec``.
+
+With a token configured, every ``/job`` and ``/jobstatus`` request must carry
+``Authorization: Bearer <token>``, otherwise it gets 401. The token is never logged.
+
+Test hooks (never behind the token): ``GET /_mock/requests``, ``GET /_mock/submissions``,
+``POST /_mock/faults`` and ``POST /_mock/reset``; the same operations exist in-process on
+:class:`MockTaskRunner`.
+"""
+
+from __future__ import annotations
+
+import copy
+import hmac
+import json
+import logging
+import math
+import re
+import socket
+import socketserver
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+from typing import Any, Final, Self, cast
+from urllib.parse import parse_qs, urlsplit
+
+__all__ = [
+    "DURATION_LABEL",
+    "FAULT_PATHS",
+    "MockTaskRunner",
+    "RunnerState",
+    "job_state",
+]
+
+log = logging.getLogger(__name__)
+
+DURATION_LABEL: Final = "mock_duration_sec"
+"""Label whose (string) value overrides the default duration of one job, in seconds."""
+
+FAULT_PATHS: Final = ("/job", "/jobstatus")
+"""The protocol paths: the only ones that are recorded and can have faults injected."""
+
+MAX_BODY_BYTES: Final = 1 << 20
+WALK: Final = ("QUEUED", "PREPARING", "RUNNING")
+AUTH_ERROR: Final = "missing or wrong bearer token"
+
+JsonObject = dict[str, Any]
+Clock = Callable[[], float]
+
+
+class BadRequest(Exception):
+    """A request the mock refuses; the message says which field is wrong."""
+
+
+@dataclass(frozen=True)
+class Request:
+    """One HTTP request, reduced to what routing needs."""
+
+    method: str
+    path: str
+    query: dict[str, str]
+    body: bytes
+    authorization: str | None
+
+
+@dataclass(frozen=True)
+class Response:
+    """One HTTP answer: status, encoded body and its content type."""
+
+    status: int
+    body: bytes
+    content_type: str = "application/json"
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+def json_response(status: int, payload: object) -> Response:
+    """A JSON answer with `status`."""
+    return Response(status, json.dumps(payload).encode())
+
+
+def error_response(status: int, message: str, **headers: str) -> Response:
+    """A JSON ``{"error": message}`` answer with `status`."""
+    return Response(status, json.dumps({"error": message}).encode(), headers=tuple(headers.items()))
+
+
+def job_state(elapsed: float, duration: float, fails: bool) -> str:
+    """The state of a job `elapsed` seconds after submission.
+
+    Each third of `duration` is one of QUEUED, PREPARING, RUNNING; from `duration` on the
+    job is FAILED if `fails`, else SUCCEEDED. A duration of 0 is terminal at once.
+    """
+    if elapsed >= duration:
+        return "FAILED" if fails else "SUCCEEDED"
+    index = int(3 * max(elapsed, 0.0) / duration)
+    return WALK[min(index, len(WALK) - 1)]
+
+
+@dataclass(frozen=True)
+class Job:
+    """A submitted job; its state is derived from the clock, never stored."""
+
+    job_id: str
+    image_uri: str
+    submitted: float
+    duration: float
+
+    def status(self, now: float) -> JsonObject:
+        """The ``job`` object of a status answer at clock time `now`."""
+        fails = "error" in self.image_uri
+        state = job_state(now - self.submitted, self.duration, fails)
+        message = f"job failed: image {self.image_uri} exited with status 1" if state == "FAILED" else ""
+        return {"jobId": self.job_id, "state": state, "message": message}
+
+
+@dataclass
+class Fault:
+    """The next `remaining` requests to a path answer `status` with `body`."""
+
+    status: int
+    body: str
+    remaining: int
+
+    def response(self) -> Response:
+        """The injected answer: `body` as text, or a JSON error when `body` is empty."""
+        if self.body:
+            return Response(self.status, self.body.encode(), "text/plain; charset=utf-8")
+        return error_response(self.status, f"injected fault (status {self.status})")
+
+
+@dataclass(frozen=True)
+class Submission:
+    """The validated fields of a ``POST /job`` body that the mock acts on."""
+
+    job_name: str
+    image_uri: str
+    duration: float | None
+
+
+def _require_str(payload: Mapping[str, Any], name: str) -> str:
+    value = payload.get(name)
+    if not isinstance(value, str) or not value:
+        raise BadRequest(f"field '{name}' is required and must be a non-empty string")
+    return value
+
+
+def _is_str_list(value: object) -> bool:
+    return isinstance(value, list) and all(isinstance(item, str) for item in value)
+
+
+def _is_str_map(value: object) -> bool:
+    return isinstance(value, dict) and all(isinstance(item, str) for item in value.values())
+
+
+def _check_optional_fields(payload: Mapping[str, Any]) -> None:
+    args = payload.get("args")
+    if args is not None and not (_is_str_list(args) or _is_str_map(args)):
+        raise BadRequest("field 'args' must be a list of strings or a map of strings")
+    for name in ("scaleTier", "masterType"):
+        if payload.get(name) is not None and not isinstance(payload[name], str):
+            raise BadRequest(f"field '{name}' must be a string")
+    if payload.get("labels") is not None and not _is_str_map(payload["labels"]):
+        raise BadRequest("field 'labels' must be a map of strings")
+
+
+def _label_duration(labels: Mapping[str, str] | None) -> float | None:
+    if not labels or DURATION_LABEL not in labels:
+        return None
+    raw = labels[DURATION_LABEL]
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value < 0:
+        raise BadRequest(f"label '{DURATION_LABEL}' must be a non-negative number of seconds, got {raw!r}")
+    return value
+
+
+def parse_json_object(body: bytes) -> JsonObject:
+    """`body` decoded as a JSON object; :class:`BadRequest` otherwise."""
+    try:
+        payload = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BadRequest(f"body is not valid JSON: {exc}") from None
+    if not isinstance(payload, dict):
+        raise BadRequest("body must be a JSON object")
+    return payload
+
+
+def parse_submission(payload: Mapping[str, Any]) -> Submission:
+    """The submission in a decoded ``POST /job`` body; :class:`BadRequest` naming the bad field."""
+    job_name = _require_str(payload, "job_name")
+    image_uri = _require_str(payload, "imageUri")
+    _check_optional_fields(payload)
+    return Submission(job_name, image_uri, _label_duration(payload.get("labels")))
+
+
+def make_job_id(job_name: str, counter: int) -> str:
+    """``<job_name>-<counter>`` with every character outside [A-Za-z0-9_-] replaced by ``_``."""
+    return f"{re.sub(r'[^A-Za-z0-9_-]', '_', job_name)}-{counter}"
+
+
+def _check_duration(duration: float) -> float:
+    if not math.isfinite(duration) or duration < 0:
+        raise ValueError(f"duration must be a finite number >= 0, got {duration!r}")
+    return float(duration)
+
+
+def _check_fault(path: str, status: int, count: int, body: str) -> None:
+    if path not in FAULT_PATHS:
+        raise ValueError(f"fault path must be one of {', '.join(FAULT_PATHS)}, got {path!r}")
+    if isinstance(status, bool) or not isinstance(status, int) or not 200 <= status <= 599:
+        raise ValueError(f"fault status must be an integer in 200..599, got {status!r}")
+    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        raise ValueError(f"fault count must be an integer >= 1, got {count!r}")
+    if not isinstance(body, str):
+        raise TypeError("fault body must be a string")
+
+
+class RunnerState:
+    """Jobs, records and faults of one mock; every public method is thread-safe."""
+
+    def __init__(self, duration: float, token: str | None, clock: Clock = time.monotonic) -> None:
+        if token is not None and not token:
+            raise ValueError("token must be non-empty when given")
+        self.duration = _check_duration(duration)
+        self._token = token
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._counter = 0
+        self._jobs: dict[str, Job] = {}
+        self._records: list[JsonObject] = []
+        self._submissions: list[str] = []
+        self._faults: dict[str, deque[Fault]] = {path: deque() for path in FAULT_PATHS}
+
+    # --- test hooks -------------------------------------------------------------------
+
+    def records(self) -> list[JsonObject]:
+        """Deep copies of the records of every protocol request, oldest first."""
+        with self._lock:
+            return copy.deepcopy(self._records)
+
+    def submissions(self) -> list[str]:
+        """The job names of accepted submissions, in the order received."""
+        with self._lock:
+            return list(self._submissions)
+
+    def inject_fault(self, path: str, status: int, count: int = 1, body: str = "") -> None:
+        """The next `count` requests to `path` answer `status` with `body`, before auth.
+
+        Faults on the same path queue up: the second starts when the first is used up.
+        Raises :class:`ValueError` for an unknown path or a bad status or count, and
+        :class:`TypeError` for a body that is not a string.
+        """
+        _check_fault(path, status, count, body)
+        with self._lock:
+            self._faults[path].append(Fault(status, body, count))
+
+    def reset(self) -> None:
+        """Forget every job, record, submission and fault. Job ids stay unique."""
+        with self._lock:
+            self._jobs.clear()
+            self._records.clear()
+            self._submissions.clear()
+            for queue in self._faults.values():
+                queue.clear()
+
+    # --- routing ----------------------------------------------------------------------
+
+    def handle(self, request: Request) -> Response:
+        """The answer to `request`; protocol requests are recorded with their status."""
+        if request.path.startswith("/_mock/"):
+            return self._handle_control(request)
+        if request.path not in FAULT_PATHS:
+            return error_response(404, f"no such endpoint: {request.path}")
+        response = self._handle_protocol(request)
+        self._record(request, response.status)
+        return response
+
+    def _handle_protocol(self, request: Request) -> Response:
+        fault = self._take_fault(request.path)
+        if fault is not None:
+            return fault
+        if not self._authorized(request.authorization):
+            return error_response(401, AUTH_ERROR, **{"WWW-Authenticate": "Bearer"})
+        if request.path == "/job":
+            return self._submit(request) if request.method == "POST" else _not_allowed("POST")
+        return self._status(request) if request.method == "GET" else _not_allowed("GET")
+
+    def _handle_control(self, request: Request) -> Response:
+        routes: dict[str, tuple[str, Callable[[Request], Response]]] = {
+            "/_mock/requests": ("GET", lambda _: json_response(200, self.records())),
+            "/_mock/submissions": ("GET", lambda _: json_response(200, self.submissions())),
+            "/_mock/faults": ("POST", self._fault_from_http),
+            "/_mock/reset": ("POST", self._reset_from_http),
+        }
+        if request.path not in routes:
+            return error_response(404, f"no such endpoint: {request.path}")
+        method, action = routes[request.path]
+        return action(request) if request.method == method else _not_allowed(method)
+
+    def _fault_from_http(self, request: Request) -> Response:
+        try:
+            payload = parse_json_object(request.body)
+            self.inject_fault(
+                payload.get("path", ""), payload.get("status", 0), payload.get("count", 1), payload.get("body", "")
+            )
+        except (BadRequest, ValueError, TypeError) as exc:
+            return error_response(400, str(exc))
+        return json_response(200, {"ok": True})
+
+    def _reset_from_http(self, _request: Request) -> Response:
+        self.reset()
+        return json_response(200, {"ok": True})
+
+    # --- protocol ---------------------------------------------------------------------
+
+    def _take_fault(self, path: str) -> Response | None:
+        with self._lock:
+            queue = self._faults[path]
+            if not queue:
+                return None
+            fault = queue[0]
+            fault.remaining -= 1
+            if fault.remaining <= 0:
+                queue.popleft()
+            return fault.response()
+
+    def _authorized(self, header: str | None) -> bool:
+        if self._token is None:
+            return True
+        scheme, _, credentials = (header or "").partition(" ")
+        expected = self._token.encode()
+        return scheme.lower() == "bearer" and hmac.compare_digest(credentials.strip().encode(), expected)
+
+    def _submit(self, request: Request) -> Response:
+        try:
+            submission = parse_submission(parse_json_object(request.body))
+        except BadRequest as exc:
+            return error_response(400, str(exc))
+        duration = self.duration if submission.duration is None else submission.duration
+        with self._lock:
+            self._counter += 1
+            job = Job(make_job_id(submission.job_name, self._counter), submission.image_uri, self._clock(), duration)
+            self._jobs[job.job_id] = job
+            self._submissions.append(submission.job_name)
+        return json_response(200, {"job": {"jobId": job.job_id, "state": "QUEUED", "message": ""}})
+
+    def _status(self, request: Request) -> Response:
+        job_id = request.query.get("job_id", "")
+        if not job_id:
+            return error_response(400, "query parameter 'job_id' is required")
+        with self._lock:
+            job = self._jobs.get(job_id)
+        if job is None:
+            return error_response(404, f"unknown job id: {job_id}")
+        return json_response(200, {"job": job.status(self._clock())})
+
+    def _record(self, request: Request, status: int) -> None:
+        body: object = None
+        if request.method == "POST":
+            try:
+                body = json.loads(request.body)
+            except (UnicodeDecodeError, json.JSONDecodeError):
+                body = None
+        record = {
+            "method": request.method,
+            "path": request.path,
+            "query": dict(request.query),
+            "body": body,
+            "authorization": request.authorization,
+            "time": time.time(),
+            "status": status,
+        }
+        with self._lock:
+            self._records.append(record)
+
+
+def _not_allowed(method: str) -> Response:
+    return error_response(405, f"method not allowed; use {method}", Allow=method)
+
+
+# --- HTTP plumbing ------------------------------------------------------------------------
+
+
+class BodyError(Exception):
+    """The request body could not be read; the connection is closed after answering."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class _Server(ThreadingHTTPServer):
+    """Threaded server that never blocks on close and never resolves its own name."""
+
+    daemon_threads = True
+    block_on_close = False
+
+    def __init__(self, address: tuple[str, int], state: RunnerState) -> None:
+        self.state = state
+        if ":" in address[0]:
+            self.address_family = socket.AF_INET6
+        super().__init__(address, _Handler)
+
+    def server_bind(self) -> None:
+        socketserver.TCPServer.server_bind(self)
+        self.server_name = str(self.server_address[0])
+        self.server_port = int(self.server_address[1])
+
+
+class _Handler(BaseHTTPRequestHandler):
+    """Turns HTTP requests into :class:`Request` objects and writes the answers."""
+
+    protocol_version = "HTTP/1.1"
+    server_version = "MockTaskRunner/1.0"
+    timeout = 30
+
+    def do_GET(self) -> None:
+        self._dispatch()
+
+    def do_POST(self) -> None:
+        self._dispatch()
+
+    def do_PUT(self) -> None:
+        self._dispatch()
+
+    def do_DELETE(self) -> None:
+        self._dispatch()
+
+    def do_PATCH(self) -> None:
+        self._dispatch()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Silence the default access log; :meth:`_dispatch` logs one line per request."""
+
+    def _dispatch(self) -> None:
+        url = urlsplit(self.path)
+        try:
+            body = self._read_body()
+        except BodyError as exc:
+            self.close_connection = True
+            response = error_response(exc.status, str(exc))
+        else:
+            query = {key: values[0] for key, values in parse_qs(url.query, keep_blank_values=True).items()}
+            request = Request(self.command, url.path, query, body, self.headers.get("Authorization"))
+            response = cast(_Server, self.server).state.handle(request)
+        self._send(response)
+        log.info("%s %s %d", self.command, url.path, response.status)
+
+    def _read_body(self) -> bytes:
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            return self._read_chunked()
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            raise BodyError(400, "invalid Content-Length") from None
+        if length < 0:
+            raise BodyError(400, "invalid Content-Length")
+        if length > MAX_BODY_BYTES:
+            raise BodyError(413, f"body larger than {MAX_BODY_BYTES} bytes")
+        return self.rfile.read(length)
+
+    def _read_chunked(self) -> bytes:
+        data = bytearray()
+        while True:
+            try:
+                size = int(self.rfile.readline(1024).split(b";")[0].strip(), 16)
+            except ValueError:
+                raise BodyError(400, "invalid chunked encoding") from None
+            if size == 0:
+                while self.rfile.readline(1024).strip():  # trailers
+                    pass
+                return bytes(data)
+            if len(data) + size > MAX_BODY_BYTES:
+                raise BodyError(413, f"body larger than {MAX_BODY_BYTES} bytes")
+            data += self.rfile.read(size)
+            self.rfile.readline(1024)
+
+    def _send(self, response: Response) -> None:
+        bodiless = response.status in (204, 304)
+        self.send_response(response.status)
+        for name, value in response.headers:
+            self.send_header(name, value)
+        if not bodiless:
+            self.send_header("Content-Type", response.content_type)
+            self.send_header("Content-Length", str(len(response.body)))
+        if self.close_connection:
+            self.send_header("Connection", "close")
+        self.end_headers()
+        if not bodiless:
+            self.wfile.write(response.body)
+
+
+class MockTaskRunner:
+    """An in-process mock Task Runner serving on a daemon thread.
+
+    State (jobs, records, faults) lives in the object, not the thread: the test hooks work
+    before :meth:`start` and after :meth:`stop`. Use as a context manager to start and stop.
+    """
+
+    def __init__(
+        self, *, host: str = "127.0.0.1", port: int = 0, duration: float = 3.0, token: str | None = None
+    ) -> None:
+        """Raises :class:`ValueError` for a negative or non-finite duration or an empty token."""
+        self.host = host
+        self._requested_port = port
+        self._state = RunnerState(duration, token)
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+
+    def __repr__(self) -> str:
+        where = self.url if self._server else "stopped"
+        return f"MockTaskRunner({where})"
+
+    @property
+    def port(self) -> int:
+        """The bound port; :class:`RuntimeError` until started."""
+        if self._server is None:
+            raise RuntimeError("mock Task Runner is not started")
+        return self._server.server_port
+
+    @property
+    def url(self) -> str:
+        """``http://HOST:PORT`` of the running server; :class:`RuntimeError` until started."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    def start(self) -> MockTaskRunner:
+        """Bind (port 0 picks a free port) and serve on a daemon thread; returns self.
+
+        The server accepts connections as soon as this returns. Raises :class:`RuntimeError`
+        if already started and :class:`OSError` if the address cannot be bound.
+        """
+        if self._server is not None:
+            raise RuntimeError("mock Task Runner is already started")
+        server = _Server((self.host, self._requested_port), self._state)
+        thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="mock-task-runner", daemon=True
+        )
+        thread.start()
+        self._server, self._thread = server, thread
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and close the listening socket; does nothing if not started."""
+        server, thread = self._server, self._thread
+        self._server, self._thread = None, None
+        if server is None:
+            return
+        server.shutdown()
+        server.server_close()
+        if thread is not None:
+            thread.join()
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    def requests(self) -> list[JsonObject]:
+        """Copies of the records of every ``/job`` and ``/jobstatus`` request, oldest first.
+
+        Each record has ``method``, ``path``, ``query`` (first value per key), ``body``
+        (decoded JSON of a POST, else ``None``), ``authorization`` (header value or
+        ``None``), ``time`` (epoch seconds) and ``status``.
+        """
+        return self._state.records()
+
+    def submissions(self) -> list[str]:
+        """The ``job_name`` of every accepted (200) submission, in the order received."""
+        return self._state.submissions()
+
+    def inject_fault(self, path: str, status: int, count: int = 1, body: str = "") -> None:
+        """The next `count` requests to `path` answer `status` with `body`, before auth.
+
+        An empty `body` answers a JSON error instead. Raises :class:`ValueError` for a path
+        other than ``/job`` or ``/jobstatus``, a status outside 200..599 or a count < 1,
+        :class:`TypeError` for a body that is not a string.
+        """
+        self._state.inject_fault(path, status, count, body)
+
+    def reset(self) -> None:
+        """Forget every job, record, submission and fault."""
+        self._state.reset()
