@@ -44,9 +44,9 @@ class StoreContract:
         assert [s.step_id for s in steps] == ["a", "b"]
         assert steps[1].depends_on == ("a",) and steps[0].successors == ("b",)
         assert steps[0].task == Task("a", "img/a", ("--x", "1")) and steps[1].waiting_on == 1
-        assert store.claim(run_id, "submit/a", 3.0, 60.0) is Claim.WON
-        store.record_submission(run_id, "a", "job-a", "QUEUED", 3.0, "submit/a")
-        assert store.claim(run_id, "submit/a", 4.0, 60.0) is Claim.DONE
+        assert store.claim(run_id, "submit:a", 3.0, 60.0) is Claim.WON
+        store.record_submission(run_id, "a", "job-a", "QUEUED", 3.0, "submit:a")
+        assert store.claim(run_id, "submit:a", 4.0, 60.0) is Claim.DONE
         again = RunRecord(run_id, RunStatus.RUNNING, "http://other", step_count=2)
         assert store.create_run(again, []) is False
         a = store.get_step(run_id, "a")
@@ -59,13 +59,13 @@ class StoreContract:
 
     def test_claim_lifecycle(self, store: Any) -> None:
         run_id = make_run(store, {"a": []})
-        assert store.claim(run_id, "submit/a", 10.0, 5.0) is Claim.WON
-        assert store.claim(run_id, "submit/a", 12.0, 5.0) is Claim.BUSY
-        assert store.claim(run_id, "submit/a", 16.0, 5.0) is Claim.WON
-        store.settle(run_id, "submit/a")
-        store.settle(run_id, "submit/a")
-        assert store.claim(run_id, "submit/a", 100.0, 5.0) is Claim.DONE
-        assert store.claim(run_id, "check/a/0", 100.0, 5.0) is Claim.WON
+        assert store.claim(run_id, "submit:a", 10.0, 5.0) is Claim.WON
+        assert store.claim(run_id, "submit:a", 12.0, 5.0) is Claim.BUSY
+        assert store.claim(run_id, "submit:a", 16.0, 5.0) is Claim.WON
+        store.settle(run_id, "submit:a")
+        store.settle(run_id, "submit:a")
+        assert store.claim(run_id, "submit:a", 100.0, 5.0) is Claim.DONE
+        assert store.claim(run_id, "check:a:0", 100.0, 5.0) is Claim.WON
 
     def test_complete_step_releases_joins_once(self, store: Any) -> None:
         run_id = make_run(store, {"a": [], "b": [], "c": ["a", "b"]})

@@ -121,7 +121,10 @@ def _print_change(step: StepRecord, seen: dict[str, tuple[str, str]], out: TextI
     seen[step.step_id] = now
     if before[0] == "PENDING" and step.submitted_at is not None and step.state.terminal:
         _line(out, step.submitted_at, step.step_id, "RUNNING", step.job_id, "")
-    at = step.finished_at if step.state.terminal else step.submitted_at
+    if step.state.terminal:
+        at = step.finished_at
+    else:  # first seen RUNNING: when it was submitted; a later job state: now
+        at = step.submitted_at if before[0] == "PENDING" else time.time()
     detail = step.message if step.state.terminal else step.job_state
     _line(out, at or time.time(), step.step_id, step.state.value, step.job_id, detail)
 

@@ -127,8 +127,13 @@ def test_optional_fields_are_accepted(runner: MockTaskRunner) -> None:
 
 @pytest.mark.parametrize(
     ("body", "field"),
-    [({"imageUri": "img"}, "job_name"), ({"job_name": "j"}, "imageUri"), ({"job_name": "j", "imageUri": ""}, "imageUri"),
-     ({"job_name": "j", "imageUri": "i", "args": [1]}, "args"), ({"job_name": "j", "imageUri": "i", "labels": ["x"]}, "labels")],
+    [
+        ({"imageUri": "img"}, "job_name"),
+        ({"job_name": "j"}, "imageUri"),
+        ({"job_name": "j", "imageUri": ""}, "imageUri"),
+        ({"job_name": "j", "imageUri": "i", "args": [1]}, "args"),
+        ({"job_name": "j", "imageUri": "i", "labels": ["x"]}, "labels"),
+    ],
 )
 def test_bad_submission_is_400_naming_the_field(runner: MockTaskRunner, body: dict[str, Any], field: str) -> None:
     answer = requests.post(f"{runner.url}/job", json=body, timeout=TIMEOUT)

@@ -117,11 +117,11 @@ def test_every_message_twice_in_shuffled_order_gives_the_same_result(
 
 def test_claims_are_won_once_busy_while_held_and_retaken_after_the_lease() -> None:
     h = Harness()
-    assert h.store.claim("r1", "submit/x", h.now, lease=10) is Claim.WON
-    assert h.store.claim("r1", "submit/x", h.now + 5, lease=10) is Claim.BUSY
-    assert h.store.claim("r1", "submit/x", h.now + 11, lease=10) is Claim.WON  # holder presumed dead
-    h.store.settle("r1", "submit/x")
-    assert h.store.claim("r1", "submit/x", h.now + 50, lease=10) is Claim.DONE
+    assert h.store.claim("r1", "submit:x", h.now, lease=10) is Claim.WON
+    assert h.store.claim("r1", "submit:x", h.now + 5, lease=10) is Claim.BUSY
+    assert h.store.claim("r1", "submit:x", h.now + 11, lease=10) is Claim.WON  # holder presumed dead
+    h.store.settle("r1", "submit:x")
+    assert h.store.claim("r1", "submit:x", h.now + 50, lease=10) is Claim.DONE
 
 
 def test_dispatch_during_an_unsettled_submission_raises_busy() -> None:
@@ -129,7 +129,7 @@ def test_dispatch_during_an_unsettled_submission_raises_busy() -> None:
     start(h, {"a": []})
     batch, h.bus.pending = h.bus.pending, []
     handle(batch[0], h.ports)  # StartRun
-    assert h.store.claim("r1", "submit/a", h.now, lease=300) is Claim.WON  # someone else submitting
+    assert h.store.claim("r1", "submit:a", h.now, lease=300) is Claim.WON  # someone else submitting
     with pytest.raises(Busy):
         handle(DispatchStep("r1", "a"), h.ports)
     assert h.runner.submitted == []

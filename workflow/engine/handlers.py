@@ -85,7 +85,7 @@ def dispatch_step(msg: DispatchStep, ports: Ports) -> None:
         return
     if step.state is not StepState.PENDING:
         return
-    key = f"submit/{step.step_id}"
+    key = f"submit:{step.step_id}"
     claim = ports.store.claim(msg.run_id, key, ports.clock(), ports.settings.submit_lease)
     if claim is Claim.DONE:
         return
@@ -171,7 +171,7 @@ def _finish(ports: Ports, step: StepRecord, state: StepState, job_id: str, messa
 
 def _schedule_check(ports: Ports, step: StepRecord, seq: int) -> None:
     """Publish check number `seq` once, however many deliveries ask for it."""
-    key = f"check/{step.step_id}/{seq}"
+    key = f"check:{step.step_id}:{seq}"
     claim = ports.store.claim(step.run_id, key, ports.clock(), ports.settings.check_lease)
     if claim is Claim.DONE:
         return

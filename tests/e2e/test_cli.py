@@ -1,0 +1,147 @@
+"""The command line end to end: a subprocess against the bundled mock over real HTTP."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from workflow.mock_runner import MockTaskRunner
+
+ROOT = Path(__file__).resolve().parents[2]
+TOKEN = "test-token"
+
+FORK_JOIN = """
+name: fork-join
+steps:
+  - id: prepare
+    task: {imageUri: img/prepare, labels: {mock_duration_sec: "0.2"}}
+  - id: left
+    dependsOn: [prepare]
+    task: {imageUri: img/left, args: ["--side", "left"], labels: {mock_duration_sec: "0.6"}}
+  - id: right
+    dependsOn: [prepare]
+    task: {imageUri: img/right, args: {side: right}, labels: {mock_duration_sec: "0.6"}}
+  - id: join
+    dependsOn: [left, right]
+    task: {imageUri: img/join, labels: {mock_duration_sec: "0.1"}}
+"""
+
+FORK_FAIL = """
+steps:
+  - id: a
+    task: {imageUri: img/a, labels: {mock_duration_sec: "0.1"}}
+  - id: bad
+    dependsOn: [a]
+    task: {imageUri: img/error, labels: {mock_duration_sec: "0.1"}}
+  - id: after-bad
+    dependsOn: [bad]
+    task: {imageUri: img/never}
+  - id: other
+    dependsOn: [a]
+    task: {imageUri: img/other, labels: {mock_duration_sec: "0.5"}}
+"""
+
+CYCLE = """
+steps:
+  - id: a
+    dependsOn: [c]
+    task: {imageUri: img/a}
+  - id: b
+    dependsOn: [a]
+    task: {imageUri: img/b}
+  - id: c
+    dependsOn: [b]
+    task: {imageUri: img/c}
+"""
+
+
+@pytest.fixture
+def mock() -> Iterator[MockTaskRunner]:
+    with MockTaskRunner(duration=0.1, token=TOKEN) as m:
+        yield m
+
+
+def run_cli(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    full_env = {**os.environ, "WORKFLOW_CHECK_STATE_DURATION_SEC": "0.05", **(env or {})}
+    return subprocess.run(
+        [sys.executable, str(ROOT / "main.py"), *args, "--db", str(tmp_path / "runs.sqlite3")],
+        capture_output=True, text=True, timeout=60, env=full_env, stdin=subprocess.DEVNULL, cwd=tmp_path,
+    )
+
+
+def dag_file(tmp_path: Path, text: str) -> str:
+    path = tmp_path / "dag.yaml"
+    path.write_text(text)
+    return str(path)
+
+
+def test_fork_join_succeeds_in_order_with_parallel_branches(tmp_path: Path, mock: MockTaskRunner) -> None:
+    res = run_cli(tmp_path, "--dag-path", dag_file(tmp_path, FORK_JOIN), "--tr-hostname", mock.url,
+                  "--tr-auth-jwt", TOKEN)
+    assert res.returncode == 0, res.stderr
+    subs = mock.submissions()
+    assert subs[0] == "prepare" and subs[-1] == "join" and sorted(subs[1:3]) == ["left", "right"]
+    posts = {r["body"]["job_name"]: r["time"] for r in mock.requests() if r["path"] == "/job"}
+    assert abs(posts["left"] - posts["right"]) < 0.5  # both started before either (0.6 s) ended
+    assert all(r["authorization"] == f"Bearer {TOKEN}" for r in mock.requests())
+    lines = res.stdout.splitlines()
+    assert any("prepare" in ln and "SUCCEEDED" in ln for ln in lines)
+    assert any("left" in ln and "RUNNING" in ln and "job=" in ln for ln in lines)
+    assert lines[-1] == "run SUCCEEDED"
+    summary = lines[lines.index("run SUCCEEDED") - 6 :]
+    assert summary[0].split()[:4] == ["STEP", "STATE", "JOB", "ID"]
+    assert [row.split()[0] for row in summary[1:5]] == ["prepare", "left", "right", "join"]
+    assert "Traceback" not in res.stderr
+
+
+def test_failed_branch_exits_1_with_descendant_skipped(tmp_path: Path, mock: MockTaskRunner) -> None:
+    res = run_cli(tmp_path, "--workflow-path", dag_file(tmp_path, FORK_FAIL), "--tr-url", mock.url,
+                  "--tr-auth-jwt", TOKEN)
+    assert res.returncode == 1, res.stderr
+    assert "after-bad" not in mock.submissions() and "other" in mock.submissions()
+    table = {ln.split()[0]: ln.split()[1] for ln in res.stdout.splitlines()[-8:] if len(ln.split()) > 1}
+    assert table["bad"] == "FAILED" and table["after-bad"] == "SKIPPED" and table["other"] == "SUCCEEDED"
+    assert "upstream step 'bad' failed" in res.stdout
+    assert res.stdout.splitlines()[-1] == "run FAILED"
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "expected"),
+    [
+        (["--dag-path", "{cycle}", "--tr-hostname", "{url}", "--tr-auth-jwt", TOKEN], {}, "a -> c -> b -> a"),
+        (["--dag-path", "missing.yaml", "--tr-hostname", "{url}", "--tr-auth-jwt", TOKEN], {}, "missing.yaml"),
+        (["--dag-path", "{good}", "--tr-hostname", "runner.example.com", "--tr-auth-jwt", TOKEN], {},
+         "--tr-hostname"),
+        (["--dag-path", "{good}", "--tr-hostname", "{url}", "--tr-auth-jwt", TOKEN],
+         {"WORKFLOW_CHECK_STATE_DURATION_SEC": "ten"}, "WORKFLOW_CHECK_STATE_DURATION_SEC"),
+        (["--dag-path", "{good}", "--tr-hostname", "{url}", "--tr-auth-jwt", TOKEN, "--step-timeout-sec", "0"],
+         {}, "--step-timeout-sec"),
+        (["--tr-hostname", "{url}"], {}, "--dag-path"),
+    ],
+    ids=["cycle", "missing-file", "bad-url", "bad-interval", "bad-timeout", "missing-flag"],
+)
+def test_invalid_input_exits_2_without_traceback_or_submission(
+    tmp_path: Path, mock: MockTaskRunner, args: list[str], env: dict[str, str], expected: str
+) -> None:
+    paths = {"cycle": dag_file(tmp_path, CYCLE), "url": mock.url}
+    good = tmp_path / "good.yaml"
+    good.write_text(FORK_JOIN)
+    paths["good"] = str(good)
+    res = run_cli(tmp_path, *[a.format(**paths) for a in args], env=env)
+    assert res.returncode == 2
+    assert expected in res.stderr and "Traceback" not in res.stderr
+    assert mock.requests() == []
+
+
+def test_help_documents_options_and_environment(tmp_path: Path) -> None:
+    res = subprocess.run([sys.executable, str(ROOT / "main.py"), "--help"], capture_output=True, text=True,
+                         timeout=30)
+    assert res.returncode == 0
+    for word in ("--dag-path", "--workflow-path", "--tr-hostname", "--tr-url", "--tr-auth-jwt", "--db",
+                 "WORKFLOW_CHECK_STATE_DURATION_SEC", "WORKFLOW_STEP_TIMEOUT_SEC", "exit codes"):
+        assert word in res.stdout
