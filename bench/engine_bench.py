@@ -23,11 +23,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from workflow.bootstrap import embedded  # noqa: E402
-from workflow.model.dag import Dag, Step, Task  # noqa: E402
-from workflow.model.messages import StartRun  # noqa: E402
-from workflow.model.records import Job  # noqa: E402
-from workflow.settings import Settings  # noqa: E402
+from workflow.bootstrap import embedded
+from workflow.model.dag import Dag, Step, Task
+from workflow.model.messages import StartRun
+from workflow.model.records import Job
+from workflow.settings import Settings
 
 SCENARIOS = {
     "fan 1-10-1": ("fan", 10),
@@ -62,12 +62,12 @@ class InstantRunner:
         self._n = 0
         self._lock = threading.Lock()
 
-    def submit(self, url: str, task: Task) -> Job:
+    def submit(self, url: str, task: Task, auth: str = "") -> Job:
         with self._lock:
             self._n += 1
             return Job(f"{task.name}-{self._n}", "QUEUED")
 
-    def status(self, url: str, job_id: str) -> Job:
+    def status(self, url: str, job_id: str, auth: str = "") -> Job:
         return Job(job_id, "SUCCEEDED")
 
 

@@ -22,8 +22,8 @@ def make_run(store: Any, spec: dict[str, list[str]]) -> str:
         for d in deps:
             succ[d].append(s)
     steps = [
-        StepRecord(run_id, s, Task(s, f"img/{s}", ("--x", "1")), "http://runner", tuple(deps), tuple(succ[s]),
-                   waiting_on=len(deps))
+        StepRecord(run_id, s, Task(s, f"img/{s}", ("--x", "1")), tr_url="http://runner", tr_auth="sealed",
+                   depends_on=tuple(deps), successors=tuple(succ[s]), waiting_on=len(deps))
         for s, deps in spec.items()
     ]
     run = RunRecord(run_id, RunStatus.RUNNING, "http://runner", "name", "inline", 1.0, step_count=len(spec))
@@ -51,7 +51,7 @@ class StoreContract:
         assert store.create_run(again, []) is False
         a = store.get_step(run_id, "a")
         assert a.state is StepState.RUNNING and a.job_id == "job-a" and a.submitted_at == 3.0
-        assert a.tr_url == "http://runner"
+        assert a.tr_url == "http://runner" and a.tr_auth == "sealed"
         assert store.get_run(run_id).tr_url == "http://runner"
         assert store.get_run("nope") is None and store.get_step(run_id, "nope") is None
         with pytest.raises(NotFound):

@@ -82,8 +82,12 @@ class Bus(Protocol):
 
 
 class TaskRunner(Protocol):
-    def submit(self, url: str, task: Task) -> Job:
-        """Submit a job. Raises SubmissionRefused (4xx, or retries exhausted)."""
+    def submit(self, url: str, task: Task, auth: str = "") -> Job:
+        """Submit a job. Raises SubmissionRefused (4xx, or retries exhausted).
 
-    def status(self, url: str, job_id: str) -> Job:
-        """A job's current state. Raises TaskRunnerUnavailable when it cannot be read now."""
+        `auth` is a sealed token for this run, or "" for the runtime's own credentials.
+        """
+
+    def status(self, url: str, job_id: str, auth: str = "") -> Job:
+        """A job's current state. Raises StatusRefused (4xx), or TaskRunnerUnavailable
+        when it cannot be read now."""

@@ -64,6 +64,7 @@ def start_run(msg: StartRun, ports: Ports) -> None:
             step_id=s.id,
             task=s.task,
             tr_url=msg.tr_url,
+            tr_auth=msg.tr_auth,
             depends_on=s.depends_on,
             successors=dag.successors(s.id),
             waiting_on=len(s.depends_on),
@@ -96,7 +97,7 @@ def dispatch_step(msg: DispatchStep, ports: Ports) -> None:
 
 def _submit(ports: Ports, step: StepRecord, claim_key: str) -> None:
     try:
-        job = ports.runner.submit(step.tr_url, step.task)
+        job = ports.runner.submit(step.tr_url, step.task, step.tr_auth)
     except SubmissionRefused as exc:
         log.warning("submission refused: %s", exc, extra=_ids(step.run_id, step.step_id))
         _finish(ports, step, StepState.FAILED, "", f"submission refused: {exc}")
@@ -122,7 +123,7 @@ def check_job(msg: CheckJob, ports: Ports) -> None:
     if step.state is not StepState.RUNNING or step.job_id != msg.job_id:
         return
     try:
-        job = ports.runner.status(step.tr_url, msg.job_id)
+        job = ports.runner.status(step.tr_url, msg.job_id, step.tr_auth)
     except StatusRefused as exc:
         _finish(ports, step, StepState.FAILED, msg.job_id, str(exc))
         return

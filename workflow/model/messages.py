@@ -14,6 +14,7 @@ class StartRun:
     dag: Dag
     tr_url: str
     source: str = ""
+    tr_auth: str = ""  # a sealed token (never a clear one), or "" for the runtime's identity
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ class StepRecord:
     step_id: str
     task: Task
     tr_url: str = ""  # the run's Task Runner, copied here so a handler needs one read
+    tr_auth: str = ""  # a sealed bearer token for it, or "" for the runtime's own identity
     depends_on: tuple[str, ...] = ()
     successors: tuple[str, ...] = ()
     state: StepState = StepState.PENDING

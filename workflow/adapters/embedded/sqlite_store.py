@@ -28,7 +28,7 @@ CREATE TABLE IF NOT EXISTS runs (
 );
 CREATE TABLE IF NOT EXISTS steps (
     run_id TEXT NOT NULL, step_id TEXT NOT NULL, pos INTEGER NOT NULL,
-    definition TEXT NOT NULL, tr_url TEXT NOT NULL,
+    definition TEXT NOT NULL, tr_url TEXT NOT NULL, tr_auth TEXT NOT NULL,
     state TEXT NOT NULL, waiting_on INTEGER NOT NULL, job_id TEXT NOT NULL,
     job_state TEXT NOT NULL, message TEXT NOT NULL, submitted_at REAL, finished_at REAL,
     PRIMARY KEY (run_id, step_id)
@@ -78,7 +78,7 @@ class SqliteStateStore:
                 return False
             self.ops += 1
             db.executemany(
-                "INSERT INTO steps VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                "INSERT INTO steps VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 [_step_row(pos, s) for pos, s in enumerate(steps)],
             )
             return True
@@ -231,7 +231,7 @@ class SqliteStateStore:
 def _step_row(pos: int, s: StepRecord) -> tuple[Any, ...]:
     definition = {"task": s.task.to_dict(), "dependsOn": s.depends_on, "successors": s.successors}
     return (
-        s.run_id, s.step_id, pos, json.dumps(definition), s.tr_url, s.state.value, s.waiting_on,
+        s.run_id, s.step_id, pos, json.dumps(definition), s.tr_url, s.tr_auth, s.state.value, s.waiting_on,
         s.job_id, s.job_state, s.message, s.submitted_at, s.finished_at,
     )
 
@@ -245,9 +245,9 @@ def _step(row: Sequence[Any]) -> StepRecord:
     definition = json.loads(row[3])
     return StepRecord(
         run_id=row[0], step_id=row[1], task=Task.from_dict(definition["task"]), tr_url=row[4],
-        depends_on=tuple(definition["dependsOn"]), successors=tuple(definition["successors"]),
-        state=StepState(row[5]), waiting_on=row[6], job_id=row[7], job_state=row[8],
-        message=row[9], submitted_at=row[10], finished_at=row[11],
+        tr_auth=row[5], depends_on=tuple(definition["dependsOn"]),
+        successors=tuple(definition["successors"]), state=StepState(row[6]), waiting_on=row[7],
+        job_id=row[8], job_state=row[9], message=row[10], submitted_at=row[11], finished_at=row[12],
     )
 
 

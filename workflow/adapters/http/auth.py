@@ -6,6 +6,8 @@
   server), kept until shortly before it expires. gcloud user credentials cannot mint a
   token for an arbitrary audience; for them the user's own ID token is used, which
   Cloud Run accepts for users granted roles/run.invoker.
+- SealedTokens: a caller's token for one run, kept only encrypted (Fernet, with a key the
+  deployment holds), opened just before a request; other runs use a fallback source.
 """
 
 from __future__ import annotations
@@ -23,15 +25,18 @@ HOW_TO = (
 
 
 class TokenSource(Protocol):
-    def token(self, audience: str) -> str:
-        """A bearer token for `audience`. Raises AuthError with a way out when there is none."""
+    def token(self, audience: str, sealed: str = "") -> str:
+        """A bearer token for `audience` (`sealed`: a run's own sealed token, if any).
+
+        Raises AuthError with a way out when there is none.
+        """
 
 
 class StaticToken:
     def __init__(self, value: str) -> None:
         self._value = value
 
-    def token(self, audience: str) -> str:
+    def token(self, audience: str, sealed: str = "") -> str:
         return self._value
 
     def __repr__(self) -> str:
@@ -45,7 +50,7 @@ class IdTokenSource:
         self._lock = threading.Lock()
         self._creds: dict[str, Any] = {}
 
-    def token(self, audience: str) -> str:
+    def token(self, audience: str, sealed: str = "") -> str:
         from google.auth.transport.requests import Request
 
         with self._lock:
@@ -99,3 +104,46 @@ class _UserIdToken:
     def token(self) -> str | None:
         value = self._creds.id_token
         return None if value is None else str(value)
+
+
+class SealedTokens:
+    """Seals a caller's token so it is stored and carried only encrypted; opens it per request."""
+
+    PREFIX = "fernet:"
+
+    def __init__(self, key: str | None, fallback: TokenSource) -> None:
+        self._key = key
+        self._fallback = fallback
+
+    def seal(self, token: str) -> str:
+        if not self._key:
+            raise AuthError(
+                "a Task Runner token was given but this deployment has no WORKFLOW_TOKEN_KEY to "
+                "seal it with; leave the token out to use the deployment's own identity"
+            )
+        return self.PREFIX + str(self._fernet().encrypt(token.encode()).decode())
+
+    def token(self, audience: str, sealed: str = "") -> str:
+        if not sealed:
+            return self._fallback.token(audience)
+        from cryptography.fernet import InvalidToken
+
+        try:
+            return str(self._fernet().decrypt(sealed.removeprefix(self.PREFIX).encode()).decode())
+        except (InvalidToken, ValueError) as exc:
+            raise AuthError("this run's sealed Task Runner token cannot be opened with the current key") from exc
+
+    def _fernet(self) -> Any:
+        from cryptography.fernet import Fernet
+
+        if not self._key:
+            raise AuthError("WORKFLOW_TOKEN_KEY is not set: cannot open a sealed token")
+        try:
+            return Fernet(self._key.encode())
+        except ValueError as exc:
+            raise AuthError(
+                "WORKFLOW_TOKEN_KEY is not a Fernet key (32 url-safe base64-encoded bytes)"
+            ) from exc
+
+    def __repr__(self) -> str:
+        return "SealedTokens(<key redacted>)"

@@ -61,9 +61,9 @@ class HttpTaskRunner:
         self._session.mount("http://", adapter)
         self._session.mount("https://", adapter)
 
-    def submit(self, url: str, task: Task) -> Job:
+    def submit(self, url: str, task: Task, auth: str = "") -> Job:
         try:
-            resp = self._request("POST", url, "/job", json=task.to_request())
+            resp = self._request("POST", url, "/job", auth, json=task.to_request())
         except (requests.RequestException, AuthError) as exc:
             raise SubmissionRefused(f"could not reach the Task Runner: {exc}") from exc
         if resp.status_code != 200:
@@ -72,9 +72,9 @@ class HttpTaskRunner:
             )
         return _job(resp, SubmissionRefused)
 
-    def status(self, url: str, job_id: str) -> Job:
+    def status(self, url: str, job_id: str, auth: str = "") -> Job:
         try:
-            resp = self._request("GET", url, "/jobstatus", params={"job_id": job_id})
+            resp = self._request("GET", url, "/jobstatus", auth, params={"job_id": job_id})
         except (requests.RequestException, AuthError) as exc:
             raise TaskRunnerUnavailable(f"could not reach the Task Runner: {exc}") from exc
         if resp.status_code in RETRY_STATUSES:
@@ -83,9 +83,9 @@ class HttpTaskRunner:
             raise StatusRefused(f"status of job {job_id}: HTTP {resp.status_code}: {_body(resp)}")
         return _job(resp, TaskRunnerUnavailable)
 
-    def _request(self, method: str, url: str, path: str, **kwargs: Any) -> requests.Response:
+    def _request(self, method: str, url: str, path: str, auth: str, **kwargs: Any) -> requests.Response:
         base = url.rstrip("/")
-        headers = {"Authorization": f"Bearer {self._tokens.token(base)}"}
+        headers = {"Authorization": f"Bearer {self._tokens.token(base, auth)}"}
         return self._session.request(
             method, base + path, headers=headers, timeout=self._timeout, **kwargs
         )

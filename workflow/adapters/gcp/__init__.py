@@ -1,0 +1,1 @@
+"""Google Cloud adapters: Firestore state store, Pub/Sub bus, CloudEvent decoding."""
