@@ -1,0 +1,140 @@
+# Identities and least-privilege bindings. No project-wide primitive roles,
+# no public members. See docs/deploy.md for the reason behind each binding.
+
+# ---------------------------------------------------------------------------
+# Runtime identity of the three functions
+# ---------------------------------------------------------------------------
+
+resource "google_service_account" "functions" {
+  account_id   = "${var.name_prefix}-functions"
+  display_name = "${var.name_prefix} functions runtime"
+  description  = "Runtime identity of the ${var.name_prefix} Cloud Functions (Firestore state, engine topic, DAG bucket, Task Runner)."
+
+  depends_on = [google_project_service.required]
+}
+
+# Read/write workflow state in Firestore. Firestore IAM is project-level.
+resource "google_project_iam_member" "functions_datastore_user" {
+  project = var.project
+  role    = "roles/datastore.user"
+  member  = "serviceAccount:${google_service_account.functions.email}"
+}
+
+# Publish the engine's own messages (WORKFLOW_ENGINE_TOPIC) - topic level only.
+resource "google_pubsub_topic_iam_member" "functions_engine_publisher" {
+  project = var.project
+  topic   = google_pubsub_topic.engine.name
+  role    = "roles/pubsub.publisher"
+  member  = "serviceAccount:${google_service_account.functions.email}"
+}
+
+# Read DAG files - bucket level only.
+resource "google_storage_bucket_iam_member" "functions_dag_reader" {
+  bucket = google_storage_bucket.dags.name
+  role   = "roles/storage.objectViewer"
+  member = "serviceAccount:${google_service_account.functions.email}"
+}
+
+# Call the Task Runner with an ID token - on that one Cloud Run service.
+resource "google_cloud_run_v2_service_iam_member" "functions_task_runner_invoker" {
+  project  = local.task_runner_project
+  location = local.task_runner_region
+  name     = var.task_runner_service
+  role     = "roles/run.invoker"
+  member   = "serviceAccount:${google_service_account.functions.email}"
+}
+
+# ---------------------------------------------------------------------------
+# Identity Eventarc uses to deliver events to the functions
+# ---------------------------------------------------------------------------
+
+resource "google_service_account" "trigger" {
+  account_id   = "${var.name_prefix}-trigger"
+  display_name = "${var.name_prefix} Eventarc triggers"
+  description  = "Identity used by the Eventarc triggers to invoke the ${var.name_prefix} functions."
+
+  depends_on = [google_project_service.required]
+}
+
+resource "google_project_iam_member" "trigger_event_receiver" {
+  project = var.project
+  role    = "roles/eventarc.eventReceiver"
+  member  = "serviceAccount:${google_service_account.trigger.email}"
+}
+
+# run.invoker on each function's underlying Cloud Run service only.
+resource "google_cloud_run_v2_service_iam_member" "trigger_function_invoker" {
+  for_each = local.functions
+
+  project  = var.project
+  location = each.value.location
+  name     = each.value.service_config[0].service
+  role     = "roles/run.invoker"
+  member   = "serviceAccount:${google_service_account.trigger.email}"
+}
+
+# ---------------------------------------------------------------------------
+# Google-managed service agents
+# ---------------------------------------------------------------------------
+
+data "google_storage_project_service_account" "gcs" {
+  project = var.project
+
+  depends_on = [google_project_service.required]
+}
+
+# GCS publishes object notifications to the Pub/Sub transport topic that
+# Eventarc creates for the GCS trigger (topic unknown in advance, hence the
+# project-level grant documented by Google for GCS triggers).
+resource "google_project_iam_member" "gcs_agent_pubsub_publisher" {
+  project = var.project
+  role    = "roles/pubsub.publisher"
+  member  = "serviceAccount:${local.gcs_service_agent}"
+}
+
+# Pub/Sub forwards undeliverable events to the dead-letter topic.
+resource "google_pubsub_topic_iam_member" "pubsub_agent_dead_letter_publisher" {
+  project = var.project
+  topic   = google_pubsub_topic.dead_letter.name
+  role    = "roles/pubsub.publisher"
+  member  = "serviceAccount:${local.pubsub_service_agent}"
+
+  depends_on = [google_project_service.required]
+}
+
+# Pub/Sub mints the OIDC token of the trigger SA for the authenticated push
+# to the functions. Scoped to that one service account (only strictly needed
+# in projects created before April 2021, harmless otherwise).
+resource "google_service_account_iam_member" "pubsub_agent_token_creator" {
+  service_account_id = google_service_account.trigger.name
+  role               = "roles/iam.serviceAccountTokenCreator"
+  member             = "serviceAccount:${local.pubsub_service_agent}"
+
+  depends_on = [google_project_service.required]
+}
+
+# NOTE: dead-lettering also needs roles/pubsub.subscriber for the Pub/Sub
+# service agent on each Eventarc-managed subscription. Those subscriptions
+# are created by Eventarc, not by Terraform, so that binding is made by the
+# "attach-dead-letter" step of cloudbuild.yaml (see docs/deploy.md).
+
+# ---------------------------------------------------------------------------
+# Optional human / CI access
+# ---------------------------------------------------------------------------
+
+resource "google_pubsub_topic_iam_member" "start_publishers" {
+  for_each = toset(var.start_publishers)
+
+  project = var.project
+  topic   = google_pubsub_topic.start.name
+  role    = "roles/pubsub.publisher"
+  member  = each.value
+}
+
+resource "google_storage_bucket_iam_member" "dag_bucket_writers" {
+  for_each = toset(var.dag_bucket_writers)
+
+  bucket = google_storage_bucket.dags.name
+  role   = "roles/storage.objectUser"
+  member = each.value
+}

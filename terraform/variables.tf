@@ -1,0 +1,261 @@
+# ---------------------------------------------------------------------------
+# Project / placement
+# ---------------------------------------------------------------------------
+
+variable "project" {
+  description = "ID of the Google Cloud project that hosts the workflow executor."
+  type        = string
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{4,28}[a-z0-9]$", var.project))
+    error_message = "project must be a valid project ID (6-30 chars, lowercase letters, digits, hyphens)."
+  }
+}
+
+variable "region" {
+  description = "Region for the functions, the Eventarc triggers and both buckets (e.g. europe-west1)."
+  type        = string
+
+  validation {
+    condition     = can(regex("^[a-z]+-[a-z]+[0-9]+$", var.region))
+    error_message = "region must be a single Google Cloud region such as europe-west1 (not a multi-region)."
+  }
+}
+
+variable "name_prefix" {
+  description = "Prefix for every resource name. Topics become <prefix>-start, <prefix>-engine and <prefix>-dead-letter."
+  type        = string
+  default     = "workflow"
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{0,18}[a-z0-9]$", var.name_prefix))
+    error_message = "name_prefix must be 2-20 chars of lowercase letters, digits and hyphens, starting with a letter."
+  }
+}
+
+# ---------------------------------------------------------------------------
+# DAG bucket
+# ---------------------------------------------------------------------------
+
+variable "dag_bucket_name" {
+  description = "Globally unique name of the bucket that receives DAG files (created by this configuration)."
+  type        = string
+
+  validation {
+    condition     = can(regex("^[a-z0-9][a-z0-9_-]{1,61}[a-z0-9]$", var.dag_bucket_name)) && !startswith(var.dag_bucket_name, "goog")
+    error_message = "dag_bucket_name must be 3-63 chars of lowercase letters, digits, '-' or '_' and must not start with 'goog'."
+  }
+}
+
+variable "dag_prefix" {
+  description = "Object prefix under which DAG files are read (WORKFLOW_DAG_PREFIX). Empty string or a path ending in '/'."
+  type        = string
+  default     = "dags/"
+
+  validation {
+    condition     = var.dag_prefix == "" || (endswith(var.dag_prefix, "/") && !startswith(var.dag_prefix, "/"))
+    error_message = "dag_prefix must be empty or a relative path ending with '/', e.g. \"dags/\"."
+  }
+}
+
+variable "dag_bucket_writers" {
+  description = "IAM members (e.g. \"group:dag-authors@example.com\") allowed to upload DAG files (roles/storage.objectUser on the DAG bucket)."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition = alltrue([
+      for m in var.dag_bucket_writers :
+      can(regex("^(user|group|serviceAccount|domain|principal|principalSet):.+$", m))
+    ])
+    error_message = "dag_bucket_writers entries must be IAM members like user:, group:, serviceAccount:, domain:; allUsers/allAuthenticatedUsers are not allowed."
+  }
+}
+
+variable "force_destroy_buckets" {
+  description = "Let `terraform destroy` delete the DAG and source buckets even if they still contain objects."
+  type        = bool
+  default     = false
+}
+
+# ---------------------------------------------------------------------------
+# Pub/Sub
+# ---------------------------------------------------------------------------
+
+variable "start_publishers" {
+  description = "IAM members allowed to publish start requests to the <prefix>-start topic (roles/pubsub.publisher on that topic)."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition = alltrue([
+      for m in var.start_publishers :
+      can(regex("^(user|group|serviceAccount|domain|principal|principalSet):.+$", m))
+    ])
+    error_message = "start_publishers entries must be IAM members like user:, group:, serviceAccount:; allUsers/allAuthenticatedUsers are not allowed."
+  }
+}
+
+variable "dead_letter_max_delivery_attempts" {
+  description = "Delivery attempts before Pub/Sub moves an event to the dead-letter topic. Applied to the Eventarc subscriptions by the post-deploy step of cloudbuild.yaml."
+  type        = number
+  default     = 10
+
+  validation {
+    condition     = var.dead_letter_max_delivery_attempts >= 5 && var.dead_letter_max_delivery_attempts <= 100
+    error_message = "dead_letter_max_delivery_attempts must be between 5 and 100 (Pub/Sub limits)."
+  }
+}
+
+variable "dead_letter_retention" {
+  description = "How long dead-lettered messages are kept on the <prefix>-dead-letter subscription (Pub/Sub duration, max 604800s)."
+  type        = string
+  default     = "604800s"
+
+  validation {
+    condition     = can(regex("^[0-9]+s$", var.dead_letter_retention)) && try(tonumber(trimsuffix(var.dead_letter_retention, "s")) >= 600 && tonumber(trimsuffix(var.dead_letter_retention, "s")) <= 604800, false)
+    error_message = "dead_letter_retention must be a duration in seconds between 600s and 604800s, e.g. \"604800s\"."
+  }
+}
+
+# ---------------------------------------------------------------------------
+# Task Runner (existing Cloud Run service, not managed here)
+# ---------------------------------------------------------------------------
+
+variable "task_runner_url" {
+  description = "Default Task Runner base URL (WORKFLOW_TR_URL), e.g. https://task-runner-abc123-ew.a.run.app."
+  type        = string
+
+  validation {
+    condition     = can(regex("^https://[A-Za-z0-9.-]+(:[0-9]+)?(/.*)?$", var.task_runner_url))
+    error_message = "task_runner_url must be an https:// URL."
+  }
+}
+
+variable "task_runner_service" {
+  description = "Name of the Task Runner Cloud Run service; the functions' service account gets roles/run.invoker on it."
+  type        = string
+
+  validation {
+    condition     = can(regex("^[a-z]([a-z0-9-]{0,47}[a-z0-9])?$", var.task_runner_service))
+    error_message = "task_runner_service must be a Cloud Run service name (lowercase letters, digits, hyphens; max 49 chars)."
+  }
+}
+
+variable "task_runner_region" {
+  description = "Region of the Task Runner Cloud Run service. Defaults to var.region."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.task_runner_region == null || can(regex("^[a-z]+-[a-z]+[0-9]+$", var.task_runner_region))
+    error_message = "task_runner_region must be a region such as europe-west1."
+  }
+}
+
+variable "task_runner_project" {
+  description = "Project of the Task Runner Cloud Run service. Defaults to var.project."
+  type        = string
+  default     = null
+}
+
+# ---------------------------------------------------------------------------
+# Engine behaviour (passed to the functions as environment variables)
+# ---------------------------------------------------------------------------
+
+variable "check_state_duration_sec" {
+  description = "Interval in seconds between two polls of a running step (WORKFLOW_CHECK_STATE_DURATION_SEC)."
+  type        = number
+  default     = 30
+
+  validation {
+    condition     = var.check_state_duration_sec > 0
+    error_message = "check_state_duration_sec must be > 0."
+  }
+}
+
+variable "step_timeout_sec" {
+  description = "Maximum run time of one step before it is marked failed (WORKFLOW_STEP_TIMEOUT_SEC)."
+  type        = number
+  default     = 3600
+
+  validation {
+    condition     = var.step_timeout_sec > 0
+    error_message = "step_timeout_sec must be > 0."
+  }
+}
+
+# ---------------------------------------------------------------------------
+# Firestore
+# ---------------------------------------------------------------------------
+
+variable "create_firestore_database" {
+  description = "Create the Firestore (native mode) database. Set false if it already exists in the project."
+  type        = bool
+  default     = true
+}
+
+variable "firestore_database" {
+  description = "Firestore database ID used by the engine (WORKFLOW_FIRESTORE_DATABASE)."
+  type        = string
+  default     = "(default)"
+
+  validation {
+    condition     = var.firestore_database == "(default)" || can(regex("^[a-z][a-z0-9-]{2,61}[a-z0-9]$", var.firestore_database))
+    error_message = "firestore_database must be \"(default)\" or 4-63 chars of lowercase letters, digits and hyphens."
+  }
+}
+
+variable "firestore_location" {
+  description = "Firestore location (a region such as europe-west1 or a multi-region such as eur3). Defaults to var.region. Only used when create_firestore_database is true."
+  type        = string
+  default     = null
+}
+
+# ---------------------------------------------------------------------------
+# Functions sizing
+# ---------------------------------------------------------------------------
+
+variable "function_max_instances" {
+  description = "Maximum number of instances per function."
+  type        = number
+  default     = 10
+
+  validation {
+    condition     = var.function_max_instances >= 1 && var.function_max_instances <= 1000
+    error_message = "function_max_instances must be between 1 and 1000."
+  }
+}
+
+variable "function_memory" {
+  description = "Memory per function instance (Cloud Functions syntax, e.g. 256M, 512M, 1G)."
+  type        = string
+  default     = "512M"
+
+  validation {
+    condition     = can(regex("^[0-9]+(M|Mi|G|Gi)$", var.function_memory))
+    error_message = "function_memory must look like 256M, 512Mi, 1G or 2Gi."
+  }
+}
+
+variable "function_timeout_sec" {
+  description = "Timeout of one function invocation; also becomes the ack deadline of the Eventarc subscriptions. Event-driven functions allow at most 540 s."
+  type        = number
+  default     = 300
+
+  validation {
+    condition     = var.function_timeout_sec >= 10 && var.function_timeout_sec <= 540
+    error_message = "function_timeout_sec must be between 10 and 540."
+  }
+}
+
+variable "source_bucket_name" {
+  description = "Name of the bucket holding the function source archives. Defaults to <project>-<name_prefix>-fn-source."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.source_bucket_name == null || can(regex("^[a-z0-9][a-z0-9_-]{1,61}[a-z0-9]$", var.source_bucket_name))
+    error_message = "source_bucket_name must be 3-63 chars of lowercase letters, digits, '-' or '_'."
+  }
+}

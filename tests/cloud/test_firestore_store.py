@@ -1,0 +1,42 @@
+"""The StateStore contract on the Firestore emulator, plus what only Firestore can show."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from store_contract import StoreContract, make_run, ok
+from workflow.adapters.gcp.firestore_store import BATCH, FirestoreStateStore
+
+pytestmark = pytest.mark.cloud
+
+
+class TestFirestore(StoreContract):
+    @pytest.fixture
+    def store(self, firestore_client: Any) -> FirestoreStateStore:
+        return FirestoreStateStore(firestore_client)
+
+
+def test_a_fan_out_wider_than_one_batch_releases_every_successor_once(firestore_client: Any) -> None:
+    store = FirestoreStateStore(firestore_client)
+    width = BATCH * 2 + 7
+    spec: dict[str, list[str]] = {"src": [], **{f"m{i}": ["src"] for i in range(width)}}
+    run_id = make_run(store, spec)
+    first = store.complete_step(run_id, "src", ok())
+    assert first.recorded and sorted(first.unblocked) == sorted(f"m{i}" for i in range(width))
+    again = store.complete_step(run_id, "src", ok())
+    assert not again.recorded and len(again.unblocked) == width
+    assert {s.waiting_on for s in store.list_steps(run_id) if s.step_id != "src"} == {0}
+
+
+def test_join_writes_are_constant_per_incoming_edge(firestore_client: Any) -> None:
+    store = FirestoreStateStore(firestore_client)
+    for width in (10, 100):
+        spec: dict[str, list[str]] = {f"p{i}": [] for i in range(width)}
+        spec["join"] = [f"p{i}" for i in range(width)]
+        run_id = make_run(store, spec)
+        before = store.writes
+        for i in range(width):
+            store.complete_step(run_id, f"p{i}", ok())
+        assert (store.writes - before) / width == 4  # marker, step, run counter, join counter

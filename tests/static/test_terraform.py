@@ -1,0 +1,617 @@
+"""Static checks of the Terraform deployment (no terraform binary, no cloud access).
+
+The function set, entry points and trigger types are defined once, in
+terraform/functions.tf; these tests tie that definition to main.py in both
+directions and enforce the IAM / hardening rules of the deployment.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import inspect
+import json
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import hcl2
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+TF_DIR = REPO_ROOT / "terraform"
+TF_FILES = sorted(TF_DIR.glob("*.tf"))
+
+FUNCTION_RESOURCE = "google_cloudfunctions2_function"
+STORAGE_FINALIZED = "google.cloud.storage.object.v1.finalized"
+PUBSUB_PUBLISHED = "google.cloud.pubsub.topic.v1.messagePublished"
+# Which topic (by name suffix after name_prefix) each Pub/Sub-triggered entry point listens on.
+PUBSUB_TOPIC_SUFFIX = {"on_start_message": "-start", "on_engine_message": "-engine"}
+REQUIRED_ENV = {
+    "GOOGLE_CLOUD_PROJECT",
+    "WORKFLOW_ENGINE_TOPIC",
+    "WORKFLOW_DAG_PREFIX",
+    "WORKFLOW_TR_URL",
+    "WORKFLOW_CHECK_STATE_DURATION_SEC",
+    "WORKFLOW_STEP_TIMEOUT_SEC",
+    "WORKFLOW_FIRESTORE_DATABASE",
+    "LOG_FORMAT",
+}
+REQUIRED_APIS = {
+    "cloudfunctions.googleapis.com",
+    "run.googleapis.com",
+    "eventarc.googleapis.com",
+    "pubsub.googleapis.com",
+    "firestore.googleapis.com",
+    "cloudbuild.googleapis.com",
+    "artifactregistry.googleapis.com",
+    "storage.googleapis.com",
+}
+PUBLIC_MEMBERS = {"allusers", "allauthenticatedusers"}
+PRIMITIVE_ROLES = {"roles/owner", "roles/editor", "roles/viewer"}
+FUNCTIONS_SA = "google_service_account.functions"
+TRIGGER_SA = "google_service_account.trigger"
+
+
+# ---------------------------------------------------------------------------
+# HCL loading helpers
+# ---------------------------------------------------------------------------
+
+
+def _unquote(text: str) -> str:
+    if len(text) >= 2 and text[0] == '"' and text[-1] == '"':
+        return text[1:-1]
+    return text
+
+
+def _normalize(value: Any) -> Any:
+    """Drop python-hcl2 metadata keys and surrounding quotes (format differs across versions)."""
+    if isinstance(value, dict):
+        return {
+            _unquote(k): _normalize(v)
+            for k, v in value.items()
+            if not (isinstance(k, str) and k.startswith("__") and k.endswith("__"))
+        }
+    if isinstance(value, list):
+        return [_normalize(v) for v in value]
+    if isinstance(value, str):
+        return _unquote(value)
+    return value
+
+
+@cache
+def load_tf(path: Path) -> dict[str, Any]:
+    with path.open(encoding="utf-8") as handle:
+        try:
+            options = hcl2.SerializationOptions(with_comments=False, explicit_blocks=False)
+            raw = hcl2.load(handle, serialization_options=options)
+        except (AttributeError, TypeError):  # older python-hcl2 without options
+            handle.seek(0)
+            raw = hcl2.load(handle)
+    return dict(_normalize(raw))
+
+
+def _blocks(kind: str) -> Iterator[dict[str, Any]]:
+    for path in TF_FILES:
+        yield from load_tf(path).get(kind, [])
+
+
+def resources(rtype: str) -> dict[str, dict[str, Any]]:
+    found: dict[str, dict[str, Any]] = {}
+    for block in _blocks("resource"):
+        for name, body in block.get(rtype, {}).items():
+            assert name not in found, f"duplicate resource {rtype}.{name}"
+            found[name] = body
+    return found
+
+
+def all_resources() -> Iterator[tuple[str, str, dict[str, Any]]]:
+    for block in _blocks("resource"):
+        for rtype, named in block.items():
+            for name, body in named.items():
+                yield rtype, name, body
+
+
+def variables() -> dict[str, dict[str, Any]]:
+    found: dict[str, dict[str, Any]] = {}
+    for block in _blocks("variable"):
+        found.update(block)
+    return found
+
+
+def tf_locals() -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    for block in _blocks("locals"):
+        found.update(block)
+    return found
+
+
+def one(block: Any) -> dict[str, Any]:
+    """A nested block is a one-element list of dicts."""
+    if isinstance(block, list):
+        assert len(block) == 1, block
+        block = block[0]
+    assert isinstance(block, dict), block
+    return block
+
+
+def refers_to(expr: Any, address: str) -> bool:
+    return isinstance(expr, str) and re.search(rf"\b{re.escape(address)}\b", expr) is not None
+
+
+def functions() -> dict[str, dict[str, Any]]:
+    found = resources(FUNCTION_RESOURCE)
+    assert found, f"no {FUNCTION_RESOURCE} in terraform/"
+    return found
+
+
+def entry_point(body: dict[str, Any]) -> str:
+    return str(one(body["build_config"])["entry_point"])
+
+
+def _function_ids() -> list[str]:
+    """Parametrize ids; a broken .tf file is reported by test_tf_file_parses, not as a collection error."""
+    try:
+        return sorted(functions())
+    except Exception:
+        return []
+
+
+# ---------------------------------------------------------------------------
+# main.py helpers
+# ---------------------------------------------------------------------------
+
+
+def _import_main() -> Any:
+    if str(REPO_ROOT) not in sys.path:
+        sys.path.insert(0, str(REPO_ROOT))
+    return importlib.import_module("main")
+
+
+def cloud_event_functions(source: str) -> set[str]:
+    """Top-level functions in `source` decorated with functions_framework.cloud_event."""
+    tree = ast.parse(source)
+    module_aliases: set[str] = set()
+    decorator_aliases: set[str] = set()
+    for node in tree.body:
+        if isinstance(node, ast.Import):
+            module_aliases |= {a.asname or a.name for a in node.names if a.name == "functions_framework"}
+        elif isinstance(node, ast.ImportFrom) and node.module == "functions_framework":
+            decorator_aliases |= {a.asname or a.name for a in node.names if a.name == "cloud_event"}
+
+    def is_cloud_event(dec: ast.expr) -> bool:
+        if isinstance(dec, ast.Attribute) and dec.attr == "cloud_event":
+            return isinstance(dec.value, ast.Name) and dec.value.id in module_aliases
+        return isinstance(dec, ast.Name) and dec.id in decorator_aliases
+
+    return {
+        node.name
+        for node in tree.body
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and any(map(is_cloud_event, node.decorator_list))
+    }
+
+
+@pytest.fixture(scope="module")
+def main_module() -> Any:
+    return _import_main()
+
+
+@pytest.fixture(scope="module")
+def main_cloud_events(main_module: Any) -> set[str]:
+    source = Path(inspect.getfile(main_module)).read_text(encoding="utf-8")
+    return cloud_event_functions(source)
+
+
+# ---------------------------------------------------------------------------
+# Parsing
+# ---------------------------------------------------------------------------
+
+
+def test_expected_terraform_files_exist() -> None:
+    names = {p.name for p in TF_FILES}
+    assert {"versions.tf", "variables.tf", "outputs.tf"} <= names
+    assert (TF_DIR / "terraform.tfvars.example").is_file()
+
+
+@pytest.mark.parametrize("path", TF_FILES, ids=[p.name for p in TF_FILES])
+def test_tf_file_parses(path: Path) -> None:
+    with path.open(encoding="utf-8") as handle:
+        parsed = hcl2.load(handle)
+    assert isinstance(parsed, dict) and parsed
+
+
+def test_tfvars_example_parses_and_uses_declared_variables() -> None:
+    with (TF_DIR / "terraform.tfvars.example").open(encoding="utf-8") as handle:
+        values = _normalize(hcl2.load(handle))
+    declared = variables()
+    assert set(values) <= set(declared), set(values) - set(declared)
+    required = {name for name, body in declared.items() if "default" not in body}
+    assert required <= set(values), required - set(values)
+
+
+# ---------------------------------------------------------------------------
+# Functions <-> main.py
+# ---------------------------------------------------------------------------
+
+
+def test_entry_points_are_unique() -> None:
+    points = [entry_point(body) for body in functions().values()]
+    assert len(points) == len(set(points)), points
+
+
+def test_every_entry_point_is_a_cloud_event_function_of_main(main_cloud_events: set[str]) -> None:
+    missing = {entry_point(body) for body in functions().values()} - main_cloud_events
+    assert not missing, f"entry points not decorated @functions_framework.cloud_event in main.py: {sorted(missing)}"
+
+
+def test_every_cloud_event_function_of_main_is_deployed(main_cloud_events: set[str]) -> None:
+    assert main_cloud_events, "main.py defines no @functions_framework.cloud_event function"
+    deployed = {entry_point(body) for body in functions().values()}
+    undeployed = main_cloud_events - deployed
+    assert not undeployed, f"cloud_event functions in main.py with no {FUNCTION_RESOURCE}: {sorted(undeployed)}"
+
+
+@pytest.mark.parametrize("name", _function_ids())
+def test_trigger_event_type_matches_main(name: str, main_module: Any) -> None:
+    body = functions()[name]
+    entry = entry_point(body)
+    handler = getattr(main_module, entry, None)
+    assert handler is not None, f"main.{entry} does not exist"
+    declared = getattr(handler, "event_type", None)
+    assert isinstance(declared, str), f"main.{entry}.event_type is missing (it must survive the decorator)"
+    assert one(body["event_trigger"])["event_type"] == declared
+
+
+@pytest.mark.parametrize("name", _function_ids())
+def test_function_trigger_wiring(name: str) -> None:
+    body = functions()[name]
+    trigger = one(body["event_trigger"])
+    topics = resources("google_pubsub_topic")
+    if trigger["event_type"] == STORAGE_FINALIZED:
+        filters = {f["attribute"]: f["value"] for f in trigger.get("event_filters", [])}
+        assert refers_to(filters.get("bucket"), "google_storage_bucket.dags"), filters
+        assert "pubsub_topic" not in trigger
+    elif trigger["event_type"] == PUBSUB_PUBLISHED:
+        match = re.fullmatch(r"\$\{google_pubsub_topic\.(\w+)\.id\}", str(trigger.get("pubsub_topic")))
+        assert match, trigger.get("pubsub_topic")
+        topic_name = topics[match.group(1)]["name"]
+        suffix = PUBSUB_TOPIC_SUFFIX.get(entry_point(body))
+        assert suffix and topic_name == f"${{var.name_prefix}}{suffix}", (entry_point(body), topic_name)
+    else:
+        pytest.fail(f"unexpected event type {trigger['event_type']!r}")
+
+
+@pytest.mark.parametrize("name", _function_ids())
+def test_function_hardening_and_settings(name: str) -> None:
+    body = functions()[name]
+    build = one(body["build_config"])
+    service = one(body["service_config"])
+    trigger = one(body["event_trigger"])
+
+    assert build["runtime"] == "python312"
+    storage = one(one(build["source"])["storage_source"])
+    assert refers_to(storage["bucket"], "google_storage_bucket.function_source")
+    assert refers_to(storage["object"], "google_storage_bucket_object.function_source")
+
+    assert trigger["retry_policy"] == "RETRY_POLICY_RETRY"
+    assert refers_to(trigger["service_account_email"], TRIGGER_SA)
+    assert refers_to(service["service_account_email"], FUNCTIONS_SA)
+    assert service["ingress_settings"] == "ALLOW_INTERNAL_ONLY"
+    assert service["all_traffic_on_latest_revision"] is True
+    assert "max_instance_count" in service
+    assert "timeout_seconds" in service
+    assert service["environment_variables"] == "${local.function_env}"
+
+
+def test_function_environment() -> None:
+    env = tf_locals()["function_env"]
+    assert set(env) == REQUIRED_ENV
+    assert env["LOG_FORMAT"] == "json"
+    assert refers_to(env["WORKFLOW_ENGINE_TOPIC"], "google_pubsub_topic.engine.name")
+    assert env["WORKFLOW_DAG_PREFIX"] == "${var.dag_prefix}"
+    assert env["WORKFLOW_TR_URL"] == "${var.task_runner_url}"
+    assert env["WORKFLOW_FIRESTORE_DATABASE"] == "${var.firestore_database}"
+
+
+def test_function_timeout_default_fits_event_functions() -> None:
+    assert 0 < variables()["function_timeout_sec"]["default"] <= 540
+
+
+# ---------------------------------------------------------------------------
+# Source archive
+# ---------------------------------------------------------------------------
+
+
+def test_source_archive_is_content_addressed() -> None:
+    archive = one(_blocks_of("data", "archive_file")["function_source"])
+    assert archive["type"] == "zip"
+    obj = resources("google_storage_bucket_object")["function_source"]
+    assert "data.archive_file.function_source.output_md5" in obj["name"]
+    assert refers_to(obj["source"], "data.archive_file.function_source.output_path")
+
+
+def _blocks_of(kind: str, btype: str) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    for block in _blocks(kind):
+        found.update(block.get(btype, {}))
+    return found
+
+
+def test_source_archive_allow_list_covers_the_runtime_code() -> None:
+    spec = tf_locals()["function_source_files"]
+    for required in ("main.py", "requirements.txt", "workflow/**"):
+        assert required in spec, f"{required} missing from local.function_source_files"
+    for excluded in ("tests", ".venv", "terraform"):
+        assert excluded not in spec
+    extensions = set(tf_locals()["function_source_extensions"])
+    assert "py" in extensions
+    skipped = [
+        p.relative_to(REPO_ROOT).as_posix()
+        for p in (REPO_ROOT / "workflow").rglob("*")
+        if p.is_file() and "__pycache__" not in p.parts and p.suffix.lstrip(".") not in extensions
+    ]
+    assert not skipped, f"files in workflow/ that the function archive would leave out: {skipped}"
+
+
+def test_main_only_imports_local_code_shipped_in_the_archive(main_module: Any) -> None:
+    source = Path(inspect.getfile(main_module)).read_text(encoding="utf-8")
+    top_level: set[str] = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            top_level |= {a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            top_level.add(node.module.split(".")[0])
+    local = {name for name in top_level if (REPO_ROOT / f"{name}.py").exists() or (REPO_ROOT / name).is_dir()}
+    assert local <= {"workflow"}, f"main.py imports repo code outside the archive: {sorted(local - {'workflow'})}"
+
+
+# ---------------------------------------------------------------------------
+# Storage, Pub/Sub, Firestore, APIs
+# ---------------------------------------------------------------------------
+
+
+def test_buckets_are_hardened() -> None:
+    buckets = resources("google_storage_bucket")
+    assert {"dags", "function_source"} <= set(buckets)
+    for name, body in buckets.items():
+        assert body["uniform_bucket_level_access"] is True, name
+        assert body["public_access_prevention"] == "enforced", name
+        assert one(body["versioning"])["enabled"] is True, name
+    assert buckets["dags"]["name"] == "${var.dag_bucket_name}"
+
+
+def test_topic_names_derive_from_name_prefix() -> None:
+    topics = {body["name"] for body in resources("google_pubsub_topic").values()}
+    assert topics == {f"${{var.name_prefix}}-{s}" for s in ("start", "engine", "dead-letter")}
+    assert variables()["name_prefix"]["default"] == "workflow"
+
+
+def test_dead_letter_topic_has_a_subscription() -> None:
+    subs = resources("google_pubsub_subscription")
+    assert any(refers_to(s["topic"], "google_pubsub_topic.dead_letter") for s in subs.values())
+
+
+def test_firestore_database_is_optional_native() -> None:
+    db = resources("google_firestore_database")
+    assert len(db) == 1
+    body = next(iter(db.values()))
+    assert body["count"] == "${var.create_firestore_database ? 1 : 0}"
+    assert body["type"] == "FIRESTORE_NATIVE"
+    assert variables()["create_firestore_database"]["type"].strip("${}") == "bool"
+
+
+def test_required_apis_enabled_without_disable_on_destroy() -> None:
+    services = resources("google_project_service")
+    assert len(services) == 1
+    body = next(iter(services.values()))
+    assert body["disable_on_destroy"] is False
+    apis = set(re.findall(r"[a-z]+\.googleapis\.com", str(tf_locals()["required_apis"])))
+    assert REQUIRED_APIS <= apis, REQUIRED_APIS - apis
+
+
+# ---------------------------------------------------------------------------
+# Versions / variables
+# ---------------------------------------------------------------------------
+
+
+def test_versions_and_backend() -> None:
+    terraform = one(load_tf(TF_DIR / "versions.tf")["terraform"])
+    assert re.fullmatch(r">=\s*1\.([5-9]|\d\d)(\.\d+)?", terraform["required_version"])
+    providers = one(terraform["required_providers"])
+    google = providers["google"]
+    assert google["source"] == "hashicorp/google"
+    match = re.fullmatch(r"~>\s*(\d+)\.\d+(\.\d+)?", google["version"])
+    assert match and int(match.group(1)) >= 5, google["version"]
+    assert providers["archive"]["source"] == "hashicorp/archive"
+    backend = one(terraform["backend"])
+    assert set(backend) == {"gcs"} and not backend["gcs"], 'backend must be the partial `backend "gcs" {}`'
+
+
+def test_variables_are_described_and_validated() -> None:
+    declared = variables()
+    for name, body in declared.items():
+        assert body.get("description"), f"variable {name} has no description"
+        assert body.get("type"), f"variable {name} has no type"
+    must_validate = {
+        "project",
+        "region",
+        "dag_bucket_name",
+        "dag_prefix",
+        "task_runner_url",
+        "task_runner_service",
+        "task_runner_region",
+        "check_state_duration_sec",
+        "step_timeout_sec",
+        "name_prefix",
+    }
+    assert must_validate <= set(declared), must_validate - set(declared)
+    for name in sorted(must_validate):
+        assert declared[name].get("validation"), f"variable {name} has no validation block"
+    url_rule = one(declared["task_runner_url"]["validation"])["condition"]
+    assert "https://" in url_rule
+
+
+def test_outputs() -> None:
+    outputs: dict[str, Any] = {}
+    for block in _blocks("output"):
+        outputs.update(block)
+    expected = {
+        "dag_bucket_name",
+        "start_topic_id",
+        "engine_topic_id",
+        "dead_letter_topic_id",
+        "function_names",
+        "eventarc_triggers",
+        "functions_service_account_email",
+        "trigger_service_account_email",
+        "pubsub_service_agent_email",
+        "dead_letter_max_delivery_attempts",
+    }
+    assert expected <= set(outputs), expected - set(outputs)
+
+
+# ---------------------------------------------------------------------------
+# IAM
+# ---------------------------------------------------------------------------
+
+
+def _iam_members(body: dict[str, Any]) -> list[str]:
+    members = body.get("members", [])
+    if "member" in body:
+        members = [*members, body["member"]]
+    return [str(m) for m in members]
+
+
+def test_no_public_members_or_primitive_roles() -> None:
+    problems = []
+    for rtype, name, body in all_resources():
+        if "_iam_" not in rtype:
+            continue
+        assert not rtype.endswith("_iam_policy"), f"{rtype}.{name}: authoritative IAM policies are not allowed"
+        role = str(body.get("role", ""))
+        if role in PRIMITIVE_ROLES:
+            problems.append(f"{rtype}.{name}: primitive role {role}")
+        for member in _iam_members(body):
+            if any(p in member.lower() for p in PUBLIC_MEMBERS):
+                problems.append(f"{rtype}.{name}: public member {member}")
+    assert not problems, problems
+    for name in ("start_publishers", "dag_bucket_writers"):
+        assert variables()[name].get("validation"), f"{name} must validate its members"
+
+
+def _grants_to(sa_address: str) -> set[tuple[str, str]]:
+    return {
+        (rtype, str(body["role"]))
+        for rtype, _, body in all_resources()
+        if "_iam_" in rtype and any(refers_to(m, sa_address) for m in _iam_members(body))
+    }
+
+
+def test_functions_service_account_is_least_privilege() -> None:
+    assert _grants_to(FUNCTIONS_SA) == {
+        ("google_project_iam_member", "roles/datastore.user"),
+        ("google_pubsub_topic_iam_member", "roles/pubsub.publisher"),
+        ("google_storage_bucket_iam_member", "roles/storage.objectViewer"),
+        ("google_cloud_run_v2_service_iam_member", "roles/run.invoker"),
+    }
+    publisher = [
+        b for b in resources("google_pubsub_topic_iam_member").values() if refers_to(b["member"], FUNCTIONS_SA)
+    ]
+    assert [refers_to(b["topic"], "google_pubsub_topic.engine") for b in publisher] == [True]
+    reader = [b for b in resources("google_storage_bucket_iam_member").values() if refers_to(b["member"], FUNCTIONS_SA)]
+    assert [refers_to(b["bucket"], "google_storage_bucket.dags") for b in reader] == [True]
+    invoker = [
+        b for b in resources("google_cloud_run_v2_service_iam_member").values() if refers_to(b["member"], FUNCTIONS_SA)
+    ]
+    assert [b["name"] for b in invoker] == ["${var.task_runner_service}"]
+
+
+def test_trigger_service_account_roles() -> None:
+    assert _grants_to(TRIGGER_SA) == {
+        ("google_project_iam_member", "roles/eventarc.eventReceiver"),
+        ("google_cloud_run_v2_service_iam_member", "roles/run.invoker"),
+    }
+    invokers = [
+        b for b in resources("google_cloud_run_v2_service_iam_member").values() if refers_to(b["member"], TRIGGER_SA)
+    ]
+    assert len(invokers) == 1
+    # one binding per deployed function, on the function's own Cloud Run service
+    assert invokers[0]["for_each"] == "${local.functions}"
+    assert invokers[0]["name"] == "${each.value.service_config[0].service}"
+    assert set(tf_locals()["functions"]) == {entry_point(b) for b in functions().values()}
+
+
+def test_service_agents() -> None:
+    assert _blocks_of("data", "google_storage_project_service_account")
+    project_grants = {(b["role"], b["member"]) for b in resources("google_project_iam_member").values()}
+    assert ("roles/pubsub.publisher", "serviceAccount:${local.gcs_service_agent}") in project_grants
+    dlq = [
+        b
+        for b in resources("google_pubsub_topic_iam_member").values()
+        if b["member"] == "serviceAccount:${local.pubsub_service_agent}"
+    ]
+    assert [(refers_to(b["topic"], "google_pubsub_topic.dead_letter"), b["role"]) for b in dlq] == [
+        (True, "roles/pubsub.publisher")
+    ]
+
+
+# ---------------------------------------------------------------------------
+# checkov
+# ---------------------------------------------------------------------------
+
+CHECKOV_HELP = (
+    "checkov not found at {path}. Install it in its own virtualenv: "
+    "python3.11 -m venv .venv-checkov && .venv-checkov/bin/pip install -r requirements-checkov.txt "
+    "(or point CHECKOV_BIN at a checkov executable)."
+)
+
+
+def _checkov_bin() -> Path:
+    configured = os.environ.get("CHECKOV_BIN")
+    path = Path(configured) if configured else REPO_ROOT / ".venv-checkov" / "bin" / "checkov"
+    return path if path.is_absolute() else REPO_ROOT / path
+
+
+def test_checkov_reports_no_failed_check() -> None:
+    binary = _checkov_bin()
+    if not binary.exists():
+        message = CHECKOV_HELP.format(path=binary)
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    proc = subprocess.run(
+        [
+            str(binary),
+            "-d",
+            "terraform",
+            "--framework",
+            "terraform",
+            "-o",
+            "json",
+            "--quiet",
+            "--skip-download",
+        ],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    try:
+        report = json.loads(proc.stdout)
+    except json.JSONDecodeError:
+        pytest.fail(f"checkov produced no JSON (exit {proc.returncode}):\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}")
+    reports = report if isinstance(report, list) else [report]
+    failed = [c for r in reports for c in r.get("results", {}).get("failed_checks", [])]
+    summary = [r.get("summary", {}) for r in reports]
+    details = "\n".join(
+        f"{c['check_id']} {c['resource']} ({c['file_path']}:{c['file_line_range']}): {c['check_name']}" for c in failed
+    )
+    assert not failed, f"checkov failed checks:\n{details}"
+    assert all(s.get("failed", 0) == 0 and s.get("parsing_errors", 0) == 0 for s in summary), summary
+    assert any(s.get("resource_count", 0) > 0 for s in summary), f"checkov scanned nothing: {summary}"

@@ -1,0 +1,304 @@
+"""StateStore on Firestore (native mode), free of hot-document transactions.
+
+Data model (see README): `runs/{run}` holds the run and its open-step counter;
+`runs/{run}/steps/{step}` a step, its definition and its join counter `waiting_on`;
+`runs/{run}/ends/{step}[#chunk]` marks a recorded step end; `runs/{run}/claims/{key}`
+a claim. Every write that must happen once is an atomic batch whose first write is a
+create of a marker: a repeated batch fails with AlreadyExists and changes nothing.
+Counters move with server-side increments, and the commit's transform results say who
+brought one to zero, so a wide join never serialises on a lock.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+from google.api_core import exceptions as gexc
+from google.cloud import firestore
+
+from ...errors import NotFound, TransientError
+from ...model.dag import Task
+from ...model.records import Claim, Completion, RunRecord, StepOutcome, StepRecord
+from ...model.states import RunStatus, StepState
+
+log = logging.getLogger("workflow.firestore")
+BATCH = 400  # writes per commit: below Firestore's 500 per batch
+T = TypeVar("T")
+
+
+@contextmanager
+def _translated() -> Iterator[None]:
+    """Firestore errors as the project's own: contention and outages are transient."""
+    try:
+        yield
+    except (gexc.Aborted, gexc.DeadlineExceeded, gexc.ServiceUnavailable, gexc.InternalServerError,
+            gexc.TooManyRequests, gexc.ResourceExhausted) as exc:
+        raise TransientError(f"Firestore: {exc}") from exc
+
+
+class FirestoreStateStore:
+    def __init__(self, client: firestore.Client, root: str = "runs") -> None:
+        self._db = client
+        self._root = root
+        self.reads = 0
+        self.writes = 0
+
+    # -- references ---------------------------------------------------------------------
+    def _run_ref(self, run_id: str) -> Any:
+        return self._db.collection(self._root).document(run_id)
+
+    def _step_ref(self, run_id: str, step_id: str) -> Any:
+        return self._run_ref(run_id).collection("steps").document(step_id)
+
+    def _end_ref(self, run_id: str, name: str) -> Any:
+        return self._run_ref(run_id).collection("ends").document(name)
+
+    def _claim_ref(self, run_id: str, key: str) -> Any:
+        return self._run_ref(run_id).collection("claims").document(key)
+
+    def _get(self, ref: Any) -> Any:
+        self.reads += 1
+        with _translated():
+            return ref.get()
+
+    def _commit(self, batch: Any, writes: int) -> list[Any]:
+        self.writes += writes
+        with _translated():
+            results: list[Any] = batch.commit()
+        return results
+
+    def _once(self, writes: Callable[[Any], int]) -> list[Any] | None:
+        """Commit a batch built by `writes`; None when its leading create found the marker."""
+        batch = self._db.batch()
+        n = writes(batch)
+        try:
+            return self._commit(batch, n)
+        except gexc.AlreadyExists:
+            return None
+
+    # -- runs -----------------------------------------------------------------------------
+    def create_run(self, run: RunRecord, steps: Sequence[StepRecord]) -> bool:
+        if self._get(self._run_ref(run.run_id)).exists:
+            return False
+        for start in range(0, len(steps), BATCH):  # steps first: the run document commits
+            self._create_all([(self._step_ref(s.run_id, s.step_id), _step_doc(start + i, s))
+                              for i, s in enumerate(steps[start:start + BATCH])])
+        doc = _run_doc(run, open_steps=len(steps))
+        return self._once(lambda b: (b.create(self._run_ref(run.run_id), doc), 1)[1]) is not None
+
+    def _create_all(self, docs: list[tuple[Any, dict[str, Any]]]) -> None:
+        """Create every document that does not exist yet; never overwrite one."""
+        batch = self._db.batch()
+        for ref, doc in docs:
+            batch.create(ref, doc)
+        try:
+            self._commit(batch, len(docs))
+        except gexc.AlreadyExists:  # a crashed earlier attempt wrote some: go one by one
+            for ref, doc in docs:
+                try:
+                    self.writes += 1
+                    with _translated():
+                        ref.create(doc)
+                except gexc.AlreadyExists:
+                    pass
+
+    def get_run(self, run_id: str) -> RunRecord | None:
+        snap = self._get(self._run_ref(run_id))
+        return _run(run_id, snap.to_dict()) if snap.exists else None
+
+    def get_step(self, run_id: str, step_id: str) -> StepRecord | None:
+        snap = self._get(self._step_ref(run_id, step_id))
+        return _step(run_id, step_id, snap.to_dict()) if snap.exists else None
+
+    def list_steps(self, run_id: str) -> list[StepRecord]:
+        with _translated():
+            snaps = list(self._run_ref(run_id).collection("steps").order_by("pos").stream())
+        self.reads += len(snaps)
+        return [_step(run_id, s.id, s.to_dict()) for s in snaps]
+
+    # -- claims ---------------------------------------------------------------------------
+    def claim(self, run_id: str, key: str, now: float, lease: float) -> Claim:
+        ref = self._claim_ref(run_id, key)
+        try:
+            self.writes += 1
+            with _translated():
+                ref.create({"claimed_at": now, "settled": False})
+            return Claim.WON
+        except gexc.AlreadyExists:
+            pass
+        snap = self._get(ref)
+        doc = snap.to_dict() or {}
+        if doc.get("settled"):
+            return Claim.DONE
+        if now - float(doc.get("claimed_at", now)) <= lease:
+            return Claim.BUSY
+        try:  # take over, unless someone else did since we read
+            self.writes += 1
+            with _translated():
+                ref.update({"claimed_at": now},
+                           option=self._db.write_option(last_update_time=snap.update_time))
+            return Claim.WON
+        except gexc.FailedPrecondition:
+            return Claim.BUSY
+
+    def settle(self, run_id: str, key: str) -> None:
+        self.writes += 1
+        with _translated():
+            self._claim_ref(run_id, key).set({"settled": True}, merge=True)
+
+    # -- steps ----------------------------------------------------------------------------
+    def record_submission(
+        self, run_id: str, step_id: str, job_id: str, job_state: str, at: float, settle: str
+    ) -> None:
+        snap = self._get(self._step_ref(run_id, step_id))
+        batch = self._db.batch()
+        writes = 1
+        if snap.exists and snap.get("state") == StepState.PENDING.value:
+            batch.update(
+                snap.reference,
+                {"state": StepState.RUNNING.value, "job_id": job_id, "job_state": job_state,
+                 "submitted_at": at},
+                option=self._db.write_option(last_update_time=snap.update_time),
+            )
+            writes += 1
+        batch.set(self._claim_ref(run_id, settle), {"settled": True}, merge=True)
+        try:
+            self._commit(batch, writes)
+        except gexc.FailedPrecondition as exc:  # the step changed under us: read again later
+            raise TransientError(f"step {step_id!r} changed during its submission record") from exc
+
+    def record_job_state(self, run_id: str, step_id: str, job_state: str) -> None:
+        self.writes += 1
+        with _translated():
+            self._step_ref(run_id, step_id).update({"job_state": job_state})
+
+    def complete_step(self, run_id: str, step_id: str, outcome: StepOutcome) -> Completion:
+        snap = self._get(self._step_ref(run_id, step_id))
+        if not snap.exists:
+            raise NotFound(f"run {run_id!r} has no step {step_id!r}")
+        succeeded = outcome.state is StepState.SUCCEEDED
+        release = list(snap.get("definition")["successors"]) if succeeded else []
+        fields: dict[str, Any] = {"state": outcome.state.value, "message": outcome.message,
+                                  "finished_at": outcome.at}
+        if outcome.job_id:
+            fields["job_id"] = outcome.job_id
+
+        def first(batch: Any) -> int:
+            batch.create(self._end_ref(run_id, step_id), {"at": outcome.at})
+            batch.update(snap.reference, fields)
+            batch.update(self._run_ref(run_id), {"open_steps": firestore.Increment(-1)})
+            for succ in release[:BATCH]:
+                batch.update(self._step_ref(run_id, succ), {"waiting_on": firestore.Increment(-1)})
+            return 3 + len(release[:BATCH])
+
+        results = self._once(first)
+        if results is None:  # a redelivery: read the facts back, finish any chunk left out
+            recorded_ok = snap.get("state") == StepState.SUCCEEDED.value
+            release = list(snap.get("definition")["successors"]) if recorded_ok else []
+            self._release_rest(run_id, step_id, release)
+            return Completion(False, self._unblocked(run_id, release), self._open_steps(run_id) == 0)
+        unblocked = [s for s, r in zip(release[:BATCH], results[3:], strict=True) if _after(r) == 0]
+        unblocked += self._release_rest(run_id, step_id, release)
+        return Completion(True, tuple(unblocked), _after(results[2]) == 0)
+
+    def _release_rest(self, run_id: str, step_id: str, release: list[str]) -> list[str]:
+        """Join counters past the first batch, each chunk once (its own marker)."""
+        unblocked: list[str] = []
+        for n, start in enumerate(range(BATCH, len(release), BATCH), start=1):
+            chunk = release[start:start + BATCH]
+
+            def writes(batch: Any, chunk: list[str] = chunk, n: int = n) -> int:
+                batch.create(self._end_ref(run_id, f"{step_id}#{n}"), {})
+                for succ in chunk:
+                    batch.update(self._step_ref(run_id, succ), {"waiting_on": firestore.Increment(-1)})
+                return 1 + len(chunk)
+
+            results = self._once(writes)
+            if results is not None:
+                unblocked += [s for s, r in zip(chunk, results[1:], strict=True) if _after(r) == 0]
+        return unblocked
+
+    def skip_steps(self, run_id: str, step_ids: Sequence[str], reason: str, at: float) -> Completion:
+        recorded = False
+        left = None
+        for step_id in step_ids:
+            def writes(batch: Any, step_id: str = step_id) -> int:
+                batch.create(self._end_ref(run_id, step_id), {"at": at})
+                batch.update(self._step_ref(run_id, step_id),
+                             {"state": StepState.SKIPPED.value, "message": reason, "finished_at": at})
+                batch.update(self._run_ref(run_id), {"open_steps": firestore.Increment(-1)})
+                return 3
+
+            results = self._once(writes)
+            if results is not None:
+                recorded, left = True, _after(results[2])
+        if left is None:
+            left = self._open_steps(run_id)
+        return Completion(recorded, (), left == 0)
+
+    def finish_run(self, run_id: str, status: RunStatus, at: float) -> bool:
+        def writes(batch: Any) -> int:
+            batch.create(self._claim_ref(run_id, "finish"), {"settled": True, "claimed_at": at})
+            batch.update(self._run_ref(run_id), {"status": status.value, "finished_at": at})
+            return 2
+
+        return self._once(writes) is not None
+
+    def _unblocked(self, run_id: str, release: list[str]) -> tuple[str, ...]:
+        if not release:
+            return ()
+        refs = [self._step_ref(run_id, s) for s in release]
+        with _translated():
+            snaps = {s.id: s for s in self._db.get_all(refs)}
+        self.reads += len(refs)
+        return tuple(s for s in release if snaps[s].exists and snaps[s].get("waiting_on") == 0)
+
+    def _open_steps(self, run_id: str) -> int:
+        snap = self._get(self._run_ref(run_id))
+        return int(snap.get("open_steps")) if snap.exists else -1
+
+
+def _after(result: Any) -> int:
+    """The value an increment left, from a commit's write result."""
+    return int(result.transform_results[0].integer_value)
+
+
+def _run_doc(run: RunRecord, open_steps: int) -> dict[str, Any]:
+    return {
+        "status": run.status.value, "tr_url": run.tr_url, "dag_name": run.dag_name,
+        "source": run.source, "created_at": run.created_at, "finished_at": run.finished_at,
+        "step_count": run.step_count, "open_steps": open_steps, "problems": list(run.problems),
+    }
+
+
+def _run(run_id: str, d: dict[str, Any]) -> RunRecord:
+    return RunRecord(
+        run_id=run_id, status=RunStatus(d["status"]), tr_url=d["tr_url"], dag_name=d["dag_name"],
+        source=d["source"], created_at=d["created_at"], finished_at=d.get("finished_at"),
+        step_count=d["step_count"], problems=tuple(d.get("problems") or ()),
+    )
+
+
+def _step_doc(pos: int, s: StepRecord) -> dict[str, Any]:
+    return {
+        "pos": pos, "tr_url": s.tr_url, "tr_auth": s.tr_auth, "state": s.state.value, "waiting_on": s.waiting_on,
+        "definition": {"task": s.task.to_dict(), "dependsOn": list(s.depends_on),
+                       "successors": list(s.successors)},
+        "job_id": s.job_id, "job_state": s.job_state, "message": s.message,
+        "submitted_at": s.submitted_at, "finished_at": s.finished_at,
+    }
+
+
+def _step(run_id: str, step_id: str, d: dict[str, Any]) -> StepRecord:
+    definition = d["definition"]
+    return StepRecord(
+        run_id=run_id, step_id=step_id, task=Task.from_dict(definition["task"]), tr_url=d["tr_url"],
+        tr_auth=d.get("tr_auth", ""),
+        depends_on=tuple(definition["dependsOn"]), successors=tuple(definition["successors"]),
+        state=StepState(d["state"]), waiting_on=int(d["waiting_on"]), job_id=d["job_id"],
+        job_state=d["job_state"], message=d["message"], submitted_at=d.get("submitted_at"),
+        finished_at=d.get("finished_at"),
+    )

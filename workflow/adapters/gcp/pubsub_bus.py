@@ -1,0 +1,70 @@
+"""Bus on Pub/Sub: one topic for the engine's messages.
+
+Each message is the JSON of `workflow.model.codec` with attributes `type`, `run_id`,
+`step_id` and, for a delayed message, `not_before` (Unix time, seconds): Pub/Sub cannot
+delay a delivery, so the receiving entry point waits or asks for redelivery (see
+`workflow.entrypoints`). `publish` returns only when Pub/Sub has accepted every message.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from google.api_core import exceptions as gexc
+
+from ...errors import TransientError
+from ...model import codec
+from ...model.messages import Message
+
+PUBLISH_TIMEOUT = 60.0
+
+
+class PubSubBus:
+    def __init__(
+        self,
+        project: str,
+        topic: str,
+        publisher: Callable[[], Any] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._project = project
+        self._topic = topic
+        self._make_publisher = publisher or _default_publisher
+        self._publisher: Any = None
+        self._lock = threading.Lock()
+        self._clock = clock
+        self.published = 0
+
+    def publish(self, messages: Sequence[Message], delay: float = 0.0) -> None:
+        client = self._client()
+        path = client.topic_path(self._project, self._topic)
+        extra = {"not_before": f"{self._clock() + delay:.3f}"} if delay > 0 else {}
+        try:
+            futures = [
+                client.publish(path, codec.encode(m), **attributes(m), **extra) for m in messages
+            ]
+            for f in futures:
+                f.result(timeout=PUBLISH_TIMEOUT)
+        except (gexc.GoogleAPICallError, gexc.RetryError, TimeoutError) as exc:
+            raise TransientError(f"Pub/Sub publish to {self._topic} failed: {exc}") from exc
+        self.published += len(messages)
+
+    def _client(self) -> Any:
+        with self._lock:
+            if self._publisher is None:
+                self._publisher = self._make_publisher()
+            return self._publisher
+
+
+def attributes(msg: Message) -> dict[str, str]:
+    """Routing and log attributes: never any content of the message."""
+    return {"type": type(msg).__name__, "run_id": msg.run_id, "step_id": getattr(msg, "step_id", "")}
+
+
+def _default_publisher() -> Any:
+    from google.cloud import pubsub_v1  # type: ignore[attr-defined]
+
+    return pubsub_v1.PublisherClient()
