@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from enginekit import Harness, ScriptedRunner, dag
 
+from enginekit import Harness, ScriptedRunner, dag
 from workflow.engine import handle
 from workflow.engine.handlers import Busy
 from workflow.model.messages import CheckJob, DispatchStep, StartRun

@@ -4,8 +4,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from store_contract import StoreContract
 
+from store_contract import StoreContract
 from workflow.adapters.embedded.sqlite_store import SqliteStateStore
 
 
