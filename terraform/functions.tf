@@ -46,6 +46,16 @@ resource "google_cloudfunctions2_function" "on_dag_uploaded" {
     ingress_settings               = "ALLOW_INTERNAL_ONLY"
     all_traffic_on_latest_revision = true
     service_account_email          = google_service_account.functions.email
+
+    dynamic "secret_environment_variables" {
+      for_each = var.token_key_secret == "" ? [] : [var.token_key_secret]
+      content {
+        key        = "WORKFLOW_TOKEN_KEY"
+        project_id = var.project
+        secret     = secret_environment_variables.value
+        version    = "latest"
+      }
+    }
   }
 
   event_trigger {
@@ -98,6 +108,16 @@ resource "google_cloudfunctions2_function" "on_start_message" {
     ingress_settings               = "ALLOW_INTERNAL_ONLY"
     all_traffic_on_latest_revision = true
     service_account_email          = google_service_account.functions.email
+
+    dynamic "secret_environment_variables" {
+      for_each = var.token_key_secret == "" ? [] : [var.token_key_secret]
+      content {
+        key        = "WORKFLOW_TOKEN_KEY"
+        project_id = var.project
+        secret     = secret_environment_variables.value
+        version    = "latest"
+      }
+    }
   }
 
   event_trigger {
@@ -145,6 +165,16 @@ resource "google_cloudfunctions2_function" "on_engine_message" {
     ingress_settings               = "ALLOW_INTERNAL_ONLY"
     all_traffic_on_latest_revision = true
     service_account_email          = google_service_account.functions.email
+
+    dynamic "secret_environment_variables" {
+      for_each = var.token_key_secret == "" ? [] : [var.token_key_secret]
+      content {
+        key        = "WORKFLOW_TOKEN_KEY"
+        project_id = var.project
+        secret     = secret_environment_variables.value
+        version    = "latest"
+      }
+    }
   }
 
   event_trigger {

@@ -45,6 +45,15 @@ resource "google_cloud_run_v2_service_iam_member" "functions_task_runner_invoker
 }
 
 # ---------------------------------------------------------------------------
+# Read the key that seals callers' Task Runner tokens (only when one is configured).
+resource "google_secret_manager_secret_iam_member" "functions_token_key_accessor" {
+  count     = var.token_key_secret == "" ? 0 : 1
+  project   = var.project
+  secret_id = var.token_key_secret
+  role      = "roles/secretmanager.secretAccessor"
+  member    = "serviceAccount:${google_service_account.functions.email}"
+}
+
 # Identity Eventarc uses to deliver events to the functions
 # ---------------------------------------------------------------------------
 

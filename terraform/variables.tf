@@ -259,3 +259,14 @@ variable "source_bucket_name" {
     error_message = "source_bucket_name must be 3-63 chars of lowercase letters, digits, '-' or '_'."
   }
 }
+
+variable "token_key_secret" {
+  description = "Optional id of an existing Secret Manager secret (in this project) holding a Fernet key. When set, start messages may carry tr_auth_jwt, which the functions keep only sealed with this key; when empty, such requests are recorded INVALID and the functions call the Task Runner with their own identity."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.token_key_secret == "" || can(regex("^[A-Za-z0-9_-]{1,255}$", var.token_key_secret))
+    error_message = "token_key_secret must be empty or a Secret Manager secret id (letters, digits, _ and -)."
+  }
+}

@@ -518,6 +518,8 @@ def test_functions_service_account_is_least_privilege() -> None:
         ("google_pubsub_topic_iam_member", "roles/pubsub.publisher"),
         ("google_storage_bucket_iam_member", "roles/storage.objectViewer"),
         ("google_cloud_run_v2_service_iam_member", "roles/run.invoker"),
+        # only with var.token_key_secret set, and only on that one secret
+        ("google_secret_manager_secret_iam_member", "roles/secretmanager.secretAccessor"),
     }
     publisher = [
         b for b in resources("google_pubsub_topic_iam_member").values() if refers_to(b["member"], FUNCTIONS_SA)
