@@ -145,3 +145,54 @@ def test_help_documents_options_and_environment(tmp_path: Path) -> None:
     for word in ("--dag-path", "--workflow-path", "--tr-hostname", "--tr-url", "--tr-auth-jwt", "--db",
                  "WORKFLOW_CHECK_STATE_DURATION_SEC", "WORKFLOW_STEP_TIMEOUT_SEC", "exit codes"):
         assert word in res.stdout
+
+
+BAD_DAGS = {
+    "empty file": (b"", "empty"),
+    "not UTF-8": (b"steps:\n  - id: \xff\xfe\n", "UTF-8"),
+    "unparsable YAML": (b"steps: [\n  - id: a\n", "line"),
+    "steps missing": (b"name: x\n", "steps"),
+    "steps empty": (b"steps: []\n", "steps"),
+    "steps not a list": (b"steps: {a: 1}\n", "steps"),
+    "step not a mapping": (b"steps: [hello]\n", "steps[0]"),
+    "duplicate ids": (b"steps:\n- {id: a, task: {imageUri: i}}\n- {id: a, task: {imageUri: i}}\n", "'a'"),
+    "unknown dependency": (b"steps:\n- {id: a, dependsOn: [zz], task: {imageUri: i}}\n", "zz"),
+    "self dependency": (b"steps:\n- {id: a, dependsOn: [a], task: {imageUri: i}}\n", "itself"),
+    "missing imageUri": (b"steps:\n- {id: a, task: {name: x}}\n", "imageUri"),
+    "wrong type": (b"steps:\n- {id: a, task: {imageUri: i, args: [1, true]}}\n", "args"),
+    "unknown key": (b"steps:\n- {id: a, depends_on: [], task: {imageUri: i}}\n", "did you mean 'dependsOn'"),
+    "object tag": (b"steps: !!python/object:os.system {}\n", "line 1"),
+    "alias bomb": (b"a: &a [x,x,x,x,x,x,x,x,x]\n" + b"".join(
+        f"{c}: &{c} [{','.join(['*' + p] * 9)}]\n".encode() for p, c in zip("abcdefgh", "bcdefghi", strict=True))
+        + b"steps: *i\n", "alias"),
+}
+
+
+class CountingRunner:
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def submit(self, url: str, task: object, auth: str = "") -> object:
+        self.calls += 1
+        raise AssertionError("nothing may be submitted")
+
+    def status(self, url: str, job_id: str, auth: str = "") -> object:
+        self.calls += 1
+        raise AssertionError("nothing may be polled")
+
+
+@pytest.mark.parametrize("case", list(BAD_DAGS))
+def test_every_invalid_dag_exits_2_naming_the_problem(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], case: str
+) -> None:
+    from workflow.cli import main
+
+    data, expected = BAD_DAGS[case]
+    path = tmp_path / "bad.yaml"
+    path.write_bytes(data)
+    runner = CountingRunner()
+    code = main(["--dag-path", str(path), "--tr-hostname", "http://127.0.0.1:9", "--db", ":memory:"],
+                runner=runner)  # type: ignore[arg-type]
+    err = capsys.readouterr().err
+    assert code == 2 and expected in err and "Traceback" not in err, err
+    assert runner.calls == 0
