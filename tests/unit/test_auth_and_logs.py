@@ -1,0 +1,68 @@
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import pytest
+
+from workflow import logs
+from workflow.adapters.http import auth
+from workflow.adapters.http.auth import IdTokenSource, SealedTokens, StaticToken
+from workflow.errors import AuthError
+
+
+class FakeCredentials:
+    def __init__(self) -> None:
+        self.refreshes = 0
+        self.valid = False
+        self.token: str | None = None
+
+    def refresh(self, request: Any) -> None:
+        self.refreshes += 1
+        self.valid = True
+        self.token = f"id-token-{self.refreshes}"
+
+
+def test_id_tokens_are_cached_per_audience_until_they_expire(monkeypatch: pytest.MonkeyPatch) -> None:
+    made: dict[str, FakeCredentials] = {}
+    monkeypatch.setattr(auth, "_credentials_for", lambda aud: made.setdefault(aud, FakeCredentials()))
+    source = IdTokenSource()
+    assert source.token("https://a") == "id-token-1"
+    assert source.token("https://a") == "id-token-1"  # still valid: no refresh
+    assert source.token("https://b") == "id-token-1" and len(made) == 2
+    made["https://a"].valid = False  # expired
+    assert source.token("https://a") == "id-token-2"
+    assert made["https://a"].refreshes == 2
+
+
+def test_no_credentials_says_how_to_get_a_token(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", "/nonexistent/key.json")
+    with pytest.raises(AuthError) as err:
+        IdTokenSource().token("https://runner.example")
+    assert "--tr-auth-jwt" in str(err.value)
+
+
+def test_sealed_tokens_round_trip_and_are_not_readable() -> None:
+    from cryptography.fernet import Fernet
+
+    tokens = SealedTokens(Fernet.generate_key().decode(), StaticToken("own"))
+    sealed = tokens.seal("my-jwt")
+    assert "my-jwt" not in sealed and tokens.token("aud", sealed) == "my-jwt"
+    other = SealedTokens(Fernet.generate_key().decode(), StaticToken("own"))
+    with pytest.raises(AuthError):
+        other.token("aud", sealed)
+    with pytest.raises(AuthError, match="not a Fernet key"):
+        SealedTokens("short", StaticToken("own")).seal("x")
+    assert "my-jwt" not in repr(tokens) and "own" not in repr(StaticToken("own"))
+
+
+def test_json_logs_carry_severity_and_ids(capsys: pytest.CaptureFixture[str]) -> None:
+    logs.configure(logging.INFO, json_format=True)
+    try:
+        logging.getLogger("workflow.test").warning("hello %s", "world", extra={"run_id": "r1", "step_id": "s1"})
+        line = json.loads(capsys.readouterr().err.strip().splitlines()[-1])
+        assert line == {"severity": "WARNING", "message": "hello world", "logger": "workflow.test",
+                        "run_id": "r1", "step_id": "s1"}
+    finally:
+        logs.configure(logging.WARNING, json_format=False)
