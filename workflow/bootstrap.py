@@ -92,4 +92,5 @@ def cloud(env: Mapping[str, str] | None = None) -> CloudRuntime:
         tokens=tokens,
         dag_prefix=env.get("WORKFLOW_DAG_PREFIX", "dags/"),
         default_tr_url=env.get("WORKFLOW_TR_URL", ""),
+        report_ops=env.get("WORKFLOW_REPORT_OPS") == "1",
     )

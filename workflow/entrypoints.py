@@ -57,6 +57,15 @@ class CloudRuntime:
     tokens: SealedTokens
     dag_prefix: str
     default_tr_url: str
+    report_ops: bool = False  # log this instance's store and bus counters after each event
+
+
+def report_ops(rt: CloudRuntime) -> None:
+    """With WORKFLOW_REPORT_OPS=1: one log line of the instance's cumulative counters (benchmarks)."""
+    if rt.report_ops:
+        counts = {name: getattr(obj, name, None) for obj, name in
+                  ((rt.ports.store, "reads"), (rt.ports.store, "writes"), (rt.ports.bus, "published"))}
+        log.info("ops %s", json.dumps(counts))
 
 
 def accepts(event_type: str) -> Callable[[F], F]:
