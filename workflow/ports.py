@@ -42,13 +42,9 @@ class StateStore(Protocol):
     def settle(self, run_id: str, key: str) -> None:
         """Mark the claimed side effect as done. Idempotent."""
 
-    def record_submission(
-        self, run_id: str, step_id: str, job_id: str, job_state: str, at: float, settle: str
-    ) -> None:
-        """Mark a PENDING step RUNNING with its job and settle the claim `settle`, atomically.
-
-        Idempotent; a step that moved on is left as it is.
-        """
+    def record_submission(self, run_id: str, step_id: str, job_id: str, job_state: str, at: float) -> None:
+        """Mark the step RUNNING with its job. Called only by the holder of the step's
+        submission claim, before anything else can move the step on; idempotent."""
 
     def record_job_state(self, run_id: str, step_id: str, job_state: str) -> None:
         """Note the Task Runner's latest state for a RUNNING step (display only)."""

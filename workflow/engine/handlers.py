@@ -77,7 +77,12 @@ def start_run(msg: StartRun, ports: Ports) -> None:
 
 
 def dispatch_step(msg: DispatchStep, ports: Ports) -> None:
-    """Submit the step's job once, then schedule its first check."""
+    """Submit the step's job once, then schedule its first check.
+
+    Once the submission is recorded, the step's RUNNING state stops any second one; the
+    claim covers the window before that, and is settled only when the Task Runner refuses
+    the job (the step then stays PENDING until its StepFinished is handled).
+    """
     step = _step(ports, msg.run_id, msg.step_id)
     if step.state is StepState.RUNNING:
         # A redelivery after the submission was recorded: make sure a check is scheduled
@@ -104,7 +109,7 @@ def _submit(ports: Ports, step: StepRecord, claim_key: str) -> None:
         ports.store.settle(step.run_id, claim_key)
         return
     now = ports.clock()
-    ports.store.record_submission(step.run_id, step.step_id, job.job_id, job.state, now, claim_key)
+    ports.store.record_submission(step.run_id, step.step_id, job.job_id, job.state, now)
     log.info("submitted job %s", job.job_id, extra=_ids(step.run_id, step.step_id))
     outcome = job_outcome(job.state)
     if outcome is not None:

@@ -123,11 +123,8 @@ class SqliteStateStore:
         with self._tx() as db:
             self._settle(db, run_id, key)
 
-    def record_submission(
-        self, run_id: str, step_id: str, job_id: str, job_state: str, at: float, settle: str
-    ) -> None:
+    def record_submission(self, run_id: str, step_id: str, job_id: str, job_state: str, at: float) -> None:
         with self._tx() as db:
-            self._settle(db, run_id, settle)
             self._exec(
                 db,
                 "UPDATE steps SET state=?, job_id=?, job_state=?, submitted_at=? "

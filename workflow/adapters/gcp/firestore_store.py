@@ -150,25 +150,12 @@ class FirestoreStateStore:
             self._claim_ref(run_id, key).set({"settled": True}, merge=True)
 
     # -- steps ----------------------------------------------------------------------------
-    def record_submission(
-        self, run_id: str, step_id: str, job_id: str, job_state: str, at: float, settle: str
-    ) -> None:
-        snap = self._get(self._step_ref(run_id, step_id))
-        batch = self._db.batch()
-        writes = 1
-        if snap.exists and snap.get("state") == StepState.PENDING.value:
-            batch.update(
-                snap.reference,
-                {"state": StepState.RUNNING.value, "job_id": job_id, "job_state": job_state,
-                 "submitted_at": at},
-                option=self._db.write_option(last_update_time=snap.update_time),
+    def record_submission(self, run_id: str, step_id: str, job_id: str, job_state: str, at: float) -> None:
+        self.writes += 1
+        with _translated():
+            self._step_ref(run_id, step_id).update(
+                {"state": StepState.RUNNING.value, "job_id": job_id, "job_state": job_state, "submitted_at": at}
             )
-            writes += 1
-        batch.set(self._claim_ref(run_id, settle), {"settled": True}, merge=True)
-        try:
-            self._commit(batch, writes)
-        except gexc.FailedPrecondition as exc:  # the step changed under us: read again later
-            raise TransientError(f"step {step_id!r} changed during its submission record") from exc
 
     def record_job_state(self, run_id: str, step_id: str, job_state: str) -> None:
         self.writes += 1
