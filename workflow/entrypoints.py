@@ -18,6 +18,7 @@ import functools
 import hashlib
 import json
 import logging
+import os
 import re
 import time
 from collections.abc import Callable, Mapping
@@ -65,6 +66,7 @@ def report_ops(rt: CloudRuntime) -> None:
     if rt.report_ops:
         counts = {name: getattr(obj, name, None) for obj, name in
                   ((rt.ports.store, "reads"), (rt.ports.store, "writes"), (rt.ports.bus, "published"))}
+        counts["pid"] = os.getpid()
         log.info("ops %s", json.dumps(counts))
 
 

@@ -30,7 +30,7 @@ from workflow.entrypoints import (
     upload_run_id,
 )
 from workflow.model import codec
-from workflow.model.messages import CheckJob, DispatchStep, StartRun
+from workflow.model.messages import DispatchStep, StartRun
 from workflow.model.states import RunStatus
 from workflow.settings import Settings
 
@@ -166,7 +166,7 @@ def test_engine_message_is_handled_and_poison_is_dropped(rt: CloudRuntime) -> No
 
 def test_delayed_engine_message_waits_or_asks_for_redelivery(rt: CloudRuntime) -> None:
     slept: list[float] = []
-    data = codec.encode(CheckJob("nope", "x", "j", 0))
+    data = codec.encode(DispatchStep("nope", "x"))
     with pytest.raises(NotYet):
         engine_message(pubsub_event(data, not_before=str(1000 + MAX_INLINE_WAIT + 1)), rt,
                        clock=lambda: 1000.0, sleep=slept.append)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..errors import (
@@ -87,7 +87,7 @@ def dispatch_step(msg: DispatchStep, ports: Ports) -> None:
     if step.state is StepState.RUNNING:
         # A redelivery after the submission was recorded: make sure a check is scheduled
         # (duplicate checks collapse on their claims).
-        _schedule_check(ports, step, seq=0)
+        _schedule_check(ports, _first_check(step, step.job_id, step.job_state, step.submitted_at or 0.0))
         return
     if step.state is not StepState.PENDING:
         return
@@ -105,7 +105,7 @@ def _submit(ports: Ports, step: StepRecord, claim_key: str) -> None:
         job = ports.runner.submit(step.tr_url, step.task, step.tr_auth)
     except SubmissionRefused as exc:
         log.warning("submission refused: %s", exc, extra=_ids(step.run_id, step.step_id))
-        _finish(ports, step, StepState.FAILED, "", f"submission refused: {exc}")
+        _finish(ports, step.run_id, step.step_id, StepState.FAILED, "", f"submission refused: {exc}")
         ports.store.settle(step.run_id, claim_key)
         return
     now = ports.clock()
@@ -113,41 +113,46 @@ def _submit(ports: Ports, step: StepRecord, claim_key: str) -> None:
     log.info("submitted job %s", job.job_id, extra=_ids(step.run_id, step.step_id))
     outcome = job_outcome(job.state)
     if outcome is not None:
-        _finish(ports, step, outcome, job.job_id, job.message)
+        _finish(ports, step.run_id, step.step_id, outcome, job.job_id, job.message)
     else:
         # Only the claim holder gets here, so check 0 needs no claim of its own; a
         # redelivered dispatch may add a second check 0, and the claims on later checks
         # merge the two chains.
-        check = CheckJob(step.run_id, step.step_id, job.job_id, 0)
+        check = _first_check(step, job.job_id, job.state, now)
         ports.bus.publish([check], delay=ports.settings.poll_interval)
 
 
+def _first_check(step: StepRecord, job_id: str, job_state: str, submitted_at: float) -> CheckJob:
+    return CheckJob(step.run_id, step.step_id, job_id, 0, step.tr_url, step.tr_auth, submitted_at, job_state)
+
+
 def check_job(msg: CheckJob, ports: Ports) -> None:
-    """Poll a running job: finish the step, time it out, or schedule the next check."""
-    step = _step(ports, msg.run_id, msg.step_id)
-    if step.state is not StepState.RUNNING or step.job_id != msg.job_id:
-        return
+    """Poll a running job: finish the step, time it out, or schedule the next check.
+
+    Reads nothing from the store. A duplicate check after the step ended only repeats a
+    StepFinished, which changes nothing.
+    """
     try:
-        job = ports.runner.status(step.tr_url, msg.job_id, step.tr_auth)
+        job = ports.runner.status(msg.tr_url, msg.job_id, msg.tr_auth)
     except StatusRefused as exc:
-        _finish(ports, step, StepState.FAILED, msg.job_id, str(exc))
+        _finish(ports, msg.run_id, msg.step_id, StepState.FAILED, msg.job_id, str(exc))
         return
     except TaskRunnerUnavailable as exc:
         # Not the job's fault: keep polling; the step timeout bounds how long.
         log.warning("status unknown: %s", exc, extra=_ids(msg.run_id, msg.step_id))
-        job = Job(msg.job_id, step.job_state)
+        job = Job(msg.job_id, msg.job_state)
     outcome = job_outcome(job.state)
     if outcome is not None:
-        _finish(ports, step, outcome, job.job_id, job.message)
+        _finish(ports, msg.run_id, msg.step_id, outcome, job.job_id, job.message)
         return
-    elapsed = ports.clock() - (step.submitted_at or 0.0)
+    elapsed = ports.clock() - msg.submitted_at
     if elapsed > ports.settings.step_timeout:
         reason = f"timed out after {elapsed:.0f} s (limit {ports.settings.step_timeout:.0f} s)"
-        _finish(ports, step, StepState.FAILED, job.job_id, reason)
+        _finish(ports, msg.run_id, msg.step_id, StepState.FAILED, job.job_id, reason)
         return
-    if job.state != step.job_state:
+    if job.state != msg.job_state:
         ports.store.record_job_state(msg.run_id, msg.step_id, job.state)
-    _schedule_check(ports, step, seq=msg.seq + 1)
+    _schedule_check(ports, replace(msg, seq=msg.seq + 1, job_state=job.state))
 
 
 def step_finished(msg: StepFinished, ports: Ports) -> None:
@@ -170,22 +175,20 @@ def run_finished(msg: RunFinished, ports: Ports) -> None:
     """An event for observers; the engine has nothing left to do."""
 
 
-def _finish(ports: Ports, step: StepRecord, state: StepState, job_id: str, message: str) -> None:
-    event = StepFinished(step.run_id, step.step_id, state, ports.clock(), job_id, message)
-    ports.bus.publish([event])
+def _finish(ports: Ports, run_id: str, step_id: str, state: StepState, job_id: str, message: str) -> None:
+    ports.bus.publish([StepFinished(run_id, step_id, state, ports.clock(), job_id, message)])
 
 
-def _schedule_check(ports: Ports, step: StepRecord, seq: int) -> None:
-    """Publish check number `seq` once, however many deliveries ask for it."""
-    key = f"check:{step.step_id}:{seq}"
-    claim = ports.store.claim(step.run_id, key, ports.clock(), ports.settings.check_lease)
+def _schedule_check(ports: Ports, check: CheckJob) -> None:
+    """Publish `check` once, however many deliveries ask for it."""
+    key = f"check:{check.step_id}:{check.seq}"
+    claim = ports.store.claim(check.run_id, key, ports.clock(), ports.settings.check_lease)
     if claim is Claim.DONE:
         return
     if claim is Claim.BUSY:
-        raise Busy(f"check {seq} of step {step.step_id!r} being scheduled elsewhere")
-    check = CheckJob(step.run_id, step.step_id, step.job_id, seq)
+        raise Busy(f"check {check.seq} of step {check.step_id!r} being scheduled elsewhere")
     ports.bus.publish([check], delay=ports.settings.poll_interval)
-    ports.store.settle(step.run_id, key)
+    ports.store.settle(check.run_id, key)
 
 
 def _finish_run(ports: Ports, run_id: str) -> None:

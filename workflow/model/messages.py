@@ -27,12 +27,20 @@ class DispatchStep:
 
 @dataclass(frozen=True)
 class CheckJob:
-    """Ask the Task Runner for a job's state; `seq` numbers the checks of one job."""
+    """Ask the Task Runner for a job's state; `seq` numbers the checks of one job.
+
+    It carries what the check needs (the Task Runner, the sealed token, the submission
+    time, the job state seen last) so that a check reads nothing from the store.
+    """
 
     run_id: str
     step_id: str
     job_id: str
     seq: int = 0
+    tr_url: str = ""
+    tr_auth: str = ""
+    submitted_at: float = 0.0
+    job_state: str = ""
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,183 @@
+"""Benchmark of the cloud runtime on the local cloud (real Firestore and Pub/Sub emulators,
+functions under functions-framework): `python bench/cloud_bench.py`.
+
+Runs a 1 -> 200 -> 1 fan-out/fan-in and a 50-step chain, started by a message on the start
+topic, with instant jobs (the mock Task Runner ends a job at its first check) and a polling
+interval of 0. Prints wall time, steps/s, the p50/p95 latency from a job seen finished (the
+mock's answer to the status request) to its successors' submission, and Firestore reads,
+writes and Pub/Sub messages per step (counted by the functions themselves). In the same run
+it measures the baseline: as many plain messages pushed through a function that writes one
+Firestore document each. Last, a cost per 1,000 steps from those counts and list prices,
+next to AWS Step Functions and Google Cloud Workflows for the same DAG.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from workflow.localcloud import processes, pubsub_wiring
+from workflow.localcloud.stack import LocalCloud
+
+# Every function, ours and the baseline's, serves this many requests at once.
+SERVER = {"THREADS": "16", "WORKERS": "2"}
+
+# List prices (USD) used for the cost comparison.
+FIRESTORE_READ = 0.03 / 100_000
+FIRESTORE_WRITE = 0.09 / 100_000
+FUNCTION_CALL = 0.40 / 1_000_000  # plus compute, not counted here
+PUBSUB_PER_MESSAGE = 40 / 2**40 * 1000  # $40/TiB, at least 1,000 bytes per publish and per delivery
+STEP_FUNCTIONS_TRANSITION = 0.025 / 1000
+WORKFLOWS_EXTERNAL_STEP = 0.025 / 1000
+WORKFLOWS_INTERNAL_STEP = 0.01 / 1000
+
+
+def fan(width: int) -> dict[str, Any]:
+    steps = [{"id": "src", "task": {"imageUri": "img/src"}}]
+    steps += [{"id": f"m{i}", "dependsOn": ["src"], "task": {"imageUri": "img/m"}} for i in range(width)]
+    steps.append({"id": "sink", "dependsOn": [f"m{i}" for i in range(width)], "task": {"imageUri": "img/sink"}})
+    return {"name": f"fan-{width}", "steps": steps}
+
+
+def chain(length: int) -> dict[str, Any]:
+    steps = [{"id": f"c{i}", "dependsOn": [f"c{i - 1}"] if i else [], "task": {"imageUri": "img/c"}}
+             for i in range(length)]
+    return {"name": f"chain-{length}", "steps": steps}
+
+
+def ops(cloud: LocalCloud) -> dict[str, int]:
+    """Sum of the function processes' cumulative counters (the last `ops` line of each)."""
+    total = {"reads": 0, "writes": 0, "published": 0, "invocations": 0}
+    last: dict[tuple[str, int], dict[str, int]] = {}
+    for name, path in cloud.logs.items():
+        if name not in cloud.functions:
+            continue
+        for line in path.read_text(errors="replace").splitlines():
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue
+            if str(entry.get("message", "")).startswith("ops "):
+                counts = json.loads(entry["message"][4:])
+                last[(name, counts["pid"])] = counts
+                total["invocations"] += 1
+    for counts in last.values():
+        for key in ("reads", "writes", "published"):
+            total[key] += int(counts.get(key) or 0)
+    return total
+
+
+def latencies(cloud: LocalCloud, dag: dict[str, Any]) -> list[float]:
+    """For each step with dependencies: its submission time minus the time its last
+    dependency's job was seen finished (first status answer; jobs end at once)."""
+    seen: dict[str, float] = {}
+    submitted: dict[str, float] = {}
+    for r in cloud.mock.requests():
+        if r["status"] != 200:
+            continue
+        if r["path"] == "/jobstatus":
+            seen.setdefault(str(r["query"]["job_id"]).rsplit("-", 1)[0], r["time"])
+        elif r["path"] == "/job":
+            submitted.setdefault(r["body"]["job_name"], r["time"])
+    out = []
+    for step in dag["steps"]:
+        deps = step.get("dependsOn") or []
+        if deps and step["id"] in submitted and all(d in seen for d in deps):
+            out.append(submitted[step["id"]] - max(seen[d] for d in deps))
+    return out
+
+
+def run_dag(cloud: LocalCloud, dag: dict[str, Any]) -> dict[str, Any]:
+    cloud.mock.reset()
+    before = ops(cloud)
+    run_id = f"bench-{dag['name']}-{uuid.uuid4().hex[:6]}"
+    t0 = time.time()
+    cloud.publish_start({"dag": dag, "run_id": run_id})
+    run = cloud.wait_run(run_id, timeout=600)
+    wall = (run.finished_at or time.time()) - t0
+    assert run.status.value == "SUCCEEDED", run
+    time.sleep(1.0)  # let the last invocations log their counters
+    after = ops(cloud)
+    n = len(dag["steps"])
+    lat = sorted(latencies(cloud, dag))
+    diff = {k: after[k] - before[k] for k in after}
+    return {
+        "dag": dag["name"], "steps": n, "wall_s": wall, "steps_per_s": n / wall,
+        "p50_ms": 1000 * statistics.median(lat), "p95_ms": 1000 * lat[int(0.95 * (len(lat) - 1))],
+        "reads": diff["reads"] / n, "writes": diff["writes"] / n,
+        "messages": (diff["published"] + 1) / n, "invocations": diff["invocations"] / n,
+        "submissions": len(cloud.mock.submissions()),
+    }
+
+
+def baseline(cloud: LocalCloud, count: int) -> float:
+    """Seconds to push `count` messages through a function writing one document each
+    (after 20 warm-up messages, as the engine's runs follow a warm-up run)."""
+    collection = f"baseline-{uuid.uuid4().hex[:8]}"
+    env = {**cloud.env, **SERVER, "BASELINE_COLLECTION": collection}
+    fn = processes.start_function(Path("workflow/localcloud/baseline.py"), "write_one", env)
+    try:
+        topic = f"baseline-{uuid.uuid4().hex[:8]}"
+        pubsub_wiring.wire_push_trigger(cloud.project, topic, fn.url, host=cloud.pubsub_host)
+        push(cloud, topic, collection, 20)
+        return push(cloud, topic, collection, count)
+    finally:
+        fn.stop()
+
+
+def push(cloud: LocalCloud, topic: str, collection: str, count: int) -> float:
+    """Publish `count` messages at once; seconds until `count` more documents exist."""
+    db = cloud.firestore_client()
+    have = sum(1 for _ in db.collection(collection).select([]).stream())
+    publisher = cloud.publisher()
+    path = pubsub_wiring.topic_path(cloud.project, topic)
+    t0 = time.time()
+    futures = [publisher.publish(path, json.dumps({"i": i}).encode()) for i in range(count)]
+    for f in futures:
+        f.result(timeout=60)
+    while sum(1 for _ in db.collection(collection).select([]).stream()) < have + count:
+        if time.time() - t0 > 600:
+            raise TimeoutError("baseline did not finish")
+        time.sleep(0.1)
+    return time.time() - t0
+
+
+def main() -> None:
+    with LocalCloud(poll=0, mock_duration=0, extra_env={"WORKFLOW_REPORT_OPS": "1", **SERVER}) as cloud:
+        run_dag(cloud, fan(10))  # warm-up: first calls into the emulators and functions are slow
+        results = [run_dag(cloud, fan(200)), run_dag(cloud, chain(50))]
+        fan_messages = round(results[0]["messages"] * results[0]["steps"])
+        base = baseline(cloud, fan_messages)
+    print("cloud runtime on the local cloud (Firestore and Pub/Sub emulators, functions-framework)")
+    print(f"{'DAG':<10}{'steps':>6}{'wall s':>8}{'steps/s':>9}{'p50 ms':>8}{'p95 ms':>8}"
+          f"{'reads':>7}{'writes':>8}{'msgs':>6}{'calls':>7}   (per step)")
+    for r in results:
+        print(f"{r['dag']:<10}{r['steps']:>6}{r['wall_s']:>8.2f}{r['steps_per_s']:>9.1f}{r['p50_ms']:>8.0f}"
+              f"{r['p95_ms']:>8.0f}{r['reads']:>7.2f}{r['writes']:>8.2f}{r['messages']:>6.2f}"
+              f"{r['invocations']:>7.2f}")
+        assert r["submissions"] == r["steps"], f"{r['dag']}: {r['submissions']} submissions"
+    f = results[0]
+    print(f"\nbaseline: {fan_messages} plain messages, one document each: {base:.2f} s")
+    print(f"fan-200 run / baseline: {f['wall_s'] / base:.2f}x (target <= 2x)")
+    joins = f["writes"]
+    print(f"Firestore writes per step in fan-200 (each has 1 or 200 incoming edges): {joins:.2f}")
+    per_step = (f["reads"] * FIRESTORE_READ + f["writes"] * FIRESTORE_WRITE
+                + f["invocations"] * FUNCTION_CALL + 2 * f["messages"] * PUBSUB_PER_MESSAGE)
+    # Same DAG elsewhere, with jobs that end at their first check: per step one Task state,
+    # one status check and one Choice (3 transitions); Workflows: 2 HTTP calls + 2 internal steps.
+    print("\ncost per 1,000 steps (list prices; compute time excluded):")
+    print(f"  this runtime        ${1000 * per_step:.4f}")
+    print(f"  AWS Step Functions  ${1000 * 3 * STEP_FUNCTIONS_TRANSITION:.4f} (3 state transitions per step)")
+    print(f"  Cloud Workflows     ${1000 * (2 * WORKFLOWS_EXTERNAL_STEP + 2 * WORKFLOWS_INTERNAL_STEP):.4f}"
+          " (2 external + 2 internal steps per step)")
+
+
+if __name__ == "__main__":
+    main()
