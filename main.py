@@ -13,9 +13,11 @@ from collections.abc import Callable
 from typing import Any
 
 import functions_framework
+from werkzeug.exceptions import ServiceUnavailable
 
 from workflow import entrypoints
 from workflow.entrypoints import GCS_FINALIZED, PUBSUB_PUBLISHED, CloudRuntime, accepts
+from workflow.errors import TransientError
 
 
 @functools.cache
@@ -30,6 +32,11 @@ def _serve(handler: Callable[[Any, CloudRuntime], None], event: Any) -> None:
     rt = runtime()
     try:
         handler(event, rt)
+    except TransientError as exc:
+        # Expected (an early delayed message, a claim held elsewhere, contention): ask for
+        # redelivery with a 503 and a warning, not an error with a traceback.
+        logging.getLogger("workflow.entrypoints").warning("retry later: %s", exc)
+        raise ServiceUnavailable(str(exc)) from exc
     finally:
         entrypoints.report_ops(rt)
 

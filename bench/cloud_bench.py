@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import statistics
 import sys
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -121,7 +122,8 @@ def baseline(cloud: LocalCloud, count: int) -> float:
     """Seconds to push `count` messages through a function writing one document each
     (after 20 warm-up messages, as the engine's runs follow a warm-up run)."""
     collection = f"baseline-{uuid.uuid4().hex[:8]}"
-    env = {**cloud.env, **SERVER, "BASELINE_COLLECTION": collection}
+    # Its own runtime dir: gunicorn keeps a control socket there, one per server.
+    env = {**cloud.env, **SERVER, "BASELINE_COLLECTION": collection, "XDG_RUNTIME_DIR": tempfile.mkdtemp()}
     fn = processes.start_function(Path("workflow/localcloud/baseline.py"), "write_one", env)
     try:
         topic = f"baseline-{uuid.uuid4().hex[:8]}"

@@ -32,7 +32,7 @@ def make_run(store: Any, spec: dict[str, list[str]]) -> str:
 
 
 def ok(at: float = 2.0, job: str = "job-1") -> StepOutcome:
-    return StepOutcome(StepState.SUCCEEDED, at, job, "")
+    return StepOutcome(StepState.SUCCEEDED, at, job, "", "SUCCEEDED")
 
 
 class StoreContract:
@@ -78,6 +78,7 @@ class StoreContract:
         assert store.complete_step(run_id, "b", ok(job="job-b")).unblocked == ("c",)
         b = store.get_step(run_id, "b")
         assert b.state is StepState.SUCCEEDED and b.job_id == "job-b" and b.finished_at == 2.0
+        assert b.job_state == "SUCCEEDED"
         done = store.complete_step(run_id, "c", ok())
         assert done.recorded and done.run_complete
         assert store.complete_step(run_id, "c", ok()).run_complete

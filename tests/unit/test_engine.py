@@ -43,7 +43,8 @@ def test_failed_branch_skips_its_descendants_and_independent_branch_finishes() -
     assert "d" not in h.runner.submitted and "e" in h.runner.submitted
     steps = {s.step_id: s for s in h.store.list_steps("r1")}
     assert steps["d"].message == "upstream step 'b' failed"
-    assert steps["b"].message == "exit 1"
+    assert steps["b"].message == "exit 1" and steps["b"].job_state == "FAILED"
+    assert steps["c"].job_state == "SUCCEEDED"
     run = h.store.get_run("r1")
     assert run is not None and run.status is RunStatus.FAILED
 

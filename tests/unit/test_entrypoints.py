@@ -180,3 +180,15 @@ def test_entry_points_declare_and_check_their_event_type(rt: CloudRuntime) -> No
     assert main.on_engine_message.event_type == PUBSUB_PUBLISHED  # type: ignore[attr-defined]
     main.on_engine_message(gcs_event("dags/x.yaml"))  # wrong type: ignored before any runtime is built
     assert main.runtime.cache_info().currsize == 0
+
+
+def test_a_transient_error_asks_for_redelivery_without_a_traceback(
+    rt: CloudRuntime, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from werkzeug.exceptions import ServiceUnavailable
+
+    monkeypatch.setattr(main, "runtime", lambda: rt)
+    early = pubsub_event(codec.encode(DispatchStep("r", "a")), not_before="99999999999")
+    with pytest.raises(ServiceUnavailable):
+        main.on_engine_message(early)
+    assert any(r.levelname == "WARNING" and "retry later" in r.getMessage() for r in caplog.records)

@@ -105,7 +105,7 @@ def _submit(ports: Ports, step: StepRecord, claim_key: str) -> None:
         job = ports.runner.submit(step.tr_url, step.task, step.tr_auth)
     except SubmissionRefused as exc:
         log.warning("submission refused: %s", exc, extra=_ids(step.run_id, step.step_id))
-        _finish(ports, step.run_id, step.step_id, StepState.FAILED, "", f"submission refused: {exc}")
+        _finish(ports, step.run_id, step.step_id, StepState.FAILED, None, f"submission refused: {exc}")
         ports.store.settle(step.run_id, claim_key)
         return
     now = ports.clock()
@@ -113,7 +113,7 @@ def _submit(ports: Ports, step: StepRecord, claim_key: str) -> None:
     log.info("submitted job %s", job.job_id, extra=_ids(step.run_id, step.step_id))
     outcome = job_outcome(job.state)
     if outcome is not None:
-        _finish(ports, step.run_id, step.step_id, outcome, job.job_id, job.message)
+        _finish(ports, step.run_id, step.step_id, outcome, job, job.message)
     else:
         # Only the claim holder gets here, so check 0 needs no claim of its own; a
         # redelivered dispatch may add a second check 0, and the claims on later checks
@@ -135,7 +135,7 @@ def check_job(msg: CheckJob, ports: Ports) -> None:
     try:
         job = ports.runner.status(msg.tr_url, msg.job_id, msg.tr_auth)
     except StatusRefused as exc:
-        _finish(ports, msg.run_id, msg.step_id, StepState.FAILED, msg.job_id, str(exc))
+        _finish(ports, msg.run_id, msg.step_id, StepState.FAILED, Job(msg.job_id, msg.job_state), str(exc))
         return
     except TaskRunnerUnavailable as exc:
         # Not the job's fault: keep polling; the step timeout bounds how long.
@@ -143,12 +143,12 @@ def check_job(msg: CheckJob, ports: Ports) -> None:
         job = Job(msg.job_id, msg.job_state)
     outcome = job_outcome(job.state)
     if outcome is not None:
-        _finish(ports, msg.run_id, msg.step_id, outcome, job.job_id, job.message)
+        _finish(ports, msg.run_id, msg.step_id, outcome, job, job.message)
         return
     elapsed = ports.clock() - msg.submitted_at
     if elapsed > ports.settings.step_timeout:
         reason = f"timed out after {elapsed:.0f} s (limit {ports.settings.step_timeout:.0f} s)"
-        _finish(ports, msg.run_id, msg.step_id, StepState.FAILED, job.job_id, reason)
+        _finish(ports, msg.run_id, msg.step_id, StepState.FAILED, job, reason)
         return
     if job.state != msg.job_state:
         ports.store.record_job_state(msg.run_id, msg.step_id, job.state)
@@ -157,7 +157,7 @@ def check_job(msg: CheckJob, ports: Ports) -> None:
 
 def step_finished(msg: StepFinished, ports: Ports) -> None:
     """Record a step's end; dispatch the successors it unblocks; skip what it dooms."""
-    outcome = StepOutcome(msg.state, msg.at, msg.job_id, msg.message)
+    outcome = StepOutcome(msg.state, msg.at, msg.job_id, msg.message, msg.job_state)
     done = ports.store.complete_step(msg.run_id, msg.step_id, outcome)
     log.info("step %s", msg.state.value, extra=_ids(msg.run_id, msg.step_id))
     run_complete = done.run_complete
@@ -175,8 +175,9 @@ def run_finished(msg: RunFinished, ports: Ports) -> None:
     """An event for observers; the engine has nothing left to do."""
 
 
-def _finish(ports: Ports, run_id: str, step_id: str, state: StepState, job_id: str, message: str) -> None:
-    ports.bus.publish([StepFinished(run_id, step_id, state, ports.clock(), job_id, message)])
+def _finish(ports: Ports, run_id: str, step_id: str, state: StepState, job: Job | None, message: str) -> None:
+    job_id, job_state = (job.job_id, job.state) if job else ("", "")
+    ports.bus.publish([StepFinished(run_id, step_id, state, ports.clock(), job_id, message, job_state)])
 
 
 def _schedule_check(ports: Ports, check: CheckJob) -> None:

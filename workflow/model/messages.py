@@ -51,6 +51,7 @@ class StepFinished:
     at: float
     job_id: str = ""
     message: str = ""
+    job_state: str = ""  # the Task Runner's last state of the job (FAILED, CANCELLED, ...)
 
 
 @dataclass(frozen=True)

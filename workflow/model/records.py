@@ -48,6 +48,7 @@ class StepOutcome:
     at: float
     job_id: str = ""
     message: str = ""
+    job_state: str = ""
 
 
 @dataclass(frozen=True)

@@ -146,9 +146,9 @@ class SqliteStateStore:
             row = self._exec(
                 db,
                 "UPDATE steps SET state=?, job_id=CASE WHEN ?='' THEN job_id ELSE ? END, "
-                "message=?, finished_at=? WHERE run_id=? AND step_id=? AND state IN (?,?) "
+                "job_state=?, message=?, finished_at=? WHERE run_id=? AND step_id=? AND state IN (?,?) "
                 "RETURNING definition",
-                (outcome.state.value, outcome.job_id, outcome.job_id, outcome.message,
+                (outcome.state.value, outcome.job_id, outcome.job_id, outcome.job_state, outcome.message,
                  outcome.at, run_id, step_id, *_OPEN),
             ).fetchone()
             if row is not None:

@@ -169,7 +169,7 @@ class FirestoreStateStore:
         succeeded = outcome.state is StepState.SUCCEEDED
         release = list(snap.get("definition")["successors"]) if succeeded else []
         fields: dict[str, Any] = {"state": outcome.state.value, "message": outcome.message,
-                                  "finished_at": outcome.at}
+                                  "finished_at": outcome.at, "job_state": outcome.job_state}
         if outcome.job_id:
             fields["job_id"] = outcome.job_id
 
