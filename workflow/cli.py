@@ -74,7 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout, runner: TaskRunner | None = None) -> int:
+def main(argv: Sequence[str] | None = None, out: TextIO | None = None, runner: TaskRunner | None = None) -> int:
+    out = out or sys.stdout
     try:
         args = build_parser().parse_args(argv)
         logs.configure(logging.INFO if args.verbose else logging.WARNING)
@@ -104,12 +105,19 @@ def watch(rt: EmbeddedRuntime, run_id: str, out: TextIO, every: float = 0.1) -> 
     """Print a line per step state change until the run ends; then the summary. Returns the status."""
     seen: dict[str, tuple[str, str]] = {}
     while True:
+        idle = rt.bus.idle()  # read before the store: nothing can happen after an idle bus
         run = rt.store.get_run(run_id)
         for step in rt.store.list_steps(run_id):
             _print_change(step, seen, out)
-        if run is not None and run.status.terminal and rt.bus.idle():
+        if run is not None and run.status.terminal and idle:
             print_summary(rt.store.list_steps(run_id), run.status, out)
             return run.status
+        if idle:
+            reasons = "; ".join(f"{type(m).__name__} for {getattr(m, 'step_id', '')}: {why}"
+                                for m, why in rt.bus.dead_letters) or "no message left to handle"
+            print(f"error: run {run_id} is stuck ({reasons})", file=sys.stderr)
+            print_summary(rt.store.list_steps(run_id), RunStatus.FAILED, out)
+            return RunStatus.FAILED
         time.sleep(every)
 
 

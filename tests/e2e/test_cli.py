@@ -196,3 +196,20 @@ def test_every_invalid_dag_exits_2_naming_the_problem(
     err = capsys.readouterr().err
     assert code == 2 and expected in err and "Traceback" not in err, err
     assert runner.calls == 0
+
+
+def test_a_run_whose_messages_all_fail_is_reported_stuck_not_awaited(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from workflow.cli import main
+
+    class Broken(CountingRunner):
+        def submit(self, url: str, task: object, auth: str = "") -> object:
+            raise RuntimeError("bug in the runner client")
+
+    path = tmp_path / "one.yaml"
+    path.write_text("steps:\n- {id: a, task: {imageUri: i}}\n")
+    code = main(["--dag-path", str(path), "--tr-hostname", "http://127.0.0.1:9", "--db", ":memory:"],
+                runner=Broken())  # type: ignore[arg-type]
+    err = capsys.readouterr().err
+    assert code == 1 and "is stuck" in err and "bug in the runner client" in err

@@ -35,9 +35,9 @@ class InProcessBus:
     def __init__(
         self,
         workers: int = 8,
-        max_attempts: int = 10,
+        max_attempts: int = 8,
         backoff: float = 0.05,
-        max_backoff: float = 5.0,
+        max_backoff: float = 2.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._workers = workers
