@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import math
 import os
 from collections.abc import Mapping
@@ -39,11 +40,20 @@ def seconds(env: Mapping[str, str], name: str, default: float, *, allow_zero: bo
 
 def parse_seconds(raw: str, name: str, *, allow_zero: bool) -> float:
     """A duration in seconds; InputError naming `name` unless finite and >= 0 (> 0)."""
+    shown = f"{name}={raw!r}" if name else repr(raw)
     try:
         value = float(raw)
     except ValueError:
-        raise InputError(f"{name}={raw!r} is not a number of seconds") from None
+        raise InputError(f"{shown} is not a number of seconds") from None
     if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
         bound = ">= 0" if allow_zero else "> 0"
-        raise InputError(f"{name}={raw!r}: must be a finite number of seconds {bound}")
+        raise InputError(f"{shown}: must be a finite number of seconds {bound}")
     return value
+
+
+def seconds_arg(raw: str) -> float:
+    """An argparse `type`: a finite number of seconds >= 0."""
+    try:
+        return parse_seconds(raw, "", allow_zero=True)
+    except InputError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import math
 import os
 import shlex
 import signal
@@ -30,6 +29,7 @@ from typing import Any
 from workflow import logs
 from workflow.entrypoints import DAG_EXTENSIONS, upload_run_id
 from workflow.errors import InputError
+from workflow.settings import seconds_arg
 
 from . import eventarc, processes, status
 from .processes import MissingTool, StartupError
@@ -45,18 +45,8 @@ class _Stop(BaseException):
     """Raised in the main thread by the first stop signal."""
 
 
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not math.isfinite(value) or value < 0:
-        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text!r}")
-    return value
-
-
 def _poll(text: str) -> float:
-    value = _seconds(text)
+    value = seconds_arg(text)
     if value > MAX_POLL:
         raise argparse.ArgumentTypeError(
             f"at most {MAX_POLL:g} s on the local cloud (the emulator redelivers an early check about once "
@@ -97,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--poll", type=_poll, default=0.5, metavar="SECONDS",
                     help=f"WORKFLOW_CHECK_STATE_DURATION_SEC of the functions, at most {MAX_POLL:g} "
                          "(default: %(default)s)")
-    up.add_argument("--mock-duration", type=_seconds, default=2.0, metavar="SECONDS",
+    up.add_argument("--mock-duration", type=seconds_arg, default=2.0, metavar="SECONDS",
                     help="the mock's job duration unless a task's label mock_duration_sec says otherwise "
                          "(default: %(default)s)")
     up.add_argument("--project", default="localcloud", help="project id (default: %(default)s)")
@@ -130,7 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("run_id", nargs="?", metavar="RUN_ID", help="the run (default: list the runs)")
     show.add_argument("--watch", action="store_true",
                       help="follow: print step changes until the run ends (the list: until Ctrl-C)")
-    show.add_argument("--interval", type=_seconds, default=1.0, metavar="SECONDS",
+    show.add_argument("--interval", type=seconds_arg, default=1.0, metavar="SECONDS",
                       help="seconds between two reads with --watch (default: %(default)s)")
     _state_option(show)
     return parser

@@ -8,25 +8,15 @@ from __future__ import annotations
 
 import argparse
 import logging
-import math
 import signal
 import sys
 import time
 from types import FrameType
 
 from workflow.mock_runner.server import DURATION_LABEL, MockTaskRunner
+from workflow.settings import seconds_arg
 
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-
-def _duration(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not math.isfinite(value) or value < 0:
-        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text!r}")
-    return value
 
 
 def _port(text: str) -> int:
@@ -62,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--duration",
-        type=_duration,
+        type=seconds_arg,
         default=3.0,
         metavar="SECONDS",
         help=f"default job duration in seconds; a job's label {DURATION_LABEL} overrides it (default: %(default)s)",
