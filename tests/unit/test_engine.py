@@ -7,9 +7,9 @@ import pytest
 from enginekit import Harness, ScriptedRunner, dag
 from workflow.engine import handle
 from workflow.engine.handlers import Busy
-from workflow.model.messages import CheckJob, DispatchStep, StartRun
+from workflow.model.messages import CheckJob, DispatchStep, StartRun, StepFinished
 from workflow.model.records import Claim
-from workflow.model.states import RunStatus
+from workflow.model.states import RunStatus, StepState
 from workflow.settings import Settings
 
 FORK_JOIN = {"a": [], "b": ["a"], "c": ["a"], "d": ["b", "c"]}
@@ -134,3 +134,18 @@ def test_dispatch_during_an_unsettled_submission_raises_busy() -> None:
     with pytest.raises(Busy):
         handle(DispatchStep("r1", "a"), h.ports)
     assert h.runner.submitted == []
+
+
+def test_a_late_failure_after_a_recorded_success_skips_nothing() -> None:
+    h = Harness()
+    start(h, {"a": [], "x": [], "c": ["a", "x"]})
+    handle(h.bus.pending.pop(0), h.ports)  # StartRun
+    h.bus.pending.clear()
+    handle(StepFinished("r1", "a", StepState.SUCCEEDED, h.now, "a-1"), h.ports)
+    # a second check chain of `a` reports a timeout after its success was recorded,
+    # while `c` still waits for `x`
+    handle(StepFinished("r1", "a", StepState.FAILED, h.now, "a-1", "timed out"), h.ports)
+    states = h.states("r1")
+    assert states["a"][0] == "SUCCEEDED" and states["c"][0] == "PENDING"
+    c = h.store.get_step("r1", "c")
+    assert c is not None and c.waiting_on == 1

@@ -162,9 +162,13 @@ def step_finished(msg: StepFinished, ports: Ports) -> None:
     log.info("step %s", msg.state.value, extra=_ids(msg.run_id, msg.step_id))
     run_complete = done.run_complete
     if msg.state is not StepState.SUCCEEDED:
-        doomed = _descendants(ports.store.list_steps(msg.run_id), msg.step_id)
-        reason = f"upstream step '{msg.step_id}' {msg.state.value.lower()}"
-        run_complete = ports.store.skip_steps(msg.run_id, doomed, reason, msg.at).run_complete
+        steps = ports.store.list_steps(msg.run_id)
+        # The end recorded first wins: a late FAILED (say, a timeout racing the job's
+        # success) must not skip what a recorded success released.
+        if all(s.state is not StepState.SUCCEEDED for s in steps if s.step_id == msg.step_id):
+            doomed = _descendants(steps, msg.step_id)
+            reason = f"upstream step '{msg.step_id}' {msg.state.value.lower()}"
+            run_complete = ports.store.skip_steps(msg.run_id, doomed, reason, msg.at).run_complete
     if done.unblocked:
         ports.bus.publish([DispatchStep(msg.run_id, s) for s in done.unblocked])
     if run_complete:
