@@ -50,7 +50,7 @@ def embedded(
     ports = Ports(
         store=store,
         bus=bus,
-        runner=runner or HttpTaskRunner(token_source(jwt)),
+        runner=runner or HttpTaskRunner(token_source(jwt), waiting=bus.waiting),
         settings=settings,
     )
 

@@ -67,3 +67,32 @@ def test_transient_error_is_retried_then_dead_lettered_and_poison_dropped() -> N
         assert "RuntimeError: bug" in bus.dead_letters[0][1]
     finally:
         bus.close()
+
+
+def test_handlers_take_turns_but_network_waits_overlap() -> None:
+    spans: dict[str, tuple[float, float]] = {}
+    bus = InProcessBus(workers=4)
+
+    def handler(msg: Message) -> None:
+        sid = msg.step_id  # type: ignore[union-attr]
+        t0 = time.monotonic()
+        if sid.startswith("net"):
+            with bus.waiting():
+                time.sleep(0.3)
+        else:
+            time.sleep(0.3)  # stands for CPU work: holds the turn
+        spans[sid] = (t0, time.monotonic())
+
+    bus.start(handler)
+    try:
+        bus.publish([DispatchStep("r", s) for s in ("net1", "net2", "net3")])
+        wait_until(lambda: len(spans) == 3 and bus.idle())
+        starts, ends = [s for s, _ in spans.values()], [e for _, e in spans.values()]
+        assert max(ends) - min(starts) < 0.55  # the three waits overlapped
+        spans.clear()
+        bus.publish([DispatchStep("r", s) for s in ("cpu1", "cpu2")])
+        wait_until(lambda: len(spans) == 2 and bus.idle())
+        (_, a1), (b0, _) = sorted(spans.values())
+        assert b0 >= a1 - 0.01  # one at a time
+    finally:
+        bus.close()

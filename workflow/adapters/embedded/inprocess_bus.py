@@ -1,5 +1,9 @@
 """Bus in one process: a worker pool over a time-ordered queue.
 
+Handlers take turns on the CPU (one at a time, as on an event loop: more would only
+contend for the GIL and the store's lock); a handler waiting on the network inside
+`waiting()` lets another one run, so Task Runner calls overlap.
+
 Delivery is at least once: a handler that raises TransientError (or any unexpected
 error) gets its message again after a capped exponential backoff; after
 `max_attempts` the message is dead-lettered (kept in `dead_letters` and logged).
@@ -13,7 +17,8 @@ import itertools
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from ...errors import PoisonMessage, TransientError
@@ -53,6 +58,7 @@ class InProcessBus:
         self._threads: list[threading.Thread] = []
         self._handler: Handler | None = None
         self._local = _WorkerFlag()
+        self._cpu = threading.Lock()
         self.published = 0
         self.dead_letters: list[tuple[Message, str]] = []
 
@@ -71,9 +77,11 @@ class InProcessBus:
             for msg in messages:
                 heapq.heappush(self._queue, _Item(due, next(self._seq), msg))
                 self.published += 1
-            # A worker publishing from its handler takes the next message itself when
-            # the handler returns; waking another worker for it only adds a hand-off.
-            self._cv.notify(len(messages) - (1 if self._local.worker else 0))
+            # A worker publishing from its handler takes the next message itself when the
+            # handler returns, or wakes a worker when it starts waiting on the network
+            # (see `waiting`): handlers take turns, so waking one now would only add a hand-off.
+            if not self._local.worker:
+                self._cv.notify(len(messages))
 
     def idle(self) -> bool:
         """No message queued or being handled."""
@@ -111,10 +119,26 @@ class InProcessBus:
                 self._cv.wait(wait)
             return None
 
+    @contextmanager
+    def waiting(self) -> Iterator[None]:
+        """Around a network wait inside a handler: other handlers may run meanwhile."""
+        if not self._local.worker:
+            yield
+            return
+        with self._cv:
+            if self._queue:
+                self._cv.notify()
+        self._cpu.release()
+        try:
+            yield
+        finally:
+            self._cpu.acquire()
+
     def _deliver(self, item: _Item) -> None:
         assert self._handler is not None
         try:
-            self._handler(item.msg)
+            with self._cpu:
+                self._handler(item.msg)
         except PoisonMessage as exc:
             log.error("dropped malformed message %r: %s", item.msg, exc, extra=_ids(item.msg))
         except TransientError as exc:

@@ -8,6 +8,8 @@ and 5xx are retried by urllib3 with capped exponential backoff and jitter.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 import requests
@@ -39,9 +41,13 @@ class HttpTaskRunner:
         backoff: float = 0.5,
         backoff_max: float = 30.0,
         timeout: tuple[float, float] = (5.0, 30.0),
+        waiting: Callable[[], AbstractContextManager[None]] = nullcontext,
     ) -> None:
+        """`waiting`: entered around each network exchange (the embedded bus lets other
+        handlers run meanwhile)."""
         self._tokens = tokens
         self._timeout = timeout
+        self._waiting = waiting
         retry = Retry(
             total=retries,
             connect=retries,
@@ -85,10 +91,9 @@ class HttpTaskRunner:
 
     def _request(self, method: str, url: str, path: str, auth: str, **kwargs: Any) -> requests.Response:
         base = url.rstrip("/")
-        headers = {"Authorization": f"Bearer {self._tokens.token(base, auth)}"}
-        return self._session.request(
-            method, base + path, headers=headers, timeout=self._timeout, **kwargs
-        )
+        with self._waiting():
+            headers = {"Authorization": f"Bearer {self._tokens.token(base, auth)}"}
+            return self._session.request(method, base + path, headers=headers, timeout=self._timeout, **kwargs)
 
 
 def _body(resp: requests.Response) -> str:
