@@ -5,17 +5,20 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from .adapters.embedded.inprocess_bus import InProcessBus
 from .adapters.embedded.sqlite_store import SqliteStateStore
 from .adapters.http.auth import IdTokenSource, SealedTokens, StaticToken, TokenSource
 from .adapters.http.task_runner import HttpTaskRunner
 from .engine import Ports, handle
-from .entrypoints import CloudRuntime
 from .errors import InputError
 from .model.messages import Message
 from .ports import TaskRunner
 from .settings import Settings
+
+if TYPE_CHECKING:  # the cloud's modules load only for the cloud runtime, not for the CLI
+    from .entrypoints import CloudRuntime
 
 
 def token_source(jwt: str | None) -> TokenSource:
@@ -72,6 +75,7 @@ def cloud(env: Mapping[str, str] | None = None) -> CloudRuntime:
     from .adapters.dag_sources import DagSources
     from .adapters.gcp.firestore_store import FirestoreStateStore
     from .adapters.gcp.pubsub_bus import PubSubBus
+    from .entrypoints import CloudRuntime
 
     env = os.environ if env is None else env
     project = env.get("GOOGLE_CLOUD_PROJECT", "")
