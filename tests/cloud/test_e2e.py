@@ -20,6 +20,7 @@ import requests
 import yaml
 from google.cloud.firestore_v1.base_query import FieldFilter
 
+from polling import wait_until
 from workflow.localcloud import eventarc, processes
 from workflow.localcloud.stack import ENGINE_TARGET, UPLOAD_TARGET, LocalCloud, RunTimeout
 from workflow.model.records import RunRecord, StepRecord
@@ -190,16 +191,6 @@ def runs_from(cloud: LocalCloud, source: str) -> list[str]:
     docs = cloud.firestore_client().collection("runs").where(filter=FieldFilter("source", "==", source)).stream()
     return [d.id for d in docs]
 
-
-def wait_until(check: Callable[[], Any], timeout: float, what: str, interval: float = 0.05) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            pytest.fail(f"timed out after {timeout} s waiting for {what}", pytrace=False)
-        time.sleep(interval)
 
 
 def assert_submitted_once(cloud: LocalCloud, tag: str, steps: dict[str, StepRecord]) -> list[str]:

@@ -16,32 +16,21 @@ import time
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 import requests
 
+from polling import wait_until
 from workflow.localcloud import eventarc, processes, pubsub_wiring
 from workflow.localcloud.processes import ManagedProcess, MissingTool, Service, StartupError
 
 LOG = logging.getLogger(__name__)
-T = TypeVar("T")
 
 pytestmark = pytest.mark.cloud
 
 BASELINE = "workflow/localcloud/baseline.py"
 
-
-def wait_until(check: Callable[[], T], timeout: float, what: str, interval: float = 0.1) -> T:
-    """Poll `check` until it returns something truthy; fail with `what` after `timeout` s."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            pytest.fail(f"timed out after {timeout} s waiting for {what} (last: {value!r})")
-        time.sleep(interval)
 
 
 class Capture:
