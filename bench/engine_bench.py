@@ -62,12 +62,12 @@ class InstantRunner:
         self._n = 0
         self._lock = threading.Lock()
 
-    def submit(self, url: str, task: Task, auth: str = "") -> Job:
+    def submit(self, url: str, task: Task, auth: str = "", run_id: str = "") -> Job:
         with self._lock:
             self._n += 1
             return Job(f"{task.name}-{self._n}", "QUEUED")
 
-    def status(self, url: str, job_id: str, auth: str = "") -> Job:
+    def status(self, url: str, job_id: str, auth: str = "", run_id: str = "") -> Job:
         return Job(job_id, "SUCCEEDED")
 
 

@@ -50,7 +50,7 @@ class ScriptedRunner:
     _polls: dict[str, int] = field(default_factory=dict)
     _images: dict[str, str] = field(default_factory=dict)
 
-    def submit(self, url: str, task: Task, auth: str = "") -> Job:
+    def submit(self, url: str, task: Task, auth: str = "", run_id: str = "") -> Job:
         if task.image_uri in self.refuse:
             raise SubmissionRefused("HTTP 400: bad image", 400, "bad image")
         job_id = f"{task.name}-{len(self.submitted) + 1}"
@@ -59,7 +59,7 @@ class ScriptedRunner:
         self._polls[job_id] = 0
         return Job(job_id, "QUEUED" if self.checks else self._end(job_id))
 
-    def status(self, url: str, job_id: str, auth: str = "") -> Job:
+    def status(self, url: str, job_id: str, auth: str = "", run_id: str = "") -> Job:
         if self.lost:
             raise StatusRefused(f"status of job {job_id}: HTTP 404: unknown job")
         if self.flaky:

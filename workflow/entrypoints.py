@@ -152,7 +152,7 @@ def _start(rt: CloudRuntime, run_id: str, source: str, tr_url: str, jwt: str, lo
         if not re.match(r"^https?://[^/\s]+", tr_url):
             raise InputError(f"no usable Task Runner URL ({tr_url!r}): set WORKFLOW_TR_URL, or tr_hostname "
                              "in the start message, or the object's metadata tr_url")
-        sealed = rt.tokens.seal(jwt) if jwt else ""
+        sealed = rt.tokens.seal(jwt, run_id=run_id, origin=tr_url) if jwt else ""
     except DagInvalid as exc:
         _record_invalid(rt, run_id, source, tr_url, [str(p) for p in exc.problems])
         return

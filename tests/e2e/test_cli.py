@@ -172,11 +172,11 @@ class CountingRunner:
     def __init__(self) -> None:
         self.calls = 0
 
-    def submit(self, url: str, task: object, auth: str = "") -> object:
+    def submit(self, url: str, task: object, auth: str = "", run_id: str = "") -> object:
         self.calls += 1
         raise AssertionError("nothing may be submitted")
 
-    def status(self, url: str, job_id: str, auth: str = "") -> object:
+    def status(self, url: str, job_id: str, auth: str = "", run_id: str = "") -> object:
         self.calls += 1
         raise AssertionError("nothing may be polled")
 
@@ -204,7 +204,7 @@ def test_a_run_whose_messages_all_fail_is_reported_stuck_not_awaited(
     from workflow.cli import main
 
     class Broken(CountingRunner):
-        def submit(self, url: str, task: object, auth: str = "") -> object:
+        def submit(self, url: str, task: object, auth: str = "", run_id: str = "") -> object:
             raise RuntimeError("bug in the runner client")
 
     path = tmp_path / "one.yaml"

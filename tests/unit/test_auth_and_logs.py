@@ -47,13 +47,17 @@ def test_sealed_tokens_round_trip_and_are_not_readable() -> None:
     from cryptography.fernet import Fernet
 
     tokens = SealedTokens(Fernet.generate_key().decode(), StaticToken("own"))
-    sealed = tokens.seal("my-jwt")
-    assert "my-jwt" not in sealed and tokens.token("aud", sealed) == "my-jwt"
+    sealed = tokens.seal("my-jwt", run_id="r1", origin="https://aud.example/x")
+    assert "my-jwt" not in sealed and tokens.token("https://aud.example", sealed, "r1") == "my-jwt"
+    with pytest.raises(AuthError, match="refused"):
+        tokens.token("https://aud.example", sealed, "r2")
+    with pytest.raises(AuthError, match="refused"):
+        tokens.token("https://other.example", sealed, "r1")
     other = SealedTokens(Fernet.generate_key().decode(), StaticToken("own"))
     with pytest.raises(AuthError):
         other.token("aud", sealed)
     with pytest.raises(AuthError, match="not a Fernet key"):
-        SealedTokens("short", StaticToken("own")).seal("x")
+        SealedTokens("short", StaticToken("own")).seal("x", run_id="r", origin="https://a")
     assert "my-jwt" not in repr(tokens) and "own" not in repr(StaticToken("own"))
 
 

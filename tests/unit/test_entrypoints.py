@@ -113,7 +113,7 @@ def test_start_message_inline_with_a_token_keeps_it_sealed(rt: CloudRuntime) -> 
     step = rt.ports.store.get_step("r-1", "a")
     assert step is not None and step.tr_url == "https://tr.example"
     assert "secret-jwt" not in step.tr_auth and step.tr_auth.startswith("fernet:")
-    assert rt.tokens.token("https://tr.example", step.tr_auth) == "secret-jwt"
+    assert rt.tokens.token("https://tr.example", step.tr_auth, "r-1") == "secret-jwt"
     assert rt.tokens.token("https://tr.example", "") == "own"
     assert published(rt) == [DispatchStep("r-1", "a")]
 

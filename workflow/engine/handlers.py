@@ -102,7 +102,7 @@ def dispatch_step(msg: DispatchStep, ports: Ports) -> None:
 
 def _submit(ports: Ports, step: StepRecord, claim_key: str) -> None:
     try:
-        job = ports.runner.submit(step.tr_url, step.task, step.tr_auth)
+        job = ports.runner.submit(step.tr_url, step.task, step.tr_auth, step.run_id)
     except SubmissionRefused as exc:
         log.warning("submission refused: %s", exc, extra=_ids(step.run_id, step.step_id))
         _finish(ports, step.run_id, step.step_id, StepState.FAILED, None, f"submission refused: {exc}")
@@ -133,7 +133,7 @@ def check_job(msg: CheckJob, ports: Ports) -> None:
     StepFinished, which changes nothing.
     """
     try:
-        job = ports.runner.status(msg.tr_url, msg.job_id, msg.tr_auth)
+        job = ports.runner.status(msg.tr_url, msg.job_id, msg.tr_auth, msg.run_id)
     except StatusRefused as exc:
         _finish(ports, msg.run_id, msg.step_id, StepState.FAILED, Job(msg.job_id, msg.job_state), str(exc))
         return

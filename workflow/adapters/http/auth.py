@@ -12,10 +12,14 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 from ...errors import AuthError
+
+MAX_TOKEN_CHARS = 16_384
 
 HOW_TO = (
     "set GOOGLE_APPLICATION_CREDENTIALS to a service account key file, run where a "
@@ -24,9 +28,26 @@ HOW_TO = (
 )
 
 
+def check_token(token: str, where: str) -> str:
+    """`token` if it can be sent as a bearer token; AuthError naming `where` otherwise.
+
+    Refused: empty, longer than MAX_TOKEN_CHARS, or holding whitespace or control
+    characters (they would break the header, and the HTTP library's error would quote it).
+    The error never contains the token.
+    """
+    if not token:
+        raise AuthError(f"{where} is empty (is gcloud logged in? for a Task Runner without "
+                        "authentication, pass 'none')")
+    if len(token) > MAX_TOKEN_CHARS:
+        raise AuthError(f"{where} is {len(token)} characters long (at most {MAX_TOKEN_CHARS})")
+    if any(c.isspace() or not c.isprintable() for c in token):
+        raise AuthError(f"{where} contains whitespace or control characters (a pasted line break?)")
+    return token
+
+
 class TokenSource(Protocol):
-    def token(self, audience: str, sealed: str = "") -> str:
-        """A bearer token for `audience` (`sealed`: a run's own sealed token, if any).
+    def token(self, audience: str, sealed: str = "", run_id: str = "") -> str:
+        """A bearer token for `audience` (`sealed`: the run `run_id`'s own sealed token, if any).
 
         Raises AuthError with a way out when there is none.
         """
@@ -36,7 +57,7 @@ class StaticToken:
     def __init__(self, value: str) -> None:
         self._value = value
 
-    def token(self, audience: str, sealed: str = "") -> str:
+    def token(self, audience: str, sealed: str = "", run_id: str = "") -> str:
         return self._value
 
     def __repr__(self) -> str:
@@ -50,7 +71,7 @@ class IdTokenSource:
         self._lock = threading.Lock()
         self._creds: dict[str, Any] = {}
 
-    def token(self, audience: str, sealed: str = "") -> str:
+    def token(self, audience: str, sealed: str = "", run_id: str = "") -> str:
         from google.auth.transport.requests import Request
 
         with self._lock:
@@ -87,6 +108,14 @@ def _credentials_for(audience: str) -> Any:
         raise AuthError(f"these credentials cannot mint an ID token ({first}); {HOW_TO}") from first
 
 
+def origin_of(url: str) -> str:
+    """`scheme://host[:port]` of a URL, lower-cased, without path or userinfo."""
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower()
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme.lower()}://{host}{port}"
+
+
 class _UserIdToken:
     """gcloud user credentials: their own ID token, refreshed with the refresh token."""
 
@@ -115,23 +144,30 @@ class SealedTokens:
         self._key = key
         self._fallback = fallback
 
-    def seal(self, token: str) -> str:
+    def seal(self, token: str, *, run_id: str, origin: str) -> str:
+        """Encrypt `token` bound to one run and one Task Runner origin (checked on open)."""
         if not self._key:
             raise AuthError(
                 "a Task Runner token was given but this deployment has no WORKFLOW_TOKEN_KEY to "
                 "seal it with; leave the token out to use the deployment's own identity"
             )
-        return self.PREFIX + str(self._fernet().encrypt(token.encode()).decode())
+        payload = json.dumps({"token": token, "run_id": run_id, "origin": origin_of(origin)})
+        return self.PREFIX + str(self._fernet().encrypt(payload.encode()).decode())
 
-    def token(self, audience: str, sealed: str = "") -> str:
+    def token(self, audience: str, sealed: str = "", run_id: str = "") -> str:
         if not sealed:
             return self._fallback.token(audience)
         from cryptography.fernet import InvalidToken
 
         try:
-            return str(self._fernet().decrypt(sealed.removeprefix(self.PREFIX).encode()).decode())
-        except (InvalidToken, ValueError) as exc:
+            payload = json.loads(self._fernet().decrypt(sealed.removeprefix(self.PREFIX).encode()))
+            token, bound_run, bound_origin = payload["token"], payload["run_id"], payload["origin"]
+        except (InvalidToken, ValueError, KeyError, TypeError) as exc:
             raise AuthError("this run's sealed Task Runner token cannot be opened with the current key") from exc
+        if bound_run != run_id or bound_origin != origin_of(audience):
+            raise AuthError(f"a sealed Task Runner token of run {bound_run!r} for {bound_origin} was "
+                            f"presented for run {run_id!r} at {origin_of(audience)}: refused")
+        return str(token)
 
     def _fernet(self) -> Any:
         from cryptography.fernet import Fernet

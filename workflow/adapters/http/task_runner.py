@@ -67,9 +67,9 @@ class HttpTaskRunner:
         self._session.mount("http://", adapter)
         self._session.mount("https://", adapter)
 
-    def submit(self, url: str, task: Task, auth: str = "") -> Job:
+    def submit(self, url: str, task: Task, auth: str = "", run_id: str = "") -> Job:
         try:
-            resp = self._request("POST", url, "/job", auth, json=task.to_request())
+            resp = self._request("POST", url, "/job", auth, run_id, json=task.to_request())
         except (requests.RequestException, AuthError) as exc:
             raise SubmissionRefused(f"could not reach the Task Runner: {exc}") from exc
         if resp.status_code != 200:
@@ -78,9 +78,9 @@ class HttpTaskRunner:
             )
         return _job(resp, SubmissionRefused)
 
-    def status(self, url: str, job_id: str, auth: str = "") -> Job:
+    def status(self, url: str, job_id: str, auth: str = "", run_id: str = "") -> Job:
         try:
-            resp = self._request("GET", url, "/jobstatus", auth, params={"job_id": job_id})
+            resp = self._request("GET", url, "/jobstatus", auth, run_id, params={"job_id": job_id})
         except (requests.RequestException, AuthError) as exc:
             raise TaskRunnerUnavailable(f"could not reach the Task Runner: {exc}") from exc
         if resp.status_code in RETRY_STATUSES:
@@ -89,10 +89,10 @@ class HttpTaskRunner:
             raise StatusRefused(f"status of job {job_id}: HTTP {resp.status_code}: {_body(resp)}")
         return _job(resp, TaskRunnerUnavailable)
 
-    def _request(self, method: str, url: str, path: str, auth: str, **kwargs: Any) -> requests.Response:
+    def _request(self, method: str, url: str, path: str, auth: str, run_id: str, **kwargs: Any) -> requests.Response:
         base = url.rstrip("/")
         with self._waiting():
-            headers = {"Authorization": f"Bearer {self._tokens.token(base, auth)}"}
+            headers = {"Authorization": f"Bearer {self._tokens.token(base, auth, run_id)}"}
             return self._session.request(method, base + path, headers=headers, timeout=self._timeout, **kwargs)
 
 
