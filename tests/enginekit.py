@@ -46,6 +46,7 @@ class ScriptedRunner:
     refuse: set[str] = field(default_factory=set)
     flaky: int = 0
     lost: bool = False
+    message: str | None = None  # the message of ended jobs (default: "exit 1" for failures)
     submitted: list[str] = field(default_factory=list)
     _polls: dict[str, int] = field(default_factory=dict)
     _images: dict[str, str] = field(default_factory=dict)
@@ -57,7 +58,9 @@ class ScriptedRunner:
         self.submitted.append(task.name)
         self._images[job_id] = task.image_uri
         self._polls[job_id] = 0
-        return Job(job_id, "QUEUED" if self.checks else self._end(job_id))
+        if not self.checks:
+            return Job(job_id, self._end(job_id), self._message(job_id))
+        return Job(job_id, "QUEUED")
 
     def status(self, url: str, job_id: str, auth: str = "", run_id: str = "") -> Job:
         if self.lost:
@@ -67,8 +70,13 @@ class ScriptedRunner:
             raise TaskRunnerUnavailable("HTTP 503")
         self._polls[job_id] += 1
         if self._polls[job_id] >= self.checks:
-            return Job(job_id, self._end(job_id), "exit 1" if "error" in self._images[job_id] else "")
+            return Job(job_id, self._end(job_id), self._message(job_id))
         return Job(job_id, "RUNNING")
+
+    def _message(self, job_id: str) -> str:
+        if self.message is not None:
+            return self.message
+        return "exit 1" if "error" in self._images[job_id] else ""
 
     def _end(self, job_id: str) -> str:
         return "FAILED" if "error" in self._images[job_id] else "SUCCEEDED"
@@ -79,9 +87,9 @@ class Harness:
     runner: ScriptedRunner = field(default_factory=ScriptedRunner)
     settings: Settings = field(default_factory=lambda: Settings(poll_interval=0))
     now: float = 1000.0
+    store: SqliteStateStore = field(default_factory=lambda: SqliteStateStore(":memory:"))
 
     def __post_init__(self) -> None:
-        self.store = SqliteStateStore(":memory:")
         self.bus = ListBus()
         self.ports = Ports(self.store, self.bus, self.runner, self.settings, clock=lambda: self.now)
         self.delivered = 0

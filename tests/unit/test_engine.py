@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import collections
+
 import pytest
 
 from enginekit import Harness, ScriptedRunner, dag
+from workflow.adapters.embedded.sqlite_store import SqliteStateStore
 from workflow.engine import handle
 from workflow.engine.handlers import Busy
+from workflow.errors import PoisonMessage
 from workflow.model.messages import CheckJob, DispatchStep, StartRun, StepFinished
-from workflow.model.records import Claim
+from workflow.model.records import Claim, StepOutcome, StepRecord
 from workflow.model.states import RunStatus, StepState
 from workflow.settings import Settings
 
@@ -149,3 +153,96 @@ def test_a_late_failure_after_a_recorded_success_skips_nothing() -> None:
     assert states["a"][0] == "SUCCEEDED" and states["c"][0] == "PENDING"
     c = h.store.get_step("r1", "c")
     assert c is not None and c.waiting_on == 1
+
+
+def test_a_step_costs_two_messages_dispatch_and_check() -> None:
+    h = Harness(runner=ScriptedRunner(checks=1))
+    start(h, FORK_JOIN)
+    kinds: list[str] = []
+    while h.bus.pending:
+        msg = h.bus.pending.pop(0)
+        kinds.append(type(msg).__name__)
+        handle(msg, h.ports)
+    assert kinds.count("DispatchStep") == 4 and kinds.count("CheckJob") == 4
+    assert "StepFinished" not in kinds and {s for s, _ in h.states("r1").values()} == {"SUCCEEDED"}
+
+
+def test_a_job_that_ends_at_submission_is_recorded_without_polling() -> None:
+    h = Harness(runner=ScriptedRunner(checks=0, message="done at once"))
+    start(h, {"a": [], "b": ["a"]})
+    h.drain()
+    a = h.store.get_step("r1", "a")
+    assert a is not None and a.state is StepState.SUCCEEDED and a.message == "done at once"
+    assert h.runner._polls == {"a-1": 0, "b-2": 0}  # no status request
+    run = h.store.get_run("r1")
+    assert run is not None and run.status is RunStatus.SUCCEEDED
+
+
+class CountingStore(SqliteStateStore):
+    def __init__(self) -> None:
+        super().__init__(":memory:")
+        self.calls: collections.Counter[str] = collections.Counter()
+
+    def list_steps(self, run_id: str) -> list[StepRecord]:
+        self.calls["list_steps"] += 1
+        return super().list_steps(run_id)
+
+    def get_step(self, run_id: str, step_id: str) -> StepRecord | None:
+        self.calls["get_step"] += 1
+        return super().get_step(run_id, step_id)
+
+
+def test_failures_in_a_wide_fan_out_read_only_the_steps_they_need() -> None:
+    h = Harness(runner=ScriptedRunner(checks=1), store=CountingStore())
+    width = 200
+    spec = {"src": [], **{f"m{i}": ["src"] for i in range(width)}, "sink": [f"m{i}" for i in range(width)]}
+    start(h, spec, images={f"m{i}": "img/error" for i in range(width)})
+    h.drain()
+    states = h.states("r1")
+    assert states["sink"][0] == "SKIPPED" and all(states[f"m{i}"][0] == "FAILED" for i in range(width))
+    # each failure reads itself and the sink; the run's end lists the steps once
+    assert h.store.calls["list_steps"] <= 3
+    assert h.store.calls["get_step"] <= 3 * (width + 2)
+
+
+@pytest.mark.parametrize("state", ["FAILED", "CANCELLED"])
+def test_a_job_ending_without_a_message_says_how_it_ended(state: str) -> None:
+    runner = ScriptedRunner(message="")
+    runner._end = lambda job_id: state  # type: ignore[method-assign]
+    h = Harness(runner=runner)
+    start(h, {"a": []})
+    h.drain()
+    a = h.store.get_step("r1", "a")
+    assert a is not None and a.message == f"job {state}"
+
+
+def test_a_huge_job_message_is_stored_cut_short() -> None:
+    h = Harness(runner=ScriptedRunner(message="x" * 2_000_000))
+    start(h, {"a": []})
+    h.drain()
+    a = h.store.get_step("r1", "a")
+    assert a is not None and len(a.message) < 2100 and a.message.endswith("more characters cut]")
+
+
+def test_starting_a_run_id_again_with_another_dag_is_refused() -> None:
+    h = Harness()
+    start(h, {"a": []})
+    h.drain()
+    handle(StartRun("r1", dag({"a": []}), "http://runner"), h.ports)  # the same start again: fine
+    with pytest.raises(PoisonMessage, match="already exists with another DAG"):
+        handle(StartRun("r1", dag({"a": [], "b": ["a"]}), "http://runner"), h.ports)
+    assert h.runner.submitted == ["a"] and set(h.states("r1")) == {"a"}
+
+
+def test_a_refusal_recorded_before_a_crash_is_finished_by_the_redelivered_dispatch() -> None:
+    h = Harness(runner=ScriptedRunner(refuse={"img/a"}))
+    start(h, {"a": [], "b": ["a"]})
+    handle(h.bus.pending.pop(0), h.ports)  # StartRun
+    h.bus.pending.clear()
+    # the first delivery recorded the refusal and crashed before skipping `b`
+    h.store.complete_step("r1", "a", StepOutcome(StepState.FAILED, h.now, message="submission refused"))
+    handle(DispatchStep("r1", "a"), h.ports)  # redelivered
+    h.drain()
+    assert h.states("r1")["b"][0] == "SKIPPED" and h.runner.submitted == []
+    run = h.store.get_run("r1")
+    assert run is not None and run.status is RunStatus.FAILED

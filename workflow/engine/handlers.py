@@ -22,10 +22,10 @@ from ..errors import (
     TaskRunnerUnavailable,
     TransientError,
 )
-from ..model.dag import reachable
 from ..model.messages import CheckJob, DispatchStep, Message, RunFinished, StartRun, StepFinished
 from ..model.records import Claim, Job, RunRecord, StepOutcome, StepRecord
 from ..model.states import RunStatus, StepState, job_outcome
+from ..model.text import excerpt
 from ..ports import Bus, StateStore, TaskRunner
 from ..settings import Settings
 
@@ -72,8 +72,20 @@ def start_run(msg: StartRun, ports: Ports) -> None:
         for s in dag.steps
     ]
     created = ports.store.create_run(run, steps)
+    if not created and not _same_steps(ports.store.list_steps(msg.run_id), steps):
+        raise PoisonMessage(f"run {msg.run_id!r} already exists with another DAG: start refused "
+                            "(a run id names one run; choose another)")
     log.info("run %s", "started" if created else "already started", extra=_ids(msg.run_id))
     ports.bus.publish([DispatchStep(msg.run_id, step_id) for step_id in dag.roots()])
+
+
+def _same_steps(stored: list[StepRecord], wanted: list[StepRecord]) -> bool:
+    """Whether a stored run has exactly these steps (a repeated start of the same run)."""
+
+    def shape(steps: list[StepRecord]) -> list[tuple[object, ...]]:
+        return [(s.step_id, s.task, s.depends_on, s.tr_url) for s in steps]
+
+    return shape(stored) == shape(wanted)
 
 
 def dispatch_step(msg: DispatchStep, ports: Ports) -> None:
@@ -81,13 +93,17 @@ def dispatch_step(msg: DispatchStep, ports: Ports) -> None:
 
     Once the submission is recorded, the step's RUNNING state stops any second one; the
     claim covers the window before that, and is settled only when the Task Runner refuses
-    the job (the step then stays PENDING until its StepFinished is handled).
+    the job (the step is then FAILED without a job).
     """
     step = _step(ports, msg.run_id, msg.step_id)
     if step.state is StepState.RUNNING:
         # A redelivery after the submission was recorded: make sure a check is scheduled
         # (duplicate checks collapse on their claims).
         _schedule_check(ports, _first_check(step, step.job_id, step.job_state, step.submitted_at or 0.0))
+        return
+    if step.state is StepState.FAILED and not step.job_id:
+        # Refused at submission: finish what a first delivery may have left half done.
+        _complete(ports, step.run_id, step.step_id, _recorded_outcome(step))
         return
     if step.state is not StepState.PENDING:
         return
@@ -111,15 +127,12 @@ def _submit(ports: Ports, step: StepRecord, claim_key: str) -> None:
     now = ports.clock()
     ports.store.record_submission(step.run_id, step.step_id, job.job_id, job.state, now)
     log.info("submitted job %s", job.job_id, extra=_ids(step.run_id, step.step_id))
-    outcome = job_outcome(job.state)
-    if outcome is not None:
-        _finish(ports, step.run_id, step.step_id, outcome, job, job.message)
-    else:
-        # Only the claim holder gets here, so check 0 needs no claim of its own; a
-        # redelivered dispatch may add a second check 0, and the claims on later checks
-        # merge the two chains.
-        check = _first_check(step, job.job_id, job.state, now)
-        ports.bus.publish([check], delay=ports.settings.poll_interval)
+    # Only the claim holder gets here, so check 0 needs no claim of its own; a redelivered
+    # dispatch may add a second check 0, and the claims on later checks merge the two
+    # chains. A job that ended at once is recorded by that check without polling.
+    check = replace(_first_check(step, job.job_id, job.state, now), job_message=job.message)
+    ended = job_outcome(job.state) is not None
+    ports.bus.publish([check], delay=0.0 if ended else ports.settings.poll_interval)
 
 
 def _first_check(step: StepRecord, job_id: str, job_state: str, submitted_at: float) -> CheckJob:
@@ -127,20 +140,23 @@ def _first_check(step: StepRecord, job_id: str, job_state: str, submitted_at: fl
 
 
 def check_job(msg: CheckJob, ports: Ports) -> None:
-    """Poll a running job: finish the step, time it out, or schedule the next check.
+    """Poll a running job: record the step's end, time it out, or schedule the next check.
 
-    Reads nothing from the store. A duplicate check after the step ended only repeats a
-    StepFinished, which changes nothing.
+    Reads nothing from the store unless the job ended. A duplicate check after the step
+    ended records nothing new (recording an end is idempotent).
     """
-    try:
-        job = ports.runner.status(msg.tr_url, msg.job_id, msg.tr_auth, msg.run_id)
-    except StatusRefused as exc:
-        _finish(ports, msg.run_id, msg.step_id, StepState.FAILED, Job(msg.job_id, msg.job_state), str(exc))
-        return
-    except TaskRunnerUnavailable as exc:
-        # Not the job's fault: keep polling; the step timeout bounds how long.
-        log.warning("status unknown: %s", exc, extra=_ids(msg.run_id, msg.step_id))
-        job = Job(msg.job_id, msg.job_state)
+    if job_outcome(msg.job_state) is not None:
+        job = Job(msg.job_id, msg.job_state, msg.job_message)  # it ended when submitted
+    else:
+        try:
+            job = ports.runner.status(msg.tr_url, msg.job_id, msg.tr_auth, msg.run_id)
+        except StatusRefused as exc:
+            _finish(ports, msg.run_id, msg.step_id, StepState.FAILED, Job(msg.job_id, msg.job_state), str(exc))
+            return
+        except TaskRunnerUnavailable as exc:
+            # Not the job's fault: keep polling; the step timeout bounds how long.
+            log.warning("status unknown: %s", exc, extra=_ids(msg.run_id, msg.step_id))
+            job = Job(msg.job_id, msg.job_state)
     outcome = job_outcome(job.state)
     if outcome is not None:
         _finish(ports, msg.run_id, msg.step_id, outcome, job, job.message)
@@ -156,23 +172,8 @@ def check_job(msg: CheckJob, ports: Ports) -> None:
 
 
 def step_finished(msg: StepFinished, ports: Ports) -> None:
-    """Record a step's end; dispatch the successors it unblocks; skip what it dooms."""
-    outcome = StepOutcome(msg.state, msg.at, msg.job_id, msg.message, msg.job_state)
-    done = ports.store.complete_step(msg.run_id, msg.step_id, outcome)
-    log.info("step %s", msg.state.value, extra=_ids(msg.run_id, msg.step_id))
-    run_complete = done.run_complete
-    if msg.state is not StepState.SUCCEEDED:
-        steps = ports.store.list_steps(msg.run_id)
-        # The end recorded first wins: a late FAILED (say, a timeout racing the job's
-        # success) must not skip what a recorded success released.
-        if all(s.state is not StepState.SUCCEEDED for s in steps if s.step_id == msg.step_id):
-            doomed = _descendants(steps, msg.step_id)
-            reason = f"upstream step '{msg.step_id}' {msg.state.value.lower()}"
-            run_complete = ports.store.skip_steps(msg.run_id, doomed, reason, msg.at).run_complete
-    if done.unblocked:
-        ports.bus.publish([DispatchStep(msg.run_id, s) for s in done.unblocked])
-    if run_complete:
-        _finish_run(ports, msg.run_id)
+    """Record a step's end handed over as a message (a replay, or an older deployment's)."""
+    _complete(ports, msg.run_id, msg.step_id, StepOutcome(msg.state, msg.at, msg.job_id, msg.message, msg.job_state))
 
 
 def run_finished(msg: RunFinished, ports: Ports) -> None:
@@ -180,8 +181,51 @@ def run_finished(msg: RunFinished, ports: Ports) -> None:
 
 
 def _finish(ports: Ports, run_id: str, step_id: str, state: StepState, job: Job | None, message: str) -> None:
+    """The step ended: record it here, in the handler that saw the end (no extra message)."""
     job_id, job_state = (job.job_id, job.state) if job else ("", "")
-    ports.bus.publish([StepFinished(run_id, step_id, state, ports.clock(), job_id, message, job_state)])
+    if not message and job_state:
+        message = f"job {job_state}"
+    _complete(ports, run_id, step_id, StepOutcome(state, ports.clock(), job_id, excerpt(message), job_state))
+
+
+def _complete(ports: Ports, run_id: str, step_id: str, outcome: StepOutcome) -> None:
+    """Record a step's end once; dispatch the successors it unblocks; skip what it dooms.
+
+    Safe to repeat: a second call records nothing and reads the same facts back, so it
+    finishes whatever a first call that crashed half-way left undone.
+    """
+    done = ports.store.complete_step(run_id, step_id, outcome)
+    log.info("step %s", outcome.state.value, extra=_ids(run_id, step_id))
+    run_complete = done.run_complete
+    if outcome.state is not StepState.SUCCEEDED:
+        run_complete = _skip_descendants(ports, run_id, step_id, outcome) or run_complete
+    if done.unblocked:
+        ports.bus.publish([DispatchStep(run_id, s) for s in done.unblocked])
+    if run_complete:
+        _finish_run(ports, run_id)
+
+
+def _skip_descendants(ports: Ports, run_id: str, step_id: str, outcome: StepOutcome) -> bool:
+    """Mark every descendant of an unsuccessful step SKIPPED; True if that completed the run.
+
+    Reads the step and its descendants only. The end recorded first wins: a late FAILED
+    (say, a timeout racing the job's success) must not skip what a recorded success released.
+    """
+    step = _step(ports, run_id, step_id)
+    if step.state is StepState.SUCCEEDED:
+        return False
+    doomed: list[str] = []
+    todo, seen = list(step.successors), set(step.successors)
+    while todo:
+        current = _step(ports, run_id, todo.pop())
+        doomed.append(current.step_id)
+        fresh = [s for s in current.successors if s not in seen]
+        seen.update(fresh)
+        todo.extend(fresh)
+    if not doomed:
+        return False
+    reason = f"upstream step '{step_id}' {outcome.state.value.lower()}"
+    return ports.store.skip_steps(run_id, doomed, reason, outcome.at).run_complete
 
 
 def _schedule_check(ports: Ports, check: CheckJob) -> None:
@@ -205,9 +249,8 @@ def _finish_run(ports: Ports, run_id: str) -> None:
     ports.bus.publish([RunFinished(run_id, status)])
 
 
-def _descendants(steps: list[StepRecord], step_id: str) -> list[str]:
-    seen = reachable({s.step_id: s.successors for s in steps}, step_id)
-    return [s.step_id for s in steps if s.step_id in seen]
+def _recorded_outcome(step: StepRecord) -> StepOutcome:
+    return StepOutcome(step.state, step.finished_at or 0.0, step.job_id, step.message, step.job_state)
 
 
 def _step(ports: Ports, run_id: str, step_id: str) -> StepRecord:

@@ -41,10 +41,14 @@ class CheckJob:
     tr_auth: str = ""
     submitted_at: float = 0.0
     job_state: str = ""
+    job_message: str = ""  # the Task Runner's message when the job ended at submission
 
 
 @dataclass(frozen=True)
 class StepFinished:
+    """A step's end handed over as a message. The engine records ends where it sees them
+    (in the check); this message is still handled, for replays and older deployments."""
+
     run_id: str
     step_id: str
     state: StepState
