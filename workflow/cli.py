@@ -17,6 +17,7 @@ from typing import TextIO
 from urllib.parse import urlparse
 
 from . import logs
+from .adapters.http.auth import check_token
 from .bootstrap import EmbeddedRuntime, embedded, token_source
 from .dagfile import read_dag
 from .errors import InputError
@@ -81,6 +82,8 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None, runner: T
         logs.configure(logging.INFO if args.verbose else logging.WARNING)
         settings = _settings(args)
         url = _check_url(args.tr_url)
+        if args.jwt is not None:
+            check_token(args.jwt, "--tr-auth-jwt")
         dag = read_dag(args.dag_path)
         if runner is None and args.jwt is None:
             token_source(None).token(url)  # fail now, with a way out, rather than at the first step
@@ -89,6 +92,12 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None, runner: T
         return EXIT_USAGE
     run_id = args.run_id or _run_id(dag.name)
     rt = embedded(settings, runner, jwt=args.jwt, db_path=args.db)
+    existing = rt.store.get_run(run_id)
+    if existing is not None:
+        rt.close()
+        print(f"error: run {run_id} already exists in {args.db} (status {existing.status.value}, DAG "
+              f"{existing.source or existing.dag_name!r}): choose another --run-id", file=sys.stderr)
+        return EXIT_USAGE
     try:
         rt.bus.publish([StartRun(run_id, dag, url, source=args.dag_path)])
         print(f"run {run_id}: {len(dag.steps)} steps, Task Runner {url}", file=out, flush=True)

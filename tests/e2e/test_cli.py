@@ -125,8 +125,12 @@ def test_failed_branch_exits_1_with_descendant_skipped(tmp_path: Path, mock: Moc
         (["--dag-path", "{good}", "--tr-hostname", "{url}", "--tr-auth-jwt", TOKEN, "--step-timeout-sec", "0"],
          {}, "--step-timeout-sec"),
         (["--tr-hostname", "{url}"], {}, "--dag-path"),
+        (["--dag-path", "{good}", "--tr-hostname", "{url}", "--tr-auth-jwt="], {}, "--tr-auth-jwt is empty"),
+        (["--dag-path", "{good}", "--tr-hostname", "{url}", "--tr-auth-jwt", "tok-SECRET-123\r\nX-Evil: 1"], {},
+         "--tr-auth-jwt contains whitespace or control characters"),
     ],
-    ids=["cycle", "missing-file", "bad-url", "bad-interval", "bad-timeout", "missing-flag"],
+    ids=["cycle", "missing-file", "bad-url", "bad-interval", "bad-timeout", "missing-flag", "empty-token",
+         "token-with-newline"],
 )
 def test_invalid_input_exits_2_without_traceback_or_submission(
     tmp_path: Path, mock: MockTaskRunner, args: list[str], env: dict[str, str], expected: str
@@ -137,8 +141,21 @@ def test_invalid_input_exits_2_without_traceback_or_submission(
     paths["good"] = str(good)
     res = run_cli(tmp_path, *[a.format(**paths) for a in args], env=env)
     assert res.returncode == 2
-    assert expected in res.stderr and "Traceback" not in res.stderr
+    assert expected in res.stderr and "Traceback" not in res.stderr and "SECRET" not in res.stderr + res.stdout
     assert mock.requests() == []
+
+
+def test_a_run_id_in_use_is_refused_before_anything_is_submitted(tmp_path: Path, mock: MockTaskRunner) -> None:
+    good = dag_file(tmp_path, FORK_JOIN)
+    first = run_cli(tmp_path, "--dag-path", good, "--tr-hostname", mock.url, "--tr-auth-jwt", TOKEN, "--run-id", "r-1")
+    assert first.returncode == 0, first.stderr
+    submitted = len(mock.submissions())
+    other = tmp_path / "other.yaml"
+    other.write_text("steps:\n- {id: solo, task: {imageUri: img/solo}}\n")
+    again = run_cli(tmp_path, "--dag-path", str(other), "--tr-hostname", mock.url, "--tr-auth-jwt", TOKEN,
+                    "--run-id", "r-1")
+    assert again.returncode == 2 and "run r-1 already exists" in again.stderr and "another --run-id" in again.stderr
+    assert "Traceback" not in again.stderr and len(mock.submissions()) == submitted
 
 
 def test_help_documents_options_and_environment(tmp_path: Path) -> None:

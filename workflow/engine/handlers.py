@@ -195,7 +195,8 @@ def _complete(ports: Ports, run_id: str, step_id: str, outcome: StepOutcome) -> 
     finishes whatever a first call that crashed half-way left undone.
     """
     done = ports.store.complete_step(run_id, step_id, outcome)
-    log.info("step %s", outcome.state.value, extra=_ids(run_id, step_id))
+    if done.recorded:  # once, however many deliveries repeat it
+        log.info("step %s: %s", outcome.state.value, outcome.message, extra=_ids(run_id, step_id))
     run_complete = done.run_complete
     if outcome.state is not StepState.SUCCEEDED:
         run_complete = _skip_descendants(ports, run_id, step_id, outcome) or run_complete

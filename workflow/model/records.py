@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
 
 from .dag import Task
@@ -80,4 +80,3 @@ class Job:
     job_id: str
     state: str
     message: str = ""
-    extra: dict[str, str] = field(default_factory=dict, compare=False)
