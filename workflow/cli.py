@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import logging
 import secrets
+import socket
 import sys
 import time
 from collections.abc import Sequence
@@ -40,6 +41,8 @@ environment variables:
                                      --tr-auth-jwt is not given
   STORAGE_EMULATOR_HOST              read gs:// DAG paths from a GCS emulator
 
+every option also takes the Go tool's single-dash form: -dag-path=PATH, -tr-hostname URL, ...
+
 exit codes: 0 run succeeded, 1 run failed, 2 invalid input or usage, 130 interrupted
 """
 
@@ -50,6 +53,11 @@ class _Parser(argparse.ArgumentParser):
         raise InputError(message)
 
 
+def _flags(*names: str) -> list[str]:
+    """Each `--name` also as `-name`, the Go flag package's spelling (`-dag-path=x`)."""
+    return [*names, *(n[1:] for n in names)]
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog="python main.py",
@@ -57,16 +65,16 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--dag-path", "--workflow-path", dest="dag_path", required=True, metavar="PATH",
+    p.add_argument(*_flags("--dag-path", "--workflow-path"), dest="dag_path", required=True, metavar="PATH",
                    help="the DAG file: a local path or gs://bucket/object (YAML or JSON)")
-    p.add_argument("--tr-hostname", "--tr-url", dest="tr_url", required=True, metavar="URL",
+    p.add_argument(*_flags("--tr-hostname", "--tr-url"), dest="tr_url", required=True, metavar="URL",
                    help="the Task Runner's base URL (scheme and host), e.g. https://runner.example.com")
-    p.add_argument("--tr-auth-jwt", dest="jwt", metavar="JWT",
+    p.add_argument(*_flags("--tr-auth-jwt"), dest="jwt", metavar="JWT",
                    help="bearer token sent as is (even 'none'); without it, an ID token for the "
                         "Task Runner URL is obtained from Google credentials")
-    p.add_argument("--check-state-duration-sec", dest="poll", metavar="SECONDS",
+    p.add_argument(*_flags("--check-state-duration-sec"), dest="poll", metavar="SECONDS",
                    help=f"polling interval; overrides {POLL_ENV}")
-    p.add_argument("--step-timeout-sec", dest="timeout", metavar="SECONDS",
+    p.add_argument(*_flags("--step-timeout-sec"), dest="timeout", metavar="SECONDS",
                    help=f"step timeout; overrides {TIMEOUT_ENV}")
     p.add_argument("--db", default=DEFAULT_DB, metavar="PATH",
                    help="SQLite file recording runs (default: %(default)s; ':memory:' keeps nothing)")
@@ -85,6 +93,8 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None, runner: T
         if args.jwt is not None:
             check_token(args.jwt, "--tr-auth-jwt")
         dag = read_dag(args.dag_path)
+        if runner is None:
+            _probe(url)
         if runner is None and args.jwt is None:
             token_source(None).token(url)  # fail now, with a way out, rather than at the first step
     except InputError as exc:
@@ -100,7 +110,8 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None, runner: T
         return EXIT_USAGE
     try:
         rt.bus.publish([StartRun(run_id, dag, url, source=args.dag_path)])
-        print(f"run {run_id}: {len(dag.steps)} steps, Task Runner {url}", file=out, flush=True)
+        count = f"{len(dag.steps)} step{'s' if len(dag.steps) != 1 else ''}"
+        print(f"run {run_id}: {count}, Task Runner {url}; times are UTC", file=out, flush=True)
         status = watch(rt, run_id, out)
     except KeyboardInterrupt:
         print(f"interrupted; run {run_id} stays RUNNING in {args.db}", file=sys.stderr)
@@ -116,44 +127,55 @@ def watch(rt: EmbeddedRuntime, run_id: str, out: TextIO, every: float = 0.1) -> 
     while True:
         idle = rt.bus.idle()  # read before the store: nothing can happen after an idle bus
         run = rt.store.get_run(run_id)
-        for step in rt.store.list_steps(run_id):
-            _print_change(step, seen, out)
+        steps = rt.store.list_steps(run_id)
+        for line in sorted(change for step in steps for change in changes(step, seen)):
+            print_line(out, *line)
         if run is not None and run.status.terminal and idle:
-            print_summary(rt.store.list_steps(run_id), run.status, out)
+            print_summary(steps, run.status, out)
             return run.status
         if idle:
             reasons = "; ".join(f"{type(m).__name__} for {getattr(m, 'step_id', '')}: {why}"
                                 for m, why in rt.bus.dead_letters) or "no message left to handle"
             print(f"error: run {run_id} is stuck ({reasons})", file=sys.stderr)
-            print_summary(rt.store.list_steps(run_id), RunStatus.FAILED, out)
+            print_summary(steps, RunStatus.FAILED, out)
             return RunStatus.FAILED
         time.sleep(every)
 
 
-def _print_change(step: StepRecord, seen: dict[str, tuple[str, str]], out: TextIO) -> None:
+Line = tuple[float, str, str, str, str]  # when, step, state, job id, detail
+
+
+def changes(step: StepRecord, seen: dict[str, tuple[str, str]]) -> list[Line]:
+    """The lines to print for what changed in `step` since `seen` (which is updated)."""
     now = (step.state.value, step.job_state)
     before = seen.get(step.step_id, ("PENDING", ""))
     if now == before:
-        return
+        return []
     seen[step.step_id] = now
+    lines: list[Line] = []
     if before[0] == "PENDING" and step.submitted_at is not None and step.state.terminal:
-        _line(out, step.submitted_at, step.step_id, "RUNNING", step.job_id, "")
+        lines.append((step.submitted_at, step.step_id, "RUNNING", step.job_id, ""))
     if step.state.terminal:
         at = step.finished_at
     else:  # first seen RUNNING: when it was submitted; a later job state: now
         at = step.submitted_at if before[0] == "PENDING" else time.time()
     detail = step.message if step.state.terminal else step.job_state
-    _line(out, at or time.time(), step.step_id, step.state.value, step.job_id, detail)
+    lines.append((at or time.time(), step.step_id, step.state.value, step.job_id, detail))
+    return lines
 
 
-def _line(out: TextIO, at: float, step_id: str, state: str, job_id: str, detail: str) -> None:
-    stamp = datetime.fromtimestamp(at, UTC).strftime("%H:%M:%S.%f")[:-3]
+def print_line(out: TextIO, at: float, step_id: str, state: str, job_id: str, detail: str) -> None:
+    stamp = datetime.fromtimestamp(at, UTC).strftime("%H:%M:%S.%f")[:-3] + "Z"
     job = f"job={job_id}" if job_id else ""
     print(f"{stamp}  {step_id:<20} {state:<10} {job:<28} {detail}".rstrip(), file=out, flush=True)
 
 
+SUMMARY_LEGEND = ("ELAPSED: from the job's submission until its end was seen (to within one polling "
+                  "interval); MESSAGE: the Task Runner's message or why the step ended")
+
+
 def print_summary(steps: Sequence[StepRecord], status: RunStatus, out: TextIO) -> None:
-    rows = [("STEP", "STATE", "JOB ID", "DURATION", "MESSAGE")]
+    rows = [("STEP", "STATE", "JOB ID", "ELAPSED", "MESSAGE")]
     for s in steps:
         took = "-"
         if s.submitted_at is not None and s.finished_at is not None:
@@ -164,6 +186,7 @@ def print_summary(steps: Sequence[StepRecord], status: RunStatus, out: TextIO) -
     for r in rows:
         cells = [c.ljust(w) for c, w in zip(r[:4], widths, strict=True)]
         print("  ".join([*cells, r[4]]).rstrip(), file=out)
+    print(f"({SUMMARY_LEGEND})", file=out)
     print(f"\nrun {status.value}", file=out, flush=True)
 
 
@@ -183,6 +206,18 @@ def _check_url(raw: str) -> str:
     if url.scheme not in ("http", "https") or not url.netloc:
         raise InputError(f"--tr-hostname {raw!r}: expected a URL such as https://runner.example.com")
     return raw.rstrip("/")
+
+
+def _probe(url: str, timeout: float = 5.0) -> None:
+    """InputError unless something accepts connections at the Task Runner's host and port."""
+    parts = urlparse(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        socket.create_connection((parts.hostname or "", port), timeout=timeout).close()
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise InputError(f"the Task Runner at {url} does not answer ({reason}): is it running, "
+                         "and is --tr-hostname right?") from None
 
 
 def _run_id(name: str) -> str:

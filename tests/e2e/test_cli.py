@@ -96,8 +96,11 @@ def test_fork_join_succeeds_in_order_with_parallel_branches(tmp_path: Path, mock
     assert any("prepare" in ln and "SUCCEEDED" in ln for ln in lines)
     assert any("left" in ln and "RUNNING" in ln and "job=" in ln for ln in lines)
     assert lines[-1] == "run SUCCEEDED"
-    summary = lines[lines.index("run SUCCEEDED") - 6 :]
-    assert summary[0].split()[:4] == ["STEP", "STATE", "JOB", "ID"]
+    summary = lines[next(i for i, ln in enumerate(lines) if ln.startswith("STEP ")) :]
+    assert summary[0].split()[:5] == ["STEP", "STATE", "JOB", "ID", "ELAPSED"]
+    assert lines[0].endswith("4 steps, Task Runner " + mock.url + "; times are UTC")
+    stamps = [ln.split()[0] for ln in lines[1:] if ln[:2].isdigit()]
+    assert stamps == sorted(stamps) and all(s.endswith("Z") for s in stamps)  # in time order, zone shown
     assert [row.split()[0] for row in summary[1:5]] == ["prepare", "left", "right", "join"]
     assert "Traceback" not in res.stderr
 
@@ -156,6 +159,31 @@ def test_a_run_id_in_use_is_refused_before_anything_is_submitted(tmp_path: Path,
                     "--run-id", "r-1")
     assert again.returncode == 2 and "run r-1 already exists" in again.stderr and "another --run-id" in again.stderr
     assert "Traceback" not in again.stderr and len(mock.submissions()) == submitted
+
+
+@pytest.mark.parametrize("style", ["--flag=value", "-flag=value", "-flag value"])
+def test_the_go_tools_command_lines_work(tmp_path: Path, mock: MockTaskRunner, style: str) -> None:
+    values = {"dag-path": dag_file(tmp_path, "steps:\n- {id: solo, task: {imageUri: img/solo}}\n"),
+              "tr-hostname": mock.url, "tr-auth-jwt": TOKEN}
+    dash = "--" if style.startswith("--") else "-"
+    args = [part for k, v in values.items()
+            for part in ([f"{dash}{k}={v}"] if "=" in style else [f"{dash}{k}", v])]
+    res = run_cli(tmp_path, *args)
+    assert res.returncode == 0, res.stderr
+    assert mock.submissions() == ["solo"] and "1 step," in res.stdout
+
+
+def test_a_task_runner_that_does_not_answer_is_named_before_the_run_starts(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as sock:  # a port that was free a moment ago: nothing listens there
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    res = run_cli(tmp_path, "--dag-path", dag_file(tmp_path, FORK_JOIN), "--tr-hostname",
+                  f"http://127.0.0.1:{port}", "--tr-auth-jwt", TOKEN)
+    assert res.returncode == 2 and f"the Task Runner at http://127.0.0.1:{port} does not answer" in res.stderr
+    assert "Traceback" not in res.stderr and "urllib3" not in res.stderr
+    assert not (tmp_path / "runs.sqlite3").exists() and res.stdout == ""  # no run was created
 
 
 def test_help_documents_options_and_environment(tmp_path: Path) -> None:
