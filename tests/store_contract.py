@@ -114,3 +114,35 @@ class StoreContract:
         assert sum(1 for r in results if r.recorded and r.unblocked == ("join",)) == 1
         assert store.get_step(run_id, "join").waiting_on == 0
         assert not any(r.run_complete for r in results)
+
+    def test_runs_are_listed_newest_first_with_their_counts(self, store: Any) -> None:
+        tag = uuid.uuid4().hex[:6]
+        ids = []
+        for i, status in enumerate([RunStatus.RUNNING, RunStatus.FAILED, RunStatus.RUNNING]):
+            run_id = f"list-{tag}-{i}"
+            run = RunRecord(run_id, status, "http://runner", "name", "inline", 10_000_000.0 + i, step_count=2)
+            steps = [StepRecord(run_id, s, Task(s, f"img/{s}"), waiting_on=0) for s in ("a", "b")]
+            assert store.create_run(run, steps)
+            ids.append(run_id)
+        store.complete_step(ids[2], "a", ok())
+        store.complete_step(ids[2], "b", StepOutcome(StepState.FAILED, 3.0, "j", "exit 1", "FAILED"))
+        newest = store.list_runs(2)
+        assert [r.run_id for r in newest] == [ids[2], ids[1]]
+        assert (newest[0].succeeded, newest[0].failed, newest[0].skipped) == (1, 1, 0)
+        running = [r.run_id for r in store.list_runs(100, RunStatus.RUNNING) if r.run_id.startswith(f"list-{tag}")]
+        assert running == [ids[2], ids[0]]
+
+    def test_skipped_steps_are_counted_on_the_run(self, store: Any) -> None:
+        run_id = make_run(store, {"a": [], "b": ["a"], "c": ["b"]})
+        store.skip_steps(run_id, ["b", "c"], "upstream", 3.0)
+        store.skip_steps(run_id, ["b", "c"], "upstream", 3.0)
+        run = store.get_run(run_id)
+        assert run is not None and run.skipped == 2 and run.succeeded == run.failed == 0
+
+    def test_held_since_reports_only_unsettled_claims(self, store: Any) -> None:
+        run_id = make_run(store, {"a": []})
+        assert store.held_since(run_id, "submit:a") is None
+        assert store.claim(run_id, "submit:a", 50.0, lease=10) is Claim.WON
+        assert store.held_since(run_id, "submit:a") == 50.0
+        store.settle(run_id, "submit:a")
+        assert store.held_since(run_id, "submit:a") is None

@@ -26,6 +26,12 @@ class StateStore(Protocol):
 
     def get_run(self, run_id: str) -> RunRecord | None: ...
 
+    def list_runs(self, limit: int, status: RunStatus | None = None) -> list[RunRecord]:
+        """The most recent runs first (by `created_at`), optionally of one status.
+
+        One query: the counts of ended steps live on the run record.
+        """
+
     def get_step(self, run_id: str, step_id: str) -> StepRecord | None: ...
 
     def list_steps(self, run_id: str) -> list[StepRecord]:
@@ -42,6 +48,9 @@ class StateStore(Protocol):
     def settle(self, run_id: str, key: str) -> None:
         """Mark the claimed side effect as done. Idempotent."""
 
+    def held_since(self, run_id: str, key: str) -> float | None:
+        """When the unsettled claim `key` was taken; None if never claimed or settled. Reads only."""
+
     def record_submission(self, run_id: str, step_id: str, job_id: str, job_state: str, at: float) -> None:
         """Mark the step RUNNING with its job. Called only by the holder of the step's
         submission claim, before anything else can move the step on; idempotent."""
@@ -53,7 +62,7 @@ class StateStore(Protocol):
         """Record a step's end, once, atomically with its effects on the joins.
 
         The first call sets the step's terminal state, takes one off the run's count of
-        open steps and, if the step SUCCEEDED, one off the join counter of each of its
+        open steps (and adds one to its count of succeeded or failed steps) and, if the step SUCCEEDED, one off the join counter of each of its
         successors. `unblocked` lists the successors whose counter is now zero (each is
         reported by exactly one first call); `run_complete` says no step is open. A
         repeated call changes nothing and reads the same facts back (recorded=False).
@@ -62,7 +71,8 @@ class StateStore(Protocol):
     def skip_steps(
         self, run_id: str, step_ids: Sequence[str], reason: str, at: float
     ) -> Completion:
-        """Mark PENDING steps SKIPPED, each once, counting them off the run's open steps."""
+        """Mark PENDING steps SKIPPED, each once, counting them off the run's open steps
+        (and onto its skipped steps)."""
 
     def finish_run(self, run_id: str, status: RunStatus, at: float) -> bool:
         """Set a RUNNING run's final status. True if this call set it; idempotent."""

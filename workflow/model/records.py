@@ -20,6 +20,9 @@ class RunRecord:
     finished_at: float | None = None
     step_count: int = 0
     problems: tuple[str, ...] = ()  # the validation report of an INVALID run
+    succeeded: int = 0  # steps ended so far, by how (kept by the store)
+    failed: int = 0
+    skipped: int = 0
 
 
 @dataclass(frozen=True)

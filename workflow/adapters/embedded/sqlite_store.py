@@ -24,8 +24,10 @@ CREATE TABLE IF NOT EXISTS runs (
     run_id TEXT PRIMARY KEY, status TEXT NOT NULL, tr_url TEXT NOT NULL,
     dag_name TEXT NOT NULL, source TEXT NOT NULL, created_at REAL NOT NULL,
     finished_at REAL, step_count INTEGER NOT NULL, open_steps INTEGER NOT NULL,
-    problems TEXT NOT NULL
+    problems TEXT NOT NULL, succeeded INTEGER NOT NULL DEFAULT 0,
+    failed INTEGER NOT NULL DEFAULT 0, skipped INTEGER NOT NULL DEFAULT 0
 );
+CREATE INDEX IF NOT EXISTS runs_by_time ON runs (created_at DESC);
 CREATE TABLE IF NOT EXISTS steps (
     run_id TEXT NOT NULL, step_id TEXT NOT NULL, pos INTEGER NOT NULL,
     definition TEXT NOT NULL, tr_url TEXT NOT NULL, tr_auth TEXT NOT NULL,
@@ -39,6 +41,9 @@ CREATE TABLE IF NOT EXISTS claims (
 );
 """
 _OPEN = (StepState.PENDING.value, StepState.RUNNING.value)
+_RUN_COLUMNS = ("run_id, status, tr_url, dag_name, source, created_at, finished_at, step_count, problems, "
+                "succeeded, failed, skipped")
+_ENDED_COLUMN = {StepState.SUCCEEDED: "succeeded", StepState.FAILED: "failed", StepState.SKIPPED: "skipped"}
 
 
 class SqliteStateStore:
@@ -52,6 +57,15 @@ class SqliteStateStore:
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA synchronous=NORMAL")
         self._conn.executescript(_SCHEMA)
+        self._migrate()
+
+    def _migrate(self) -> None:
+        """Add the columns a file written by an earlier version lacks."""
+        have = {row[1] for row in self._conn.execute("PRAGMA table_info(runs)")}
+        for column in ("succeeded", "failed", "skipped"):
+            if column not in have:
+                self._conn.execute(f"ALTER TABLE runs ADD COLUMN {column} INTEGER NOT NULL DEFAULT 0")
+        self._conn.commit()
 
     def close(self) -> None:
         self._conn.close()
@@ -69,10 +83,10 @@ class SqliteStateStore:
         with self._tx() as db:
             cur = self._exec(
                 db,
-                "INSERT OR IGNORE INTO runs VALUES (?,?,?,?,?,?,?,?,?,?)",
+                f"INSERT OR IGNORE INTO runs ({_RUN_COLUMNS}, open_steps) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (run.run_id, run.status.value, run.tr_url, run.dag_name, run.source,
-                 run.created_at, run.finished_at, run.step_count, len(steps),
-                 json.dumps(list(run.problems))),
+                 run.created_at, run.finished_at, run.step_count, json.dumps(list(run.problems)),
+                 0, 0, 0, len(steps)),
             )
             if cur.rowcount == 0:
                 return False
@@ -85,8 +99,16 @@ class SqliteStateStore:
 
     def get_run(self, run_id: str) -> RunRecord | None:
         with self._tx() as db:
-            row = self._exec(db, "SELECT * FROM runs WHERE run_id=?", (run_id,)).fetchone()
+            row = self._exec(db, f"SELECT {_RUN_COLUMNS} FROM runs WHERE run_id=?", (run_id,)).fetchone()
         return None if row is None else _run(row)
+
+    def list_runs(self, limit: int, status: RunStatus | None = None) -> list[RunRecord]:
+        where, args = ("WHERE status=?", [status.value]) if status else ("", [])
+        with self._tx() as db:
+            rows = self._exec(
+                db, f"SELECT {_RUN_COLUMNS} FROM runs {where} ORDER BY created_at DESC LIMIT ?", [*args, limit]
+            ).fetchall()
+        return [_run(r) for r in rows]
 
     def get_step(self, run_id: str, step_id: str) -> StepRecord | None:
         with self._tx() as db:
@@ -123,6 +145,13 @@ class SqliteStateStore:
         with self._tx() as db:
             self._settle(db, run_id, key)
 
+    def held_since(self, run_id: str, key: str) -> float | None:
+        with self._tx() as db:
+            row = self._exec(
+                db, "SELECT claimed_at FROM claims WHERE run_id=? AND key=? AND settled=0", (run_id, key)
+            ).fetchone()
+        return None if row is None else float(row[0])
+
     def record_submission(self, run_id: str, step_id: str, job_id: str, job_state: str, at: float) -> None:
         with self._tx() as db:
             self._exec(
@@ -154,7 +183,7 @@ class SqliteStateStore:
             if row is not None:
                 release = _successors(row[0]) if outcome.state is StepState.SUCCEEDED else []
                 unblocked = tuple(s for s in release if self._count_down(db, run_id, s) == 0)
-                return Completion(True, unblocked, self._count_off(db, run_id, 1) == 0)
+                return Completion(True, unblocked, self._count_off(db, run_id, 1, outcome.state) == 0)
             row = self._exec(
                 db, "SELECT definition, state FROM steps WHERE run_id=? AND step_id=?", (run_id, step_id)
             ).fetchone()
@@ -176,7 +205,7 @@ class SqliteStateStore:
             )
             skipped = max(cur.rowcount, 0)
             if skipped:
-                return Completion(True, (), self._count_off(db, run_id, skipped) == 0)
+                return Completion(True, (), self._count_off(db, run_id, skipped, StepState.SKIPPED) == 0)
             return Completion(False, (), self._done(db, run_id))
 
     def finish_run(self, run_id: str, status: RunStatus, at: float) -> bool:
@@ -191,10 +220,11 @@ class SqliteStateStore:
     def _settle(self, db: sqlite3.Connection, run_id: str, key: str) -> None:
         self._exec(db, "UPDATE claims SET settled=1 WHERE run_id=? AND key=?", (run_id, key))
 
-    def _count_off(self, db: sqlite3.Connection, run_id: str, n: int) -> int:
-        """Take `n` off the run's open steps; the count left."""
-        sql = "UPDATE runs SET open_steps=open_steps-? WHERE run_id=? RETURNING open_steps"
-        return int(self._exec(db, sql, (n, run_id)).fetchone()[0])
+    def _count_off(self, db: sqlite3.Connection, run_id: str, n: int, ended: StepState) -> int:
+        """Take `n` off the run's open steps and add them to those ended `ended`; the open count left."""
+        column = _ENDED_COLUMN[ended]
+        sql = f"UPDATE runs SET open_steps=open_steps-?, {column}={column}+? WHERE run_id=? RETURNING open_steps"
+        return int(self._exec(db, sql, (n, n, run_id)).fetchone()[0])
 
     def _count_down(self, db: sqlite3.Connection, run_id: str, step_id: str) -> int:
         """Take one off a step's join counter; the count left."""
@@ -252,5 +282,5 @@ def _run(row: Sequence[Any]) -> RunRecord:
     return RunRecord(
         run_id=row[0], status=RunStatus(row[1]), tr_url=row[2], dag_name=row[3],
         source=row[4], created_at=row[5], finished_at=row[6], step_count=row[7],
-        problems=tuple(json.loads(row[9])),
+        problems=tuple(json.loads(row[8])), succeeded=row[9], failed=row[10], skipped=row[11],
     )

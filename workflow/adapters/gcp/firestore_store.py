@@ -27,6 +27,8 @@ from ...model.states import RunStatus, StepState
 log = logging.getLogger("workflow.firestore")
 BATCH = 400  # writes per commit: below Firestore's 500 per batch
 T = TypeVar("T")
+_ENDED_FIELD = {StepState.SUCCEEDED: "steps_succeeded", StepState.FAILED: "steps_failed",
+                StepState.SKIPPED: "steps_skipped"}
 
 
 @contextmanager
@@ -109,6 +111,16 @@ class FirestoreStateStore:
         snap = self._get(self._run_ref(run_id))
         return _run(run_id, snap.to_dict()) if snap.exists else None
 
+    def list_runs(self, limit: int, status: RunStatus | None = None) -> list[RunRecord]:
+        query: Any = self._db.collection(self._root)
+        if status is not None:
+            query = query.where(filter=firestore.FieldFilter("status", "==", status.value))
+        query = query.order_by("created_at", direction=firestore.Query.DESCENDING).limit(limit)
+        with _translated():
+            snaps = list(query.stream())
+        self.reads += max(len(snaps), 1)
+        return [_run(s.id, s.to_dict() or {}) for s in snaps]
+
     def get_step(self, run_id: str, step_id: str) -> StepRecord | None:
         snap = self._get(self._step_ref(run_id, step_id))
         return _step(run_id, step_id, snap.to_dict()) if snap.exists else None
@@ -149,6 +161,13 @@ class FirestoreStateStore:
         with _translated():
             self._claim_ref(run_id, key).set({"settled": True}, merge=True)
 
+    def held_since(self, run_id: str, key: str) -> float | None:
+        snap = self._get(self._claim_ref(run_id, key))
+        doc = (snap.to_dict() or {}) if snap.exists else {}
+        if not doc or doc.get("settled"):
+            return None
+        return float(doc["claimed_at"])
+
     # -- steps ----------------------------------------------------------------------------
     def record_submission(self, run_id: str, step_id: str, job_id: str, job_state: str, at: float) -> None:
         self.writes += 1
@@ -176,7 +195,7 @@ class FirestoreStateStore:
         def first(batch: Any) -> int:
             batch.create(self._end_ref(run_id, step_id), {"at": outcome.at})
             batch.update(snap.reference, fields)
-            batch.update(self._run_ref(run_id), {"open_steps": firestore.Increment(-1)})
+            batch.update(self._run_ref(run_id), _count_off(1, outcome.state))
             for succ in release[:BATCH]:
                 batch.update(self._step_ref(run_id, succ), {"waiting_on": firestore.Increment(-1)})
             return 3 + len(release[:BATCH])
@@ -216,7 +235,7 @@ class FirestoreStateStore:
                 batch.create(self._end_ref(run_id, step_id), {"at": at})
                 batch.update(self._step_ref(run_id, step_id),
                              {"state": StepState.SKIPPED.value, "message": reason, "finished_at": at})
-                batch.update(self._run_ref(run_id), {"open_steps": firestore.Increment(-1)})
+                batch.update(self._run_ref(run_id), _count_off(1, StepState.SKIPPED))
                 return 3
 
             results = self._once(writes)
@@ -248,8 +267,14 @@ class FirestoreStateStore:
         return int(snap.get("open_steps")) if snap.exists else -1
 
 
+def _count_off(n: int, ended: StepState) -> dict[str, Any]:
+    """Take `n` off the run's open steps, onto those ended `ended`. Transform results come
+    sorted by field path, so `open_steps` stays the first (read by `_after`)."""
+    return {"open_steps": firestore.Increment(-n), _ENDED_FIELD[ended]: firestore.Increment(n)}
+
+
 def _after(result: Any) -> int:
-    """The value an increment left, from a commit's write result."""
+    """The value the first increment of a write left, from the commit's write result."""
     return int(result.transform_results[0].integer_value)
 
 
@@ -266,6 +291,8 @@ def _run(run_id: str, d: dict[str, Any]) -> RunRecord:
         run_id=run_id, status=RunStatus(d["status"]), tr_url=d["tr_url"], dag_name=d["dag_name"],
         source=d["source"], created_at=d["created_at"], finished_at=d.get("finished_at"),
         step_count=d["step_count"], problems=tuple(d.get("problems") or ()),
+        succeeded=int(d.get("steps_succeeded", 0)), failed=int(d.get("steps_failed", 0)),
+        skipped=int(d.get("steps_skipped", 0)),
     )
 
 
