@@ -62,9 +62,10 @@ class StateStore(Protocol):
         """Record a step's end, once, atomically with its effects on the joins.
 
         The first call sets the step's terminal state, takes one off the run's count of
-        open steps (and adds one to its count of succeeded or failed steps) and, if the step SUCCEEDED, one off the join counter of each of its
-        successors. `unblocked` lists the successors whose counter is now zero (each is
-        reported by exactly one first call); `run_complete` says no step is open. A
+        open steps (adding one to its count of succeeded or failed steps) and, if the
+        step SUCCEEDED, one off the join counter of each of its successors. `unblocked`
+        lists the successors whose counter is now zero (each is reported by exactly one
+        first call); `run_complete` says no step is open. A
         repeated call changes nothing and reads the same facts back (recorded=False).
         """
 
