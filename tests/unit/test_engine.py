@@ -11,7 +11,7 @@ from workflow.adapters.embedded.sqlite_store import SqliteStateStore
 from workflow.engine import handle
 from workflow.engine.handlers import Busy
 from workflow.errors import PoisonMessage
-from workflow.model.messages import CheckJob, DispatchStep, StartRun, StepFinished
+from workflow.model.messages import CheckJob, DispatchStep, ReconcileRun, StartRun, StepFinished
 from workflow.model.records import Claim, StepOutcome, StepRecord
 from workflow.model.states import RunStatus, StepState
 from workflow.settings import Settings
@@ -246,3 +246,64 @@ def test_a_refusal_recorded_before_a_crash_is_finished_by_the_redelivered_dispat
     assert h.states("r1")["b"][0] == "SKIPPED" and h.runner.submitted == []
     run = h.store.get_run("r1")
     assert run is not None and run.status is RunStatus.FAILED
+
+
+def interrupted(h: Harness, spec: dict[str, list[str]], deliveries: int) -> None:
+    """Start a run and deliver only its first `deliveries` messages: the rest are lost."""
+    start(h, spec)
+    for _ in range(deliveries):
+        handle(h.bus.pending.pop(0), h.ports)
+    h.bus.pending.clear()
+
+
+def test_reconcile_continues_an_interrupted_run_without_submitting_anything_twice() -> None:
+    h = Harness(runner=ScriptedRunner(checks=2))
+    interrupted(h, FORK_JOIN, deliveries=2)  # StartRun, then a's dispatch; a's check was lost
+    assert h.states("r1")["a"][0] == "RUNNING"
+    handle(ReconcileRun("r1"), h.ports)
+    h.drain()
+    assert sorted(h.runner.submitted) == ["a", "b", "c", "d"]
+    assert len(h.runner.submitted) == 4 and {s for s, _ in h.states("r1").values()} == {"SUCCEEDED"}
+    run = h.store.get_run("r1")
+    assert run is not None and run.status is RunStatus.SUCCEEDED and run.succeeded == 4
+
+
+def test_reconcile_fails_a_step_whose_submission_may_have_happened_and_never_resubmits_it() -> None:
+    h = Harness()
+    interrupted(h, {"a": [], "b": ["a"]}, deliveries=1)  # StartRun only
+    assert h.store.claim("r1", "submit:a", h.now, lease=300) is Claim.WON  # a process died holding it
+    handle(ReconcileRun("r1"), h.ports)
+    h.drain()
+    a = h.store.get_step("r1", "a")
+    assert a is not None and a.state is StepState.FAILED and "submission outcome unknown" in a.message
+    assert h.states("r1")["b"][0] == "SKIPPED" and h.runner.submitted == []
+    run = h.store.get_run("r1")
+    assert run is not None and run.status is RunStatus.FAILED
+
+
+def test_reconcile_leaves_a_submission_in_progress_to_its_holder() -> None:
+    h = Harness()
+    interrupted(h, {"a": []}, deliveries=1)
+    assert h.store.claim("r1", "submit:a", h.now, lease=300) is Claim.WON
+    handle(ReconcileRun("r1", stale_after=300), h.ports)
+    assert h.bus.pending == [] and h.states("r1")["a"][0] == "PENDING"
+
+
+def test_reconcile_skips_what_a_failure_doomed_and_ends_the_run() -> None:
+    h = Harness()
+    interrupted(h, {"a": [], "b": ["a"]}, deliveries=1)
+    # a's failure was recorded, then the process died before skipping b
+    h.store.complete_step("r1", "a", StepOutcome(StepState.FAILED, h.now, "a-1", "exit 1", "FAILED"))
+    handle(ReconcileRun("r1"), h.ports)
+    h.drain()
+    assert h.states("r1")["b"][0] == "SKIPPED" and h.runner.submitted == []
+    run = h.store.get_run("r1")
+    assert run is not None and run.status is RunStatus.FAILED
+
+
+def test_reconcile_of_an_ended_run_does_nothing() -> None:
+    h = Harness()
+    start(h, {"a": []})
+    h.drain()
+    handle(ReconcileRun("r1"), h.ports)
+    assert h.bus.pending == [] and h.runner.submitted == ["a"]

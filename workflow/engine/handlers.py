@@ -22,7 +22,7 @@ from ..errors import (
     TaskRunnerUnavailable,
     TransientError,
 )
-from ..model.messages import CheckJob, DispatchStep, Message, RunFinished, StartRun, StepFinished
+from ..model.messages import CheckJob, DispatchStep, Message, ReconcileRun, RunFinished, StartRun, StepFinished
 from ..model.records import Claim, Job, RunRecord, StepOutcome, StepRecord
 from ..model.states import RunStatus, StepState, job_outcome
 from ..model.text import excerpt
@@ -229,6 +229,42 @@ def _skip_descendants(ports: Ports, run_id: str, step_id: str, outcome: StepOutc
     return ports.store.skip_steps(run_id, doomed, reason, outcome.at).run_complete
 
 
+def reconcile_run(msg: ReconcileRun, ports: Ports) -> None:
+    """Re-issue what a RUNNING run needs, from the store alone (after an interruption or a
+    lost message). Never submits a job twice: a submission that may have happened without
+    being recorded fails its step with "submission outcome unknown" instead."""
+    run = ports.store.get_run(msg.run_id)
+    if run is None:
+        raise PoisonMessage(f"no run {msg.run_id!r}")
+    if run.status.terminal:
+        return
+    now = ports.clock()
+    steps = ports.store.list_steps(msg.run_id)
+    for step in steps:
+        if step.state is StepState.RUNNING:
+            # a chain of checks numbered past any earlier chain's claims
+            check = _first_check(step, step.job_id, step.job_state, step.submitted_at or now)
+            ports.bus.publish([replace(check, seq=int(now * 1000))])
+        elif step.state is StepState.PENDING and step.waiting_on == 0:
+            _redispatch(ports, step, now, msg.stale_after)
+        elif step.state is StepState.FAILED:
+            _complete(ports, step.run_id, step.step_id, _recorded_outcome(step))
+    if all(s.state.terminal for s in steps):
+        _finish_run(ports, msg.run_id)
+
+
+def _redispatch(ports: Ports, step: StepRecord, now: float, stale_after: float) -> None:
+    held = ports.store.held_since(step.run_id, f"submit:{step.step_id}")
+    if held is None:
+        ports.bus.publish([DispatchStep(step.run_id, step.step_id)])
+    elif now - held >= stale_after:
+        why = (f"submission outcome unknown: it was interrupted, so a job named {step.task.name!r} may be "
+               "running at the Task Runner; check there before running this step again")
+        log.warning("step %s: %s", step.step_id, why, extra=_ids(step.run_id, step.step_id))
+        _finish(ports, step.run_id, step.step_id, StepState.FAILED, None, why)
+    # else: a submission is in progress elsewhere; its holder records it
+
+
 def _schedule_check(ports: Ports, check: CheckJob) -> None:
     """Publish `check` once, however many deliveries ask for it."""
     key = f"check:{check.step_id}:{check.seq}"
@@ -271,6 +307,7 @@ HANDLERS: dict[type[Any], Callable[[Any, Ports], None]] = {
     CheckJob: check_job,
     StepFinished: step_finished,
     RunFinished: run_finished,
+    ReconcileRun: reconcile_run,
 }
 
 

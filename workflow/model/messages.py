@@ -64,4 +64,14 @@ class RunFinished:
     status: RunStatus
 
 
-Message = StartRun | DispatchStep | CheckJob | StepFinished | RunFinished
+@dataclass(frozen=True)
+class ReconcileRun:
+    """Rebuild what a run needs from its stored state alone: check its running jobs,
+    dispatch its ready steps, finish it if no step is open. A submission claimed at least
+    `stale_after` seconds ago with nothing recorded is taken as interrupted."""
+
+    run_id: str
+    stale_after: float = 0.0
+
+
+Message = StartRun | DispatchStep | CheckJob | StepFinished | RunFinished | ReconcileRun
