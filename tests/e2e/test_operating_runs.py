@@ -1,0 +1,109 @@
+"""`runs`, `status` and `resume` end to end: the CLI in subprocesses against the mock."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from polling import wait_until
+from workflow.mock_runner import MockTaskRunner
+
+ROOT = Path(__file__).resolve().parents[2]
+TOKEN = "test-token"
+SLOW_FIRST = """
+name: slow-first
+steps:
+  - id: slow
+    task: {imageUri: img/slow, labels: {mock_duration_sec: "2"}}
+  - id: after
+    dependsOn: [slow]
+    task: {imageUri: img/after, labels: {mock_duration_sec: "0.1"}}
+"""
+
+
+@pytest.fixture
+def mock() -> Iterator[MockTaskRunner]:
+    with MockTaskRunner(duration=0.1, token=TOKEN) as m:
+        yield m
+
+
+def cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, str(ROOT / "main.py"), *args, "--db", str(tmp_path / "runs.sqlite3")],
+                          capture_output=True, text=True, timeout=60, cwd=tmp_path, stdin=subprocess.DEVNULL,
+                          env={**os.environ, "WORKFLOW_CHECK_STATE_DURATION_SEC": "0.05"})
+
+
+def test_an_interrupted_run_is_resumed_without_resubmitting_its_running_job(
+    tmp_path: Path, mock: MockTaskRunner
+) -> None:
+    dag = tmp_path / "slow.yaml"
+    dag.write_text(SLOW_FIRST)
+    args = [sys.executable, str(ROOT / "main.py"), "--dag-path", str(dag), "--tr-hostname", mock.url,
+            "--tr-auth-jwt", TOKEN, "--db", str(tmp_path / "runs.sqlite3"), "--run-id", "r-int"]
+    proc = subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "WORKFLOW_CHECK_STATE_DURATION_SEC": "0.05"})
+    wait_until(lambda: mock.submissions() == ["slow"], 30, "the slow job to be submitted")
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    assert "python main.py resume r-int" in err and "Traceback" not in err
+
+    listed = cli(tmp_path, "runs", "--json")
+    assert listed.returncode == 0 and json.loads(listed.stdout)[0]["status"] == "RUNNING"
+    again = cli(tmp_path, "--dag-path", str(dag), "--tr-hostname", mock.url, "--tr-auth-jwt", TOKEN)
+    assert again.returncode == 0 and "run r-int of this DAG did not finish" in again.stderr
+    before = mock.submissions().count("slow")  # the second run submitted its own
+
+    resumed = cli(tmp_path, "resume", "r-int", "--tr-auth-jwt", TOKEN)
+    assert resumed.returncode == 0, resumed.stderr
+    assert resumed.stdout.splitlines()[-1] == "run SUCCEEDED"
+    assert mock.submissions().count("slow") == before  # the running job was checked, not resubmitted
+    status = cli(tmp_path, "status", "r-int")
+    assert status.returncode == 0 and "SUCCEEDED" in status.stdout
+    assert "[SUCCEEDED] slow" in status.stdout and "    [SUCCEEDED] after  <- slow" in status.stdout
+
+
+def test_runs_and_status_list_and_describe_what_ran(tmp_path: Path, mock: MockTaskRunner) -> None:
+    dag = tmp_path / "fail.yaml"
+    dag.write_text("steps:\n- {id: bad, task: {imageUri: img/error}}\n- {id: next, dependsOn: [bad], "
+                   "task: {imageUri: img/next}}\n")
+    ran = cli(tmp_path, "--dag-path", str(dag), "--tr-hostname", mock.url, "--tr-auth-jwt", TOKEN, "--run-id", "r-f")
+    assert ran.returncode == 1
+    table = cli(tmp_path, "runs")
+    assert table.returncode == 0 and table.stdout.split("\n")[0].split()[:2] == ["RUN", "ID"]
+    assert "r-f" in table.stdout and "0/1/1 of 2" in table.stdout
+    assert "no runs" in cli(tmp_path, "runs", "--status", "succeeded").stdout
+    shown = cli(tmp_path, "status", "r-f", "--json")
+    data = json.loads(shown.stdout)
+    assert shown.returncode == 1 and data["run"]["status"] == "FAILED"
+    assert [s["state"] for s in data["steps"]] == ["FAILED", "SKIPPED"] and "tr_auth" not in data["steps"][0]
+    ended = cli(tmp_path, "resume", "r-f", "--tr-auth-jwt", TOKEN)
+    assert ended.returncode == 1 and "already ended FAILED: nothing to resume" in ended.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["status", "nope"], "no run 'nope'"),
+        (["resume", "nope", "--tr-auth-jwt", TOKEN], "no run 'nope'"),
+        (["runs", "--limit", "0"], "--limit"),
+        (["runs", "--status", "DONE"], "expected one of"),
+        (["status"], "RUN_ID"),
+    ],
+)
+def test_operating_commands_refuse_bad_input_with_exit_2(tmp_path: Path, args: list[str], expected: str) -> None:
+    (tmp_path / "runs.sqlite3").touch()
+    done = cli(tmp_path, *args)
+    assert done.returncode == 2 and expected in done.stderr and "Traceback" not in done.stderr
+
+
+def test_without_a_store_the_commands_say_where_runs_are_recorded(tmp_path: Path) -> None:
+    done = cli(tmp_path, "runs")
+    assert done.returncode == 2 and "no run store at" in done.stderr

@@ -1,0 +1,27 @@
+"""The command line. `python main.py --dag-path PATH --tr-hostname URL` runs a DAG as the
+Go tool did; `runs`, `status RUN_ID` and `resume RUN_ID` operate the runs it recorded.
+
+Exit codes: 0 the run succeeded (or still runs, for `status`), 1 it failed, 2 invalid input
+or usage (an unknown run included), 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from typing import TextIO
+
+from ..ports import TaskRunner
+from .history import COMMANDS, command
+from .output import print_summary
+from .run import main as run
+
+__all__ = ["main", "print_summary"]
+
+
+def main(argv: Sequence[str] | None = None, out: TextIO | None = None, runner: TaskRunner | None = None) -> int:
+    """Dispatch to a command by its first word; anything else is the run form."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args and args[0] in COMMANDS:
+        return command(args[0], args[1:], out or sys.stdout, runner)
+    return run(args, out, runner)

@@ -1,0 +1,138 @@
+"""`runs`, `status RUN_ID` and `resume RUN_ID`: the runs recorded in the embedded store."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import TextIO
+
+from .. import logs
+from ..adapters.embedded.sqlite_store import SqliteStateStore
+from ..bootstrap import embedded
+from ..errors import InputError
+from ..model.messages import ReconcileRun
+from ..model.states import RunStatus
+from ..ports import TaskRunner
+from .options import Parser, add_db, add_execution, settings
+from .output import EXIT_OK, EXIT_USAGE, as_json, changes, exit_code, print_run, print_runs
+from .run import interrupted, watch
+
+
+def runs(argv: Sequence[str], out: TextIO) -> int:
+    p = Parser(prog="python main.py runs", description="The most recent runs first.")
+    p.add_argument("--limit", type=_positive, default=20, metavar="N", help="at most N runs (default 20)")
+    p.add_argument("--status", type=_status, metavar="STATUS",
+                   help=f"only runs with this status ({', '.join(s.value for s in RunStatus)})")
+    p.add_argument("--json", action="store_true", help="JSON for scripts, with the same fields")
+    add_db(p)
+    args = p.parse_args(argv)
+    with _store(args.db) as store:
+        found = store.list_runs(args.limit, args.status)
+    if args.json:
+        print(as_json(found), file=out)
+    elif found:
+        print_runs(found, out)
+    else:
+        print("no runs", file=out)
+    return EXIT_OK
+
+
+def status(argv: Sequence[str], out: TextIO) -> int:
+    p = Parser(prog="python main.py status", description="A run, each of its steps, and its DAG with states.")
+    p.add_argument("run_id", metavar="RUN_ID")
+    p.add_argument("--watch", action="store_true", help="print it again whenever it changes, until it ends")
+    p.add_argument("--json", action="store_true", help="JSON for scripts: the run and its steps")
+    add_db(p)
+    args = p.parse_args(argv)
+    with _store(args.db) as store:
+        shown = None
+        while True:
+            run, steps = store.get_run(args.run_id), store.list_steps(args.run_id)
+            if run is None:
+                raise InputError(f"no run {args.run_id!r} in {args.db} ('python main.py runs' lists them)")
+            if (run, steps) != shown:
+                if args.json:
+                    print(f'{{"run": {as_json(run)}, "steps": {as_json(steps)}}}', file=out, flush=True)
+                else:
+                    print_run(run, steps, out)
+                shown = (run, steps)
+            if not args.watch or run.status.terminal:
+                return exit_code(run.status)
+            time.sleep(1.0)
+
+
+def resume(argv: Sequence[str], out: TextIO, runner: TaskRunner | None = None) -> int:
+    p = Parser(prog="python main.py resume",
+               description="Continue an interrupted run: check its running jobs and dispatch what is ready. "
+                           "A job already submitted is never submitted again.")
+    p.add_argument("run_id", metavar="RUN_ID")
+    add_execution(p)
+    args = p.parse_args(argv)
+    logs.configure(logging.INFO if args.verbose else logging.WARNING)
+    config = settings(args)
+    with _store(args.db) as store:
+        run = store.get_run(args.run_id)
+    if run is None:
+        raise InputError(f"no run {args.run_id!r} in {args.db} ('python main.py runs' lists them)")
+    rt = embedded(config, runner, jwt=args.jwt, db_path=args.db)
+    try:
+        if run.status.terminal:
+            print(f"run {run.run_id} already ended {run.status.value}: nothing to resume", file=out)
+            return exit_code(run.status)
+        seen: dict[str, tuple[str, str]] = {}
+        for step in rt.store.list_steps(run.run_id):
+            changes(step, seen)  # what happened before is not news
+        print(f"resuming run {run.run_id}; times are UTC", file=out, flush=True)
+        rt.bus.publish([ReconcileRun(run.run_id)])
+        return exit_code(watch(rt, run.run_id, out, seen=seen))
+    except KeyboardInterrupt:
+        return interrupted(run.run_id, args.db)
+    finally:
+        rt.close()
+
+
+COMMANDS = {"runs": runs, "status": status, "resume": resume}
+
+
+def command(name: str, argv: Sequence[str], out: TextIO, runner: TaskRunner | None) -> int:
+    try:
+        if name == "resume":
+            return resume(argv, out, runner)
+        return COMMANDS[name](argv, out)
+    except InputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+@contextmanager
+def _store(path: str) -> Iterator[SqliteStateStore]:
+    """The SQLite store at `path`, which must exist; closed after use."""
+    if path != ":memory:" and not os.path.exists(path):
+        raise InputError(f"no run store at {path} (runs are recorded there by 'python main.py --dag-path ...')")
+    store = SqliteStateStore(path)
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+def _positive(raw: str) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{raw!r} is not a whole number >= 1")
+    return value
+
+
+def _status(raw: str) -> RunStatus:
+    try:
+        return RunStatus(raw.upper())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{raw!r}: expected one of {', '.join(s.value for s in RunStatus)}") from None

@@ -1,0 +1,131 @@
+"""What the commands print: state-change lines, the summary table, run lists, a run's view."""
+
+from __future__ import annotations
+
+import graphlib
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import asdict
+from datetime import UTC, datetime
+from typing import Any, TextIO
+
+from ..model.records import RunRecord, StepRecord
+from ..model.states import RunStatus
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+def exit_code(status: RunStatus) -> int:
+    """0 for a run that succeeded or still runs, 1 for any other end."""
+    return EXIT_OK if status in (RunStatus.SUCCEEDED, RunStatus.RUNNING) else EXIT_FAILED
+
+
+Line = tuple[float, str, str, str, str]  # when, step, state, job id, detail
+
+
+def changes(step: StepRecord, seen: dict[str, tuple[str, str]]) -> list[Line]:
+    """The lines to print for what changed in `step` since `seen` (which is updated)."""
+    now = (step.state.value, step.job_state)
+    before = seen.get(step.step_id, ("PENDING", ""))
+    if now == before:
+        return []
+    seen[step.step_id] = now
+    lines: list[Line] = []
+    if before[0] == "PENDING" and step.submitted_at is not None and step.state.terminal:
+        lines.append((step.submitted_at, step.step_id, "RUNNING", step.job_id, ""))
+    if step.state.terminal:
+        at = step.finished_at
+    else:  # first seen RUNNING: when it was submitted; a later job state: now
+        at = step.submitted_at if before[0] == "PENDING" else time.time()
+    detail = step.message if step.state.terminal else step.job_state
+    lines.append((at or time.time(), step.step_id, step.state.value, step.job_id, detail))
+    return lines
+
+
+def print_line(out: TextIO, at: float, step_id: str, state: str, job_id: str, detail: str) -> None:
+    stamp = datetime.fromtimestamp(at, UTC).strftime("%H:%M:%S.%f")[:-3] + "Z"
+    job = f"job={job_id}" if job_id else ""
+    print(f"{stamp}  {step_id:<20} {state:<10} {job:<28} {detail}".rstrip(), file=out, flush=True)
+
+
+SUMMARY_LEGEND = ("ELAPSED: from the job's submission until its end was seen (to within one polling "
+                  "interval); MESSAGE: the Task Runner's message or why the step ended")
+
+
+def print_summary(steps: Sequence[StepRecord], status: RunStatus, out: TextIO) -> None:
+    rows = [("STEP", "STATE", "JOB ID", "ELAPSED", "MESSAGE")]
+    rows += [(s.step_id, s.state.value, s.job_id or "-", took(s.submitted_at, s.finished_at), s.message)
+             for s in steps]
+    print(file=out)
+    table(rows, out)
+    print(f"({SUMMARY_LEGEND})", file=out)
+    print(f"\nrun {status.value}", file=out, flush=True)
+
+
+def when(at: float | None) -> str:
+    return datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%d %H:%M:%SZ") if at else "-"
+
+
+def took(start: float | None, end: float | None) -> str:
+    return f"{end - start:.1f}s" if start is not None and end is not None else "-"
+
+
+def table(rows: Sequence[Sequence[str]], out: TextIO) -> None:
+    """Columns padded to their widest cell; the last column is left ragged."""
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+    for r in rows:
+        cells = [c.ljust(w) for c, w in zip(r[:-1], widths, strict=True)]
+        print("  ".join([*cells, r[-1]]).rstrip(), file=out)
+
+
+def print_runs(runs: Sequence[RunRecord], out: TextIO) -> None:
+    rows = [("RUN ID", "STATUS", "DAG", "STARTED (UTC)", "DURATION", "OK/FAILED/SKIPPED")]
+    now = time.time()
+    for r in runs:
+        end = r.finished_at if r.status.terminal else now
+        rows.append((r.run_id, r.status.value, r.source or r.dag_name or "-", when(r.created_at),
+                     took(r.created_at, end), f"{r.succeeded}/{r.failed}/{r.skipped} of {r.step_count}"))
+    table(rows, out)
+
+
+def print_run(run: RunRecord, steps: Sequence[StepRecord], out: TextIO) -> None:
+    """The run, every step, and the DAG drawn as text with each step's state."""
+    print(f"run {run.run_id}  {run.status.value}  DAG {run.source or run.dag_name or '-'}", file=out)
+    print(f"started {when(run.created_at)}  ended {when(run.finished_at)}  Task Runner {run.tr_url}", file=out)
+    for problem in run.problems:
+        print(f"  problem: {problem}", file=out)
+    if not steps:
+        return
+    print(file=out)
+    rows = [("STEP", "STATE", "JOB ID", "SUBMITTED (UTC)", "ENDED (UTC)", "MESSAGE")]
+    rows += [(s.step_id, s.state.value, s.job_id or "-", when(s.submitted_at), when(s.finished_at), s.message)
+             for s in steps]
+    table(rows, out)
+    print(file=out)
+    for line in draw(steps):
+        print(line, file=out)
+
+
+def draw(steps: Sequence[StepRecord]) -> list[str]:
+    """Each step indented by its depth (the longest path from a root), with its state."""
+    deps = {s.step_id: s.depends_on for s in steps}
+    depth: dict[str, int] = {}
+    for step_id in graphlib.TopologicalSorter(deps).static_order():
+        depth[step_id] = max((depth[p] + 1 for p in deps[step_id]), default=0)
+    lines = []
+    for s in sorted(steps, key=lambda s: depth[s.step_id]):
+        after = f"  <- {', '.join(s.depends_on)}" if s.depends_on else ""
+        lines.append(f"{'    ' * depth[s.step_id]}[{s.state.value}] {s.step_id}{after}")
+    return lines
+
+
+def as_json(value: Any) -> str:
+    """A run or step record as JSON, without the sealed token."""
+    def clean(obj: Any) -> Any:
+        data = asdict(obj)
+        data.pop("tr_auth", None)
+        return data
+    if isinstance(value, list):
+        return json.dumps([clean(v) for v in value], default=str, indent=2)
+    return json.dumps(clean(value), default=str, indent=2)
