@@ -75,6 +75,12 @@ class StateStore(Protocol):
         """Mark PENDING steps SKIPPED, each once, counting them off the run's open steps
         (and onto its skipped steps)."""
 
+    def cancel_steps(
+        self, run_id: str, step_ids: Sequence[str], reason: str, at: float
+    ) -> Completion:
+        """Mark PENDING or RUNNING steps CANCELLED, each once, counting them off the run's
+        open steps. A step whose end is being recorded at the same moment ends one way only."""
+
     def finish_run(self, run_id: str, status: RunStatus, at: float) -> bool:
         """Set a RUNNING run's final status. True if this call set it; idempotent."""
 

@@ -107,3 +107,25 @@ def test_operating_commands_refuse_bad_input_with_exit_2(tmp_path: Path, args: l
 def test_without_a_store_the_commands_say_where_runs_are_recorded(tmp_path: Path) -> None:
     done = cli(tmp_path, "runs")
     assert done.returncode == 2 and "no run store at" in done.stderr
+
+
+def test_cancel_from_a_second_process_stops_the_run(tmp_path: Path, mock: MockTaskRunner) -> None:
+    dag = tmp_path / "slow.yaml"
+    dag.write_text(SLOW_FIRST.replace('"2"', '"600"'))
+    args = [sys.executable, str(ROOT / "main.py"), "--dag-path", str(dag), "--tr-hostname", mock.url,
+            "--tr-auth-jwt", TOKEN, "--db", str(tmp_path / "runs.sqlite3"), "--run-id", "r-c"]
+    proc = subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "WORKFLOW_CHECK_STATE_DURATION_SEC": "0.05"})
+    try:
+        wait_until(lambda: mock.submissions() == ["slow"], 30, "the slow job to be submitted")
+        cancelled = cli(tmp_path, "cancel", "r-c")
+        out, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert cancelled.returncode == 1 and "run r-c CANCELLED" in cancelled.stdout
+    assert "job slow-1 of step slow keeps running at the Task Runner" in cancelled.stdout
+    assert proc.returncode == 1, err
+    assert out.splitlines()[-1] == "run CANCELLED" and mock.submissions() == ["slow"]
+    status = json.loads(cli(tmp_path, "status", "r-c", "--json").stdout)
+    assert [s["state"] for s in status["steps"]] == ["CANCELLED", "CANCELLED"]
+    assert status["steps"][0]["job_id"] == "slow-1"

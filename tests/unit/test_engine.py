@@ -11,7 +11,7 @@ from workflow.adapters.embedded.sqlite_store import SqliteStateStore
 from workflow.engine import handle
 from workflow.engine.handlers import Busy
 from workflow.errors import PoisonMessage
-from workflow.model.messages import CheckJob, DispatchStep, ReconcileRun, StartRun, StepFinished
+from workflow.model.messages import CancelRun, CheckJob, DispatchStep, ReconcileRun, StartRun, StepFinished
 from workflow.model.records import Claim, StepOutcome, StepRecord
 from workflow.model.states import RunStatus, StepState
 from workflow.settings import Settings
@@ -307,3 +307,20 @@ def test_reconcile_of_an_ended_run_does_nothing() -> None:
     h.drain()
     handle(ReconcileRun("r1"), h.ports)
     assert h.bus.pending == [] and h.runner.submitted == ["a"]
+
+
+def test_cancel_ends_open_steps_stops_polling_and_submits_nothing_more() -> None:
+    h = Harness(runner=ScriptedRunner(checks=10**6))
+    interrupted(h, {"a": [], "b": ["a"], "c": []}, deliveries=3)  # StartRun, a and c dispatched
+    checks = [CheckJob("r1", s, f"{s}-{i}", 0, "http://runner", "", h.now, "QUEUED") for i, s in ((1, "a"), (2, "c"))]
+    handle(CancelRun("r1"), h.ports)
+    handle(CancelRun("r1"), h.ports)  # twice: changes nothing more
+    for check in checks:  # the polling chains reach their next turn
+        handle(check, h.ports)
+    assert {type(m).__name__ for m in h.bus.pending} == {"RunFinished"}  # nothing scheduled or dispatched
+    assert {k: v[0] for k, v in h.states("r1").items()} == {"a": "CANCELLED", "b": "CANCELLED", "c": "CANCELLED"}
+    assert h.states("r1")["a"][1] == "a-1" and sorted(h.runner.submitted) == ["a", "c"]
+    run = h.store.get_run("r1")
+    assert run is not None and run.status is RunStatus.CANCELLED and run.cancelled == 3
+    handle(DispatchStep("r1", "b"), h.ports)  # a late dispatch submits nothing
+    assert sorted(h.runner.submitted) == ["a", "c"]

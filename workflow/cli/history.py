@@ -15,9 +15,10 @@ from .. import logs
 from ..adapters.embedded.sqlite_store import SqliteStateStore
 from ..bootstrap import embedded
 from ..errors import InputError
-from ..model.messages import ReconcileRun
-from ..model.states import RunStatus
+from ..model.messages import CancelRun, ReconcileRun
+from ..model.states import RunStatus, StepState
 from ..ports import TaskRunner
+from ..settings import Settings
 from .options import Parser, add_db, add_execution, settings
 from .output import EXIT_OK, EXIT_USAGE, as_json, changes, exit_code, print_run, print_runs
 from .run import interrupted, watch
@@ -96,7 +97,38 @@ def resume(argv: Sequence[str], out: TextIO, runner: TaskRunner | None = None) -
         rt.close()
 
 
-COMMANDS = {"runs": runs, "status": status, "resume": resume}
+def cancel(argv: Sequence[str], out: TextIO) -> int:
+    p = Parser(prog="python main.py cancel",
+               description="Cancel a run, also while another process executes it: nothing more is submitted, "
+                           "its open steps end CANCELLED. Jobs already submitted keep running at the Task "
+                           "Runner (its protocol has no cancel request); their ids are listed.")
+    p.add_argument("run_id", metavar="RUN_ID")
+    add_db(p)
+    args = p.parse_args(argv)
+    with _store(args.db) as store:
+        run = store.get_run(args.run_id)
+    if run is None:
+        raise InputError(f"no run {args.run_id!r} in {args.db} ('python main.py runs' lists them)")
+    if run.status.terminal:
+        print(f"run {run.run_id} already ended {run.status.value}: nothing to cancel", file=out)
+        return exit_code(run.status)
+    rt = embedded(Settings(), jwt="none", db_path=args.db, workers=1)  # never calls the Task Runner
+    try:
+        running = [s for s in rt.store.list_steps(run.run_id) if s.state is StepState.RUNNING]
+        rt.bus.publish([CancelRun(run.run_id, "run cancelled from the command line")])
+        while not rt.bus.idle():
+            time.sleep(0.05)
+        ended = rt.store.get_run(run.run_id)
+    finally:
+        rt.close()
+    print(f"run {run.run_id} {ended.status.value if ended else 'CANCELLED'}", file=out)
+    for step in running:
+        print(f"  job {step.job_id} of step {step.step_id} keeps running at the Task Runner "
+              "(the protocol has no cancel request)", file=out)
+    return exit_code(RunStatus.CANCELLED)
+
+
+COMMANDS = {"runs": runs, "status": status, "resume": resume, "cancel": cancel}
 
 
 def command(name: str, argv: Sequence[str], out: TextIO, runner: TaskRunner | None) -> int:

@@ -22,7 +22,16 @@ from ..errors import (
     TaskRunnerUnavailable,
     TransientError,
 )
-from ..model.messages import CheckJob, DispatchStep, Message, ReconcileRun, RunFinished, StartRun, StepFinished
+from ..model.messages import (
+    CancelRun,
+    CheckJob,
+    DispatchStep,
+    Message,
+    ReconcileRun,
+    RunFinished,
+    StartRun,
+    StepFinished,
+)
 from ..model.records import Claim, Job, RunRecord, StepOutcome, StepRecord
 from ..model.states import RunStatus, StepState, job_outcome
 from ..model.text import excerpt
@@ -142,8 +151,8 @@ def _first_check(step: StepRecord, job_id: str, job_state: str, submitted_at: fl
 def check_job(msg: CheckJob, ports: Ports) -> None:
     """Poll a running job: record the step's end, time it out, or schedule the next check.
 
-    Reads nothing from the store unless the job ended. A duplicate check after the step
-    ended records nothing new (recording an end is idempotent).
+    Reads the step (to stop polling a step that ended another way, e.g. cancelled) while
+    the job runs. A duplicate check after the step ended records nothing new.
     """
     if job_outcome(msg.job_state) is not None:
         job = Job(msg.job_id, msg.job_state, msg.job_message)  # it ended when submitted
@@ -166,6 +175,9 @@ def check_job(msg: CheckJob, ports: Ports) -> None:
         reason = f"timed out after {elapsed:.0f} s (limit {ports.settings.step_timeout:.0f} s)"
         _finish(ports, msg.run_id, msg.step_id, StepState.FAILED, job, reason)
         return
+    step = _step(ports, msg.run_id, msg.step_id)
+    if step.state is not StepState.RUNNING:
+        return  # ended another way (cancelled, or by a duplicate chain): stop polling
     if job.state != msg.job_state:
         ports.store.record_job_state(msg.run_id, msg.step_id, job.state)
     _schedule_check(ports, replace(msg, seq=msg.seq + 1, job_state=job.state))
@@ -229,6 +241,21 @@ def _skip_descendants(ports: Ports, run_id: str, step_id: str, outcome: StepOutc
     return ports.store.skip_steps(run_id, doomed, reason, outcome.at).run_complete
 
 
+def cancel_run(msg: CancelRun, ports: Ports) -> None:
+    """No new submission; every open step CANCELLED; the run ends CANCELLED. Idempotent.
+
+    The Task Runner protocol has no cancel request: jobs already submitted keep running
+    there (their ids stay on their steps). Checks of a cancelled step stop at their next turn.
+    """
+    steps = ports.store.list_steps(msg.run_id)
+    open_ids = [s.step_id for s in steps if not s.state.terminal]
+    done = ports.store.cancel_steps(msg.run_id, open_ids, msg.reason, ports.clock())
+    if done.recorded:
+        log.info("run cancelled: %s", msg.reason, extra=_ids(msg.run_id))
+    if done.run_complete:
+        _finish_run(ports, msg.run_id)
+
+
 def reconcile_run(msg: ReconcileRun, ports: Ports) -> None:
     """Re-issue what a RUNNING run needs, from the store alone (after an interruption or a
     lost message). Never submits a job twice: a submission that may have happened without
@@ -278,9 +305,11 @@ def _schedule_check(ports: Ports, check: CheckJob) -> None:
 
 
 def _finish_run(ports: Ports, run_id: str) -> None:
-    steps = ports.store.list_steps(run_id)
-    ok = all(s.state is StepState.SUCCEEDED for s in steps)
-    status = RunStatus.SUCCEEDED if ok else RunStatus.FAILED
+    states = {s.state for s in ports.store.list_steps(run_id)}
+    if StepState.CANCELLED in states:
+        status = RunStatus.CANCELLED
+    else:
+        status = RunStatus.SUCCEEDED if states <= {StepState.SUCCEEDED} else RunStatus.FAILED
     if ports.store.finish_run(run_id, status, ports.clock()):
         log.info("run %s", status.value, extra=_ids(run_id))
     ports.bus.publish([RunFinished(run_id, status)])
@@ -308,6 +337,7 @@ HANDLERS: dict[type[Any], Callable[[Any, Ports], None]] = {
     StepFinished: step_finished,
     RunFinished: run_finished,
     ReconcileRun: reconcile_run,
+    CancelRun: cancel_run,
 }
 
 

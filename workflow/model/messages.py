@@ -74,4 +74,12 @@ class ReconcileRun:
     stale_after: float = 0.0
 
 
-Message = StartRun | DispatchStep | CheckJob | StepFinished | RunFinished | ReconcileRun
+@dataclass(frozen=True)
+class CancelRun:
+    """Stop a run: no new submission, every open step CANCELLED, the run CANCELLED."""
+
+    run_id: str
+    reason: str = "run cancelled"
+
+
+Message = StartRun | DispatchStep | CheckJob | StepFinished | RunFinished | ReconcileRun | CancelRun

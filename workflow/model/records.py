@@ -23,6 +23,7 @@ class RunRecord:
     succeeded: int = 0  # steps ended so far, by how (kept by the store)
     failed: int = 0
     skipped: int = 0
+    cancelled: int = 0
 
 
 @dataclass(frozen=True)

@@ -11,10 +11,11 @@ class StepState(StrEnum):
     SUCCEEDED = "SUCCEEDED"
     FAILED = "FAILED"
     SKIPPED = "SKIPPED"  # an upstream step failed
+    CANCELLED = "CANCELLED"  # its run was cancelled before the step ended
 
     @property
     def terminal(self) -> bool:
-        return self in (StepState.SUCCEEDED, StepState.FAILED, StepState.SKIPPED)
+        return self not in (StepState.PENDING, StepState.RUNNING)
 
 
 class RunStatus(StrEnum):
@@ -22,6 +23,7 @@ class RunStatus(StrEnum):
     SUCCEEDED = "SUCCEEDED"
     FAILED = "FAILED"
     INVALID = "INVALID"  # the DAG was refused; nothing ran
+    CANCELLED = "CANCELLED"  # someone cancelled it; jobs already submitted may still run
 
     @property
     def terminal(self) -> bool:

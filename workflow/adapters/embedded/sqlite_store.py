@@ -25,7 +25,8 @@ CREATE TABLE IF NOT EXISTS runs (
     dag_name TEXT NOT NULL, source TEXT NOT NULL, created_at REAL NOT NULL,
     finished_at REAL, step_count INTEGER NOT NULL, open_steps INTEGER NOT NULL,
     problems TEXT NOT NULL, succeeded INTEGER NOT NULL DEFAULT 0,
-    failed INTEGER NOT NULL DEFAULT 0, skipped INTEGER NOT NULL DEFAULT 0
+    failed INTEGER NOT NULL DEFAULT 0, skipped INTEGER NOT NULL DEFAULT 0,
+    cancelled INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS runs_by_time ON runs (created_at DESC);
 CREATE TABLE IF NOT EXISTS steps (
@@ -42,8 +43,9 @@ CREATE TABLE IF NOT EXISTS claims (
 """
 _OPEN = (StepState.PENDING.value, StepState.RUNNING.value)
 _RUN_COLUMNS = ("run_id, status, tr_url, dag_name, source, created_at, finished_at, step_count, problems, "
-                "succeeded, failed, skipped")
-_ENDED_COLUMN = {StepState.SUCCEEDED: "succeeded", StepState.FAILED: "failed", StepState.SKIPPED: "skipped"}
+                "succeeded, failed, skipped, cancelled")
+_ENDED_COLUMN = {StepState.SUCCEEDED: "succeeded", StepState.FAILED: "failed", StepState.SKIPPED: "skipped",
+                 StepState.CANCELLED: "cancelled"}
 
 
 class SqliteStateStore:
@@ -62,7 +64,7 @@ class SqliteStateStore:
     def _migrate(self) -> None:
         """Add the columns a file written by an earlier version lacks."""
         have = {row[1] for row in self._conn.execute("PRAGMA table_info(runs)")}
-        for column in ("succeeded", "failed", "skipped"):
+        for column in ("succeeded", "failed", "skipped", "cancelled"):
             if column not in have:
                 self._conn.execute(f"ALTER TABLE runs ADD COLUMN {column} INTEGER NOT NULL DEFAULT 0")
         self._conn.commit()
@@ -83,10 +85,10 @@ class SqliteStateStore:
         with self._tx() as db:
             cur = self._exec(
                 db,
-                f"INSERT OR IGNORE INTO runs ({_RUN_COLUMNS}, open_steps) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                f"INSERT OR IGNORE INTO runs ({_RUN_COLUMNS}, open_steps) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (run.run_id, run.status.value, run.tr_url, run.dag_name, run.source,
                  run.created_at, run.finished_at, run.step_count, json.dumps(list(run.problems)),
-                 0, 0, 0, len(steps)),
+                 0, 0, 0, 0, len(steps)),
             )
             if cur.rowcount == 0:
                 return False
@@ -195,17 +197,26 @@ class SqliteStateStore:
     def skip_steps(
         self, run_id: str, step_ids: Sequence[str], reason: str, at: float
     ) -> Completion:
+        return self._end_steps(run_id, step_ids, StepState.SKIPPED, (StepState.PENDING.value,), reason, at)
+
+    def cancel_steps(
+        self, run_id: str, step_ids: Sequence[str], reason: str, at: float
+    ) -> Completion:
+        return self._end_steps(run_id, step_ids, StepState.CANCELLED, _OPEN, reason, at)
+
+    def _end_steps(self, run_id: str, step_ids: Sequence[str], state: StepState, open_states: Sequence[str],
+                   reason: str, at: float) -> Completion:
+        marks = ",".join("?" * len(open_states))
         with self._tx() as db:
             self.ops += 1
             cur = db.executemany(
                 "UPDATE steps SET state=?, message=?, finished_at=? "
-                "WHERE run_id=? AND step_id=? AND state=?",
-                [(StepState.SKIPPED.value, reason, at, run_id, s, StepState.PENDING.value)
-                 for s in step_ids],
+                f"WHERE run_id=? AND step_id=? AND state IN ({marks})",
+                [(state.value, reason, at, run_id, s, *open_states) for s in step_ids],
             )
-            skipped = max(cur.rowcount, 0)
-            if skipped:
-                return Completion(True, (), self._count_off(db, run_id, skipped, StepState.SKIPPED) == 0)
+            ended = max(cur.rowcount, 0)
+            if ended:
+                return Completion(True, (), self._count_off(db, run_id, ended, state) == 0)
             return Completion(False, (), self._done(db, run_id))
 
     def finish_run(self, run_id: str, status: RunStatus, at: float) -> bool:
@@ -282,5 +293,5 @@ def _run(row: Sequence[Any]) -> RunRecord:
     return RunRecord(
         run_id=row[0], status=RunStatus(row[1]), tr_url=row[2], dag_name=row[3],
         source=row[4], created_at=row[5], finished_at=row[6], step_count=row[7],
-        problems=tuple(json.loads(row[8])), succeeded=row[9], failed=row[10], skipped=row[11],
+        problems=tuple(json.loads(row[8])), succeeded=row[9], failed=row[10], skipped=row[11], cancelled=row[12],
     )

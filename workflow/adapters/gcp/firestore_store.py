@@ -28,7 +28,7 @@ log = logging.getLogger("workflow.firestore")
 BATCH = 400  # writes per commit: below Firestore's 500 per batch
 T = TypeVar("T")
 _ENDED_FIELD = {StepState.SUCCEEDED: "steps_succeeded", StepState.FAILED: "steps_failed",
-                StepState.SKIPPED: "steps_skipped"}
+                StepState.SKIPPED: "steps_skipped", StepState.CANCELLED: "steps_cancelled"}
 
 
 @contextmanager
@@ -228,14 +228,22 @@ class FirestoreStateStore:
         return unblocked
 
     def skip_steps(self, run_id: str, step_ids: Sequence[str], reason: str, at: float) -> Completion:
+        return self._end_steps(run_id, step_ids, StepState.SKIPPED, reason, at)
+
+    def cancel_steps(self, run_id: str, step_ids: Sequence[str], reason: str, at: float) -> Completion:
+        return self._end_steps(run_id, step_ids, StepState.CANCELLED, reason, at)
+
+    def _end_steps(self, run_id: str, step_ids: Sequence[str], state: StepState, reason: str,
+                   at: float) -> Completion:
+        """Each step's end under its own end marker, so it races a recorded end safely."""
         recorded = False
         left = None
         for step_id in step_ids:
             def writes(batch: Any, step_id: str = step_id) -> int:
                 batch.create(self._end_ref(run_id, step_id), {"at": at})
                 batch.update(self._step_ref(run_id, step_id),
-                             {"state": StepState.SKIPPED.value, "message": reason, "finished_at": at})
-                batch.update(self._run_ref(run_id), _count_off(1, StepState.SKIPPED))
+                             {"state": state.value, "message": reason, "finished_at": at})
+                batch.update(self._run_ref(run_id), _count_off(1, state))
                 return 3
 
             results = self._once(writes)
@@ -292,7 +300,7 @@ def _run(run_id: str, d: dict[str, Any]) -> RunRecord:
         source=d["source"], created_at=d["created_at"], finished_at=d.get("finished_at"),
         step_count=d["step_count"], problems=tuple(d.get("problems") or ()),
         succeeded=int(d.get("steps_succeeded", 0)), failed=int(d.get("steps_failed", 0)),
-        skipped=int(d.get("steps_skipped", 0)),
+        skipped=int(d.get("steps_skipped", 0)), cancelled=int(d.get("steps_cancelled", 0)),
     )
 
 
