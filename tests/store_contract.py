@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from typing import Any
 
 import pytest
 
 from workflow.errors import NotFound
 from workflow.model.dag import Task
-from workflow.model.records import Claim, RunRecord, StepOutcome, StepRecord
+from workflow.model.records import Attempt, Claim, RunRecord, StepOutcome, StepRecord
 from workflow.model.states import RunStatus, StepState
 
 
@@ -146,3 +147,32 @@ class StoreContract:
         assert store.held_since(run_id, "submit:a") == 50.0
         store.settle(run_id, "submit:a")
         assert store.held_since(run_id, "submit:a") is None
+
+    def test_a_rerun_reopens_the_run_once_and_each_attempt_ends_once(self, store: Any) -> None:
+        run_id = make_run(store, {"a": [], "b": ["a"]})
+        store.complete_step(run_id, "a", StepOutcome(StepState.FAILED, 2.0, "job-1", "exit 1", "FAILED"))
+        store.skip_steps(run_id, ["b"], "upstream step 'a' failed", 2.0)
+        assert store.finish_run(run_id, RunStatus.FAILED, 3.0)
+        a, b = store.list_steps(run_id)
+        again = [
+            replace(s, state=StepState.PENDING, attempt=2, waiting_on=w, job_id="", message="", finished_at=None,
+                    history=(Attempt(1, s.state, s.job_id, s.message, s.submitted_at, s.finished_at),))
+            for s, w in ((a, 0), (b, 1))
+        ]
+        assert store.rerun_steps(run_id, 0, again, 4.0) is True
+        assert store.rerun_steps(run_id, 0, again, 4.5) is False  # a repeated request
+        run = store.get_run(run_id)
+        assert run is not None and run.status is RunStatus.RUNNING and run.reruns == (4.0,)
+        assert (run.failed, run.skipped) == (0, 0) and run.finished_at is None
+        a2 = store.get_step(run_id, "a")
+        assert a2 is not None and a2.attempt == 2 and a2.state is StepState.PENDING and a2.job_id == ""
+        assert a2.history == (Attempt(1, StepState.FAILED, "job-1", "exit 1", None, 2.0),)
+        late = store.complete_step(run_id, "a", StepOutcome(StepState.FAILED, 5.0, "job-1", "late", "FAILED"))
+        assert late.recorded is False and store.get_step(run_id, "a").state is StepState.PENDING
+        done = store.complete_step(run_id, "a", replace(ok(6.0, "job-2"), attempt=2))
+        assert done.recorded and done.unblocked == ("b",)
+        last = store.complete_step(run_id, "b", replace(ok(7.0, "job-3"), attempt=2))
+        assert last.run_complete
+        assert store.finish_run(run_id, RunStatus.SUCCEEDED, 8.0) is True
+        run = store.get_run(run_id)
+        assert run is not None and run.status is RunStatus.SUCCEEDED and run.succeeded == 2

@@ -81,6 +81,16 @@ class StateStore(Protocol):
         """Mark PENDING or RUNNING steps CANCELLED, each once, counting them off the run's
         open steps. A step whose end is being recorded at the same moment ends one way only."""
 
+    def rerun_steps(self, run_id: str, reruns: int, steps: Sequence[StepRecord], at: float) -> bool:
+        """Start the next attempt of each of `steps` (ended steps of the run, given as they
+        must become: PENDING, next attempt, their earlier attempt added to `history`, join
+        counters recomputed), reopen the run (RUNNING, counts moved back) and note the rerun.
+
+        Only if the run has had exactly `reruns` reruns: True when this call did it; a
+        repeated request changes nothing. Atomic on SQLite; on Firestore the rerun marker
+        is written last, so a crashed call is completed by its redelivery.
+        """
+
     def finish_run(self, run_id: str, status: RunStatus, at: float) -> bool:
         """Set a RUNNING run's final status. True if this call set it; idempotent."""
 

@@ -129,3 +129,25 @@ def test_cancel_from_a_second_process_stops_the_run(tmp_path: Path, mock: MockTa
     status = json.loads(cli(tmp_path, "status", "r-c", "--json").stdout)
     assert [s["state"] for s in status["steps"]] == ["CANCELLED", "CANCELLED"]
     assert status["steps"][0]["job_id"] == "slow-1"
+
+
+def test_rerun_submits_only_the_failed_step_and_its_skipped_descendants(tmp_path: Path, mock: MockTaskRunner) -> None:
+    dag = tmp_path / "flaky.yaml"
+    dag.write_text("steps:\n- {id: ok, task: {imageUri: img/ok}}\n- {id: flaky, dependsOn: [ok], task: {imageUri: "
+                   "img/flaky}}\n- {id: last, dependsOn: [flaky], task: {imageUri: img/last}}\n")
+    mock.inject_fault("/job", 400, count=1, body="quota exceeded")  # the first submission (ok) is refused
+    ran = cli(tmp_path, "--dag-path", str(dag), "--tr-hostname", mock.url, "--tr-auth-jwt", TOKEN, "--run-id", "r-r")
+    assert ran.returncode == 1
+    failed = json.loads(cli(tmp_path, "status", "r-r", "--json").stdout)
+    assert [s["state"] for s in failed["steps"]] == ["FAILED", "SKIPPED", "SKIPPED"]
+    before = mock.submissions()
+    again = cli(tmp_path, "rerun", "r-r", "--tr-auth-jwt", TOKEN)
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.splitlines()[-1] == "run SUCCEEDED"
+    assert mock.submissions()[len(before):] == ["ok", "flaky", "last"]
+    shown = json.loads(cli(tmp_path, "status", "r-r", "--json").stdout)
+    assert shown["run"]["reruns"] and shown["steps"][0]["attempt"] == 2
+    assert shown["steps"][0]["history"][0]["state"] == "FAILED"
+    from_flaky = cli(tmp_path, "rerun", "r-r", "--from", "flaky", "--tr-auth-jwt", TOKEN)
+    assert from_flaky.returncode == 0 and mock.submissions()[len(before) + 3:] == ["flaky", "last"]
+    assert cli(tmp_path, "rerun", "r-r", "--from", "nope").returncode == 2

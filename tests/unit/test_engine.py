@@ -11,7 +11,7 @@ from workflow.adapters.embedded.sqlite_store import SqliteStateStore
 from workflow.engine import handle
 from workflow.engine.handlers import Busy
 from workflow.errors import PoisonMessage
-from workflow.model.messages import CancelRun, CheckJob, DispatchStep, ReconcileRun, StartRun, StepFinished
+from workflow.model.messages import CancelRun, CheckJob, DispatchStep, ReconcileRun, RerunRun, StartRun, StepFinished
 from workflow.model.records import Claim, StepOutcome, StepRecord
 from workflow.model.states import RunStatus, StepState
 from workflow.settings import Settings
@@ -324,3 +324,55 @@ def test_cancel_ends_open_steps_stops_polling_and_submits_nothing_more() -> None
     assert run is not None and run.status is RunStatus.CANCELLED and run.cancelled == 3
     handle(DispatchStep("r1", "b"), h.ports)  # a late dispatch submits nothing
     assert sorted(h.runner.submitted) == ["a", "c"]
+
+
+def test_rerun_runs_failed_and_skipped_steps_again_keeping_successes_and_history() -> None:
+    h = Harness()
+    start(h, FORK_FAIL, images={"b": "img/error"})
+    h.drain()
+    first = list(h.runner.submitted)
+    h.runner.healed = True  # the cause of the failure is fixed
+    handle(RerunRun("r1", 0), h.ports)
+    handle(RerunRun("r1", 0), h.ports)  # delivered twice: one rerun
+    h.drain()
+    assert sorted(h.runner.submitted[len(first):]) == ["b", "d", "f"]
+    assert {s for s, _ in h.states("r1").values()} == {"SUCCEEDED"}
+    b = h.store.get_step("r1", "b")
+    assert b is not None and b.attempt == 2 and [(a.attempt, a.state) for a in b.history] == [(1, StepState.FAILED)]
+    assert b.history[0].message == "exit 1" and b.history[0].job_id == "b-2"
+    run = h.store.get_run("r1")
+    assert run is not None and run.status is RunStatus.SUCCEEDED and len(run.reruns) == 1
+    assert (run.succeeded, run.failed, run.skipped) == (6, 0, 0)
+
+
+def test_rerun_from_a_step_takes_its_descendants_too() -> None:
+    h = Harness()
+    start(h, FORK_JOIN)
+    h.drain()
+    handle(RerunRun("r1", 0, from_step="b"), h.ports)
+    h.drain()
+    assert sorted(h.runner.submitted) == ["a", "b", "b", "c", "d", "d"]
+    run = h.store.get_run("r1")
+    assert run is not None and run.status is RunStatus.SUCCEEDED
+
+
+def test_a_late_result_of_an_earlier_attempt_does_not_end_the_next_one() -> None:
+    h = Harness(runner=ScriptedRunner(checks=3))
+    start(h, {"a": []}, images={"a": "img/error"})
+    h.drain()
+    old_check = CheckJob("r1", "a", "a-1", 7, "http://runner", "", h.now, "RUNNING", attempt=1)
+    handle(RerunRun("r1", 0), h.ports)
+    handle(h.bus.pending.pop(0), h.ports)  # the dispatch of attempt 2
+    a = h.store.get_step("r1", "a")
+    assert a is not None and a.attempt == 2 and a.state is StepState.RUNNING
+    h.runner._polls["a-1"] = 10**6  # attempt 1's job reports FAILED again
+    handle(old_check, h.ports)
+    a = h.store.get_step("r1", "a")
+    assert a is not None and a.state is StepState.RUNNING and a.job_id == "a-2"
+
+
+def test_rerun_of_a_running_run_is_refused() -> None:
+    h = Harness()
+    interrupted(h, {"a": []}, deliveries=1)
+    with pytest.raises(PoisonMessage, match="still running"):
+        handle(RerunRun("r1", 0), h.ports)

@@ -1,5 +1,5 @@
 """The command line. `python main.py --dag-path PATH --tr-hostname URL` runs a DAG as the
-Go tool did; `runs`, `status RUN_ID`, `resume RUN_ID` and `cancel RUN_ID` operate the runs it recorded.
+Go tool did; `runs`, `status`, `resume`, `rerun` and `cancel` operate the runs it recorded.
 
 Exit codes: 0 the run succeeded (or still runs, for `status`), 1 it failed or was cancelled, 2 invalid input
 or usage (an unknown run included), 130 interrupted.

@@ -7,7 +7,7 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TextIO
 
@@ -15,7 +15,8 @@ from .. import logs
 from ..adapters.embedded.sqlite_store import SqliteStateStore
 from ..bootstrap import embedded
 from ..errors import InputError
-from ..model.messages import CancelRun, ReconcileRun
+from ..model.messages import CancelRun, Message, ReconcileRun, RerunRun
+from ..model.records import RunRecord
 from ..model.states import RunStatus, StepState
 from ..ports import TaskRunner
 from ..settings import Settings
@@ -74,22 +75,48 @@ def resume(argv: Sequence[str], out: TextIO, runner: TaskRunner | None = None) -
     p.add_argument("run_id", metavar="RUN_ID")
     add_execution(p)
     args = p.parse_args(argv)
+    return _execute(args, out, runner, lambda run: ReconcileRun(run.run_id) if not run.status.terminal else None,
+                    "resume")
+
+
+def rerun(argv: Sequence[str], out: TextIO, runner: TaskRunner | None = None) -> int:
+    p = Parser(prog="python main.py rerun",
+               description="Run an ended run's failed, cancelled and skipped steps again (with --from, that "
+                           "step and its descendants too), keeping its successes and every earlier attempt.")
+    p.add_argument("run_id", metavar="RUN_ID")
+    p.add_argument("--from", dest="from_step", default="", metavar="STEP",
+                   help="also run STEP and every step after it again")
+    add_execution(p)
+    args = p.parse_args(argv)
+    return _execute(args, out, runner,
+                    lambda run: RerunRun(run.run_id, len(run.reruns), args.from_step) if run.status.terminal else None,
+                    "rerun")
+
+
+def _execute(args: argparse.Namespace, out: TextIO, runner: TaskRunner | None,
+             request: Callable[[RunRecord], Message | None], verb: str) -> int:
+    """Execute `request` for the run on the embedded runtime and follow the run to its end."""
     logs.configure(logging.INFO if args.verbose else logging.WARNING)
     config = settings(args)
     with _store(args.db) as store:
         run = store.get_run(args.run_id)
+        steps = store.list_steps(args.run_id)
     if run is None:
         raise InputError(f"no run {args.run_id!r} in {args.db} ('python main.py runs' lists them)")
+    if getattr(args, "from_step", "") and args.from_step not in {s.step_id for s in steps}:
+        raise InputError(f"run {run.run_id} has no step {args.from_step!r}")
+    message = request(run)
+    if message is None:
+        state = f"already ended {run.status.value}" if run.status.terminal else "is still RUNNING (cancel it first)"
+        print(f"run {run.run_id} {state}: nothing to {verb}", file=out)
+        return exit_code(run.status)
     rt = embedded(config, runner, jwt=args.jwt, db_path=args.db)
     try:
-        if run.status.terminal:
-            print(f"run {run.run_id} already ended {run.status.value}: nothing to resume", file=out)
-            return exit_code(run.status)
         seen: dict[str, tuple[str, str]] = {}
-        for step in rt.store.list_steps(run.run_id):
+        for step in steps:
             changes(step, seen)  # what happened before is not news
-        print(f"resuming run {run.run_id}; times are UTC", file=out, flush=True)
-        rt.bus.publish([ReconcileRun(run.run_id)])
+        print(f"{verb}: run {run.run_id}; times are UTC", file=out, flush=True)
+        rt.bus.publish([message])
         return exit_code(watch(rt, run.run_id, out, seen=seen))
     except KeyboardInterrupt:
         return interrupted(run.run_id, args.db)
@@ -128,13 +155,13 @@ def cancel(argv: Sequence[str], out: TextIO) -> int:
     return exit_code(RunStatus.CANCELLED)
 
 
-COMMANDS = {"runs": runs, "status": status, "resume": resume, "cancel": cancel}
+COMMANDS = {"runs": runs, "status": status, "resume": resume, "rerun": rerun, "cancel": cancel}
 
 
 def command(name: str, argv: Sequence[str], out: TextIO, runner: TaskRunner | None) -> int:
     try:
-        if name == "resume":
-            return resume(argv, out, runner)
+        if name in ("resume", "rerun"):
+            return COMMANDS[name](argv, out, runner)  # type: ignore[call-arg]
         return COMMANDS[name](argv, out)
     except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -40,6 +40,7 @@ other commands (each with --help):
   python main.py runs [--limit N] [--status S] [--json]   the recorded runs, most recent first
   python main.py status RUN_ID [--watch] [--json]         a run, its steps and its DAG with states
   python main.py resume RUN_ID [--tr-auth-jwt JWT]        continue an interrupted run
+  python main.py rerun RUN_ID [--from STEP]              run what failed again, keeping successes
   python main.py cancel RUN_ID                            stop a run (another process may execute it)
 
 exit codes: 0 run succeeded, 1 run failed, 2 invalid input or usage, 130 interrupted

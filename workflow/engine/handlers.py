@@ -22,17 +22,19 @@ from ..errors import (
     TaskRunnerUnavailable,
     TransientError,
 )
+from ..model.dag import reachable
 from ..model.messages import (
     CancelRun,
     CheckJob,
     DispatchStep,
     Message,
     ReconcileRun,
+    RerunRun,
     RunFinished,
     StartRun,
     StepFinished,
 )
-from ..model.records import Claim, Job, RunRecord, StepOutcome, StepRecord
+from ..model.records import Attempt, Claim, Job, RunRecord, StepOutcome, StepRecord
 from ..model.states import RunStatus, StepState, job_outcome
 from ..model.text import excerpt
 from ..ports import Bus, StateStore, TaskRunner
@@ -116,7 +118,7 @@ def dispatch_step(msg: DispatchStep, ports: Ports) -> None:
         return
     if step.state is not StepState.PENDING:
         return
-    key = f"submit:{step.step_id}"
+    key = _submit_key(step)
     claim = ports.store.claim(msg.run_id, key, ports.clock(), ports.settings.submit_lease)
     if claim is Claim.DONE:
         return
@@ -130,7 +132,7 @@ def _submit(ports: Ports, step: StepRecord, claim_key: str) -> None:
         job = ports.runner.submit(step.tr_url, step.task, step.tr_auth, step.run_id)
     except SubmissionRefused as exc:
         log.warning("submission refused: %s", exc, extra=_ids(step.run_id, step.step_id))
-        _finish(ports, step.run_id, step.step_id, StepState.FAILED, None, f"submission refused: {exc}")
+        _finish(ports, step.run_id, step.step_id, step.attempt, StepState.FAILED, None, f"submission refused: {exc}")
         ports.store.settle(step.run_id, claim_key)
         return
     now = ports.clock()
@@ -145,7 +147,13 @@ def _submit(ports: Ports, step: StepRecord, claim_key: str) -> None:
 
 
 def _first_check(step: StepRecord, job_id: str, job_state: str, submitted_at: float) -> CheckJob:
-    return CheckJob(step.run_id, step.step_id, job_id, 0, step.tr_url, step.tr_auth, submitted_at, job_state)
+    return CheckJob(step.run_id, step.step_id, job_id, 0, step.tr_url, step.tr_auth, submitted_at, job_state,
+                    attempt=step.attempt)
+
+
+def _submit_key(step: StepRecord) -> str:
+    """The claim on submitting the current attempt's job (the first keeps the plain form)."""
+    return f"submit:{step.step_id}" if step.attempt == 1 else f"submit:{step.step_id}#{step.attempt}"
 
 
 def check_job(msg: CheckJob, ports: Ports) -> None:
@@ -160,7 +168,8 @@ def check_job(msg: CheckJob, ports: Ports) -> None:
         try:
             job = ports.runner.status(msg.tr_url, msg.job_id, msg.tr_auth, msg.run_id)
         except StatusRefused as exc:
-            _finish(ports, msg.run_id, msg.step_id, StepState.FAILED, Job(msg.job_id, msg.job_state), str(exc))
+            last = Job(msg.job_id, msg.job_state)
+            _finish(ports, msg.run_id, msg.step_id, msg.attempt, StepState.FAILED, last, str(exc))
             return
         except TaskRunnerUnavailable as exc:
             # Not the job's fault: keep polling; the step timeout bounds how long.
@@ -168,16 +177,16 @@ def check_job(msg: CheckJob, ports: Ports) -> None:
             job = Job(msg.job_id, msg.job_state)
     outcome = job_outcome(job.state)
     if outcome is not None:
-        _finish(ports, msg.run_id, msg.step_id, outcome, job, job.message)
+        _finish(ports, msg.run_id, msg.step_id, msg.attempt, outcome, job, job.message)
         return
     elapsed = ports.clock() - msg.submitted_at
     if elapsed > ports.settings.step_timeout:
         reason = f"timed out after {elapsed:.0f} s (limit {ports.settings.step_timeout:.0f} s)"
-        _finish(ports, msg.run_id, msg.step_id, StepState.FAILED, job, reason)
+        _finish(ports, msg.run_id, msg.step_id, msg.attempt, StepState.FAILED, job, reason)
         return
     step = _step(ports, msg.run_id, msg.step_id)
-    if step.state is not StepState.RUNNING:
-        return  # ended another way (cancelled, or by a duplicate chain): stop polling
+    if step.state is not StepState.RUNNING or step.attempt != msg.attempt:
+        return  # ended another way (cancelled, a duplicate chain) or run again since: stop polling
     if job.state != msg.job_state:
         ports.store.record_job_state(msg.run_id, msg.step_id, job.state)
     _schedule_check(ports, replace(msg, seq=msg.seq + 1, job_state=job.state))
@@ -192,12 +201,13 @@ def run_finished(msg: RunFinished, ports: Ports) -> None:
     """An event for observers; the engine has nothing left to do."""
 
 
-def _finish(ports: Ports, run_id: str, step_id: str, state: StepState, job: Job | None, message: str) -> None:
+def _finish(ports: Ports, run_id: str, step_id: str, attempt: int, state: StepState, job: Job | None,
+            message: str) -> None:
     """The step ended: record it here, in the handler that saw the end (no extra message)."""
     job_id, job_state = (job.job_id, job.state) if job else ("", "")
     if not message and job_state:
         message = f"job {job_state}"
-    _complete(ports, run_id, step_id, StepOutcome(state, ports.clock(), job_id, excerpt(message), job_state))
+    _complete(ports, run_id, step_id, StepOutcome(state, ports.clock(), job_id, excerpt(message), job_state, attempt))
 
 
 def _complete(ports: Ports, run_id: str, step_id: str, outcome: StepOutcome) -> None:
@@ -241,6 +251,56 @@ def _skip_descendants(ports: Ports, run_id: str, step_id: str, outcome: StepOutc
     return ports.store.skip_steps(run_id, doomed, reason, outcome.at).run_complete
 
 
+def rerun_run(msg: RerunRun, ports: Ports) -> None:
+    """Start the next attempt of the run's failed, cancelled and skipped steps (and of
+    `from_step` and its descendants), keeping its successes; dispatch those now ready."""
+    run = ports.store.get_run(msg.run_id)
+    if run is None:
+        raise PoisonMessage(f"no run {msg.run_id!r}")
+    steps = ports.store.list_steps(msg.run_id)
+    if len(run.reruns) == msg.reruns and run.status is RunStatus.RUNNING:
+        raise PoisonMessage(f"run {msg.run_id!r} is still running: cancel it first, or resume it")
+    if len(run.reruns) == msg.reruns:
+        chosen = _to_rerun(steps, msg)
+        ports.store.rerun_steps(msg.run_id, msg.reruns, chosen, ports.clock())
+        log.info("rerun of %d step(s)", len(chosen), extra=_ids(msg.run_id))
+    elif len(run.reruns) != msg.reruns + 1:
+        return  # an older request
+    # this rerun is recorded (now, or by an earlier delivery): dispatch what is ready
+    ready = [s for s in ports.store.list_steps(msg.run_id) if s.state is StepState.PENDING and s.waiting_on == 0]
+    ports.bus.publish([DispatchStep(msg.run_id, s.step_id) for s in ready])
+
+
+def _to_rerun(steps: list[StepRecord], msg: RerunRun) -> list[StepRecord]:
+    """The steps to run again, each as it must become (next attempt, join counter recounted).
+
+    A PENDING step of an ended run was reset by a rerun that crashed half-way: it is taken
+    as it is, so a redelivered request completes that rerun without counting it twice.
+    """
+    by_id = {s.step_id: s for s in steps}
+    if msg.from_step and msg.from_step not in by_id:
+        raise PoisonMessage(f"run {msg.run_id!r} has no step {msg.from_step!r}")
+    again = {s.step_id for s in steps if s.state in _RERUN_STATES or s.state is StepState.PENDING}
+    if msg.from_step:
+        again |= {msg.from_step} | reachable({s.step_id: s.successors for s in steps}, msg.from_step)
+    result = []
+    for s in steps:
+        if s.step_id not in again:
+            continue
+        waiting = sum(1 for d in s.depends_on if d in again or by_id[d].state is not StepState.SUCCEEDED)
+        if s.state is StepState.PENDING:
+            result.append(replace(s, waiting_on=waiting))
+            continue
+        earlier = Attempt(s.attempt, s.state, s.job_id, s.message, s.submitted_at, s.finished_at)
+        result.append(replace(s, state=StepState.PENDING, attempt=s.attempt + 1, history=(*s.history, earlier),
+                              waiting_on=waiting, job_id="", job_state="", message="", submitted_at=None,
+                              finished_at=None))
+    return result
+
+
+_RERUN_STATES = frozenset({StepState.FAILED, StepState.CANCELLED, StepState.SKIPPED})
+
+
 def cancel_run(msg: CancelRun, ports: Ports) -> None:
     """No new submission; every open step CANCELLED; the run ends CANCELLED. Idempotent.
 
@@ -281,20 +341,21 @@ def reconcile_run(msg: ReconcileRun, ports: Ports) -> None:
 
 
 def _redispatch(ports: Ports, step: StepRecord, now: float, stale_after: float) -> None:
-    held = ports.store.held_since(step.run_id, f"submit:{step.step_id}")
+    held = ports.store.held_since(step.run_id, _submit_key(step))
     if held is None:
         ports.bus.publish([DispatchStep(step.run_id, step.step_id)])
     elif now - held >= stale_after:
         why = (f"submission outcome unknown: it was interrupted, so a job named {step.task.name!r} may be "
                "running at the Task Runner; check there before running this step again")
         log.warning("step %s: %s", step.step_id, why, extra=_ids(step.run_id, step.step_id))
-        _finish(ports, step.run_id, step.step_id, StepState.FAILED, None, why)
+        _finish(ports, step.run_id, step.step_id, step.attempt, StepState.FAILED, None, why)
     # else: a submission is in progress elsewhere; its holder records it
 
 
 def _schedule_check(ports: Ports, check: CheckJob) -> None:
     """Publish `check` once, however many deliveries ask for it."""
-    key = f"check:{check.step_id}:{check.seq}"
+    attempt = "" if check.attempt == 1 else f"#{check.attempt}"
+    key = f"check:{check.step_id}{attempt}:{check.seq}"
     claim = ports.store.claim(check.run_id, key, ports.clock(), ports.settings.check_lease)
     if claim is Claim.DONE:
         return
@@ -316,7 +377,7 @@ def _finish_run(ports: Ports, run_id: str) -> None:
 
 
 def _recorded_outcome(step: StepRecord) -> StepOutcome:
-    return StepOutcome(step.state, step.finished_at or 0.0, step.job_id, step.message, step.job_state)
+    return StepOutcome(step.state, step.finished_at or 0.0, step.job_id, step.message, step.job_state, step.attempt)
 
 
 def _step(ports: Ports, run_id: str, step_id: str) -> StepRecord:
@@ -338,6 +399,7 @@ HANDLERS: dict[type[Any], Callable[[Any, Ports], None]] = {
     RunFinished: run_finished,
     ReconcileRun: reconcile_run,
     CancelRun: cancel_run,
+    RerunRun: rerun_run,
 }
 
 

@@ -11,12 +11,23 @@ from typing import Any
 
 from ..errors import PoisonMessage
 from .dag import Dag
-from .messages import CancelRun, CheckJob, DispatchStep, Message, ReconcileRun, RunFinished, StartRun, StepFinished
+from .messages import (
+    CancelRun,
+    CheckJob,
+    DispatchStep,
+    Message,
+    ReconcileRun,
+    RerunRun,
+    RunFinished,
+    StartRun,
+    StepFinished,
+)
 from .states import RunStatus, StepState
 
 VERSION = 1
 _TYPES: dict[str, type[Any]] = {
-    cls.__name__: cls for cls in (StartRun, DispatchStep, CheckJob, StepFinished, RunFinished, ReconcileRun, CancelRun)
+    cls.__name__: cls
+    for cls in (StartRun, DispatchStep, CheckJob, StepFinished, RunFinished, ReconcileRun, CancelRun, RerunRun)
 }
 
 

@@ -42,6 +42,7 @@ class CheckJob:
     submitted_at: float = 0.0
     job_state: str = ""
     job_message: str = ""  # the Task Runner's message when the job ended at submission
+    attempt: int = 1  # the step's attempt this job belongs to
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,17 @@ class ReconcileRun:
 
 
 @dataclass(frozen=True)
+class RerunRun:
+    """Run again a run's failed, cancelled and skipped steps (and with `from_step`, that step
+    and its descendants), keeping its successes. `reruns` is the number of reruns the
+    requester saw: a repeated request finds the count moved on and changes nothing."""
+
+    run_id: str
+    reruns: int
+    from_step: str = ""
+
+
+@dataclass(frozen=True)
 class CancelRun:
     """Stop a run: no new submission, every open step CANCELLED, the run CANCELLED."""
 
@@ -82,4 +94,4 @@ class CancelRun:
     reason: str = "run cancelled"
 
 
-Message = StartRun | DispatchStep | CheckJob | StepFinished | RunFinished | ReconcileRun | CancelRun
+Message = StartRun | DispatchStep | CheckJob | StepFinished | RunFinished | ReconcileRun | CancelRun | RerunRun

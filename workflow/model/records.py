@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 from .dag import Task
 from .states import RunStatus, StepState
@@ -24,6 +25,7 @@ class RunRecord:
     failed: int = 0
     skipped: int = 0
     cancelled: int = 0
+    reruns: tuple[float, ...] = ()  # when each rerun was requested
 
 
 @dataclass(frozen=True)
@@ -42,17 +44,41 @@ class StepRecord:
     message: str = ""
     submitted_at: float | None = None
     finished_at: float | None = None
+    attempt: int = 1  # numbers the step's runs: a rerun starts the next
+    history: tuple[Attempt, ...] = ()  # earlier attempts, oldest first
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One earlier run of a step, kept when it is run again."""
+
+    attempt: int
+    state: StepState
+    job_id: str = ""
+    message: str = ""
+    submitted_at: float | None = None
+    finished_at: float | None = None
+
+    def to_dict(self) -> dict[str, object]:
+        return {"attempt": self.attempt, "state": self.state.value, "job_id": self.job_id, "message": self.message,
+                "submitted_at": self.submitted_at, "finished_at": self.finished_at}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Attempt:
+        return cls(int(d["attempt"]), StepState(d["state"]), d.get("job_id") or "", d.get("message") or "",
+                   d.get("submitted_at"), d.get("finished_at"))
 
 
 @dataclass(frozen=True)
 class StepOutcome:
-    """How a step ended."""
+    """How an attempt of a step ended."""
 
     state: StepState
     at: float
     job_id: str = ""
     message: str = ""
     job_state: str = ""
+    attempt: int = 1
 
 
 @dataclass(frozen=True)

@@ -10,13 +10,14 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
 from ...errors import NotFound
 from ...model.dag import Task
-from ...model.records import Claim, Completion, RunRecord, StepOutcome, StepRecord
+from ...model.records import Attempt, Claim, Completion, RunRecord, StepOutcome, StepRecord
 from ...model.states import RunStatus, StepState
 
 _SCHEMA = """
@@ -26,7 +27,7 @@ CREATE TABLE IF NOT EXISTS runs (
     finished_at REAL, step_count INTEGER NOT NULL, open_steps INTEGER NOT NULL,
     problems TEXT NOT NULL, succeeded INTEGER NOT NULL DEFAULT 0,
     failed INTEGER NOT NULL DEFAULT 0, skipped INTEGER NOT NULL DEFAULT 0,
-    cancelled INTEGER NOT NULL DEFAULT 0
+    cancelled INTEGER NOT NULL DEFAULT 0, reruns TEXT NOT NULL DEFAULT '[]'
 );
 CREATE INDEX IF NOT EXISTS runs_by_time ON runs (created_at DESC);
 CREATE TABLE IF NOT EXISTS steps (
@@ -34,6 +35,7 @@ CREATE TABLE IF NOT EXISTS steps (
     definition TEXT NOT NULL, tr_url TEXT NOT NULL, tr_auth TEXT NOT NULL,
     state TEXT NOT NULL, waiting_on INTEGER NOT NULL, job_id TEXT NOT NULL,
     job_state TEXT NOT NULL, message TEXT NOT NULL, submitted_at REAL, finished_at REAL,
+    attempt INTEGER NOT NULL DEFAULT 1, history TEXT NOT NULL DEFAULT '[]',
     PRIMARY KEY (run_id, step_id)
 );
 CREATE TABLE IF NOT EXISTS claims (
@@ -43,7 +45,7 @@ CREATE TABLE IF NOT EXISTS claims (
 """
 _OPEN = (StepState.PENDING.value, StepState.RUNNING.value)
 _RUN_COLUMNS = ("run_id, status, tr_url, dag_name, source, created_at, finished_at, step_count, problems, "
-                "succeeded, failed, skipped, cancelled")
+                "succeeded, failed, skipped, cancelled, reruns")
 _ENDED_COLUMN = {StepState.SUCCEEDED: "succeeded", StepState.FAILED: "failed", StepState.SKIPPED: "skipped",
                  StepState.CANCELLED: "cancelled"}
 
@@ -63,10 +65,14 @@ class SqliteStateStore:
 
     def _migrate(self) -> None:
         """Add the columns a file written by an earlier version lacks."""
-        have = {row[1] for row in self._conn.execute("PRAGMA table_info(runs)")}
-        for column in ("succeeded", "failed", "skipped", "cancelled"):
-            if column not in have:
-                self._conn.execute(f"ALTER TABLE runs ADD COLUMN {column} INTEGER NOT NULL DEFAULT 0")
+        added = {"runs": [(c, "INTEGER NOT NULL DEFAULT 0") for c in ("succeeded", "failed", "skipped", "cancelled")]
+                 + [("reruns", "TEXT NOT NULL DEFAULT '[]'")],
+                 "steps": [("attempt", "INTEGER NOT NULL DEFAULT 1"), ("history", "TEXT NOT NULL DEFAULT '[]'")]}
+        for table, columns in added.items():
+            have = {row[1] for row in self._conn.execute(f"PRAGMA table_info({table})")}
+            for column, kind in columns:
+                if column not in have:
+                    self._conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
         self._conn.commit()
 
     def close(self) -> None:
@@ -85,16 +91,16 @@ class SqliteStateStore:
         with self._tx() as db:
             cur = self._exec(
                 db,
-                f"INSERT OR IGNORE INTO runs ({_RUN_COLUMNS}, open_steps) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                f"INSERT OR IGNORE INTO runs ({_RUN_COLUMNS}, open_steps) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (run.run_id, run.status.value, run.tr_url, run.dag_name, run.source,
                  run.created_at, run.finished_at, run.step_count, json.dumps(list(run.problems)),
-                 0, 0, 0, 0, len(steps)),
+                 0, 0, 0, 0, "[]", len(steps)),
             )
             if cur.rowcount == 0:
                 return False
             self.ops += 1
             db.executemany(
-                "INSERT INTO steps VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                "INSERT INTO steps VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 [_step_row(pos, s) for pos, s in enumerate(steps)],
             )
             return True
@@ -178,9 +184,9 @@ class SqliteStateStore:
                 db,
                 "UPDATE steps SET state=?, job_id=CASE WHEN ?='' THEN job_id ELSE ? END, "
                 "job_state=?, message=?, finished_at=? WHERE run_id=? AND step_id=? AND state IN (?,?) "
-                "RETURNING definition",
+                "AND attempt=? RETURNING definition",
                 (outcome.state.value, outcome.job_id, outcome.job_id, outcome.job_state, outcome.message,
-                 outcome.at, run_id, step_id, *_OPEN),
+                 outcome.at, run_id, step_id, *_OPEN, outcome.attempt),
             ).fetchone()
             if row is not None:
                 release = _successors(row[0]) if outcome.state is StepState.SUCCEEDED else []
@@ -218,6 +224,27 @@ class SqliteStateStore:
             if ended:
                 return Completion(True, (), self._count_off(db, run_id, ended, state) == 0)
             return Completion(False, (), self._done(db, run_id))
+
+    def rerun_steps(self, run_id: str, reruns: int, steps: Sequence[StepRecord], at: float) -> bool:
+        moved = Counter(_ENDED_COLUMN[s.history[-1].state] for s in steps)
+        back = "".join(f", {column}={column}-{n}" for column, n in moved.items())
+        with self._tx() as db:
+            cur = self._exec(
+                db,
+                f"UPDATE runs SET status=?, finished_at=NULL, open_steps=open_steps+?, reruns=json_insert(reruns, "
+                f"'$[#]', ?){back} WHERE run_id=? AND json_array_length(reruns)=?",
+                (RunStatus.RUNNING.value, len(steps), at, run_id, reruns),
+            )
+            if cur.rowcount != 1:
+                return False
+            self.ops += 1
+            db.executemany(
+                "UPDATE steps SET state=?, waiting_on=?, job_id='', job_state='', message='', submitted_at=NULL, "
+                "finished_at=NULL, attempt=?, history=? WHERE run_id=? AND step_id=?",
+                [(s.state.value, s.waiting_on, s.attempt, json.dumps([a.to_dict() for a in s.history]), run_id,
+                  s.step_id) for s in steps],
+            )
+            return True
 
     def finish_run(self, run_id: str, status: RunStatus, at: float) -> bool:
         with self._tx() as db:
@@ -270,7 +297,8 @@ def _step_row(pos: int, s: StepRecord) -> tuple[Any, ...]:
     definition = {"task": s.task.to_dict(), "dependsOn": s.depends_on, "successors": s.successors}
     return (
         s.run_id, s.step_id, pos, json.dumps(definition), s.tr_url, s.tr_auth, s.state.value, s.waiting_on,
-        s.job_id, s.job_state, s.message, s.submitted_at, s.finished_at,
+        s.job_id, s.job_state, s.message, s.submitted_at, s.finished_at, s.attempt,
+        json.dumps([a.to_dict() for a in s.history]),
     )
 
 
@@ -286,6 +314,7 @@ def _step(row: Sequence[Any]) -> StepRecord:
         tr_auth=row[5], depends_on=tuple(definition["dependsOn"]),
         successors=tuple(definition["successors"]), state=StepState(row[6]), waiting_on=row[7],
         job_id=row[8], job_state=row[9], message=row[10], submitted_at=row[11], finished_at=row[12],
+        attempt=row[13], history=tuple(Attempt.from_dict(a) for a in json.loads(row[14])),
     )
 
 
@@ -294,4 +323,5 @@ def _run(row: Sequence[Any]) -> RunRecord:
         run_id=row[0], status=RunStatus(row[1]), tr_url=row[2], dag_name=row[3],
         source=row[4], created_at=row[5], finished_at=row[6], step_count=row[7],
         problems=tuple(json.loads(row[8])), succeeded=row[9], failed=row[10], skipped=row[11], cancelled=row[12],
+        reruns=tuple(json.loads(row[13])),
     )

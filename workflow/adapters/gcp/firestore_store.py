@@ -12,6 +12,7 @@ brought one to zero, so a wide join never serialises on a lock.
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar
@@ -21,7 +22,7 @@ from google.cloud import firestore
 
 from ...errors import NotFound, TransientError
 from ...model.dag import Task
-from ...model.records import Claim, Completion, RunRecord, StepOutcome, StepRecord
+from ...model.records import Attempt, Claim, Completion, RunRecord, StepOutcome, StepRecord
 from ...model.states import RunStatus, StepState
 
 log = logging.getLogger("workflow.firestore")
@@ -192,8 +193,12 @@ class FirestoreStateStore:
         if outcome.job_id:
             fields["job_id"] = outcome.job_id
 
+        if int((snap.to_dict() or {}).get("attempt", 1)) != outcome.attempt:
+            return Completion(False, (), self._open_steps(run_id) == 0)  # a late result of an earlier attempt
+        marker = _end_marker(step_id, outcome.attempt)
+
         def first(batch: Any) -> int:
-            batch.create(self._end_ref(run_id, step_id), {"at": outcome.at})
+            batch.create(self._end_ref(run_id, marker), {"at": outcome.at})
             batch.update(snap.reference, fields)
             batch.update(self._run_ref(run_id), _count_off(1, outcome.state))
             for succ in release[:BATCH]:
@@ -204,20 +209,20 @@ class FirestoreStateStore:
         if results is None:  # a redelivery: read the facts back, finish any chunk left out
             recorded_ok = snap.get("state") == StepState.SUCCEEDED.value
             release = list(snap.get("definition")["successors"]) if recorded_ok else []
-            self._release_rest(run_id, step_id, release)
+            self._release_rest(run_id, marker, release)
             return Completion(False, self._unblocked(run_id, release), self._open_steps(run_id) == 0)
         unblocked = [s for s, r in zip(release[:BATCH], results[3:], strict=True) if _after(r) == 0]
-        unblocked += self._release_rest(run_id, step_id, release)
+        unblocked += self._release_rest(run_id, marker, release)
         return Completion(True, tuple(unblocked), _after(results[2]) == 0)
 
-    def _release_rest(self, run_id: str, step_id: str, release: list[str]) -> list[str]:
+    def _release_rest(self, run_id: str, marker: str, release: list[str]) -> list[str]:
         """Join counters past the first batch, each chunk once (its own marker)."""
         unblocked: list[str] = []
         for n, start in enumerate(range(BATCH, len(release), BATCH), start=1):
             chunk = release[start:start + BATCH]
 
             def writes(batch: Any, chunk: list[str] = chunk, n: int = n) -> int:
-                batch.create(self._end_ref(run_id, f"{step_id}#{n}"), {})
+                batch.create(self._end_ref(run_id, f"{marker}#{n}"), {})
                 for succ in chunk:
                     batch.update(self._step_ref(run_id, succ), {"waiting_on": firestore.Increment(-1)})
                 return 1 + len(chunk)
@@ -238,9 +243,9 @@ class FirestoreStateStore:
         """Each step's end under its own end marker, so it races a recorded end safely."""
         recorded = False
         left = None
-        for step_id in step_ids:
-            def writes(batch: Any, step_id: str = step_id) -> int:
-                batch.create(self._end_ref(run_id, step_id), {"at": at})
+        for step_id, attempt in self._attempts(run_id, step_ids):
+            def writes(batch: Any, step_id: str = step_id, attempt: int = attempt) -> int:
+                batch.create(self._end_ref(run_id, _end_marker(step_id, attempt)), {"at": at})
                 batch.update(self._step_ref(run_id, step_id),
                              {"state": state.value, "message": reason, "finished_at": at})
                 batch.update(self._run_ref(run_id), _count_off(1, state))
@@ -253,13 +258,52 @@ class FirestoreStateStore:
             left = self._open_steps(run_id)
         return Completion(recorded, (), left == 0)
 
-    def finish_run(self, run_id: str, status: RunStatus, at: float) -> bool:
+    def rerun_steps(self, run_id: str, reruns: int, steps: Sequence[StepRecord], at: float) -> bool:
+        snap = self._get(self._run_ref(run_id))
+        if not snap.exists or len((snap.to_dict() or {}).get("reruns") or []) != reruns:
+            return False
+        for start in range(0, len(steps), BATCH):  # steps first, set to fixed values: safe to repeat
+            chunk = steps[start:start + BATCH]
+            batch = self._db.batch()
+            for s in chunk:
+                batch.update(self._step_ref(run_id, s.step_id), _attempt_fields(s))
+            self._commit(batch, len(chunk))
+        moved = Counter(_ENDED_FIELD[s.history[-1].state] for s in steps)
+
         def writes(batch: Any) -> int:
-            batch.create(self._claim_ref(run_id, "finish"), {"settled": True, "claimed_at": at})
+            batch.create(self._claim_ref(run_id, f"rerun#{reruns + 1}"), {"settled": True, "claimed_at": at})
+            batch.update(self._run_ref(run_id), {
+                "status": RunStatus.RUNNING.value, "finished_at": None, "reruns": firestore.ArrayUnion([at]),
+                "open_steps": firestore.Increment(len(steps)),
+                **{field: firestore.Increment(-n) for field, n in moved.items()},
+            })
+            return 2
+
+        return self._once(writes) is not None
+
+    def finish_run(self, run_id: str, status: RunStatus, at: float) -> bool:
+        snap = self._get(self._run_ref(run_id))
+        if not snap.exists or snap.get("status") != RunStatus.RUNNING.value:
+            return False
+        reruns = len((snap.to_dict() or {}).get("reruns") or [])
+        marker = "finish" if reruns == 0 else f"finish#{reruns}"
+
+        def writes(batch: Any) -> int:
+            batch.create(self._claim_ref(run_id, marker), {"settled": True, "claimed_at": at})
             batch.update(self._run_ref(run_id), {"status": status.value, "finished_at": at})
             return 2
 
         return self._once(writes) is not None
+
+    def _attempts(self, run_id: str, step_ids: Sequence[str]) -> list[tuple[str, int]]:
+        """Each existing step with its current attempt."""
+        if not step_ids:
+            return []
+        refs = [self._step_ref(run_id, s) for s in step_ids]
+        with _translated():
+            snaps = {s.id: s for s in self._db.get_all(refs)}
+        self.reads += len(refs)
+        return [(s, int((snaps[s].to_dict() or {}).get("attempt", 1))) for s in step_ids if snaps[s].exists]
 
     def _unblocked(self, run_id: str, release: list[str]) -> tuple[str, ...]:
         if not release:
@@ -279,6 +323,17 @@ def _count_off(n: int, ended: StepState) -> dict[str, Any]:
     """Take `n` off the run's open steps, onto those ended `ended`. Transform results come
     sorted by field path, so `open_steps` stays the first (read by `_after`)."""
     return {"open_steps": firestore.Increment(-n), _ENDED_FIELD[ended]: firestore.Increment(n)}
+
+
+def _end_marker(step_id: str, attempt: int) -> str:
+    """The end marker of one attempt of a step (the first keeps the plain step id)."""
+    return step_id if attempt == 1 else f"{step_id}@{attempt}"
+
+
+def _attempt_fields(s: StepRecord) -> dict[str, Any]:
+    return {"state": s.state.value, "waiting_on": s.waiting_on, "job_id": "", "job_state": "", "message": "",
+            "submitted_at": None, "finished_at": None, "attempt": s.attempt,
+            "history": [a.to_dict() for a in s.history]}
 
 
 def _after(result: Any) -> int:
@@ -301,6 +356,7 @@ def _run(run_id: str, d: dict[str, Any]) -> RunRecord:
         step_count=d["step_count"], problems=tuple(d.get("problems") or ()),
         succeeded=int(d.get("steps_succeeded", 0)), failed=int(d.get("steps_failed", 0)),
         skipped=int(d.get("steps_skipped", 0)), cancelled=int(d.get("steps_cancelled", 0)),
+        reruns=tuple(d.get("reruns") or ()),
     )
 
 
@@ -310,7 +366,8 @@ def _step_doc(pos: int, s: StepRecord) -> dict[str, Any]:
         "definition": {"task": s.task.to_dict(), "dependsOn": list(s.depends_on),
                        "successors": list(s.successors)},
         "job_id": s.job_id, "job_state": s.job_state, "message": s.message,
-        "submitted_at": s.submitted_at, "finished_at": s.finished_at,
+        "submitted_at": s.submitted_at, "finished_at": s.finished_at, "attempt": s.attempt,
+        "history": [a.to_dict() for a in s.history],
     }
 
 
@@ -322,5 +379,6 @@ def _step(run_id: str, step_id: str, d: dict[str, Any]) -> StepRecord:
         depends_on=tuple(definition["dependsOn"]), successors=tuple(definition["successors"]),
         state=StepState(d["state"]), waiting_on=int(d["waiting_on"]), job_id=d["job_id"],
         job_state=d["job_state"], message=d["message"], submitted_at=d.get("submitted_at"),
-        finished_at=d.get("finished_at"),
+        finished_at=d.get("finished_at"), attempt=int(d.get("attempt", 1)),
+        history=tuple(Attempt.from_dict(a) for a in d.get("history") or ()),
     )
