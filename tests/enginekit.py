@@ -6,6 +6,7 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from workflow.adapters.embedded.events import RecordedEvents
 from workflow.adapters.embedded.sqlite_store import SqliteStateStore
 from workflow.engine import Ports, handle
 from workflow.errors import StatusRefused, SubmissionRefused, TaskRunnerUnavailable
@@ -92,7 +93,9 @@ class Harness:
 
     def __post_init__(self) -> None:
         self.bus = ListBus()
-        self.ports = Ports(self.store, self.bus, self.runner, self.settings, clock=lambda: self.now)
+        self.events = RecordedEvents()
+        self.ports = Ports(self.store, self.bus, self.runner, self.settings, clock=lambda: self.now,
+                           events=self.events)
         self.delivered = 0
 
     def drain(self, *, twice: bool = False, seed: int | None = None, max_rounds: int = 10_000) -> None:

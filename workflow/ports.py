@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from .model.dag import Task
+from .model.events import RunEnded
 from .model.messages import Message
 from .model.records import Claim, Completion, Job, RunRecord, StepOutcome, StepRecord
 from .model.states import RunStatus
@@ -102,6 +103,12 @@ class Bus(Protocol):
         Returns only once every message is accepted (durable for a cloud bus); raises
         TransientError otherwise. Delivery order is not guaranteed.
         """
+
+
+class Events(Protocol):
+    def run_ended(self, event: RunEnded) -> None:
+        """Publish that a run ended, for subscribers outside the executor. Returns once the
+        event is accepted (durable for a cloud topic); raises TransientError otherwise."""
 
 
 class TaskRunner(Protocol):

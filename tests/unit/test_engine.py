@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import collections
+from dataclasses import replace
 
 import pytest
 
 from enginekit import Harness, ScriptedRunner, dag
+from workflow.adapters.embedded.events import RecordedEvents
 from workflow.adapters.embedded.sqlite_store import SqliteStateStore
 from workflow.engine import handle
 from workflow.engine.handlers import Busy
-from workflow.errors import PoisonMessage
+from workflow.errors import PoisonMessage, TransientError
 from workflow.model.messages import CancelRun, CheckJob, DispatchStep, ReconcileRun, RerunRun, StartRun, StepFinished
 from workflow.model.records import Claim, StepOutcome, StepRecord
 from workflow.model.states import RunStatus, StepState
@@ -317,7 +319,7 @@ def test_cancel_ends_open_steps_stops_polling_and_submits_nothing_more() -> None
     handle(CancelRun("r1"), h.ports)  # twice: changes nothing more
     for check in checks:  # the polling chains reach their next turn
         handle(check, h.ports)
-    assert {type(m).__name__ for m in h.bus.pending} == {"RunFinished"}  # nothing scheduled or dispatched
+    assert h.bus.pending == []  # nothing scheduled, nothing dispatched
     assert {k: v[0] for k, v in h.states("r1").items()} == {"a": "CANCELLED", "b": "CANCELLED", "c": "CANCELLED"}
     assert h.states("r1")["a"][1] == "a-1" and sorted(h.runner.submitted) == ["a", "c"]
     run = h.store.get_run("r1")
@@ -376,3 +378,34 @@ def test_rerun_of_a_running_run_is_refused() -> None:
     interrupted(h, {"a": []}, deliveries=1)
     with pytest.raises(PoisonMessage, match="still running"):
         handle(RerunRun("r1", 0), h.ports)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_a_run_end_is_announced_once_with_what_subscribers_need(seed: int) -> None:
+    h = Harness(runner=ScriptedRunner(checks=2))
+    start(h, FORK_FAIL, images={"b": "img/error"})
+    h.drain(twice=True, seed=seed)
+    assert len(h.events.published) == 1
+    event = h.events.published[0]
+    assert event["schema_version"] == 1 and event["type"] == "run.ended" and event["status"] == "FAILED"
+    assert event["run_id"] == "r1" and event["dag_name"] == "test" and event["reruns"] == 0
+    assert event["counts"] == {"steps": 6, "succeeded": 3, "failed": 1, "skipped": 2, "cancelled": 0}
+    assert event["failed_steps"] == [{"step_id": "b", "message": "exit 1"}]
+    h.runner.healed = True
+    handle(RerunRun("r1", 0), h.ports)
+    h.drain()
+    assert [e["status"] for e in h.events.published] == ["FAILED", "SUCCEEDED"]
+    assert h.events.published[1]["reruns"] == 1
+
+
+def test_an_announcement_that_fails_is_made_by_the_redelivery() -> None:
+    h = Harness()
+    start(h, {"a": []})
+    broken = RecordedEvents()
+    broken.run_ended = lambda event: (_ for _ in ()).throw(TransientError("topic unavailable"))  # type: ignore[method-assign]
+    h.ports = replace(h.ports, events=broken)
+    with pytest.raises(TransientError):
+        h.drain()
+    h.ports = replace(h.ports, events=h.events, clock=lambda: h.now + 3600)  # the claim's lease has passed
+    handle(CheckJob("r1", "a", "a-1", 0, "http://runner", "", h.now, "RUNNING"), h.ports)  # the redelivery
+    assert [e["status"] for e in h.events.published] == ["SUCCEEDED"]

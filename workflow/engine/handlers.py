@@ -23,6 +23,7 @@ from ..errors import (
     TransientError,
 )
 from ..model.dag import reachable
+from ..model.events import RunEnded
 from ..model.messages import (
     CancelRun,
     CheckJob,
@@ -37,7 +38,7 @@ from ..model.messages import (
 from ..model.records import Attempt, Claim, Job, RunRecord, StepOutcome, StepRecord
 from ..model.states import RunStatus, StepState, job_outcome
 from ..model.text import excerpt
-from ..ports import Bus, StateStore, TaskRunner
+from ..ports import Bus, Events, StateStore, TaskRunner
 from ..settings import Settings
 
 log = logging.getLogger("workflow.engine")
@@ -50,6 +51,7 @@ class Ports:
     runner: TaskRunner
     settings: Settings = field(default_factory=Settings)
     clock: Callable[[], float] = time.time
+    events: Events | None = None  # where a run's end is announced; None: nowhere
 
 
 class Busy(TransientError):
@@ -366,14 +368,30 @@ def _schedule_check(ports: Ports, check: CheckJob) -> None:
 
 
 def _finish_run(ports: Ports, run_id: str) -> None:
-    states = {s.state for s in ports.store.list_steps(run_id)}
+    steps = ports.store.list_steps(run_id)
+    states = {s.state for s in steps}
     if StepState.CANCELLED in states:
         status = RunStatus.CANCELLED
     else:
         status = RunStatus.SUCCEEDED if states <= {StepState.SUCCEEDED} else RunStatus.FAILED
     if ports.store.finish_run(run_id, status, ports.clock()):
         log.info("run %s", status.value, extra=_ids(run_id))
-    ports.bus.publish([RunFinished(run_id, status)])
+    run = ports.store.get_run(run_id)
+    if run is not None:
+        announce(ports, RunEnded.of(run, steps))
+
+
+def announce(ports: Ports, event: RunEnded) -> None:
+    """Publish a run's end once, however many deliveries get here (a claim per end)."""
+    if ports.events is None:
+        return
+    claim = ports.store.claim(event.run.run_id, event.key, ports.clock(), ports.settings.check_lease)
+    if claim is Claim.DONE:
+        return
+    if claim is Claim.BUSY:
+        raise Busy(f"the end of run {event.run.run_id!r} is being announced elsewhere")
+    ports.events.run_ended(event)
+    ports.store.settle(event.run.run_id, event.key)
 
 
 def _recorded_outcome(step: StepRecord) -> StepOutcome:

@@ -39,18 +39,23 @@ class PubSubBus:
         self.published = 0
 
     def publish(self, messages: Sequence[Message], delay: float = 0.0) -> None:
+        extra = {"not_before": f"{self._clock() + delay:.3f}"} if delay > 0 else {}
+        self._publish_all([(codec.encode(m), {**attributes(m), **extra}) for m in messages])
+
+    def publish_raw(self, data: bytes, attributes: dict[str, str]) -> None:
+        """Publish one message as given, confirmed as `publish` is."""
+        self._publish_all([(data, attributes)])
+
+    def _publish_all(self, items: list[tuple[bytes, dict[str, str]]]) -> None:
         client = self._client()
         path = client.topic_path(self._project, self._topic)
-        extra = {"not_before": f"{self._clock() + delay:.3f}"} if delay > 0 else {}
         try:
-            futures = [
-                client.publish(path, codec.encode(m), **attributes(m), **extra) for m in messages
-            ]
+            futures = [client.publish(path, data, **attrs) for data, attrs in items]
             for f in futures:
                 f.result(timeout=PUBLISH_TIMEOUT)
         except (gexc.GoogleAPICallError, gexc.RetryError, TimeoutError) as exc:
             raise TransientError(f"Pub/Sub publish to {self._topic} failed: {exc}") from exc
-        self.published += len(messages)
+        self.published += len(items)
 
     def _client(self) -> Any:
         with self._lock:
