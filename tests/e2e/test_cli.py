@@ -261,3 +261,10 @@ def test_a_run_whose_messages_all_fail_is_reported_stuck_not_awaited(
                 runner=Broken())  # type: ignore[arg-type]
     err = capsys.readouterr().err
     assert code == 1 and "is stuck" in err and "bug in the runner client" in err
+
+
+def test_the_local_cloud_script_runs_the_local_cloud_command() -> None:
+    done = subprocess.run([str(ROOT / "scripts" / "localcloud"), "--help"], capture_output=True, text=True,
+                          timeout=300, stdin=subprocess.DEVNULL, check=False)
+    assert done.returncode == 0, done.stderr
+    assert "up" in done.stdout and "upload" in done.stdout and "status" in done.stdout
