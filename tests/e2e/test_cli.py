@@ -268,3 +268,10 @@ def test_the_local_cloud_script_runs_the_local_cloud_command() -> None:
                           timeout=300, stdin=subprocess.DEVNULL, check=False)
     assert done.returncode == 0, done.stderr
     assert "up" in done.stdout and "upload" in done.stdout and "status" in done.stdout
+
+
+def test_the_quick_start_runs_the_example_to_success() -> None:
+    done = subprocess.run([str(ROOT / "scripts" / "quickstart")], capture_output=True, text=True, timeout=600,
+                          stdin=subprocess.DEVNULL, check=False, cwd=ROOT)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.splitlines()[-1] == "run SUCCEEDED" and "Traceback" not in done.stderr
