@@ -11,7 +11,6 @@ from enginekit import Harness, ScriptedRunner, dag
 from workflow.adapters.embedded.events import RecordedEvents
 from workflow.adapters.embedded.sqlite_store import SqliteStateStore
 from workflow.engine import handle
-from workflow.engine.handlers import Busy
 from workflow.errors import PoisonMessage, TransientError
 from workflow.model.messages import CancelRun, CheckJob, DispatchStep, ReconcileRun, RerunRun, StartRun, StepFinished
 from workflow.model.records import Claim, StepOutcome, StepRecord
@@ -131,15 +130,24 @@ def test_claims_are_won_once_busy_while_held_and_retaken_after_the_lease() -> No
     assert h.store.claim("r1", "submit:x", h.now + 50, lease=10) is Claim.DONE
 
 
-def test_dispatch_during_an_unsettled_submission_raises_busy() -> None:
+def test_a_held_submission_is_looked_at_again_after_its_lease_and_never_resubmitted() -> None:
     h = Harness()
-    start(h, {"a": []})
+    start(h, {"a": [], "b": ["a"]})
     batch, h.bus.pending = h.bus.pending, []
     handle(batch[0], h.ports)  # StartRun
+    h.bus.pending.clear()
+    h.bus.delays.clear()
     assert h.store.claim("r1", "submit:a", h.now, lease=300) is Claim.WON  # someone else submitting
-    with pytest.raises(Busy):
-        handle(DispatchStep("r1", "a"), h.ports)
-    assert h.runner.submitted == []
+    handle(DispatchStep("r1", "a"), h.ports)  # a redelivery: no error, no second submission
+    assert h.bus.pending == [DispatchStep("r1", "a")] and h.bus.delays == [300.0]
+    assert h.runner.submitted == [] and h.states("r1")["a"][0] == "PENDING"
+    h.bus.pending.clear()
+    h.now += 301  # the holder died mid-submission: its job may or may not exist
+    handle(DispatchStep("r1", "a"), h.ports)
+    h.drain()
+    a = h.store.get_step("r1", "a")
+    assert a is not None and a.state is StepState.FAILED and "submission outcome unknown" in a.message
+    assert h.runner.submitted == [] and h.states("r1")["b"][0] == "SKIPPED"
 
 
 def test_a_late_failure_after_a_recorded_success_skips_nothing() -> None:

@@ -10,6 +10,7 @@ the bus redelivers later; PoisonMessage means drop the message after logging it.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -121,12 +122,29 @@ def dispatch_step(msg: DispatchStep, ports: Ports) -> None:
     if step.state is not StepState.PENDING:
         return
     key = _submit_key(step)
-    claim = ports.store.claim(msg.run_id, key, ports.clock(), ports.settings.submit_lease)
-    if claim is Claim.DONE:
+    now = ports.clock()
+    claim = ports.store.claim(msg.run_id, key, now, math.inf)  # a submission claim is never taken over
+    if claim is Claim.WON:
+        _submit(ports, step, key)
+    elif claim is Claim.BUSY:
+        _held_elsewhere(ports, step, key, now)
+
+
+def _held_elsewhere(ports: Ports, step: StepRecord, key: str, now: float) -> None:
+    """Another delivery is submitting this step's job, or died doing it. Never submit again:
+    past the lease, the outcome is unknown and the step fails saying so; before it, look
+    again when the lease ends (a delayed message, not a redelivery that burns attempts)."""
+    held = ports.store.held_since(step.run_id, key)
+    if held is None:
+        return  # settled meanwhile
+    left = held + ports.settings.submit_lease - now
+    if left > 0:
+        log.info("submission in progress elsewhere; looking again in %.0f s", left,
+                 extra=_ids(step.run_id, step.step_id))
+        ports.bus.publish([DispatchStep(step.run_id, step.step_id)], delay=left)
         return
-    if claim is Claim.BUSY:
-        raise Busy(f"submission of step {step.step_id!r} in progress elsewhere")
-    _submit(ports, step, key)
+    _finish(ports, step.run_id, step.step_id, step.attempt, StepState.FAILED, None, _unknown_submission(step))
+    ports.store.settle(step.run_id, key)
 
 
 def _submit(ports: Ports, step: StepRecord, claim_key: str) -> None:
@@ -151,6 +169,13 @@ def _submit(ports: Ports, step: StepRecord, claim_key: str) -> None:
 def _first_check(step: StepRecord, job_id: str, job_state: str, submitted_at: float) -> CheckJob:
     return CheckJob(step.run_id, step.step_id, job_id, 0, step.tr_url, step.tr_auth, submitted_at, job_state,
                     attempt=step.attempt)
+
+
+def _unknown_submission(step: StepRecord) -> str:
+    why = (f"submission outcome unknown: it was interrupted, so a job named {step.task.name!r} may be running "
+           "at the Task Runner; check there before running this step again")
+    log.warning("step %s: %s", step.step_id, why, extra=_ids(step.run_id, step.step_id))
+    return why
 
 
 def _submit_key(step: StepRecord) -> str:
@@ -347,10 +372,7 @@ def _redispatch(ports: Ports, step: StepRecord, now: float, stale_after: float) 
     if held is None:
         ports.bus.publish([DispatchStep(step.run_id, step.step_id)])
     elif now - held >= stale_after:
-        why = (f"submission outcome unknown: it was interrupted, so a job named {step.task.name!r} may be "
-               "running at the Task Runner; check there before running this step again")
-        log.warning("step %s: %s", step.step_id, why, extra=_ids(step.run_id, step.step_id))
-        _finish(ports, step.run_id, step.step_id, step.attempt, StepState.FAILED, None, why)
+        _finish(ports, step.run_id, step.step_id, step.attempt, StepState.FAILED, None, _unknown_submission(step))
     # else: a submission is in progress elsewhere; its holder records it
 
 
