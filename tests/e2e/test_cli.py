@@ -250,9 +250,13 @@ def test_a_run_whose_messages_all_fail_is_reported_stuck_not_awaited(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from workflow.cli import main
+    from workflow.model.records import Job
 
     class Broken(CountingRunner):
         def submit(self, url: str, task: object, auth: str = "", run_id: str = "") -> object:
+            return Job("job-1", "QUEUED")
+
+        def status(self, url: str, job_id: str, auth: str = "", run_id: str = "") -> object:
             raise RuntimeError("bug in the runner client")
 
     path = tmp_path / "one.yaml"
@@ -261,6 +265,27 @@ def test_a_run_whose_messages_all_fail_is_reported_stuck_not_awaited(
                 runner=Broken())  # type: ignore[arg-type]
     err = capsys.readouterr().err
     assert code == 1 and "is stuck" in err and "bug in the runner client" in err
+
+
+def test_a_submission_that_raises_unexpectedly_fails_its_step_as_unknown_without_a_retry(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from workflow.cli import main
+
+    class Broken(CountingRunner):
+        def submit(self, url: str, task: object, auth: str = "", run_id: str = "") -> object:
+            self.calls += 1
+            raise RuntimeError("bug in the runner client")
+
+    path = tmp_path / "one.yaml"
+    path.write_text("steps:\n- {id: a, task: {imageUri: i}}\n- {id: b, dependsOn: [a], task: {imageUri: i}}\n")
+    runner = Broken()
+    code = main(["--dag-path", str(path), "--tr-hostname", "http://127.0.0.1:9", "--db", ":memory:"],
+                runner=runner)  # type: ignore[arg-type]
+    out = capsys.readouterr().out
+    assert code == 1 and runner.calls == 1
+    assert "submission outcome unknown" in out and "RuntimeError: bug in the runner client" in out
+    assert out.splitlines()[-1] == "run FAILED"
 
 
 def test_the_local_cloud_script_runs_the_local_cloud_command() -> None:

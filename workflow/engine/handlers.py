@@ -155,6 +155,12 @@ def _submit(ports: Ports, step: StepRecord, claim_key: str) -> None:
         _finish(ports, step.run_id, step.step_id, step.attempt, StepState.FAILED, None, f"submission refused: {exc}")
         ports.store.settle(step.run_id, claim_key)
         return
+    except Exception as exc:  # a fault of ours mid-request: the job may exist, so never retry it
+        log.exception("submission failed unexpectedly", extra=_ids(step.run_id, step.step_id))
+        why = f"{_unknown_submission(step)} ({type(exc).__name__}: {excerpt(str(exc), 300)})"
+        _finish(ports, step.run_id, step.step_id, step.attempt, StepState.FAILED, None, why)
+        ports.store.settle(step.run_id, claim_key)
+        return
     now = ports.clock()
     ports.store.record_submission(step.run_id, step.step_id, job.job_id, job.state, now)
     log.info("submitted job %s", job.job_id, extra=_ids(step.run_id, step.step_id))
