@@ -2,7 +2,7 @@
 # no public members. See README.md (Deploy) for the reason behind each binding.
 
 # ---------------------------------------------------------------------------
-# Runtime identity of the three functions
+# Runtime identity of the functions
 # ---------------------------------------------------------------------------
 
 resource "google_service_account" "functions" {
@@ -31,6 +31,15 @@ resource "google_pubsub_topic_iam_member" "functions_engine_publisher" {
 # Read DAG files - bucket level only.
 resource "google_storage_bucket_iam_member" "functions_dag_reader" {
   bucket = google_storage_bucket.dags.name
+  role   = "roles/storage.objectViewer"
+  member = "serviceAccount:${google_service_account.functions.email}"
+}
+
+# Read DAG files from the extra buckets named in var.extra_dag_buckets.
+resource "google_storage_bucket_iam_member" "functions_extra_dag_reader" {
+  for_each = toset(var.extra_dag_buckets)
+
+  bucket = each.value
   role   = "roles/storage.objectViewer"
   member = "serviceAccount:${google_service_account.functions.email}"
 }
@@ -71,9 +80,9 @@ resource "google_project_iam_member" "trigger_event_receiver" {
   member  = "serviceAccount:${google_service_account.trigger.email}"
 }
 
-# run.invoker on each function's underlying Cloud Run service only.
+# run.invoker on each event-driven function's underlying Cloud Run service only.
 resource "google_cloud_run_v2_service_iam_member" "trigger_function_invoker" {
-  for_each = local.functions
+  for_each = local.event_functions
 
   project  = var.project
   location = each.value.location
@@ -138,6 +147,17 @@ resource "google_pubsub_topic_iam_member" "start_publishers" {
   topic   = google_pubsub_topic.start.name
   role    = "roles/pubsub.publisher"
   member  = each.value
+}
+
+# Callers of the HTTP start function: run.invoker on its Cloud Run service only.
+resource "google_cloud_run_v2_service_iam_member" "start_request_invokers" {
+  for_each = toset(var.start_request_invokers)
+
+  project  = var.project
+  location = local.functions["on_start_request"].location
+  name     = local.functions["on_start_request"].service_config[0].service
+  role     = "roles/run.invoker"
+  member   = each.value
 }
 
 resource "google_storage_bucket_iam_member" "dag_bucket_writers" {

@@ -45,7 +45,12 @@ output "function_names" {
 
 output "eventarc_triggers" {
   description = "Eventarc trigger of each function, keyed by entry point (used by the attach-dead-letter build step)."
-  value       = { for k, f in local.functions : k => f.event_trigger[0].trigger }
+  value       = { for k, f in local.event_functions : k => f.event_trigger[0].trigger }
+}
+
+output "start_request_url" {
+  description = "HTTPS URL of the on_start_request function (callers need roles/run.invoker, see start_request_invokers)."
+  value       = local.functions["on_start_request"].url
 }
 
 output "functions_service_account_email" {
