@@ -38,6 +38,11 @@ output "dead_letter_max_delivery_attempts" {
   value       = var.dead_letter_max_delivery_attempts
 }
 
+output "event_ack_deadline_seconds" {
+  description = "Ack deadline the attach-dead-letter build step sets on the Eventarc subscriptions (Eventarc creates them with 10 s): the function timeout, so a push is not redelivered while its invocation still runs."
+  value       = var.function_timeout_sec
+}
+
 output "function_names" {
   description = "Deployed function names, keyed by entry point."
   value       = { for k, f in local.functions : k => f.name }

@@ -281,7 +281,7 @@ variable "function_memory" {
 }
 
 variable "function_timeout_sec" {
-  description = "Timeout of one function invocation. Event-driven functions allow at most 540 s."
+  description = "Timeout of one function invocation. Event-driven functions allow at most 540 s. The attach-dead-letter build step also sets it as the ack deadline of the Eventarc subscriptions, which Eventarc creates with 10 s."
   type        = number
   default     = 300
 
