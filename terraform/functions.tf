@@ -128,6 +128,7 @@ resource "google_cloudfunctions2_function" "this" {
     google_storage_bucket_iam_member.functions_dag_reader,
     google_storage_bucket_iam_member.functions_extra_dag_reader,
     google_cloud_run_v2_service_iam_member.functions_task_runner_invoker,
+    google_service_account_iam_member.deployer_acts_as,
     google_firestore_database.main,
   ]
 }

@@ -92,6 +92,23 @@ resource "google_cloud_run_v2_service_iam_member" "trigger_function_invoker" {
 }
 
 # ---------------------------------------------------------------------------
+# The deployer (the identity running Terraform) may act as the two runtime
+# identities, which deploying the functions and their triggers requires; it
+# gets that on these two service accounts only, not project-wide.
+# ---------------------------------------------------------------------------
+
+resource "google_service_account_iam_member" "deployer_acts_as" {
+  for_each = {
+    functions = google_service_account.functions.name
+    trigger   = google_service_account.trigger.name
+  }
+
+  service_account_id = each.value
+  role               = "roles/iam.serviceAccountUser"
+  member             = "serviceAccount:${local.deployer_email}"
+}
+
+# ---------------------------------------------------------------------------
 # Google-managed service agents
 # ---------------------------------------------------------------------------
 

@@ -22,6 +22,17 @@ variable "region" {
   }
 }
 
+variable "deployer_service_account" {
+  description = "Email of the service account that runs Terraform (the Cloud Build deployer). It gets roles/iam.serviceAccountUser on the two runtime service accounts only. Defaults to workflow-deployer@<project>.iam.gserviceaccount.com."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.deployer_service_account == null || can(regex("^[a-z][a-z0-9-]{4,28}[a-z0-9]@[a-z0-9.-]+\\.iam\\.gserviceaccount\\.com$", var.deployer_service_account))
+    error_message = "deployer_service_account must be a service account email such as workflow-deployer@my-project.iam.gserviceaccount.com."
+  }
+}
+
 variable "name_prefix" {
   description = "Prefix for every resource name. Topics become <prefix>-start, <prefix>-engine and <prefix>-dead-letter."
   type        = string

@@ -793,6 +793,19 @@ def test_http_start_function_is_invocable_only_by_the_configured_members() -> No
     assert outputs["start_request_url"]["value"] == '${local.functions["on_start_request"].url}'
 
 
+def test_deployer_acts_only_as_the_two_runtime_accounts() -> None:
+    acts_as = resources("google_service_account_iam_member")["deployer_acts_as"]
+    assert acts_as["role"] == "roles/iam.serviceAccountUser"
+    assert acts_as["member"] == "serviceAccount:${local.deployer_email}"
+    assert acts_as["for_each"] == {
+        "functions": f"${{{FUNCTIONS_SA}.name}}",
+        "trigger": f"${{{TRIGGER_SA}.name}}",
+    }
+    assert "workflow-deployer@${var.project}.iam.gserviceaccount.com" in tf_locals()["deployer_email"]
+    project_roles = {body["role"] for body in resources("google_project_iam_member").values()}
+    assert not project_roles & {"roles/iam.serviceAccountUser", "roles/iam.serviceAccountAdmin"}, project_roles
+
+
 def test_service_agents() -> None:
     assert _blocks_of("data", "google_storage_project_service_account")
     project_grants = {(b["role"], b["member"]) for b in resources("google_project_iam_member").values()}
