@@ -392,15 +392,40 @@ def test_local_only_settings_are_never_deployed() -> None:
     assert "WORKFLOW_ALLOW_HTTP_TR" not in tf_locals()["function_env"]
 
 
-def test_task_runner_origin_variable_accepts_only_https_origins() -> None:
-    condition = one(variables()["allowed_task_runner_origins"]["validation"])["condition"]
+def _validation_rule(variable: str) -> re.Pattern[str]:
+    """The regex in a list variable's validation condition, as Python sees it."""
+    condition = one(variables()[variable]["validation"])["condition"]
     pattern = re.search(r'regex\("([^"]+)"', condition)
     assert pattern, condition
-    rule = re.compile(pattern.group(1).replace("\\\\", "\\"))
-    for good in ("https://tr.example.com", "https://tr.example.com:8443"):
-        assert rule.search(good), good
-    for bad in ("http://tr.example.com", "https://tr.example.com/", "https://tr.example.com/run", "tr.example.com"):
-        assert not rule.search(bad), bad
+    return re.compile(pattern.group(1).replace("\\\\", "\\"))
+
+
+@pytest.mark.parametrize(
+    ("variable", "good", "bad"),
+    [
+        (
+            "allowed_task_runner_origins",
+            ["https://tr.example.com", "https://tr.example.com:8443"],
+            ["http://tr.example.com", "https://tr.example.com/", "https://tr.example.com/run", "tr.example.com"],
+        ),
+        (
+            "extra_dag_buckets",
+            ["shared-dags", "team_dags.example.com"],
+            ["gs://shared-dags", "shared-dags/dags", "Shared", "x"],
+        ),
+        (
+            "start_request_invokers",
+            ["serviceAccount:caller@p.iam.gserviceaccount.com", "group:ops@example.com"],
+            ["allUsers", "allAuthenticatedUsers", "caller@p.iam.gserviceaccount.com"],
+        ),
+    ],
+)
+def test_list_variables_validate_each_entry(variable: str, good: list[str], bad: list[str]) -> None:
+    rule = _validation_rule(variable)
+    for value in good:
+        assert rule.search(value), f"{variable} rejects {value!r}"
+    for value in bad:
+        assert not rule.search(value), f"{variable} accepts {value!r}"
 
 
 def test_function_timeout_default_fits_event_functions() -> None:
@@ -658,6 +683,10 @@ def test_variables_are_described_and_validated() -> None:
         "check_state_duration_sec",
         "step_timeout_sec",
         "name_prefix",
+        "allowed_task_runner_origins",
+        "extra_dag_buckets",
+        "start_request_invokers",
+        "deployer_service_account",
     }
     assert must_validate <= set(declared), must_validate - set(declared)
     for name in sorted(must_validate):
