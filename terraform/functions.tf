@@ -1,34 +1,75 @@
-# The three event-driven functions. This file is the single definition of
-# the deployed function set, their entry points and trigger types;
-# tests/static/test_terraform.py checks it against main.py.
+# The deployed functions: three event-driven ones and one HTTP one. This file
+# is the single definition of the function set, their entry points and
+# trigger types; tests/static/test_terraform.py checks it against main.py.
 
 locals {
+  # Origin (scheme://host[:port]) of the default Task Runner, always allowed.
+  task_runner_origin  = lower(regex("^https://[^/]+", var.task_runner_url))
+  allowed_tr_origins  = distinct(concat([local.task_runner_origin], [for o in var.allowed_task_runner_origins : lower(o)]))
+  dag_bucket_names    = distinct(concat([google_storage_bucket.dags.name], var.extra_dag_buckets))
+
   function_env = {
     GOOGLE_CLOUD_PROJECT              = var.project
     WORKFLOW_ENGINE_TOPIC             = google_pubsub_topic.engine.name
     WORKFLOW_DAG_PREFIX               = var.dag_prefix
+    WORKFLOW_DAG_BUCKETS              = join(",", local.dag_bucket_names)
     WORKFLOW_TR_URL                   = var.task_runner_url
+    WORKFLOW_ALLOWED_TR_ORIGINS       = join(",", local.allowed_tr_origins)
     WORKFLOW_CHECK_STATE_DURATION_SEC = tostring(var.check_state_duration_sec)
     WORKFLOW_STEP_TIMEOUT_SEC         = tostring(var.step_timeout_sec)
     WORKFLOW_FIRESTORE_DATABASE       = var.firestore_database
     LOG_FORMAT                        = "json"
   }
 
-  functions = {
-    on_dag_uploaded   = google_cloudfunctions2_function.on_dag_uploaded
-    on_start_message  = google_cloudfunctions2_function.on_start_message
-    on_engine_message = google_cloudfunctions2_function.on_engine_message
+  # One entry per function, keyed by entry point. event_type null means HTTP.
+  function_specs = {
+    on_dag_uploaded = {
+      description  = "Handles DAG files finalized in the DAG bucket."
+      ingress      = "ALLOW_INTERNAL_ONLY"
+      event_type   = "google.cloud.storage.object.v1.finalized"
+      pubsub_topic = null
+      bucket       = google_storage_bucket.dags.name
+    }
+    on_start_message = {
+      description  = "Handles workflow start requests published to ${google_pubsub_topic.start.name}."
+      ingress      = "ALLOW_INTERNAL_ONLY"
+      event_type   = "google.cloud.pubsub.topic.v1.messagePublished"
+      pubsub_topic = google_pubsub_topic.start.id
+      bucket       = null
+    }
+    on_engine_message = {
+      description  = "Handles the engine's own messages published to ${google_pubsub_topic.engine.name}."
+      ingress      = "ALLOW_INTERNAL_ONLY"
+      event_type   = "google.cloud.pubsub.topic.v1.messagePublished"
+      pubsub_topic = google_pubsub_topic.engine.id
+      bucket       = null
+    }
+    # Authenticated HTTP calls from other systems: reachable from anywhere,
+    # invocable only by var.start_request_invokers (iam.tf).
+    on_start_request = {
+      description  = "Starts a workflow on an authenticated HTTP request."
+      ingress      = "ALLOW_ALL"
+      event_type   = null
+      pubsub_topic = null
+      bucket       = null
+    }
   }
+
+  functions       = google_cloudfunctions2_function.this
+  event_functions = { for k, spec in local.function_specs : k => google_cloudfunctions2_function.this[k] if spec.event_type != null }
 }
 
-resource "google_cloudfunctions2_function" "on_dag_uploaded" {
-  name        = "${var.name_prefix}-on-dag-uploaded"
+resource "google_cloudfunctions2_function" "this" {
+  # checkov:skip=CKV_GCP_124:on_start_request is called by other systems over HTTPS; every call needs roles/run.invoker, granted only to var.start_request_invokers (no public member). The event-driven functions are internal only.
+  for_each = local.function_specs
+
+  name        = "${var.name_prefix}-${replace(each.key, "_", "-")}"
   location    = var.region
-  description = "Handles DAG files finalized in the DAG bucket."
+  description = each.value.description
 
   build_config {
     runtime     = "python312"
-    entry_point = "on_dag_uploaded"
+    entry_point = each.key
     source {
       storage_source {
         bucket = google_storage_bucket.function_source.name
@@ -43,7 +84,7 @@ resource "google_cloudfunctions2_function" "on_dag_uploaded" {
     available_memory               = var.function_memory
     timeout_seconds                = var.function_timeout_sec
     environment_variables          = local.function_env
-    ingress_settings               = "ALLOW_INTERNAL_ONLY"
+    ingress_settings               = each.value.ingress
     all_traffic_on_latest_revision = true
     service_account_email          = google_service_account.functions.email
 
@@ -58,15 +99,22 @@ resource "google_cloudfunctions2_function" "on_dag_uploaded" {
     }
   }
 
-  event_trigger {
-    trigger_region        = var.region
-    event_type            = "google.cloud.storage.object.v1.finalized"
-    retry_policy          = "RETRY_POLICY_RETRY"
-    service_account_email = google_service_account.trigger.email
+  dynamic "event_trigger" {
+    for_each = each.value.event_type == null ? [] : [each.value]
+    content {
+      trigger_region        = var.region
+      event_type            = event_trigger.value.event_type
+      pubsub_topic          = event_trigger.value.pubsub_topic
+      retry_policy          = "RETRY_POLICY_RETRY"
+      service_account_email = google_service_account.trigger.email
 
-    event_filters {
-      attribute = "bucket"
-      value     = google_storage_bucket.dags.name
+      dynamic "event_filters" {
+        for_each = event_trigger.value.bucket == null ? [] : [event_trigger.value.bucket]
+        content {
+          attribute = "bucket"
+          value     = event_filters.value
+        }
+      }
     }
   }
 
@@ -78,121 +126,26 @@ resource "google_cloudfunctions2_function" "on_dag_uploaded" {
     google_project_iam_member.functions_datastore_user,
     google_pubsub_topic_iam_member.functions_engine_publisher,
     google_storage_bucket_iam_member.functions_dag_reader,
+    google_storage_bucket_iam_member.functions_extra_dag_reader,
     google_cloud_run_v2_service_iam_member.functions_task_runner_invoker,
+    google_service_account_iam_member.deployer_acts_as,
     google_firestore_database.main,
   ]
 }
 
-resource "google_cloudfunctions2_function" "on_start_message" {
-  name        = "${var.name_prefix}-on-start-message"
-  location    = var.region
-  description = "Handles workflow start requests published to ${google_pubsub_topic.start.name}."
-
-  build_config {
-    runtime     = "python312"
-    entry_point = "on_start_message"
-    source {
-      storage_source {
-        bucket = google_storage_bucket.function_source.name
-        object = google_storage_bucket_object.function_source.name
-      }
-    }
-  }
-
-  service_config {
-    min_instance_count             = 0
-    max_instance_count             = var.function_max_instances
-    available_memory               = var.function_memory
-    timeout_seconds                = var.function_timeout_sec
-    environment_variables          = local.function_env
-    ingress_settings               = "ALLOW_INTERNAL_ONLY"
-    all_traffic_on_latest_revision = true
-    service_account_email          = google_service_account.functions.email
-
-    dynamic "secret_environment_variables" {
-      for_each = var.token_key_secret == "" ? [] : [var.token_key_secret]
-      content {
-        key        = "WORKFLOW_TOKEN_KEY"
-        project_id = var.project
-        secret     = secret_environment_variables.value
-        version    = "latest"
-      }
-    }
-  }
-
-  event_trigger {
-    trigger_region        = var.region
-    event_type            = "google.cloud.pubsub.topic.v1.messagePublished"
-    pubsub_topic          = google_pubsub_topic.start.id
-    retry_policy          = "RETRY_POLICY_RETRY"
-    service_account_email = google_service_account.trigger.email
-  }
-
-  depends_on = [
-    google_project_service.required,
-    google_project_iam_member.trigger_event_receiver,
-    google_service_account_iam_member.pubsub_agent_token_creator,
-    google_project_iam_member.functions_datastore_user,
-    google_pubsub_topic_iam_member.functions_engine_publisher,
-    google_storage_bucket_iam_member.functions_dag_reader,
-    google_cloud_run_v2_service_iam_member.functions_task_runner_invoker,
-    google_firestore_database.main,
-  ]
+# Addresses of the functions before they became one for_each resource: an
+# existing deployment is moved in state, not destroyed and recreated.
+moved {
+  from = google_cloudfunctions2_function.on_dag_uploaded
+  to   = google_cloudfunctions2_function.this["on_dag_uploaded"]
 }
 
-resource "google_cloudfunctions2_function" "on_engine_message" {
-  name        = "${var.name_prefix}-on-engine-message"
-  location    = var.region
-  description = "Handles the engine's own messages published to ${google_pubsub_topic.engine.name}."
+moved {
+  from = google_cloudfunctions2_function.on_start_message
+  to   = google_cloudfunctions2_function.this["on_start_message"]
+}
 
-  build_config {
-    runtime     = "python312"
-    entry_point = "on_engine_message"
-    source {
-      storage_source {
-        bucket = google_storage_bucket.function_source.name
-        object = google_storage_bucket_object.function_source.name
-      }
-    }
-  }
-
-  service_config {
-    min_instance_count             = 0
-    max_instance_count             = var.function_max_instances
-    available_memory               = var.function_memory
-    timeout_seconds                = var.function_timeout_sec
-    environment_variables          = local.function_env
-    ingress_settings               = "ALLOW_INTERNAL_ONLY"
-    all_traffic_on_latest_revision = true
-    service_account_email          = google_service_account.functions.email
-
-    dynamic "secret_environment_variables" {
-      for_each = var.token_key_secret == "" ? [] : [var.token_key_secret]
-      content {
-        key        = "WORKFLOW_TOKEN_KEY"
-        project_id = var.project
-        secret     = secret_environment_variables.value
-        version    = "latest"
-      }
-    }
-  }
-
-  event_trigger {
-    trigger_region        = var.region
-    event_type            = "google.cloud.pubsub.topic.v1.messagePublished"
-    pubsub_topic          = google_pubsub_topic.engine.id
-    retry_policy          = "RETRY_POLICY_RETRY"
-    service_account_email = google_service_account.trigger.email
-  }
-
-  depends_on = [
-    google_project_service.required,
-    google_project_iam_member.trigger_event_receiver,
-    google_service_account_iam_member.pubsub_agent_token_creator,
-    google_project_iam_member.functions_datastore_user,
-    google_pubsub_topic_iam_member.functions_engine_publisher,
-    google_storage_bucket_iam_member.functions_dag_reader,
-    google_cloud_run_v2_service_iam_member.functions_task_runner_invoker,
-    google_firestore_database.main,
-  ]
+moved {
+  from = google_cloudfunctions2_function.on_engine_message
+  to   = google_cloudfunctions2_function.this["on_engine_message"]
 }

@@ -2,7 +2,7 @@
 # no public members. See README.md (Deploy) for the reason behind each binding.
 
 # ---------------------------------------------------------------------------
-# Runtime identity of the three functions
+# Runtime identity of the functions
 # ---------------------------------------------------------------------------
 
 resource "google_service_account" "functions" {
@@ -31,6 +31,15 @@ resource "google_pubsub_topic_iam_member" "functions_engine_publisher" {
 # Read DAG files - bucket level only.
 resource "google_storage_bucket_iam_member" "functions_dag_reader" {
   bucket = google_storage_bucket.dags.name
+  role   = "roles/storage.objectViewer"
+  member = "serviceAccount:${google_service_account.functions.email}"
+}
+
+# Read DAG files from the extra buckets named in var.extra_dag_buckets.
+resource "google_storage_bucket_iam_member" "functions_extra_dag_reader" {
+  for_each = toset(var.extra_dag_buckets)
+
+  bucket = each.value
   role   = "roles/storage.objectViewer"
   member = "serviceAccount:${google_service_account.functions.email}"
 }
@@ -71,15 +80,32 @@ resource "google_project_iam_member" "trigger_event_receiver" {
   member  = "serviceAccount:${google_service_account.trigger.email}"
 }
 
-# run.invoker on each function's underlying Cloud Run service only.
+# run.invoker on each event-driven function's underlying Cloud Run service only.
 resource "google_cloud_run_v2_service_iam_member" "trigger_function_invoker" {
-  for_each = local.functions
+  for_each = local.event_functions
 
   project  = var.project
   location = each.value.location
   name     = each.value.service_config[0].service
   role     = "roles/run.invoker"
   member   = "serviceAccount:${google_service_account.trigger.email}"
+}
+
+# ---------------------------------------------------------------------------
+# The deployer (the identity running Terraform) may act as the two runtime
+# identities, which deploying the functions and their triggers requires; it
+# gets that on these two service accounts only, not project-wide.
+# ---------------------------------------------------------------------------
+
+resource "google_service_account_iam_member" "deployer_acts_as" {
+  for_each = {
+    functions = google_service_account.functions.name
+    trigger   = google_service_account.trigger.name
+  }
+
+  service_account_id = each.value
+  role               = "roles/iam.serviceAccountUser"
+  member             = "serviceAccount:${local.deployer_email}"
 }
 
 # ---------------------------------------------------------------------------
@@ -138,6 +164,17 @@ resource "google_pubsub_topic_iam_member" "start_publishers" {
   topic   = google_pubsub_topic.start.name
   role    = "roles/pubsub.publisher"
   member  = each.value
+}
+
+# Callers of the HTTP start function: run.invoker on its Cloud Run service only.
+resource "google_cloud_run_v2_service_iam_member" "start_request_invokers" {
+  for_each = toset(var.start_request_invokers)
+
+  project  = var.project
+  location = local.functions["on_start_request"].location
+  name     = local.functions["on_start_request"].service_config[0].service
+  role     = "roles/run.invoker"
+  member   = each.value
 }
 
 resource "google_storage_bucket_iam_member" "dag_bucket_writers" {

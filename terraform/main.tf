@@ -8,6 +8,7 @@ locals {
   task_runner_project = coalesce(var.task_runner_project, var.project)
   task_runner_region  = coalesce(var.task_runner_region, var.region)
   source_bucket_name  = coalesce(var.source_bucket_name, "${var.project}-${var.name_prefix}-fn-source")
+  deployer_email      = coalesce(var.deployer_service_account, "workflow-deployer@${var.project}.iam.gserviceaccount.com")
 
   # Google-managed service agents.
   pubsub_service_agent = "service-${data.google_project.this.number}@gcp-sa-pubsub.iam.gserviceaccount.com"

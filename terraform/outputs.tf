@@ -38,6 +38,11 @@ output "dead_letter_max_delivery_attempts" {
   value       = var.dead_letter_max_delivery_attempts
 }
 
+output "event_ack_deadline_seconds" {
+  description = "Ack deadline the attach-dead-letter build step sets on the Eventarc subscriptions (Eventarc creates them with 10 s): the function timeout, so a push is not redelivered while its invocation still runs."
+  value       = var.function_timeout_sec
+}
+
 output "function_names" {
   description = "Deployed function names, keyed by entry point."
   value       = { for k, f in local.functions : k => f.name }
@@ -45,7 +50,12 @@ output "function_names" {
 
 output "eventarc_triggers" {
   description = "Eventarc trigger of each function, keyed by entry point (used by the attach-dead-letter build step)."
-  value       = { for k, f in local.functions : k => f.event_trigger[0].trigger }
+  value       = { for k, f in local.event_functions : k => f.event_trigger[0].trigger }
+}
+
+output "start_request_url" {
+  description = "HTTPS URL of the on_start_request function (callers need roles/run.invoker, see start_request_invokers)."
+  value       = local.functions["on_start_request"].url
 }
 
 output "functions_service_account_email" {

@@ -58,7 +58,8 @@ resource "google_storage_bucket" "function_source" {
 # ---------------------------------------------------------------------------
 # Function source archive: an explicit allow-list (main.py, requirements.txt
 # and the workflow package), so tests, virtualenvs, caches and the terraform
-# directory can never end up in the upload.
+# directory can never end up in the upload. Developer tooling inside the
+# package (the local cloud and the mock Task Runner) is left out as well.
 # ---------------------------------------------------------------------------
 
 locals {
@@ -68,9 +69,16 @@ locals {
   # contains any other file type, so nothing is silently left out.
   function_source_extensions = ["py", "pyi", "typed", "json", "yaml", "yml"]
 
+  # Developer tooling, run from a checkout only (python -m workflow.localcloud,
+  # python -m workflow.mock_runner). A static test fails if shipped code imports it.
+  function_source_excluded = ["workflow/localcloud/**", "workflow/mock_runner/**"]
+
   function_source_files = sort(concat(
     ["main.py", "requirements.txt"],
-    tolist(fileset(local.repo_root, "workflow/**/*.{${join(",", local.function_source_extensions)}}")),
+    tolist(setsubtract(
+      fileset(local.repo_root, "workflow/**/*.{${join(",", local.function_source_extensions)}}"),
+      flatten([for pattern in local.function_source_excluded : tolist(fileset(local.repo_root, pattern))]),
+    )),
   ))
 }
 

@@ -22,6 +22,17 @@ variable "region" {
   }
 }
 
+variable "deployer_service_account" {
+  description = "Email of the service account that runs Terraform (the Cloud Build deployer). It gets roles/iam.serviceAccountUser on the two runtime service accounts only. Defaults to workflow-deployer@<project>.iam.gserviceaccount.com."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.deployer_service_account == null || can(regex("^[a-z][a-z0-9-]{4,28}[a-z0-9]@[a-z0-9.-]+\\.iam\\.gserviceaccount\\.com$", var.deployer_service_account))
+    error_message = "deployer_service_account must be a service account email such as workflow-deployer@my-project.iam.gserviceaccount.com."
+  }
+}
+
 variable "name_prefix" {
   description = "Prefix for every resource name. Topics become <prefix>-start, <prefix>-engine and <prefix>-dead-letter."
   type        = string
@@ -72,6 +83,20 @@ variable "dag_bucket_writers" {
   }
 }
 
+variable "extra_dag_buckets" {
+  description = "Names of existing buckets (besides the DAG bucket) the engine may read DAG files from (WORKFLOW_DAG_BUCKETS); the functions' service account gets roles/storage.objectViewer on each."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition = alltrue([
+      for b in var.extra_dag_buckets :
+      can(regex("^[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]$", b)) && !startswith(b, "goog")
+    ])
+    error_message = "extra_dag_buckets entries must be bucket names (lowercase letters, digits, '-', '_', '.'; no gs:// prefix, no path)."
+  }
+}
+
 variable "force_destroy_buckets" {
   description = "Let `terraform destroy` delete the DAG and source buckets even if they still contain objects."
   type        = bool
@@ -93,6 +118,20 @@ variable "start_publishers" {
       can(regex("^(user|group|serviceAccount|domain|principal|principalSet):.+$", m))
     ])
     error_message = "start_publishers entries must be IAM members like user:, group:, serviceAccount:; allUsers/allAuthenticatedUsers are not allowed."
+  }
+}
+
+variable "start_request_invokers" {
+  description = "IAM members (e.g. \"serviceAccount:scheduler@other-project.iam.gserviceaccount.com\") allowed to call the HTTP on_start_request function (roles/run.invoker on its Cloud Run service)."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition = alltrue([
+      for m in var.start_request_invokers :
+      can(regex("^(user|group|serviceAccount|domain|principal|principalSet):.+$", m))
+    ])
+    error_message = "start_request_invokers entries must be IAM members like user:, group:, serviceAccount:; allUsers/allAuthenticatedUsers are not allowed."
   }
 }
 
@@ -129,6 +168,20 @@ variable "task_runner_url" {
   validation {
     condition     = can(regex("^https://[A-Za-z0-9.-]+(:[0-9]+)?(/.*)?$", var.task_runner_url))
     error_message = "task_runner_url must be an https:// URL."
+  }
+}
+
+variable "allowed_task_runner_origins" {
+  description = "Extra Task Runner origins (https://host[:port], no path) a start request may name (WORKFLOW_ALLOWED_TR_ORIGINS). The origin of task_runner_url is always allowed; empty means only that one."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition = alltrue([
+      for o in var.allowed_task_runner_origins :
+      can(regex("^https://[A-Za-z0-9.-]+(:[0-9]{1,5})?$", o))
+    ])
+    error_message = "allowed_task_runner_origins entries must be https origins like https://tr.example.com or https://tr.example.com:8443, without path or trailing slash."
   }
 }
 
@@ -239,7 +292,7 @@ variable "function_memory" {
 }
 
 variable "function_timeout_sec" {
-  description = "Timeout of one function invocation; also becomes the ack deadline of the Eventarc subscriptions. Event-driven functions allow at most 540 s."
+  description = "Timeout of one function invocation. Event-driven functions allow at most 540 s. The attach-dead-letter build step also sets it as the ack deadline of the Eventarc subscriptions, which Eventarc creates with 10 s."
   type        = number
   default     = 300
 

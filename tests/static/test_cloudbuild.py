@@ -40,6 +40,7 @@ BUILTIN_SUBSTITUTIONS = {
 }
 SUBSTITUTION_REF = re.compile(r"\$(?:\{(?P<braced>[^}]*)\}|(?P<bare>[A-Za-z_][A-Za-z0-9_]*)|(?P<other>.?))")
 # Ways of deploying code that would bypass Terraform's definition of the functions.
+DEPLOYER = "projects/$PROJECT_ID/serviceAccounts/workflow-deployer@$PROJECT_ID.iam.gserviceaccount.com"
 FORBIDDEN_DEPLOY = ("functions deploy", "run deploy", "--entry-point", "--trigger-topic", "--trigger-event", "--source")
 
 
@@ -200,12 +201,33 @@ def test_tests_run_before_deploy(build: dict[str, Any]) -> None:
     test_step = tests[0]
     assert str(test_step["name"]).startswith("python:3.11")
     text = _step_text(test_step)
-    assert "pip install -r requirements-dev.txt" in text.replace("-q ", "")
+    for lock in ("requirements-dev.txt", "requirements-checkov.txt"):
+        installs = [line for line in text.splitlines() if "pip install" in line and lock in line]
+        assert installs, f"the test step does not install {lock}"
+        for line in installs:
+            assert "--require-hashes" in line and "--only-binary=:all:" in line, f"unhashed or sdist install: {line}"
     assert "python -m pytest tests/unit tests/static" in text
     assert "CI=true" in test_step.get("env", []), "static tests must fail (not skip) when checkov is missing"
     assert ids.index(test_step.get("id")) < ids.index(_apply_step(build).get("id"))
     for step in build["steps"]:
         assert "waitFor" not in step, "steps must run sequentially so tests gate the deploy"
+
+
+def test_build_runs_as_the_dedicated_deployer(build: dict[str, Any]) -> None:
+    assert build.get("serviceAccount") == DEPLOYER, build.get("serviceAccount")
+    logging = build.get("options", {}).get("logging")
+    # Cloud Build rejects a user-specified service account with the default logging mode.
+    assert logging in {"CLOUD_LOGGING_ONLY", "GCS_ONLY", "NONE"}, logging
+    if logging == "GCS_ONLY":
+        assert build.get("logsBucket"), "GCS_ONLY logging needs logsBucket"
+
+
+def test_test_step_keeps_client_libraries_away_from_build_credentials(build: dict[str, Any]) -> None:
+    (test_step,) = [s for s in build["steps"] if "pytest" in _step_text(s)]
+    env = dict(item.split("=", 1) for item in test_step.get("env", []))
+    assert env.get("GCE_METADATA_HOST", "").endswith(".invalid"), env
+    assert env.get("NO_GCE_CHECK") == "True", env
+    assert "CLOUDSDK_CONFIG" in env, env
 
 
 def test_dead_letter_step_reads_existing_outputs(build: dict[str, Any]) -> None:
@@ -218,3 +240,4 @@ def test_dead_letter_step_reads_existing_outputs(build: dict[str, Any]) -> None:
     assert read and read <= outputs, read - outputs
     text = "\n".join(scripts)
     assert "--dead-letter-topic" in text and "roles/pubsub.subscriber" in text
+    assert '"--ack-deadline", ack_deadline' in text and 'outputs["event_ack_deadline_seconds"]' in text

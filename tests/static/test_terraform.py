@@ -1,8 +1,9 @@
 """Static checks of the Terraform deployment (no terraform binary, no cloud access).
 
 The function set, entry points and trigger types are defined once, in
-terraform/functions.tf; these tests tie that definition to main.py in both
-directions and enforce the IAM / hardening rules of the deployment.
+terraform/functions.tf (one for_each resource over local.function_specs); these
+tests tie that definition to main.py in both directions and enforce the IAM /
+hardening rules of the deployment.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ TF_DIR = REPO_ROOT / "terraform"
 TF_FILES = sorted(TF_DIR.glob("*.tf"))
 
 FUNCTION_RESOURCE = "google_cloudfunctions2_function"
+FUNCTION_ADDRESS = f"{FUNCTION_RESOURCE}.this"
+HTTP_FUNCTIONS = {"on_start_request"}
 STORAGE_FINALIZED = "google.cloud.storage.object.v1.finalized"
 PUBSUB_PUBLISHED = "google.cloud.pubsub.topic.v1.messagePublished"
 # Which topic (by name suffix after name_prefix) each Pub/Sub-triggered entry point listens on.
@@ -36,7 +39,9 @@ REQUIRED_ENV = {
     "GOOGLE_CLOUD_PROJECT",
     "WORKFLOW_ENGINE_TOPIC",
     "WORKFLOW_DAG_PREFIX",
+    "WORKFLOW_DAG_BUCKETS",
     "WORKFLOW_TR_URL",
+    "WORKFLOW_ALLOWED_TR_ORIGINS",
     "WORKFLOW_CHECK_STATE_DURATION_SEC",
     "WORKFLOW_STEP_TIMEOUT_SEC",
     "WORKFLOW_FIRESTORE_DATABASE",
@@ -144,14 +149,23 @@ def refers_to(expr: Any, address: str) -> bool:
     return isinstance(expr, str) and re.search(rf"\b{re.escape(address)}\b", expr) is not None
 
 
-def functions() -> dict[str, dict[str, Any]]:
+def function_resource() -> dict[str, Any]:
+    """The single function resource; its instances are the entries of local.function_specs."""
     found = resources(FUNCTION_RESOURCE)
-    assert found, f"no {FUNCTION_RESOURCE} in terraform/"
-    return found
+    assert set(found) == {"this"}, f"expected one {FUNCTION_ADDRESS} (for_each), found {sorted(found)}"
+    return found["this"]
 
 
-def entry_point(body: dict[str, Any]) -> str:
-    return str(one(body["build_config"])["entry_point"])
+def functions() -> dict[str, dict[str, Any]]:
+    """Deployed functions keyed by entry point: the for_each map of the function resource."""
+    assert function_resource()["for_each"] == "${local.function_specs}"
+    specs = tf_locals()["function_specs"]
+    assert isinstance(specs, dict) and specs, "local.function_specs is empty"
+    return specs
+
+
+def is_http(spec: dict[str, Any]) -> bool:
+    return spec["event_type"] is None
 
 
 def _function_ids() -> list[str]:
@@ -173,8 +187,8 @@ def _import_main() -> Any:
     return importlib.import_module("main")
 
 
-def cloud_event_functions(source: str) -> set[str]:
-    """Top-level functions in `source` decorated with functions_framework.cloud_event."""
+def decorated_functions(source: str, decorator: str) -> set[str]:
+    """Top-level functions in `source` decorated with functions_framework.<decorator>."""
     tree = ast.parse(source)
     module_aliases: set[str] = set()
     decorator_aliases: set[str] = set()
@@ -182,17 +196,17 @@ def cloud_event_functions(source: str) -> set[str]:
         if isinstance(node, ast.Import):
             module_aliases |= {a.asname or a.name for a in node.names if a.name == "functions_framework"}
         elif isinstance(node, ast.ImportFrom) and node.module == "functions_framework":
-            decorator_aliases |= {a.asname or a.name for a in node.names if a.name == "cloud_event"}
+            decorator_aliases |= {a.asname or a.name for a in node.names if a.name == decorator}
 
-    def is_cloud_event(dec: ast.expr) -> bool:
-        if isinstance(dec, ast.Attribute) and dec.attr == "cloud_event":
+    def is_decorator(dec: ast.expr) -> bool:
+        if isinstance(dec, ast.Attribute) and dec.attr == decorator:
             return isinstance(dec.value, ast.Name) and dec.value.id in module_aliases
         return isinstance(dec, ast.Name) and dec.id in decorator_aliases
 
     return {
         node.name
         for node in tree.body
-        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and any(map(is_cloud_event, node.decorator_list))
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and any(map(is_decorator, node.decorator_list))
     }
 
 
@@ -204,7 +218,13 @@ def main_module() -> Any:
 @pytest.fixture(scope="module")
 def main_cloud_events(main_module: Any) -> set[str]:
     source = Path(inspect.getfile(main_module)).read_text(encoding="utf-8")
-    return cloud_event_functions(source)
+    return decorated_functions(source, "cloud_event")
+
+
+@pytest.fixture(scope="module")
+def main_http_functions(main_module: Any) -> set[str]:
+    source = Path(inspect.getfile(main_module)).read_text(encoding="utf-8")
+    return decorated_functions(source, "http")
 
 
 # ---------------------------------------------------------------------------
@@ -239,73 +259,111 @@ def test_tfvars_example_parses_and_uses_declared_variables() -> None:
 # ---------------------------------------------------------------------------
 
 
-def test_entry_points_are_unique() -> None:
-    points = [entry_point(body) for body in functions().values()]
-    assert len(points) == len(set(points)), points
+def test_functions_are_one_for_each_resource_keyed_by_entry_point() -> None:
+    body = function_resource()
+    assert one(body["build_config"])["entry_point"] == "${each.key}"
+    assert body["name"] == '${var.name_prefix}-${replace(each.key, "_", "-")}'
+    assert set(functions()) >= {"on_dag_uploaded", "on_start_message", "on_engine_message", "on_start_request"}
 
 
-def test_every_entry_point_is_a_cloud_event_function_of_main(main_cloud_events: set[str]) -> None:
-    missing = {entry_point(body) for body in functions().values()} - main_cloud_events
+def test_old_function_addresses_are_moved_not_recreated() -> None:
+    moved = {(block["from"], block["to"]) for block in _blocks("moved")}
+    for name in ("on_dag_uploaded", "on_start_message", "on_engine_message"):
+        expected = (f"${{{FUNCTION_RESOURCE}.{name}}}", f'${{{FUNCTION_ADDRESS}["{name}"]}}')
+        assert expected in moved, f"no moved block for {FUNCTION_RESOURCE}.{name}: {sorted(moved)}"
+
+
+def test_every_event_function_is_a_cloud_event_function_of_main(main_cloud_events: set[str]) -> None:
+    missing = {name for name, spec in functions().items() if not is_http(spec)} - main_cloud_events
     assert not missing, f"entry points not decorated @functions_framework.cloud_event in main.py: {sorted(missing)}"
 
 
-def test_every_cloud_event_function_of_main_is_deployed(main_cloud_events: set[str]) -> None:
+def test_every_http_function_is_an_http_function_of_main(main_http_functions: set[str]) -> None:
+    http = {name for name, spec in functions().items() if is_http(spec)}
+    assert http == HTTP_FUNCTIONS, f"HTTP-triggered functions in terraform: {sorted(http)}"
+    missing = http - main_http_functions
+    assert not missing, f"entry points not decorated @functions_framework.http in main.py: {sorted(missing)}"
+
+
+def test_every_function_of_main_is_deployed(main_cloud_events: set[str], main_http_functions: set[str]) -> None:
     assert main_cloud_events, "main.py defines no @functions_framework.cloud_event function"
-    deployed = {entry_point(body) for body in functions().values()}
-    undeployed = main_cloud_events - deployed
-    assert not undeployed, f"cloud_event functions in main.py with no {FUNCTION_RESOURCE}: {sorted(undeployed)}"
+    specs = functions()
+    undeployed = (main_cloud_events | main_http_functions) - set(specs)
+    assert not undeployed, f"functions in main.py with no entry in local.function_specs: {sorted(undeployed)}"
+    wrong_kind = {name for name in main_http_functions if name in specs and not is_http(specs[name])}
+    assert not wrong_kind, f"HTTP functions of main.py deployed with an event trigger: {sorted(wrong_kind)}"
 
 
 @pytest.mark.parametrize("name", _function_ids())
 def test_trigger_event_type_matches_main(name: str, main_module: Any) -> None:
-    body = functions()[name]
-    entry = entry_point(body)
-    handler = getattr(main_module, entry, None)
-    assert handler is not None, f"main.{entry} does not exist"
+    spec = functions()[name]
+    if is_http(spec):
+        assert name in HTTP_FUNCTIONS
+        return
+    handler = getattr(main_module, name, None)
+    assert handler is not None, f"main.{name} does not exist"
     declared = getattr(handler, "event_type", None)
-    assert isinstance(declared, str), f"main.{entry}.event_type is missing (it must survive the decorator)"
-    assert one(body["event_trigger"])["event_type"] == declared
+    assert isinstance(declared, str), f"main.{name}.event_type is missing (it must survive the decorator)"
+    assert spec["event_type"] == declared
 
 
 @pytest.mark.parametrize("name", _function_ids())
 def test_function_trigger_wiring(name: str) -> None:
-    body = functions()[name]
-    trigger = one(body["event_trigger"])
+    spec = functions()[name]
     topics = resources("google_pubsub_topic")
-    if trigger["event_type"] == STORAGE_FINALIZED:
-        filters = {f["attribute"]: f["value"] for f in trigger.get("event_filters", [])}
-        assert refers_to(filters.get("bucket"), "google_storage_bucket.dags"), filters
-        assert "pubsub_topic" not in trigger
-    elif trigger["event_type"] == PUBSUB_PUBLISHED:
-        match = re.fullmatch(r"\$\{google_pubsub_topic\.(\w+)\.id\}", str(trigger.get("pubsub_topic")))
-        assert match, trigger.get("pubsub_topic")
+    if is_http(spec):
+        assert spec["pubsub_topic"] is None and spec["bucket"] is None
+    elif spec["event_type"] == STORAGE_FINALIZED:
+        assert refers_to(spec["bucket"], "google_storage_bucket.dags"), spec
+        assert spec["pubsub_topic"] is None
+    elif spec["event_type"] == PUBSUB_PUBLISHED:
+        match = re.fullmatch(r"\$\{google_pubsub_topic\.(\w+)\.id\}", str(spec["pubsub_topic"]))
+        assert match, spec["pubsub_topic"]
         topic_name = topics[match.group(1)]["name"]
-        suffix = PUBSUB_TOPIC_SUFFIX.get(entry_point(body))
-        assert suffix and topic_name == f"${{var.name_prefix}}{suffix}", (entry_point(body), topic_name)
+        suffix = PUBSUB_TOPIC_SUFFIX.get(name)
+        assert suffix and topic_name == f"${{var.name_prefix}}{suffix}", (name, topic_name)
+        assert spec["bucket"] is None
     else:
-        pytest.fail(f"unexpected event type {trigger['event_type']!r}")
+        pytest.fail(f"unexpected event type {spec['event_type']!r}")
 
 
-@pytest.mark.parametrize("name", _function_ids())
-def test_function_hardening_and_settings(name: str) -> None:
-    body = functions()[name]
+def test_event_trigger_is_built_from_the_spec() -> None:
+    dynamic = one(function_resource()["dynamic"])
+    trigger = dynamic["event_trigger"]
+    assert trigger["for_each"] == "${each.value.event_type == null ? [] : [each.value]}"
+    content = one(trigger["content"])
+    assert content["event_type"] == "${event_trigger.value.event_type}"
+    assert content["pubsub_topic"] == "${event_trigger.value.pubsub_topic}"
+    assert content["retry_policy"] == "RETRY_POLICY_RETRY"
+    assert refers_to(content["service_account_email"], TRIGGER_SA)
+    filters = one(content["dynamic"])["event_filters"]
+    assert filters["for_each"] == "${event_trigger.value.bucket == null ? [] : [event_trigger.value.bucket]}"
+    assert one(filters["content"]) == {"attribute": "bucket", "value": "${event_filters.value}"}
+
+
+def test_function_hardening_and_settings() -> None:
+    body = function_resource()
     build = one(body["build_config"])
     service = one(body["service_config"])
-    trigger = one(body["event_trigger"])
 
     assert build["runtime"] == "python312"
     storage = one(one(build["source"])["storage_source"])
     assert refers_to(storage["bucket"], "google_storage_bucket.function_source")
     assert refers_to(storage["object"], "google_storage_bucket_object.function_source")
 
-    assert trigger["retry_policy"] == "RETRY_POLICY_RETRY"
-    assert refers_to(trigger["service_account_email"], TRIGGER_SA)
     assert refers_to(service["service_account_email"], FUNCTIONS_SA)
-    assert service["ingress_settings"] == "ALLOW_INTERNAL_ONLY"
+    assert service["ingress_settings"] == "${each.value.ingress}"
     assert service["all_traffic_on_latest_revision"] is True
     assert "max_instance_count" in service
     assert "timeout_seconds" in service
     assert service["environment_variables"] == "${local.function_env}"
+
+
+@pytest.mark.parametrize("name", _function_ids())
+def test_function_ingress(name: str) -> None:
+    spec = functions()[name]
+    # HTTP functions are called by other systems (authenticated); event deliveries are internal.
+    assert spec["ingress"] == ("ALLOW_ALL" if is_http(spec) else "ALLOW_INTERNAL_ONLY")
 
 
 def test_function_environment() -> None:
@@ -316,6 +374,58 @@ def test_function_environment() -> None:
     assert env["WORKFLOW_DAG_PREFIX"] == "${var.dag_prefix}"
     assert env["WORKFLOW_TR_URL"] == "${var.task_runner_url}"
     assert env["WORKFLOW_FIRESTORE_DATABASE"] == "${var.firestore_database}"
+    assert env["WORKFLOW_DAG_BUCKETS"] == '${join(",", local.dag_bucket_names)}'
+    assert env["WORKFLOW_ALLOWED_TR_ORIGINS"] == '${join(",", local.allowed_tr_origins)}'
+    buckets = tf_locals()["dag_bucket_names"]
+    assert refers_to(buckets, "google_storage_bucket.dags.name") and refers_to(buckets, "var.extra_dag_buckets")
+    origins = tf_locals()["allowed_tr_origins"]
+    assert origins.startswith("${distinct(concat([local.task_runner_origin]"), origins
+    assert refers_to(origins, "var.allowed_task_runner_origins")
+    assert refers_to(tf_locals()["task_runner_origin"], "var.task_runner_url")
+
+
+def test_local_only_settings_are_never_deployed() -> None:
+    for path in TF_FILES:
+        assert "WORKFLOW_ALLOW_HTTP_TR" not in path.read_text(encoding="utf-8"), (
+            f"{path.name} sets WORKFLOW_ALLOW_HTTP_TR"
+        )
+    assert "WORKFLOW_ALLOW_HTTP_TR" not in tf_locals()["function_env"]
+
+
+def _validation_rule(variable: str) -> re.Pattern[str]:
+    """The regex in a list variable's validation condition, as Python sees it."""
+    condition = one(variables()[variable]["validation"])["condition"]
+    pattern = re.search(r'regex\("([^"]+)"', condition)
+    assert pattern, condition
+    return re.compile(pattern.group(1).replace("\\\\", "\\"))
+
+
+@pytest.mark.parametrize(
+    ("variable", "good", "bad"),
+    [
+        (
+            "allowed_task_runner_origins",
+            ["https://tr.example.com", "https://tr.example.com:8443"],
+            ["http://tr.example.com", "https://tr.example.com/", "https://tr.example.com/run", "tr.example.com"],
+        ),
+        (
+            "extra_dag_buckets",
+            ["shared-dags", "team_dags.example.com"],
+            ["gs://shared-dags", "shared-dags/dags", "Shared", "x"],
+        ),
+        (
+            "start_request_invokers",
+            ["serviceAccount:caller@p.iam.gserviceaccount.com", "group:ops@example.com"],
+            ["allUsers", "allAuthenticatedUsers", "caller@p.iam.gserviceaccount.com"],
+        ),
+    ],
+)
+def test_list_variables_validate_each_entry(variable: str, good: list[str], bad: list[str]) -> None:
+    rule = _validation_rule(variable)
+    for value in good:
+        assert rule.search(value), f"{variable} rejects {value!r}"
+    for value in bad:
+        assert not rule.search(value), f"{variable} accepts {value!r}"
 
 
 def test_function_timeout_default_fits_event_functions() -> None:
@@ -342,20 +452,145 @@ def _blocks_of(kind: str, btype: str) -> dict[str, Any]:
     return found
 
 
+# Developer tooling that must stay out of the function archive.
+TOOLING_PACKAGES = ("workflow/localcloud", "workflow/mock_runner")
+# Python lines of main.py + workflow/ before tooling left the archive; the archive must stay below 60 % of it.
+PYTHON_LINES_BEFORE = 6701
+ARCHIVE_LINE_BUDGET = PYTHON_LINES_BEFORE * 60 // 100
+# The expression of local.function_source_files, with its fileset() patterns as the only variables.
+ARCHIVE_EXPRESSION = re.compile(
+    r"\$\{sort\(concat\(\[(?P<literal>[^\]]*)\], tolist\(setsubtract\("
+    r'fileset\(local\.repo_root, "(?P<pattern>.+)"\), '
+    r"flatten\(\[for pattern in local\.function_source_excluded : tolist\(fileset\(local\.repo_root, pattern\)\)\]\)"
+    r"\)\)\)\)\}"
+)
+
+
+def _glob_regex(pattern: str) -> re.Pattern[str]:
+    """Terraform fileset() pattern (doublestar syntax: **, *, ?, {a,b}) as a regex over relative paths."""
+    out = []
+    i = 0
+    while i < len(pattern):
+        if pattern.startswith("**/", i):
+            out.append("(?:.*/)?")
+            i += 3
+        elif pattern.startswith("**", i):
+            out.append(".*")
+            i += 2
+        elif pattern[i] == "*":
+            out.append("[^/]*")
+            i += 1
+        elif pattern[i] == "?":
+            out.append("[^/]")
+            i += 1
+        elif pattern[i] == "{":
+            close = pattern.index("}", i)
+            out.append("(?:" + "|".join(map(re.escape, pattern[i + 1 : close].split(","))) + ")")
+            i = close + 1
+        else:
+            out.append(re.escape(pattern[i]))
+            i += 1
+    return re.compile("".join(out))
+
+
+def fileset(pattern: str) -> set[str]:
+    """Files under REPO_ROOT matching `pattern`, as Terraform's fileset(path, pattern) lists them."""
+    rule = _glob_regex(pattern)
+    base = REPO_ROOT / re.split(r"[*?{]", pattern, maxsplit=1)[0].rpartition("/")[0]
+    return {rel for p in base.rglob("*") if p.is_file() and rule.fullmatch(rel := p.relative_to(REPO_ROOT).as_posix())}
+
+
+@cache
+def archive_files() -> tuple[str, ...]:
+    """The archive's file list, evaluated from local.function_source_files as Terraform would."""
+    spec = tf_locals()
+    match = ARCHIVE_EXPRESSION.fullmatch(spec["function_source_files"])
+    assert match, f"local.function_source_files changed shape; update archive_files(): {spec['function_source_files']}"
+    literal = re.findall(r'"([^"]+)"', match.group("literal"))
+    included = fileset(
+        match.group("pattern").replace(
+            '${join(",", local.function_source_extensions)}', ",".join(spec["function_source_extensions"])
+        )
+    )
+    excluded = {path for pattern in spec["function_source_excluded"] for path in fileset(pattern)}
+    return tuple(sorted({*literal, *(included - excluded)}))
+
+
+def _module_path(module: str) -> str | None:
+    """Repository path of a first-party module (package __init__ or module file), if it is one."""
+    base = module.replace(".", "/")
+    for candidate in (f"{base}/__init__.py", f"{base}.py"):
+        if (REPO_ROOT / candidate).is_file():
+            return candidate
+    return None
+
+
+def _imported_modules(path: str) -> set[str]:
+    """Absolute names of the modules `path` imports (relative imports resolved)."""
+    package = path.removesuffix(".py").removesuffix("/__init__").replace("/", ".")
+    if not path.endswith("__init__.py"):
+        package = package.rpartition(".")[0]
+    names: set[str] = set()
+    for node in ast.walk(ast.parse((REPO_ROOT / path).read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            parts = package.split(".")
+            prefix = ".".join(parts[: len(parts) - node.level + 1]) if node.level else ""
+            base = ".".join(filter(None, [prefix, node.module or ""]))
+            names.add(base)
+            names |= {f"{base}.{a.name}" for a in node.names}
+    return names
+
+
+def test_fileset_mirror_matches_terraform_semantics() -> None:
+    assert "workflow/model/text.py" in fileset("workflow/**/*.{py,json}")
+    assert "workflow/__init__.py" in fileset("workflow/**/*.py")
+    assert "main.py" not in fileset("workflow/**/*.py")
+    assert fileset("workflow/mock_runner/**") >= {"workflow/mock_runner/server.py", "workflow/mock_runner/__init__.py"}
+    assert not fileset("workflow/no_such_dir/**")
+
+
 def test_source_archive_allow_list_covers_the_runtime_code() -> None:
-    spec = tf_locals()["function_source_files"]
-    for required in ("main.py", "requirements.txt", "workflow/**"):
-        assert required in spec, f"{required} missing from local.function_source_files"
-    for excluded in ("tests", ".venv", "terraform"):
-        assert excluded not in spec
+    files = archive_files()
+    assert {"main.py", "requirements.txt", "workflow/__init__.py", "workflow/entrypoints.py"} <= set(files)
+    for excluded in ("tests/", ".venv", "terraform/", "bench/", "scripts/"):
+        assert not [f for f in files if f.startswith(excluded)], f"{excluded} in the function archive"
     extensions = set(tf_locals()["function_source_extensions"])
-    assert "py" in extensions
     skipped = [
         p.relative_to(REPO_ROOT).as_posix()
         for p in (REPO_ROOT / "workflow").rglob("*")
         if p.is_file() and "__pycache__" not in p.parts and p.suffix.lstrip(".") not in extensions
     ]
     assert not skipped, f"files in workflow/ that the function archive would leave out: {skipped}"
+
+
+def test_source_archive_ships_no_tooling() -> None:
+    assert set(tf_locals()["function_source_excluded"]) >= {f"{pkg}/**" for pkg in TOOLING_PACKAGES}
+    tooling = [f for f in archive_files() if f.startswith(tuple(f"{pkg}/" for pkg in TOOLING_PACKAGES))]
+    assert not tooling, f"developer tooling in the function archive: {tooling}"
+
+
+def test_shipped_code_imports_only_shipped_code() -> None:
+    shipped = set(archive_files())
+    problems = [
+        f"{path} imports {module} ({target}), which is not in the archive"
+        for path in sorted(f for f in shipped if f.endswith(".py"))
+        for module in sorted(_imported_modules(path))
+        if (target := _module_path(module)) is not None and target not in shipped
+    ]
+    assert not problems, "\n".join(problems)
+
+
+def test_shipped_python_stays_small() -> None:
+    lines = sum(
+        len((REPO_ROOT / f).read_text(encoding="utf-8").splitlines()) for f in archive_files() if f.endswith(".py")
+    )
+    print(
+        f"function archive: {lines} Python lines "
+        f"(budget {ARCHIVE_LINE_BUDGET}, 60 % of {PYTHON_LINES_BEFORE} before tooling left the archive)"
+    )
+    assert lines < ARCHIVE_LINE_BUDGET, f"function archive has {lines} Python lines, budget {ARCHIVE_LINE_BUDGET}"
 
 
 def test_main_only_imports_local_code_shipped_in_the_archive(main_module: Any) -> None:
@@ -448,6 +683,10 @@ def test_variables_are_described_and_validated() -> None:
         "check_state_duration_sec",
         "step_timeout_sec",
         "name_prefix",
+        "allowed_task_runner_origins",
+        "extra_dag_buckets",
+        "start_request_invokers",
+        "deployer_service_account",
     }
     assert must_validate <= set(declared), must_validate - set(declared)
     for name in sorted(must_validate):
@@ -471,6 +710,7 @@ def test_outputs() -> None:
         "trigger_service_account_email",
         "pubsub_service_agent_email",
         "dead_letter_max_delivery_attempts",
+        "start_request_url",
     }
     assert expected <= set(outputs), expected - set(outputs)
 
@@ -500,7 +740,7 @@ def test_no_public_members_or_primitive_roles() -> None:
             if any(p in member.lower() for p in PUBLIC_MEMBERS):
                 problems.append(f"{rtype}.{name}: public member {member}")
     assert not problems, problems
-    for name in ("start_publishers", "dag_bucket_writers"):
+    for name in ("start_publishers", "dag_bucket_writers", "start_request_invokers"):
         assert variables()[name].get("validation"), f"{name} must validate its members"
 
 
@@ -525,8 +765,18 @@ def test_functions_service_account_is_least_privilege() -> None:
         b for b in resources("google_pubsub_topic_iam_member").values() if refers_to(b["member"], FUNCTIONS_SA)
     ]
     assert [refers_to(b["topic"], "google_pubsub_topic.engine") for b in publisher] == [True]
-    reader = [b for b in resources("google_storage_bucket_iam_member").values() if refers_to(b["member"], FUNCTIONS_SA)]
-    assert [refers_to(b["bucket"], "google_storage_bucket.dags") for b in reader] == [True]
+    readers = {
+        name: b["bucket"]
+        for name, b in resources("google_storage_bucket_iam_member").items()
+        if refers_to(b["member"], FUNCTIONS_SA)
+    }
+    assert readers == {
+        "functions_dag_reader": "${google_storage_bucket.dags.name}",
+        "functions_extra_dag_reader": "${each.value}",
+    }
+    assert resources("google_storage_bucket_iam_member")["functions_extra_dag_reader"]["for_each"] == (
+        "${toset(var.extra_dag_buckets)}"
+    )
     invoker = [
         b for b in resources("google_cloud_run_v2_service_iam_member").values() if refers_to(b["member"], FUNCTIONS_SA)
     ]
@@ -542,10 +792,47 @@ def test_trigger_service_account_roles() -> None:
         b for b in resources("google_cloud_run_v2_service_iam_member").values() if refers_to(b["member"], TRIGGER_SA)
     ]
     assert len(invokers) == 1
-    # one binding per deployed function, on the function's own Cloud Run service
-    assert invokers[0]["for_each"] == "${local.functions}"
+    # one binding per event-driven function, on the function's own Cloud Run service
+    assert invokers[0]["for_each"] == "${local.event_functions}"
     assert invokers[0]["name"] == "${each.value.service_config[0].service}"
-    assert set(tf_locals()["functions"]) == {entry_point(b) for b in functions().values()}
+    assert tf_locals()["functions"] == f"${{{FUNCTION_ADDRESS}}}"
+    event_functions = tf_locals()["event_functions"]
+    assert "if spec.event_type != null" in event_functions, event_functions
+
+
+def test_http_start_function_is_invocable_only_by_the_configured_members() -> None:
+    invokers = resources("google_cloud_run_v2_service_iam_member")
+    callers = invokers["start_request_invokers"]
+    assert callers["for_each"] == "${toset(var.start_request_invokers)}"
+    assert callers["member"] == "${each.value}" and callers["role"] == "roles/run.invoker"
+    assert callers["name"] == '${local.functions["on_start_request"].service_config[0].service}'
+    others = [
+        name
+        for name, body in invokers.items()
+        if refers_to(body.get("name"), "local.functions") and name != "start_request_invokers"
+    ]
+    assert not others, f"other invoker bindings on the functions: {others}"
+    condition = one(variables()["start_request_invokers"]["validation"])["condition"]
+    assert condition == one(variables()["start_publishers"]["validation"])["condition"].replace(
+        "start_publishers", "start_request_invokers"
+    )
+    outputs: dict[str, Any] = {}
+    for block in _blocks("output"):
+        outputs.update(block)
+    assert outputs["start_request_url"]["value"] == '${local.functions["on_start_request"].url}'
+
+
+def test_deployer_acts_only_as_the_two_runtime_accounts() -> None:
+    acts_as = resources("google_service_account_iam_member")["deployer_acts_as"]
+    assert acts_as["role"] == "roles/iam.serviceAccountUser"
+    assert acts_as["member"] == "serviceAccount:${local.deployer_email}"
+    assert acts_as["for_each"] == {
+        "functions": f"${{{FUNCTIONS_SA}.name}}",
+        "trigger": f"${{{TRIGGER_SA}.name}}",
+    }
+    assert "workflow-deployer@${var.project}.iam.gserviceaccount.com" in tf_locals()["deployer_email"]
+    project_roles = {body["role"] for body in resources("google_project_iam_member").values()}
+    assert not project_roles & {"roles/iam.serviceAccountUser", "roles/iam.serviceAccountAdmin"}, project_roles
 
 
 def test_service_agents() -> None:
