@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import requests
 
-from workflow.mock_runner import DURATION_LABEL, MockTaskRunner, job_state
+from workflow.mock_runner import DURATION_LABEL, FINAL_LABEL, MockTaskRunner, fingerprint, job_state
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TERMINAL = {"SUCCEEDED", "FAILED"}
@@ -200,7 +200,7 @@ def test_any_authorization_is_accepted_without_token(runner: MockTaskRunner) -> 
         timeout=TIMEOUT,
     )
     assert answer.status_code == 200
-    assert runner.requests()[0]["authorization"] == "Bearer whatever"
+    assert runner.requests()[0]["auth"] == "Bearer " + fingerprint("whatever")
 
 
 # --- test hooks -----------------------------------------------------------------------------
@@ -251,7 +251,7 @@ def test_records_and_submissions_in_order(runner: MockTaskRunner) -> None:
     ]
     assert records[0]["body"] == {"job_name": "extract", "imageUri": "gcr.io/p/train:1"}
     assert records[4]["query"] == {"job_id": ids[0]}
-    assert records[4]["body"] is None and records[4]["authorization"] is None
+    assert records[4]["body"] is None and records[4]["auth"] is None
     assert [r["time"] for r in records] == sorted(r["time"] for r in records)
 
 

@@ -9,7 +9,7 @@ import pytest
 from workflow.adapters.http.auth import StaticToken
 from workflow.adapters.http.task_runner import HttpTaskRunner
 from workflow.errors import StatusRefused, SubmissionRefused, TaskRunnerUnavailable
-from workflow.mock_runner import MockTaskRunner
+from workflow.mock_runner import MockTaskRunner, fingerprint
 from workflow.model.dag import Task
 
 TASK = Task("train", "gcr.io/p/train:1", {"epochs": "3"}, scale_tier="BASIC", labels={"team": "ml"})
@@ -29,7 +29,7 @@ def test_submit_sends_the_seed_body_and_the_bearer_token(mock: MockTaskRunner) -
     job = client().submit(mock.url, TASK)
     assert job.state == "QUEUED" and job.job_id
     [req] = mock.requests()
-    assert req["authorization"] == "Bearer s3cret"
+    assert req["auth"] == "Bearer " + fingerprint("s3cret")
     assert req["body"] == {"job_name": "train", "imageUri": "gcr.io/p/train:1", "args": {"epochs": "3"},
                            "scaleTier": "BASIC", "labels": {"team": "ml"}}
     assert client().status(mock.url + "/", job.job_id).state == "SUCCEEDED"
@@ -39,7 +39,7 @@ def test_token_none_is_sent_as_is(mock: MockTaskRunner) -> None:
     with pytest.raises(SubmissionRefused) as err:
         client("none").submit(mock.url, TASK)
     assert err.value.status == 401 and "bearer token" in str(err.value)
-    assert mock.requests()[0]["authorization"] == "Bearer none"
+    assert mock.requests()[0]["auth"] == "Bearer " + fingerprint("none")
 
 
 def test_503_is_retried(mock: MockTaskRunner) -> None:
