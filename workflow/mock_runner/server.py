@@ -68,6 +68,7 @@ FINAL_STATES: Final = ("SUCCEEDED", "FAILED")
 FAULT_PATHS: Final = ("/job", "/jobstatus")
 """The protocol paths: the only ones that are recorded and can have faults injected."""
 
+FAULT_KINDS: Final = ("delay", "accept", "retry_after", "echo_headers")
 MAX_BODY_BYTES: Final = 1 << 20
 WALK: Final = ("QUEUED", "PREPARING", "RUNNING")
 AUTH_ERROR: Final = "missing or wrong bearer token"
@@ -384,7 +385,10 @@ class RunnerState:
     def _fault_from_http(self, request: Request) -> Response:
         try:
             payload = parse_json_object(request.body)
-            kind = {key: payload[key] for key in ("delay", "accept", "retry_after", "echo_headers") if key in payload}
+            unknown = sorted(set(payload) - {"path", "status", "count", "body", *FAULT_KINDS})
+            if unknown:
+                raise BadRequest(f"unknown fault field(s): {', '.join(unknown)}")
+            kind = {key: payload[key] for key in FAULT_KINDS if key in payload}
             self.inject_fault(
                 payload.get("path", ""), payload.get("status", 0), payload.get("count", 1), payload.get("body", ""),
                 **kind,
