@@ -268,3 +268,9 @@ def test_a_garbled_status_answer_is_excerpted(mock: MockTaskRunner) -> None:
     with pytest.raises(TaskRunnerUnavailable) as err:
         client().status(mock.url, "j-1")
     assert "malformed Task Runner answer" in str(err.value) and len(str(err.value)) < 1000
+
+
+def test_a_url_without_host_is_refused_not_unknown() -> None:
+    with pytest.raises(SubmissionRefused) as err:
+        client().submit("http://", TASK)
+    assert not isinstance(err.value, SubmissionOutcomeUnknown) and "could not reach" in str(err.value)

@@ -32,6 +32,7 @@ import urllib3
 from urllib3.exceptions import (
     ConnectTimeoutError,
     HTTPError,
+    LocationValueError,
     MaxRetryError,
     NewConnectionError,
     ProtocolError,
@@ -165,7 +166,7 @@ class HttpTaskRunner:
         except (MaxRetryError, HTTPError) as exc:
             reason = exc.reason if isinstance(exc, MaxRetryError) else exc
             why = redact(_why(reason), [token])
-            if isinstance(reason, (ConnectTimeoutError, _NotSent)):
+            if isinstance(reason, (ConnectTimeoutError, LocationValueError, _NotSent)):
                 raise SubmissionRefused(f"could not reach the Task Runner at {origin_of(url)}: {why}") from None
             raise SubmissionOutcomeUnknown(_unknown(url, task, why)) from None
         if resp.status == 200:
