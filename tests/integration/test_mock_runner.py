@@ -335,7 +335,7 @@ def test_faults_over_http_take_every_mode(runner: MockTaskRunner) -> None:
     assert requests.post(f"{runner.url}/_mock/faults", json=fault, timeout=TIMEOUT).status_code == 200
     answer = submit(runner.url)
     assert answer.status_code == 429 and answer.headers["Retry-After"] == "2" and "request_headers" in answer.json()
-    for bad, word in [({"delay": -1}, "delay"), ({"hang": True}, "hang")]:
+    for bad, word in [({"delay": -1}, "delay"), ({"hang": True}, "hang"), ({"accept": "yes"}, "accept")]:
         refused = requests.post(f"{runner.url}/_mock/faults", json={"path": "/job", "status": 503, **bad},
                                 timeout=TIMEOUT)
         assert refused.status_code == 400 and word in refused.json()["error"]

@@ -278,15 +278,18 @@ def _check_duration(duration: float) -> float:
     return float(duration)
 
 
-def _check_fault(path: str, status: int, count: int, body: str, delay: float | None) -> None:
+def _check_fault(path: str, fault: Fault) -> None:
+    status, count, delay = fault.status, fault.remaining, fault.delay
     if path not in FAULT_PATHS:
         raise ValueError(f"fault path must be one of {', '.join(FAULT_PATHS)}, got {path!r}")
     if isinstance(status, bool) or not isinstance(status, int) or not 200 <= status <= 599:
         raise ValueError(f"fault status must be an integer in 200..599, got {status!r}")
     if isinstance(count, bool) or not isinstance(count, int) or count < 1:
         raise ValueError(f"fault count must be an integer >= 1, got {count!r}")
-    if not isinstance(body, str):
-        raise TypeError("fault body must be a string")
+    if not isinstance(fault.body, str) or not isinstance(fault.retry_after, str):
+        raise TypeError("fault body and retry_after must be strings")
+    if not isinstance(fault.accept, bool) or not isinstance(fault.echo_headers, bool):
+        raise TypeError("fault accept and echo_headers must be true or false")
     if delay is not None and (not isinstance(delay, int | float) or not math.isfinite(delay) or delay < 0):
         raise ValueError(f"fault delay must be a number of seconds >= 0 or None, got {delay!r}")
 
@@ -330,7 +333,7 @@ class RunnerState:
         delay, and :class:`TypeError` for a body that is not a string or an unknown field.
         """
         fault = Fault(status, body, count, **kind)
-        _check_fault(path, status, count, body, fault.delay)
+        _check_fault(path, fault)
         with self._lock:
             self._faults[path].append(fault)
 
