@@ -208,8 +208,9 @@ def test_repeated_503_on_status_stops_at_the_deadline(mock: MockTaskRunner) -> N
 
     with pytest.raises(TaskRunnerUnavailable) as err:
         client(retries=1000, backoff_max=0.1, status_deadline=0.3, sleep=sleep).status(mock.url, "j-1")
-    assert "HTTP 503" in str(err.value) and 2 <= len(waits) < 1000
-    assert all(w <= 0.1 for w in waits) and len(mock.requests()) == len(waits) + 1
+    assert "HTTP 503" in str(err.value) or "within 0.3 s" in str(err.value)  # last answer, or cut short
+    assert 2 <= len(waits) < 1000 and all(w <= 0.1 for w in waits)
+    assert len(waits) <= len(mock.requests()) <= len(waits) + 1
 
 
 # --- secrets and bounded texts ----------------------------------------------------------------

@@ -35,16 +35,20 @@ import logging
 import math
 import re
 import socket
-import socketserver
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
-from typing import Any, Final, Self, cast
-from urllib.parse import parse_qs, urlsplit
+from typing import TYPE_CHECKING, Any, Final, Self
+
+from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
+from werkzeug.wrappers import Request as HttpRequest
+from werkzeug.wrappers import Response as HttpResponse
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import WSGIApplication
 
 __all__ = [
     "DURATION_LABEL",
@@ -478,118 +482,25 @@ def _not_allowed(method: str) -> Response:
 # --- HTTP plumbing ------------------------------------------------------------------------
 
 
-class BodyError(Exception):
-    """The request body could not be read; the connection is closed after answering."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
+class _QuietHandler(WSGIRequestHandler):
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        """Silenced: the app logs one line per request."""
 
 
-class _Server(ThreadingHTTPServer):
-    """Threaded server that never blocks on close and never resolves its own name."""
+def _wsgi_app(state: RunnerState) -> WSGIApplication:
+    """Turns HTTP requests into :class:`Request` objects and the answers into HTTP."""
 
-    daemon_threads = True
-    block_on_close = False
+    @HttpRequest.application
+    def app(http: HttpRequest) -> HttpResponse:
+        http.max_content_length = MAX_BODY_BYTES
+        headers = tuple(http.headers.items())
+        request = Request(http.method, http.path, dict(http.args.items()), http.get_data(),
+                          http.headers.get("Authorization"), headers)
+        response = state.handle(request)
+        log.info("%s %s %d", http.method, http.path, response.status)
+        return HttpResponse(response.body, response.status, list(response.headers), content_type=response.content_type)
 
-    def __init__(self, address: tuple[str, int], state: RunnerState) -> None:
-        self.state = state
-        if ":" in address[0]:
-            self.address_family = socket.AF_INET6
-        super().__init__(address, _Handler)
-
-    def server_bind(self) -> None:
-        socketserver.TCPServer.server_bind(self)
-        self.server_name = str(self.server_address[0])
-        self.server_port = int(self.server_address[1])
-
-
-class _Handler(BaseHTTPRequestHandler):
-    """Turns HTTP requests into :class:`Request` objects and writes the answers."""
-
-    protocol_version = "HTTP/1.1"
-    server_version = "MockTaskRunner/1.0"
-    timeout = 30
-
-    def do_GET(self) -> None:
-        self._dispatch()
-
-    def do_POST(self) -> None:
-        self._dispatch()
-
-    def do_PUT(self) -> None:
-        self._dispatch()
-
-    def do_DELETE(self) -> None:
-        self._dispatch()
-
-    def do_PATCH(self) -> None:
-        self._dispatch()
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Silence the default access log; :meth:`_dispatch` logs one line per request."""
-
-    def _dispatch(self) -> None:
-        url = urlsplit(self.path)
-        try:
-            body = self._read_body()
-        except BodyError as exc:
-            self.close_connection = True
-            response = error_response(exc.status, str(exc))
-        else:
-            query = {key: values[0] for key, values in parse_qs(url.query, keep_blank_values=True).items()}
-            headers = tuple(self.headers.items())
-            request = Request(self.command, url.path, query, body, self.headers.get("Authorization"), headers)
-            response = cast(_Server, self.server).state.handle(request)
-        try:
-            self._send(response)
-        except OSError:  # the client gave up waiting (a delayed answer)
-            self.close_connection = True
-            return
-        log.info("%s %s %d", self.command, url.path, response.status)
-
-    def _read_body(self) -> bytes:
-        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-            return self._read_chunked()
-        try:
-            length = int(self.headers.get("Content-Length") or 0)
-        except ValueError:
-            raise BodyError(400, "invalid Content-Length") from None
-        if length < 0:
-            raise BodyError(400, "invalid Content-Length")
-        if length > MAX_BODY_BYTES:
-            raise BodyError(413, f"body larger than {MAX_BODY_BYTES} bytes")
-        return self.rfile.read(length)
-
-    def _read_chunked(self) -> bytes:
-        data = bytearray()
-        while True:
-            try:
-                size = int(self.rfile.readline(1024).split(b";")[0].strip(), 16)
-            except ValueError:
-                raise BodyError(400, "invalid chunked encoding") from None
-            if size == 0:
-                while self.rfile.readline(1024).strip():  # trailers
-                    pass
-                return bytes(data)
-            if len(data) + size > MAX_BODY_BYTES:
-                raise BodyError(413, f"body larger than {MAX_BODY_BYTES} bytes")
-            data += self.rfile.read(size)
-            self.rfile.readline(1024)
-
-    def _send(self, response: Response) -> None:
-        bodiless = response.status in (204, 304)
-        self.send_response(response.status)
-        for name, value in response.headers:
-            self.send_header(name, value)
-        if not bodiless:
-            self.send_header("Content-Type", response.content_type)
-            self.send_header("Content-Length", str(len(response.body)))
-        if self.close_connection:
-            self.send_header("Connection", "close")
-        self.end_headers()
-        if not bodiless:
-            self.wfile.write(response.body)
+    return app
 
 
 class MockTaskRunner:
@@ -606,7 +517,7 @@ class MockTaskRunner:
         self.host = host
         self._requested_port = port
         self._state = RunnerState(duration, token)
-        self._server: _Server | None = None
+        self._server: BaseWSGIServer | None = None
         self._thread: threading.Thread | None = None
 
     def __repr__(self) -> str:
@@ -618,7 +529,7 @@ class MockTaskRunner:
         """The bound port; :class:`RuntimeError` until started."""
         if self._server is None:
             raise RuntimeError("mock Task Runner is not started")
-        return self._server.server_port
+        return int(self._server.port)
 
     @property
     def url(self) -> str:
@@ -635,7 +546,10 @@ class MockTaskRunner:
         if self._server is not None:
             raise RuntimeError("mock Task Runner is already started")
         self._state.stopping.clear()
-        server = _Server((self.host, self._requested_port), self._state)
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        with socket.create_server((self.host, self._requested_port), family=family) as listening:
+            server = make_server(self.host, listening.getsockname()[1], _wsgi_app(self._state), threaded=True,
+                                 request_handler=_QuietHandler, fd=listening.fileno())
         thread = threading.Thread(
             target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="mock-task-runner", daemon=True
         )
