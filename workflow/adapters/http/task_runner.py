@@ -79,7 +79,7 @@ class _Retry(Retry):
     def increment(self, method: str | None = None, url: str | None = None, *args: Any, **kwargs: Any) -> _Retry:
         if time.monotonic() >= self.deadline:
             pool: Any = kwargs.get("_pool")
-            raise MaxRetryError(pool, url or "", _DeadlinePassed("deadline passed"))
+            raise MaxRetryError(pool, url or "", kwargs.get("error") or _DeadlinePassed("deadline passed"))
         return super().increment(method, url, *args, **kwargs)
 
     def sleep(self, response: BaseHTTPResponse | None = None) -> None:
