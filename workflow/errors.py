@@ -63,6 +63,12 @@ class SubmissionRefused(TaskRunnerError):
         super().__init__(message)
 
 
+class SubmissionOutcomeUnknown(SubmissionRefused):
+    """A submission was sent but no usable answer came back (read timeout, connection dropped,
+    500/502/504, an unreadable 200): a job may be running at the Task Runner. Never re-sent;
+    fails the step with a message saying what to check."""
+
+
 class StatusRefused(TaskRunnerError):
     """A status request got a 4xx: the job cannot be followed. Fails the step."""
 

@@ -34,6 +34,23 @@ class TextFormatter(logging.Formatter):
         return text
 
 
+_URLLIB3_RETRY_MARK = "__urllib3-retry-warning"
+
+
+def _not_a_library_retry(record: logging.LogRecord) -> bool:
+    return not hasattr(record, _URLLIB3_RETRY_MARK)
+
+
+def quiet_library_retries() -> None:
+    """Drop urllib3's own "Retrying (Retry(total=...": the Task Runner client logs its waits.
+
+    Idempotent; other urllib3 warnings still pass.
+    """
+    logger = logging.getLogger("urllib3.connectionpool")
+    if _not_a_library_retry not in logger.filters:
+        logger.addFilter(_not_a_library_retry)
+
+
 def configure(level: int = logging.WARNING, json_format: bool | None = None) -> None:
     """Idempotent; JSON when `LOG_FORMAT=json` unless told otherwise."""
     if json_format is None:

@@ -7,6 +7,7 @@ import selectors
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +16,8 @@ from typing import Any
 import pytest
 import requests
 
-from workflow.mock_runner import DURATION_LABEL, MockTaskRunner, job_state
+from polling import wait_until
+from workflow.mock_runner import DURATION_LABEL, FINAL_LABEL, MockTaskRunner, fingerprint, job_state
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TERMINAL = {"SUCCEEDED", "FAILED"}
@@ -200,7 +202,7 @@ def test_any_authorization_is_accepted_without_token(runner: MockTaskRunner) -> 
         timeout=TIMEOUT,
     )
     assert answer.status_code == 200
-    assert runner.requests()[0]["authorization"] == "Bearer whatever"
+    assert runner.requests()[0]["auth"] == "Bearer " + fingerprint("whatever")
 
 
 # --- test hooks -----------------------------------------------------------------------------
@@ -251,7 +253,7 @@ def test_records_and_submissions_in_order(runner: MockTaskRunner) -> None:
     ]
     assert records[0]["body"] == {"job_name": "extract", "imageUri": "gcr.io/p/train:1"}
     assert records[4]["query"] == {"job_id": ids[0]}
-    assert records[4]["body"] is None and records[4]["authorization"] is None
+    assert records[4]["body"] is None and records[4]["auth"] is None
     assert [r["time"] for r in records] == sorted(r["time"] for r in records)
 
 
@@ -269,6 +271,74 @@ def test_records_are_copies(runner: MockTaskRunner) -> None:
     submit(runner.url)
     runner.requests()[0]["status"] = 999
     assert runner.requests()[0]["status"] == 200
+
+
+def test_engine_and_url_stand_in_for_the_image(runner: MockTaskRunner) -> None:
+    task = {"job_name": "seed", "engine": "python", "url": "gs://b/error.py"}
+    answer = requests.post(f"{runner.url}/job", json=task, timeout=TIMEOUT)
+    assert answer.status_code == 200, answer.text
+    body = runner.requests()[0]["body"]
+    assert body["engine"] == "python" and body["url"] == "gs://b/error.py" and "imageUri" not in body
+    job_id = answer.json()["job"]["jobId"]
+    assert poll_until_terminal(runner.url, job_id)[-1]["state"] == "FAILED"  # 'error' in the url
+    no_url = requests.post(f"{runner.url}/job", json={"job_name": "x", "engine": "python"}, timeout=TIMEOUT)
+    assert no_url.status_code == 400 and "'url'" in no_url.json()["error"]
+
+
+@pytest.mark.parametrize("final", ["SUCCEEDED", "FAILED"])
+def test_final_state_label_ends_the_job_in_its_submission_answer(runner: MockTaskRunner, final: str) -> None:
+    answer = submit(runner.url, labels={FINAL_LABEL: final})
+    job = answer.json()["job"]
+    assert job["state"] == final
+    assert status(runner.url, job["jobId"]).json()["job"]["state"] == final
+
+
+def test_bad_final_state_label_is_400(runner: MockTaskRunner) -> None:
+    answer = submit(runner.url, labels={FINAL_LABEL: "RUNNING"})
+    assert answer.status_code == 400 and FINAL_LABEL in answer.json()["error"]
+
+
+def test_slow_accept_records_the_job_before_its_late_answer(runner: MockTaskRunner) -> None:
+    runner.inject_fault("/job", 200, accept=True, delay=None)
+    with pytest.raises(requests.ReadTimeout):
+        requests.post(f"{runner.url}/job", json={"job_name": "slow", "imageUri": "i"}, timeout=(TIMEOUT, 0.3))
+    assert runner.submissions() == ["slow"]
+    [record] = runner.requests()
+    assert record["status"] is None  # not answered yet
+
+
+def test_a_hang_ends_when_the_mock_stops() -> None:
+    mock = MockTaskRunner().start()
+    mock.inject_fault("/jobstatus", 503, delay=None)
+    answers: list[int] = []
+    worker = threading.Thread(target=lambda: answers.append(status(mock.url, "x").status_code))
+    worker.start()
+    wait_until(mock.requests, TIMEOUT, "the status request to arrive")
+    assert answers == []
+    mock.stop()
+    worker.join(TIMEOUT)
+    assert answers == [503] and mock.requests()[0]["status"] == 503
+
+
+def test_retry_after_and_echoed_headers(runner: MockTaskRunner) -> None:
+    runner.inject_fault("/job", 503, retry_after="3600", echo_headers=True)
+    answer = requests.post(f"{runner.url}/job", json={"job_name": "j", "imageUri": "i"}, timeout=TIMEOUT,
+                           headers={"Authorization": "Bearer tok-SECRET-123"})
+    assert answer.status_code == 503 and answer.headers["Retry-After"] == "3600"
+    assert answer.json()["request_headers"]["Authorization"] == "Bearer tok-SECRET-123"
+    records = requests.get(f"{runner.url}/_mock/requests", timeout=TIMEOUT).text
+    assert "tok-SECRET-123" not in records and fingerprint("tok-SECRET-123") in records
+
+
+def test_faults_over_http_take_every_mode(runner: MockTaskRunner) -> None:
+    fault = {"path": "/job", "status": 429, "retry_after": "2", "delay": 0.01, "echo_headers": True}
+    assert requests.post(f"{runner.url}/_mock/faults", json=fault, timeout=TIMEOUT).status_code == 200
+    answer = submit(runner.url)
+    assert answer.status_code == 429 and answer.headers["Retry-After"] == "2" and "request_headers" in answer.json()
+    for bad, word in [({"delay": -1}, "delay"), ({"hang": True}, "hang"), ({"accept": "yes"}, "accept")]:
+        refused = requests.post(f"{runner.url}/_mock/faults", json={"path": "/job", "status": 503, **bad},
+                                timeout=TIMEOUT)
+        assert refused.status_code == 400 and word in refused.json()["error"]
 
 
 # --- command line ---------------------------------------------------------------------------

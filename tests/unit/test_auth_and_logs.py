@@ -70,3 +70,27 @@ def test_json_logs_carry_severity_and_ids(capsys: pytest.CaptureFixture[str]) ->
                         "run_id": "r1", "step_id": "s1"}
     finally:
         logs.configure(logging.WARNING, json_format=False)
+
+
+def test_token_sources_describe_the_credential_never_the_token() -> None:
+    from cryptography.fernet import Fernet
+
+    assert StaticToken("tok-SECRET-123").describe("https://a") == "the token given with --tr-auth-jwt"
+    assert "no authentication" in StaticToken("none").describe("https://a")
+    assert StaticToken("x", origin="WORKFLOW_TR_AUTH_MODE=none").describe("https://a") == "WORKFLOW_TR_AUTH_MODE=none"
+    assert IdTokenSource().describe("https://a") == "an ID token from the ambient Google credentials for audience https://a"
+    tokens = SealedTokens(Fernet.generate_key().decode(), StaticToken("tok-SECRET-123"))
+    sealed = tokens.seal("tok-SECRET-123", run_id="r1", origin="https://a")
+    assert tokens.describe("https://a", sealed).startswith("the token given when this run was started")
+    assert tokens.describe("https://a") == "the token given with --tr-auth-jwt"
+
+
+def test_urllib3_retry_warnings_are_dropped_and_other_warnings_kept(caplog: pytest.LogCaptureFixture) -> None:
+    logs.quiet_library_retries()
+    logs.quiet_library_retries()  # idempotent
+    pool = logging.getLogger("urllib3.connectionpool")
+    assert len(pool.filters) == 1
+    with caplog.at_level(logging.WARNING, logger="urllib3.connectionpool"):
+        pool.warning("Retrying (%r) after connection broken", "Retry(total=4)", extra={"__urllib3-retry-warning": {}})
+        pool.warning("Connection pool is full, discarding connection")
+    assert [r.getMessage() for r in caplog.records] == ["Connection pool is full, discarding connection"]

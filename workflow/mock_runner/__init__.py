@@ -11,8 +11,10 @@ From a shell: ``python -m workflow.mock_runner --port 8080``.
 from workflow.mock_runner.server import (
     DURATION_LABEL,
     FAULT_PATHS,
+    FINAL_LABEL,
     MockTaskRunner,
+    fingerprint,
     job_state,
 )
 
-__all__ = ["DURATION_LABEL", "FAULT_PATHS", "MockTaskRunner", "job_state"]
+__all__ = ["DURATION_LABEL", "FAULT_PATHS", "FINAL_LABEL", "MockTaskRunner", "fingerprint", "job_state"]

@@ -43,7 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
             "Mock Task Runner: answers POST /job and GET /jobstatus like the real service. "
             "Jobs walk QUEUED, PREPARING, RUNNING (a third of the duration each) and end "
             "SUCCEEDED, or FAILED when the imageUri contains 'error'. Test hooks: "
-            "GET /_mock/requests, GET /_mock/submissions, POST /_mock/faults, POST /_mock/reset."
+            "GET /_mock/requests, GET /_mock/submissions, POST /_mock/reset, POST /_mock/faults "
+            "(path, status, count, body, delay, accept, retry_after, echo_headers)."
         ),
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s)")

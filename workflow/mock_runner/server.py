@@ -3,19 +3,22 @@
 Protocol (the real Task Runner's):
 
 - ``POST /job`` with a JSON object ``{"job_name", "imageUri", "args", "scaleTier",
-  "masterType", "labels"}`` (only ``job_name`` and ``imageUri`` required) answers 200
+  "masterType", "labels"}`` (only ``job_name`` and ``imageUri`` required; ``engine`` and
+  ``url`` may stand in for ``imageUri``) answers 200
   ``{"job": {"jobId", "state": "QUEUED", "message": ""}}``; a bad body answers 400
   ``{"error": ...}`` naming the offending field.
 - ``GET /jobstatus?job_id=ID`` answers 200 ``{"job": {"jobId", "state", "message"}}``;
   404 for an unknown id, 400 without ``job_id``.
 
 A job walks QUEUED -> PREPARING -> RUNNING (one third of its duration each) and then ends
-SUCCEEDED, or FAILED when its ``imageUri`` contains ``error``. The state is computed from
-the time elapsed since submission whenever a status is asked for. The duration is the
-server default unless the job carries the label ``mock_duration_sec``.
+SUCCEEDED, or FAILED when its ``imageUri`` (or ``url``) contains ``error``. The state is
+computed from the time elapsed since submission whenever a status is asked for. The
+duration is the server default unless the job carries the label ``mock_duration_sec``; the
+label ``mock_final_state`` (SUCCEEDED or FAILED) ends the job at once, in its submission answer.
 
 With a token configured, every ``/job`` and ``/jobstatus`` request must carry
-``Authorization: Bearer <token>``, otherwise it gets 401. The token is never logged.
+``Authorization: Bearer <token>``, otherwise it gets 401. The token is never logged nor
+recorded: a record keeps the scheme and a short hash (:func:`fingerprint`).
 
 Test hooks (never behind the token): ``GET /_mock/requests``, ``GET /_mock/submissions``,
 ``POST /_mock/faults`` and ``POST /_mock/reset``; the same operations exist in-process on
@@ -25,28 +28,35 @@ Test hooks (never behind the token): ``GET /_mock/requests``, ``GET /_mock/submi
 from __future__ import annotations
 
 import copy
+import hashlib
 import hmac
 import json
 import logging
 import math
 import re
 import socket
-import socketserver
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
-from typing import Any, Final, Self, cast
-from urllib.parse import parse_qs, urlsplit
+from typing import TYPE_CHECKING, Any, Final, Self
+
+from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
+from werkzeug.wrappers import Request as HttpRequest
+from werkzeug.wrappers import Response as HttpResponse
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import WSGIApplication
 
 __all__ = [
     "DURATION_LABEL",
     "FAULT_PATHS",
+    "FINAL_LABEL",
     "MockTaskRunner",
     "RunnerState",
+    "fingerprint",
     "job_state",
 ]
 
@@ -55,9 +65,14 @@ log = logging.getLogger(__name__)
 DURATION_LABEL: Final = "mock_duration_sec"
 """Label whose (string) value overrides the default duration of one job, in seconds."""
 
+FINAL_LABEL: Final = "mock_final_state"
+"""Label (SUCCEEDED or FAILED) that ends a job at once: its submission answer is final."""
+FINAL_STATES: Final = ("SUCCEEDED", "FAILED")
+
 FAULT_PATHS: Final = ("/job", "/jobstatus")
 """The protocol paths: the only ones that are recorded and can have faults injected."""
 
+FAULT_KINDS: Final = ("delay", "accept", "retry_after", "echo_headers")
 MAX_BODY_BYTES: Final = 1 << 20
 WALK: Final = ("QUEUED", "PREPARING", "RUNNING")
 AUTH_ERROR: Final = "missing or wrong bearer token"
@@ -79,6 +94,7 @@ class Request:
     query: dict[str, str]
     body: bytes
     authorization: str | None
+    headers: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -101,6 +117,18 @@ def error_response(status: int, message: str, **headers: str) -> Response:
     return Response(status, json.dumps({"error": message}).encode(), headers=tuple(headers.items()))
 
 
+def fingerprint(token: str) -> str:
+    """``sha256:`` and the first 12 hex digits of the token's SHA-256: how records name it."""
+    return "sha256:" + hashlib.sha256(token.encode()).hexdigest()[:12]
+
+
+def _recorded_auth(header: str | None) -> str | None:
+    if header is None:
+        return None
+    scheme, _, credentials = header.partition(" ")
+    return f"{scheme} {fingerprint(credentials.strip())}"
+
+
 def job_state(elapsed: float, duration: float, fails: bool) -> str:
     """The state of a job `elapsed` seconds after submission.
 
@@ -121,28 +149,42 @@ class Job:
     image_uri: str
     submitted: float
     duration: float
+    final: str | None = None
 
     def status(self, now: float) -> JsonObject:
         """The ``job`` object of a status answer at clock time `now`."""
         fails = "error" in self.image_uri
-        state = job_state(now - self.submitted, self.duration, fails)
+        state = self.final or job_state(now - self.submitted, self.duration, fails)
         message = f"job failed: image {self.image_uri} exited with status 1" if state == "FAILED" else ""
         return {"jobId": self.job_id, "state": state, "message": message}
 
 
 @dataclass
 class Fault:
-    """The next `remaining` requests to a path answer `status` with `body`."""
+    """The next `remaining` requests to a path answer `status` with `body`, after `delay` s.
+
+    `delay` None: only when the mock stops. `accept`: the request is handled as usual (a
+    job is accepted and recorded), only its answer comes late. `retry_after`: the value of a
+    ``Retry-After`` header. `echo_headers`: the body echoes the request's headers.
+    """
 
     status: int
     body: str
     remaining: int
+    delay: float | None = 0.0
+    accept: bool = False
+    retry_after: str = ""
+    echo_headers: bool = False
 
-    def response(self) -> Response:
+    def response(self, request: Request) -> Response:
         """The injected answer: `body` as text, or a JSON error when `body` is empty."""
+        headers = (("Retry-After", self.retry_after),) if self.retry_after else ()
+        if self.echo_headers:
+            echo = {"error": "injected fault", "request_headers": dict(request.headers)}
+            return Response(self.status, json.dumps(echo).encode(), headers=headers)
         if self.body:
-            return Response(self.status, self.body.encode(), "text/plain; charset=utf-8")
-        return error_response(self.status, f"injected fault (status {self.status})")
+            return Response(self.status, self.body.encode(), "text/plain; charset=utf-8", headers)
+        return error_response(self.status, f"injected fault (status {self.status})", **dict(headers))
 
 
 @dataclass(frozen=True)
@@ -152,6 +194,7 @@ class Submission:
     job_name: str
     image_uri: str
     duration: float | None
+    final: str | None = None
 
 
 def _require_str(payload: Mapping[str, Any], name: str) -> str:
@@ -193,6 +236,21 @@ def _label_duration(labels: Mapping[str, str] | None) -> float | None:
     return value
 
 
+def _label_final(labels: Mapping[str, str] | None) -> str | None:
+    final = (labels or {}).get(FINAL_LABEL)
+    if final is not None and final not in FINAL_STATES:
+        raise BadRequest(f"label '{FINAL_LABEL}' must be one of {', '.join(FINAL_STATES)}, got {final!r}")
+    return final
+
+
+def _target(payload: Mapping[str, Any]) -> str:
+    """``imageUri``, or ``url`` when the task names an ``engine`` and a ``url`` instead."""
+    if "imageUri" not in payload and "engine" in payload:
+        _require_str(payload, "engine")
+        return _require_str(payload, "url")
+    return _require_str(payload, "imageUri")
+
+
 def parse_json_object(body: bytes) -> JsonObject:
     """`body` decoded as a JSON object; :class:`BadRequest` otherwise."""
     try:
@@ -207,9 +265,10 @@ def parse_json_object(body: bytes) -> JsonObject:
 def parse_submission(payload: Mapping[str, Any]) -> Submission:
     """The submission in a decoded ``POST /job`` body; :class:`BadRequest` naming the bad field."""
     job_name = _require_str(payload, "job_name")
-    image_uri = _require_str(payload, "imageUri")
+    image_uri = _target(payload)
     _check_optional_fields(payload)
-    return Submission(job_name, image_uri, _label_duration(payload.get("labels")))
+    labels = payload.get("labels")
+    return Submission(job_name, image_uri, _label_duration(labels), _label_final(labels))
 
 
 def make_job_id(job_name: str, counter: int) -> str:
@@ -223,15 +282,20 @@ def _check_duration(duration: float) -> float:
     return float(duration)
 
 
-def _check_fault(path: str, status: int, count: int, body: str) -> None:
+def _check_fault(path: str, fault: Fault) -> None:
+    status, count, delay = fault.status, fault.remaining, fault.delay
     if path not in FAULT_PATHS:
         raise ValueError(f"fault path must be one of {', '.join(FAULT_PATHS)}, got {path!r}")
     if isinstance(status, bool) or not isinstance(status, int) or not 200 <= status <= 599:
         raise ValueError(f"fault status must be an integer in 200..599, got {status!r}")
     if isinstance(count, bool) or not isinstance(count, int) or count < 1:
         raise ValueError(f"fault count must be an integer >= 1, got {count!r}")
-    if not isinstance(body, str):
-        raise TypeError("fault body must be a string")
+    if not isinstance(fault.body, str) or not isinstance(fault.retry_after, str):
+        raise TypeError("fault body and retry_after must be strings")
+    if not isinstance(fault.accept, bool) or not isinstance(fault.echo_headers, bool):
+        raise TypeError("fault accept and echo_headers must be true or false")
+    if delay is not None and (not isinstance(delay, int | float) or not math.isfinite(delay) or delay < 0):
+        raise ValueError(f"fault delay must be a number of seconds >= 0 or None, got {delay!r}")
 
 
 class RunnerState:
@@ -249,6 +313,8 @@ class RunnerState:
         self._records: list[JsonObject] = []
         self._submissions: list[str] = []
         self._faults: dict[str, deque[Fault]] = {path: deque() for path in FAULT_PATHS}
+        self.stopping = threading.Event()
+        """Set while the mock stops: delayed answers go out at once."""
 
     # --- test hooks -------------------------------------------------------------------
 
@@ -262,16 +328,18 @@ class RunnerState:
         with self._lock:
             return list(self._submissions)
 
-    def inject_fault(self, path: str, status: int, count: int = 1, body: str = "") -> None:
+    def inject_fault(self, path: str, status: int, count: int = 1, body: str = "", **kind: Any) -> None:
         """The next `count` requests to `path` answer `status` with `body`, before auth.
 
-        Faults on the same path queue up: the second starts when the first is used up.
-        Raises :class:`ValueError` for an unknown path or a bad status or count, and
-        :class:`TypeError` for a body that is not a string.
+        `kind`: the other fields of :class:`Fault` (delay, accept, retry_after,
+        echo_headers). Faults on the same path queue up: the second starts when the first is
+        used up. Raises :class:`ValueError` for an unknown path or a bad status, count or
+        delay, and :class:`TypeError` for a body that is not a string or an unknown field.
         """
-        _check_fault(path, status, count, body)
+        fault = Fault(status, body, count, **kind)
+        _check_fault(path, fault)
         with self._lock:
-            self._faults[path].append(Fault(status, body, count))
+            self._faults[path].append(fault)
 
     def reset(self) -> None:
         """Forget every job, record, submission and fault. Job ids stay unique."""
@@ -290,14 +358,19 @@ class RunnerState:
             return self._handle_control(request)
         if request.path not in FAULT_PATHS:
             return error_response(404, f"no such endpoint: {request.path}")
-        response = self._handle_protocol(request)
-        self._record(request, response.status)
+        record = self._record(request)
+        fault = self._take_fault(request.path)
+        if fault is None or fault.accept:
+            response = self._handle_protocol(request)
+        else:
+            response = fault.response(request)
+        if fault is not None:
+            self.stopping.wait(fault.delay)
+        with self._lock:
+            record["status"] = response.status
         return response
 
     def _handle_protocol(self, request: Request) -> Response:
-        fault = self._take_fault(request.path)
-        if fault is not None:
-            return fault
         if not self._authorized(request.authorization):
             return error_response(401, AUTH_ERROR, **{"WWW-Authenticate": "Bearer"})
         if request.path == "/job":
@@ -319,8 +392,13 @@ class RunnerState:
     def _fault_from_http(self, request: Request) -> Response:
         try:
             payload = parse_json_object(request.body)
+            unknown = sorted(set(payload) - {"path", "status", "count", "body", *FAULT_KINDS})
+            if unknown:
+                raise BadRequest(f"unknown fault field(s): {', '.join(unknown)}")
+            kind = {key: payload[key] for key in FAULT_KINDS if key in payload}
             self.inject_fault(
-                payload.get("path", ""), payload.get("status", 0), payload.get("count", 1), payload.get("body", "")
+                payload.get("path", ""), payload.get("status", 0), payload.get("count", 1), payload.get("body", ""),
+                **kind,
             )
         except (BadRequest, ValueError, TypeError) as exc:
             return error_response(400, str(exc))
@@ -332,7 +410,7 @@ class RunnerState:
 
     # --- protocol ---------------------------------------------------------------------
 
-    def _take_fault(self, path: str) -> Response | None:
+    def _take_fault(self, path: str) -> Fault | None:
         with self._lock:
             queue = self._faults[path]
             if not queue:
@@ -341,7 +419,7 @@ class RunnerState:
             fault.remaining -= 1
             if fault.remaining <= 0:
                 queue.popleft()
-            return fault.response()
+            return fault
 
     def _authorized(self, header: str | None) -> bool:
         if self._token is None:
@@ -358,10 +436,12 @@ class RunnerState:
         duration = self.duration if submission.duration is None else submission.duration
         with self._lock:
             self._counter += 1
-            job = Job(make_job_id(submission.job_name, self._counter), submission.image_uri, self._clock(), duration)
+            job_id = make_job_id(submission.job_name, self._counter)
+            job = Job(job_id, submission.image_uri, self._clock(), duration, submission.final)
             self._jobs[job.job_id] = job
             self._submissions.append(submission.job_name)
-        return json_response(200, {"job": {"jobId": job.job_id, "state": "QUEUED", "message": ""}})
+        answer = job.status(job.submitted) if job.final else {"jobId": job.job_id, "state": "QUEUED", "message": ""}
+        return json_response(200, {"job": answer})
 
     def _status(self, request: Request) -> Response:
         job_id = request.query.get("job_id", "")
@@ -373,7 +453,8 @@ class RunnerState:
             return error_response(404, f"unknown job id: {job_id}")
         return json_response(200, {"job": job.status(self._clock())})
 
-    def _record(self, request: Request, status: int) -> None:
+    def _record(self, request: Request) -> JsonObject:
+        """Record `request` on arrival; its ``status`` is filled in once answered."""
         body: object = None
         if request.method == "POST":
             try:
@@ -385,12 +466,13 @@ class RunnerState:
             "path": request.path,
             "query": dict(request.query),
             "body": body,
-            "authorization": request.authorization,
+            "auth": _recorded_auth(request.authorization),
             "time": time.time(),
-            "status": status,
+            "status": None,
         }
         with self._lock:
             self._records.append(record)
+        return record
 
 
 def _not_allowed(method: str) -> Response:
@@ -400,113 +482,25 @@ def _not_allowed(method: str) -> Response:
 # --- HTTP plumbing ------------------------------------------------------------------------
 
 
-class BodyError(Exception):
-    """The request body could not be read; the connection is closed after answering."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
+class _QuietHandler(WSGIRequestHandler):
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        """Silenced: the app logs one line per request."""
 
 
-class _Server(ThreadingHTTPServer):
-    """Threaded server that never blocks on close and never resolves its own name."""
+def _wsgi_app(state: RunnerState) -> WSGIApplication:
+    """Turns HTTP requests into :class:`Request` objects and the answers into HTTP."""
 
-    daemon_threads = True
-    block_on_close = False
+    @HttpRequest.application
+    def app(http: HttpRequest) -> HttpResponse:
+        http.max_content_length = MAX_BODY_BYTES
+        headers = tuple(http.headers.items())
+        request = Request(http.method, http.path, dict(http.args.items()), http.get_data(),
+                          http.headers.get("Authorization"), headers)
+        response = state.handle(request)
+        log.info("%s %s %d", http.method, http.path, response.status)
+        return HttpResponse(response.body, response.status, list(response.headers), content_type=response.content_type)
 
-    def __init__(self, address: tuple[str, int], state: RunnerState) -> None:
-        self.state = state
-        if ":" in address[0]:
-            self.address_family = socket.AF_INET6
-        super().__init__(address, _Handler)
-
-    def server_bind(self) -> None:
-        socketserver.TCPServer.server_bind(self)
-        self.server_name = str(self.server_address[0])
-        self.server_port = int(self.server_address[1])
-
-
-class _Handler(BaseHTTPRequestHandler):
-    """Turns HTTP requests into :class:`Request` objects and writes the answers."""
-
-    protocol_version = "HTTP/1.1"
-    server_version = "MockTaskRunner/1.0"
-    timeout = 30
-
-    def do_GET(self) -> None:
-        self._dispatch()
-
-    def do_POST(self) -> None:
-        self._dispatch()
-
-    def do_PUT(self) -> None:
-        self._dispatch()
-
-    def do_DELETE(self) -> None:
-        self._dispatch()
-
-    def do_PATCH(self) -> None:
-        self._dispatch()
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Silence the default access log; :meth:`_dispatch` logs one line per request."""
-
-    def _dispatch(self) -> None:
-        url = urlsplit(self.path)
-        try:
-            body = self._read_body()
-        except BodyError as exc:
-            self.close_connection = True
-            response = error_response(exc.status, str(exc))
-        else:
-            query = {key: values[0] for key, values in parse_qs(url.query, keep_blank_values=True).items()}
-            request = Request(self.command, url.path, query, body, self.headers.get("Authorization"))
-            response = cast(_Server, self.server).state.handle(request)
-        self._send(response)
-        log.info("%s %s %d", self.command, url.path, response.status)
-
-    def _read_body(self) -> bytes:
-        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-            return self._read_chunked()
-        try:
-            length = int(self.headers.get("Content-Length") or 0)
-        except ValueError:
-            raise BodyError(400, "invalid Content-Length") from None
-        if length < 0:
-            raise BodyError(400, "invalid Content-Length")
-        if length > MAX_BODY_BYTES:
-            raise BodyError(413, f"body larger than {MAX_BODY_BYTES} bytes")
-        return self.rfile.read(length)
-
-    def _read_chunked(self) -> bytes:
-        data = bytearray()
-        while True:
-            try:
-                size = int(self.rfile.readline(1024).split(b";")[0].strip(), 16)
-            except ValueError:
-                raise BodyError(400, "invalid chunked encoding") from None
-            if size == 0:
-                while self.rfile.readline(1024).strip():  # trailers
-                    pass
-                return bytes(data)
-            if len(data) + size > MAX_BODY_BYTES:
-                raise BodyError(413, f"body larger than {MAX_BODY_BYTES} bytes")
-            data += self.rfile.read(size)
-            self.rfile.readline(1024)
-
-    def _send(self, response: Response) -> None:
-        bodiless = response.status in (204, 304)
-        self.send_response(response.status)
-        for name, value in response.headers:
-            self.send_header(name, value)
-        if not bodiless:
-            self.send_header("Content-Type", response.content_type)
-            self.send_header("Content-Length", str(len(response.body)))
-        if self.close_connection:
-            self.send_header("Connection", "close")
-        self.end_headers()
-        if not bodiless:
-            self.wfile.write(response.body)
+    return app
 
 
 class MockTaskRunner:
@@ -523,7 +517,7 @@ class MockTaskRunner:
         self.host = host
         self._requested_port = port
         self._state = RunnerState(duration, token)
-        self._server: _Server | None = None
+        self._server: BaseWSGIServer | None = None
         self._thread: threading.Thread | None = None
 
     def __repr__(self) -> str:
@@ -535,7 +529,7 @@ class MockTaskRunner:
         """The bound port; :class:`RuntimeError` until started."""
         if self._server is None:
             raise RuntimeError("mock Task Runner is not started")
-        return self._server.server_port
+        return int(self._server.port)
 
     @property
     def url(self) -> str:
@@ -551,7 +545,11 @@ class MockTaskRunner:
         """
         if self._server is not None:
             raise RuntimeError("mock Task Runner is already started")
-        server = _Server((self.host, self._requested_port), self._state)
+        self._state.stopping.clear()
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        with socket.create_server((self.host, self._requested_port), family=family) as listening:
+            server = make_server(self.host, listening.getsockname()[1], _wsgi_app(self._state), threaded=True,
+                                 request_handler=_QuietHandler, fd=listening.fileno())
         thread = threading.Thread(
             target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="mock-task-runner", daemon=True
         )
@@ -565,6 +563,7 @@ class MockTaskRunner:
         self._server, self._thread = None, None
         if server is None:
             return
+        self._state.stopping.set()
         server.shutdown()
         server.server_close()
         if thread is not None:
@@ -583,8 +582,9 @@ class MockTaskRunner:
         """Copies of the records of every ``/job`` and ``/jobstatus`` request, oldest first.
 
         Each record has ``method``, ``path``, ``query`` (first value per key), ``body``
-        (decoded JSON of a POST, else ``None``), ``authorization`` (header value or
-        ``None``), ``time`` (epoch seconds) and ``status``.
+        (decoded JSON of a POST, else ``None``), ``auth`` (the header's scheme and the
+        token's :func:`fingerprint`, or ``None``), ``time`` (epoch seconds of arrival) and
+        ``status`` (``None`` until answered).
         """
         return self._state.records()
 
@@ -592,14 +592,32 @@ class MockTaskRunner:
         """The ``job_name`` of every accepted (200) submission, in the order received."""
         return self._state.submissions()
 
-    def inject_fault(self, path: str, status: int, count: int = 1, body: str = "") -> None:
+    def inject_fault(
+        self,
+        path: str,
+        status: int,
+        count: int = 1,
+        body: str = "",
+        *,
+        delay: float | None = 0.0,
+        accept: bool = False,
+        retry_after: str = "",
+        echo_headers: bool = False,
+    ) -> None:
         """The next `count` requests to `path` answer `status` with `body`, before auth.
 
-        An empty `body` answers a JSON error instead. Raises :class:`ValueError` for a path
-        other than ``/job`` or ``/jobstatus``, a status outside 200..599 or a count < 1,
+        An empty `body` answers a JSON error instead (a garbled 200: `status` 200 and a
+        `body` that is not the protocol's JSON). The answer waits `delay` seconds (None:
+        until the mock stops: a hang). `accept`: the request is handled as usual (a job is
+        accepted) and only the answer is late; `status` and `body` are not used.
+        `retry_after`: the value of a ``Retry-After`` header. `echo_headers`: the body is
+        JSON echoing the request's headers, ``Authorization`` included, like a careless
+        server. Raises :class:`ValueError` for a path other than ``/job`` or
+        ``/jobstatus``, a status outside 200..599, a count < 1 or a negative delay,
         :class:`TypeError` for a body that is not a string.
         """
-        self._state.inject_fault(path, status, count, body)
+        self._state.inject_fault(path, status, count, body, delay=delay, accept=accept, retry_after=retry_after,
+                                 echo_headers=echo_headers)
 
     def reset(self) -> None:
         """Forget every job, record, submission and fault."""

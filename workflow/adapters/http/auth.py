@@ -52,13 +52,21 @@ class TokenSource(Protocol):
         Raises AuthError with a way out when there is none.
         """
 
+    def describe(self, audience: str, sealed: str = "") -> str:
+        """Which credential `token` gives for these arguments, in words; never the token."""
+
 
 class StaticToken:
-    def __init__(self, value: str) -> None:
+    def __init__(self, value: str, origin: str = "the token given with --tr-auth-jwt") -> None:
+        """`origin`: where the value came from, as error messages name it."""
         self._value = value
+        self._origin = origin
 
     def token(self, audience: str, sealed: str = "", run_id: str = "") -> str:
         return self._value
+
+    def describe(self, audience: str, sealed: str = "") -> str:
+        return f"{self._origin} ('none': no authentication)" if self._value == "none" else self._origin
 
     def __repr__(self) -> str:
         return "StaticToken(<redacted>)"
@@ -87,6 +95,9 @@ class IdTokenSource:
         if not token:
             raise AuthError(f"the credentials found give no ID token for {audience}; {HOW_TO}")
         return str(token)
+
+    def describe(self, audience: str, sealed: str = "") -> str:
+        return f"an ID token from the ambient Google credentials for audience {audience}"
 
 
 def _credentials_for(audience: str) -> Any:
@@ -168,6 +179,11 @@ class SealedTokens:
             raise AuthError(f"a sealed Task Runner token of run {bound_run!r} for {bound_origin} was "
                             f"presented for run {run_id!r} at {origin_of(audience)}: refused")
         return str(token)
+
+    def describe(self, audience: str, sealed: str = "") -> str:
+        if not sealed:
+            return self._fallback.describe(audience)
+        return "the token given when this run was started (kept sealed with the run)"
 
     def _fernet(self) -> Any:
         from cryptography.fernet import Fernet

@@ -1,38 +1,137 @@
 """The Task Runner protocol over HTTP.
 
 `POST {url}/job` with the task as JSON answers 200 `{"job": {"jobId", "state", "message"}}`;
-`GET {url}/jobstatus?job_id=ID` answers the same shape. Connection errors, timeouts, 429
-and 5xx are retried by urllib3 with capped exponential backoff and jitter.
+`GET {url}/jobstatus?job_id=ID` answers the same shape.
+
+Retries (urllib3, exponential backoff with jitter; every wait, a `Retry-After` included,
+is capped at `backoff_max` and logged at INFO):
+
+- `POST /job` is sent again only when the Task Runner certainly did not act on it: the
+  connection could not be established, or it answered 429 or 503. After a read timeout, a
+  connection dropped after sending, a 5xx other than 501/503 or an unreadable 200 the
+  outcome is unknown: SubmissionOutcomeUnknown, never a second POST.
+- `GET /jobstatus` is retried on connection errors, timeouts, 429 and 5xx, all within
+  `status_deadline` seconds in total (connects, reads, retries and waits); past it,
+  TaskRunnerUnavailable. So the step timeout holds within one polling interval plus
+  `status_deadline` s (10 s by default).
+
+No text the client puts in an exception or a log record holds the bearer token sent, and
+answer bodies are cut to a short excerpt.
 """
 
 from __future__ import annotations
 
 import logging
+import math
+import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
-import requests
-from requests.adapters import HTTPAdapter
+import urllib3
+from urllib3.exceptions import (
+    ConnectTimeoutError,
+    HTTPError,
+    LocationValueError,
+    MaxRetryError,
+    NewConnectionError,
+    ProtocolError,
+    ReadTimeoutError,
+)
+from urllib3.response import BaseHTTPResponse
 from urllib3.util.retry import Retry
+from urllib3.util.timeout import Timeout
 
+from ... import logs
 from ...errors import (
     AuthError,
     StatusRefused,
+    SubmissionOutcomeUnknown,
     SubmissionRefused,
     TaskRunnerError,
     TaskRunnerUnavailable,
 )
 from ...model.dag import Task
 from ...model.records import Job
-from .auth import TokenSource
+from ...model.text import excerpt, redact
+from .auth import TokenSource, check_token, origin_of
 
 log = logging.getLogger("workflow.taskrunner")
-RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+BODY_LIMIT = 200
+POST_RETRY_STATUSES = frozenset({429, 503})
+GET_RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+CERTAIN_REFUSALS = frozenset({501, 503, 429})
+"""Answers after which the Task Runner certainly did not start a job."""
+
+
+class _Retry(Retry):
+    """urllib3's Retry with an overall deadline and capped waits, each logged in our words."""
+
+    RETRY_AFTER_STATUS_CODES = frozenset({429, 503})
+    deadline: float = math.inf
+    sleeper: Callable[[float], None] = staticmethod(time.sleep)
+
+    def new(self, **kw: Any) -> _Retry:
+        retry = super().new(**kw)
+        retry.deadline, retry.sleeper = self.deadline, self.sleeper
+        return retry
+
+    def increment(self, method: str | None = None, url: str | None = None, *args: Any, **kwargs: Any) -> _Retry:
+        if time.monotonic() >= self.deadline:
+            pool: Any = kwargs.get("_pool")
+            raise MaxRetryError(pool, url or "", kwargs.get("error") or _DeadlinePassed("deadline passed"))
+        return super().increment(method, url, *args, **kwargs)
+
+    def sleep(self, response: BaseHTTPResponse | None = None) -> None:
+        wait = self.get_backoff_time()
+        if response is not None:
+            try:
+                wait = self.get_retry_after(response) or wait
+            except HTTPError:
+                pass  # an unparseable Retry-After: the backoff applies
+        wait = max(0.0, min(wait, self.backoff_max, self.deadline - time.monotonic()))
+        attempt = len(self.history) + 1
+        log.info("%s; retrying in %.1f s (attempt %d of %d)", self._last_failure(), wait, attempt,
+                 attempt + int(self.total or 0))
+        self.sleeper(wait)
+
+    def _last_failure(self) -> str:
+        last = self.history[-1]
+        what = f"{last.method} {(last.url or '').split('?')[0]}"
+        if last.status:
+            return f"Task Runner answered {last.status} to {what}"
+        return f"{_why(last.error)} on {what}" if last.error else f"no answer to {what}"
+
+
+class _DeadlinePassed(HTTPError):
+    """The time allowed for one status request, retries included, is over."""
+
+
+class _NotSent(HTTPError):
+    """The HTTP layer refused to send the request (nothing reached the Task Runner)."""
+
+
+class _DeadlineTimeout(Timeout):
+    """Per-attempt timeouts that never reach past `deadline` (urllib3 clones it per attempt)."""
+
+    def __init__(self, connect: float, read: float, deadline: float) -> None:
+        super().__init__(connect=connect, read=read)
+        self._deadline = deadline
+
+    def clone(self) -> Timeout:
+        left = max(self._deadline - time.monotonic(), 0.001)
+        return Timeout(connect=self._connect, read=self._read, total=left)
 
 
 class HttpTaskRunner:
-    """Thread-safe enough for a worker pool: one pooled session, stateless otherwise."""
+    """Thread-safe enough for a worker pool: one connection pool, stateless otherwise.
+
+    `retries`: re-sends after the first try; `backoff`: the backoff factor and jitter;
+    `backoff_max`: the longest wait between two tries, in seconds (30 s by default), also for
+    a `Retry-After` the Task Runner asks for; `timeout`: (connect, read) seconds of one try;
+    `status_deadline`: the most one status request may take in total, retries and waits
+    included (10 s by default); `sleep`: how waits are spent (tests pass a recorder).
+    """
 
     def __init__(
         self,
@@ -42,67 +141,129 @@ class HttpTaskRunner:
         backoff_max: float = 30.0,
         timeout: tuple[float, float] = (5.0, 30.0),
         waiting: Callable[[], AbstractContextManager[None]] = nullcontext,
+        status_deadline: float = 10.0,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         """`waiting`: entered around each network exchange (the embedded bus lets other
         handlers run meanwhile)."""
         self._tokens = tokens
         self._timeout = timeout
         self._waiting = waiting
-        retry = Retry(
-            total=retries,
-            connect=retries,
-            read=retries,
-            status=retries,
-            other=0,
-            status_forcelist=RETRY_STATUSES,
-            allowed_methods=frozenset({"GET", "POST"}),
-            backoff_factor=backoff,
-            backoff_max=backoff_max,
-            backoff_jitter=backoff,
-            respect_retry_after_header=True,
-            raise_on_status=False,
-        )
-        self._session = requests.Session()
-        adapter = HTTPAdapter(max_retries=retry, pool_maxsize=32)
-        self._session.mount("http://", adapter)
-        self._session.mount("https://", adapter)
+        self._status_deadline = status_deadline
+        self._retry: dict[str, Any] = dict(total=retries, backoff_factor=backoff, backoff_max=backoff_max,
+                           backoff_jitter=backoff, redirect=False, raise_on_status=False,
+                           allowed_methods=frozenset({"GET", "POST"}))
+        self._sleep = sleep
+        self._pool = urllib3.PoolManager(maxsize=32)
+        logs.quiet_library_retries()
 
     def submit(self, url: str, task: Task, auth: str = "", run_id: str = "") -> Job:
+        token = self._token(url, auth, run_id, SubmissionRefused)
+        retry = self._retries(math.inf, read=False, other=0, status_forcelist=POST_RETRY_STATUSES)
+        timeout = Timeout(connect=self._timeout[0], read=self._timeout[1])
         try:
-            resp = self._request("POST", url, "/job", auth, run_id, json=task.to_request())
-        except (requests.RequestException, AuthError) as exc:
-            raise SubmissionRefused(f"could not reach the Task Runner: {exc}") from exc
-        if resp.status_code != 200:
-            raise SubmissionRefused(
-                f"HTTP {resp.status_code}: {_body(resp)}", resp.status_code, _body(resp)
-            )
-        return _job(resp, SubmissionRefused)
+            resp = self._send("POST", url, "/job", token, retry, timeout, json=task.to_request())
+        except (MaxRetryError, HTTPError) as exc:
+            reason = exc.reason if isinstance(exc, MaxRetryError) else exc
+            why = redact(_why(reason), [token])
+            if isinstance(reason, (ConnectTimeoutError, LocationValueError, _NotSent)):
+                raise SubmissionRefused(f"could not reach the Task Runner at {origin_of(url)}: {why}") from None
+            raise SubmissionOutcomeUnknown(_unknown(url, task, why)) from None
+        if resp.status == 200:
+            try:
+                return _job(resp)
+            except ValueError as exc:
+                raise SubmissionOutcomeUnknown(_unknown(url, task, redact(str(exc), [token]))) from None
+        body = _body(resp, token)
+        if resp.status >= 500 and resp.status not in CERTAIN_REFUSALS:
+            raise SubmissionOutcomeUnknown(_unknown(url, task, f"HTTP {resp.status}: {body}"), resp.status, body)
+        raise SubmissionRefused(self._refusal(url, auth, resp.status, body), resp.status, body)
 
     def status(self, url: str, job_id: str, auth: str = "", run_id: str = "") -> Job:
+        token = self._token(url, auth, run_id, TaskRunnerUnavailable)
+        deadline = time.monotonic() + self._status_deadline
+        retry = self._retries(deadline, status_forcelist=GET_RETRY_STATUSES)
+        timeout = _DeadlineTimeout(self._timeout[0], self._timeout[1], deadline)
         try:
-            resp = self._request("GET", url, "/jobstatus", auth, run_id, params={"job_id": job_id})
-        except (requests.RequestException, AuthError) as exc:
-            raise TaskRunnerUnavailable(f"could not reach the Task Runner: {exc}") from exc
-        if resp.status_code in RETRY_STATUSES:
-            raise TaskRunnerUnavailable(f"HTTP {resp.status_code}: {_body(resp)}")
-        if resp.status_code != 200:
-            raise StatusRefused(f"status of job {job_id}: HTTP {resp.status_code}: {_body(resp)}")
-        return _job(resp, TaskRunnerUnavailable)
+            resp = self._send("GET", url, "/jobstatus", token, retry, timeout, fields={"job_id": job_id})
+        except (MaxRetryError, HTTPError) as exc:
+            reason = exc.reason if isinstance(exc, MaxRetryError) else exc
+            why = redact(_why(reason), [token])
+            raise TaskRunnerUnavailable(
+                f"no status of job {job_id} from the Task Runner at {origin_of(url)} within "
+                f"{self._status_deadline:g} s: {why}") from None
+        body = _body(resp, token)
+        if resp.status in GET_RETRY_STATUSES:
+            raise TaskRunnerUnavailable(f"status of job {job_id}: HTTP {resp.status}: {body}")
+        if resp.status != 200:
+            raise StatusRefused(f"status of job {job_id}: {self._refusal(url, auth, resp.status, body)}")
+        try:
+            return _job(resp)
+        except ValueError as exc:
+            raise TaskRunnerUnavailable(redact(str(exc), [token])) from None
 
-    def _request(self, method: str, url: str, path: str, auth: str, run_id: str, **kwargs: Any) -> requests.Response:
+    def _token(self, url: str, auth: str, run_id: str, error: type[TaskRunnerError]) -> str:
         base = url.rstrip("/")
+        try:
+            return check_token(self._tokens.token(base, auth, run_id), self._tokens.describe(base, auth))
+        except AuthError as exc:
+            raise error(f"no usable token for the Task Runner: {exc}") from exc
+
+    def _retries(self, deadline: float, **kwargs: Any) -> _Retry:
+        retry = _Retry(**self._retry, **kwargs)
+        retry.deadline, retry.sleeper = deadline, self._sleep
+        return retry
+
+    def _send(self, method: str, url: str, path: str, token: str, retry: Retry, timeout: Timeout,
+              **kwargs: Any) -> BaseHTTPResponse:
+        headers = {"Authorization": f"Bearer {token}"}
         with self._waiting():
-            headers = {"Authorization": f"Bearer {self._tokens.token(base, auth, run_id)}"}
-            return self._session.request(method, base + path, headers=headers, timeout=self._timeout, **kwargs)
+            try:
+                return self._pool.request(method, url.rstrip("/") + path, headers=headers, retries=retry,
+                                          timeout=timeout, **kwargs)
+            except ValueError as exc:  # a request the HTTP layer refused to send
+                raise _NotSent(redact(str(exc), [token])) from None
+
+    def _refusal(self, url: str, auth: str, status: int, body: str) -> str:
+        if status not in (401, 403):
+            return f"HTTP {status}: {body}"
+        what = "is not valid there (expired, or meant for another audience?)" if status == 401 else \
+            "is not allowed to call it (on Cloud Run: roles/run.invoker)"
+        who = self._tokens.describe(url.rstrip("/"), auth)
+        return (f"the Task Runner at {origin_of(url)} refused the request (HTTP {status}: {body}); "
+                f"the credential used, {who}, {what}")
 
 
-def _body(resp: requests.Response) -> str:
-    return resp.text[:1000].strip()
+def _unknown(url: str, task: Task, cause: str) -> str:
+    return (f"the outcome of submitting job {task.name!r} is unknown ({cause}): a job may be running at the "
+            f"Task Runner {origin_of(url)}; check its jobs named {task.name!r} before running this step again "
+            "(the submission was not sent twice)")
 
 
-def _job(resp: requests.Response, error: type[TaskRunnerError]) -> Job:
+def _why(error: Exception | None) -> str:
+    if isinstance(error, NewConnectionError):
+        return "connection refused or host unreachable"
+    if isinstance(error, ConnectTimeoutError):
+        return "connection timed out"
+    if isinstance(error, ReadTimeoutError):
+        return "no answer in time (read timeout)"
+    if isinstance(error, ProtocolError):
+        return "connection dropped before an answer"
+    if isinstance(error, _DeadlinePassed):
+        return "time allowed used up"
+    return excerpt(str(error), BODY_LIMIT)
+
+
+def _body(resp: BaseHTTPResponse, token: str) -> str:
+    text = resp.data.decode("utf-8", "replace").strip()
+    return excerpt(redact(text, [token]), BODY_LIMIT)
+
+
+def _job(resp: BaseHTTPResponse) -> Job:
+    """The job in a 200 answer; ValueError with an excerpt of the body when it has none."""
     try:
         job = resp.json()["job"]
         return Job(str(job["jobId"]), str(job["state"]), str(job.get("message") or ""))
     except (ValueError, KeyError, TypeError) as exc:
-        raise error(f"malformed Task Runner answer: {_body(resp)!r}") from exc
+        text = resp.data.decode("utf-8", "replace")
+        raise ValueError(f"malformed Task Runner answer (HTTP 200): {excerpt(text, BODY_LIMIT)!r}") from exc
