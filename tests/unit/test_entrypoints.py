@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -13,16 +14,16 @@ from cloudevents.http import CloudEvent
 
 import main
 from enginekit import ListBus, ScriptedRunner
+from workflow import bootstrap
 from workflow.adapters.dag_sources import DagSources
 from workflow.adapters.embedded.sqlite_store import SqliteStateStore
 from workflow.adapters.http.auth import SealedTokens, StaticToken
+from workflow.bootstrap import CloudRuntime
 from workflow.dagfile import parse_dag
-from workflow.engine import Ports
 from workflow.entrypoints import (
     GCS_FINALIZED,
     MAX_INLINE_WAIT,
     PUBSUB_PUBLISHED,
-    CloudRuntime,
     NotYet,
     dag_uploaded,
     engine_message,
@@ -31,12 +32,18 @@ from workflow.entrypoints import (
 )
 from workflow.model import codec
 from workflow.model.messages import DispatchStep, StartRun
+from workflow.model.records import RunRecord, StepRecord
 from workflow.model.states import RunStatus
-from workflow.settings import Settings
 
 KEY = "q3v6oVn8kR9A0QG7lq2m2n7pPZxG2Jm0y9dQ9ZpVb3U="
 DAG = {"steps": [{"id": "a", "task": {"imageUri": "img/a"}}, {"id": "b", "dependsOn": ["a"],
                                                                "task": {"imageUri": "img/b"}}]}
+ENV = {
+    "WORKFLOW_TR_URL": "https://runner.example",
+    "WORKFLOW_ALLOWED_TR_ORIGINS": "https://runner.example, https://tr.example,https://other.example",
+    "WORKFLOW_DAG_BUCKETS": "b",
+    "WORKFLOW_CHECK_STATE_DURATION_SEC": "0",
+}
 
 
 class FileDags(DagSources):
@@ -50,11 +57,28 @@ class FileDags(DagSources):
         return super().read_bytes(str(self.root / path.removeprefix("gs://b/")))
 
 
+class RecordingStore(SqliteStateStore):
+    """Keeps every run and step it was asked to create, to check what was stored."""
+
+    def __init__(self) -> None:
+        super().__init__(":memory:")
+        self.created: list[tuple[RunRecord, list[StepRecord]]] = []
+
+    def create_run(self, run: RunRecord, steps: Sequence[StepRecord]) -> bool:
+        self.created.append((run, list(steps)))
+        return super().create_run(run, steps)
+
+
+def cloud(tmp_path: Path, tokens: SealedTokens | None = None, **env: str) -> CloudRuntime:
+    return bootstrap.cloud(
+        {**ENV, **env}, store=RecordingStore(), bus=ListBus(), runner=ScriptedRunner(), dags=FileDags(tmp_path),
+        tokens=tokens or SealedTokens(KEY, fallback=StaticToken("own")),
+    )
+
+
 @pytest.fixture
 def rt(tmp_path: Path) -> CloudRuntime:
-    ports = Ports(SqliteStateStore(), ListBus(), ScriptedRunner(), Settings(poll_interval=0))
-    tokens = SealedTokens(KEY, fallback=StaticToken("own"))
-    return CloudRuntime(ports, FileDags(tmp_path), tokens, "dags/", "https://runner.example")
+    return cloud(tmp_path)
 
 
 def gcs_event(name: str, generation: str = "17", metadata: dict[str, str] | None = None) -> CloudEvent:
@@ -67,6 +91,12 @@ def gcs_event(name: str, generation: str = "17", metadata: dict[str, str] | None
 def pubsub_event(data: bytes, message_id: str = "m1", **attributes: str) -> CloudEvent:
     message = {"data": base64.b64encode(data).decode(), "attributes": attributes, "messageId": message_id}
     return CloudEvent({"type": PUBSUB_PUBLISHED, "source": "//pubsub.googleapis.com/t"}, {"message": message})
+
+
+def stored(rt: CloudRuntime) -> list[tuple[RunRecord, list[StepRecord]]]:
+    store = rt.ports.store
+    assert isinstance(store, RecordingStore)
+    return store.created
 
 
 def published(rt: CloudRuntime) -> list[Any]:
@@ -133,6 +163,7 @@ def test_start_message_without_run_id_derives_it_from_the_message_id(rt: CloudRu
         ({"run_id": "r-2", "dag": DAG, "tr_hostnme": "x"}, "unknown key(s) tr_hostnme"),
         ({"run_id": "r-2", "dag": {"steps": []}}, "steps"),
         ({"run_id": "r-2", "dag": DAG, "tr_hostname": "ftp://x"}, "no usable Task Runner URL"),
+        ({"run_id": "r-2", "dag": DAG, "tr_hostname": "https://evil.example"}, "origin https://evil.example is not"),
     ],
 )
 def test_bad_start_requests_record_an_invalid_run(rt: CloudRuntime, body: dict[str, Any], problem: str) -> None:
@@ -142,17 +173,37 @@ def test_bad_start_requests_record_an_invalid_run(rt: CloudRuntime, body: dict[s
     assert published(rt) == []
 
 
-def test_a_token_without_a_sealing_key_is_refused(rt: CloudRuntime) -> None:
-    keyless = CloudRuntime(rt.ports, rt.dags, SealedTokens(None, StaticToken("own")), "dags/", "https://r.example")
+def test_a_token_without_a_sealing_key_is_refused(tmp_path: Path) -> None:
+    keyless = cloud(tmp_path, tokens=SealedTokens(None, StaticToken("own")))
     start_message(pubsub_event(json.dumps({"dag": DAG, "run_id": "r-3", "tr_auth_jwt": "t"}).encode()), keyless)
-    run = rt.ports.store.get_run("r-3")
+    run = keyless.ports.store.get_run("r-3")
     assert run is not None and run.status is RunStatus.INVALID and "WORKFLOW_TOKEN_KEY" in run.problems[0]
 
 
-@pytest.mark.parametrize("data", [b"not json", b"[1]", json.dumps({"run_id": "bad id!", "dag": DAG}).encode()])
-def test_malformed_start_messages_are_acknowledged(rt: CloudRuntime, data: bytes) -> None:
-    start_message(pubsub_event(data), rt)
-    assert published(rt) == []
+@pytest.mark.parametrize(
+    ("data", "problem"),
+    [
+        (b"not json", "not JSON"),
+        (b"[1]", "not an object"),
+        (b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
+        (b'{"dag": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", "nested too deeply"),
+        (b" " * (1024 * 1024 + 1), "at most 1,048,576"),
+        (json.dumps({"run_id": "bad id!", "dag": DAG}).encode(), "run_id 'bad id!' is not"),
+        (json.dumps({"run_id": 5, "dag": DAG}).encode(), "run_id must be a string"),
+        (json.dumps({"run_id": ".", "dag": DAG}).encode(), "run_id '.' is not"),
+        (json.dumps({"run_id": "..", "dag": DAG}).encode(), "run_id '..' is not"),
+        (json.dumps({"run_id": "__x__", "dag": DAG}).encode(), "run_id '__x__' is not"),
+        (json.dumps({"dag": DAG, "tr_hostname": 7}).encode(), "tr_hostname must be a string"),
+        (json.dumps({"dag_path": ["gs://b/x"]}).encode(), "dag_path must be a string"),
+    ],
+)
+def test_malformed_start_messages_are_recorded_invalid_once(rt: CloudRuntime, data: bytes, problem: str) -> None:
+    start_message(pubsub_event(data, message_id="77"), rt)
+    start_message(pubsub_event(data, message_id="77"), rt)  # redelivered: nothing new
+    run = rt.ports.store.get_run("start-77")
+    assert run is not None and run.status is RunStatus.INVALID
+    assert problem in " ".join(run.problems), run.problems
+    assert len(stored(rt)) == 1 and published(rt) == []
 
 
 def test_engine_message_is_handled_and_poison_is_dropped(rt: CloudRuntime) -> None:
@@ -178,6 +229,8 @@ def test_entry_points_declare_and_check_their_event_type(rt: CloudRuntime) -> No
     assert main.on_dag_uploaded.event_type == GCS_FINALIZED  # type: ignore[attr-defined]
     assert main.on_start_message.event_type == PUBSUB_PUBLISHED  # type: ignore[attr-defined]
     assert main.on_engine_message.event_type == PUBSUB_PUBLISHED  # type: ignore[attr-defined]
+    assert main.on_start_request.trigger == "http"  # type: ignore[attr-defined]
+    assert main.on_start_message.trigger == PUBSUB_PUBLISHED  # type: ignore[attr-defined]
     main.on_engine_message(gcs_event("dags/x.yaml"))  # wrong type: ignored before any runtime is built
     assert main.runtime.cache_info().currsize == 0
 
@@ -188,7 +241,8 @@ def test_a_transient_error_asks_for_redelivery_without_a_traceback(
     from werkzeug.exceptions import ServiceUnavailable
 
     monkeypatch.setattr(main, "runtime", lambda: rt)
-    early = pubsub_event(codec.encode(DispatchStep("r", "a")), not_before="99999999999")
+    early = pubsub_event(codec.encode(DispatchStep("r", "a")), not_before="99999999999", run_id="r", step_id="a")
     with pytest.raises(ServiceUnavailable):
         main.on_engine_message(early)
-    assert any(r.levelname == "WARNING" and "retry later" in r.getMessage() for r in caplog.records)
+    warnings = [r for r in caplog.records if r.levelname == "WARNING" and "retry later" in r.getMessage()]
+    assert warnings and all(getattr(r, "run_id", None) == "r" and "run r" in r.getMessage() for r in warnings)
