@@ -339,16 +339,18 @@ def _start(rt: CloudRuntime, request: _Request, load: Callable[[], Dag]) -> Star
         problems = [str(p) for p in exc.problems]
     except (InputError, RecursionError) as exc:
         problems = [str(exc) if isinstance(exc, InputError) else "the DAG is nested too deeply"]
-    secrets = [request.jwt] if isinstance(request.jwt, str) else []
-    return _record_invalid(rt, request, [redact(p, secrets) for p in problems])
+    return _record_invalid(rt, request, problems)
 
 
 def _record_invalid(rt: CloudRuntime, request: _Request, problems: list[str]) -> Started:
+    """Record the run INVALID with its report; nothing of a caller's token is kept or logged."""
     run_id = request.run_id
+    secrets = [request.jwt] if isinstance(request.jwt, str) else []
+    problems = [redact(p, secrets) for p in problems]
     log.warning("run %s INVALID: %s", run_id, "; ".join(problems), extra={"run_id": run_id})
     shown_url = request.tr_url if isinstance(request.tr_url, str) and not request.problems else ""
-    run = RunRecord(run_id, RunStatus.INVALID, shown_url, source=request.source, created_at=time.time(),
-                    finished_at=time.time(), problems=tuple(problems))
+    run = RunRecord(run_id, RunStatus.INVALID, redact(shown_url, secrets), source=redact(request.source, secrets),
+                    created_at=time.time(), finished_at=time.time(), problems=tuple(problems))
     rt.ports.store.create_run(run, [])
     return Started(run_id, tuple(problems))
 
