@@ -97,7 +97,7 @@ def accepts(event_type: str) -> Callable[[F], F]:
             fn(event)
 
         checked.event_type = event_type  # type: ignore[attr-defined]
-        checked.trigger = event_type  # type: ignore[attr-defined]
+        checked.trigger = event_type  # type: ignore[attr-defined]  # the trigger kind: an event type or "http"
         return checked  # type: ignore[return-value]
 
     return mark
@@ -135,9 +135,11 @@ def dag_uploaded(event: Any, rt: CloudRuntime) -> None:
         log.info("upload already started run %s", run_id, extra={"run_id": run_id})
         return
     metadata = obj.get("metadata") or {}
-    tr_url = metadata.get("tr_url") or metadata.get("tr_hostname") or rt.edge.default_tr_url
+    given = metadata.get("tr_url") or metadata.get("tr_hostname")
+    tr_url = given or rt.edge.default_tr_url
+    where = "the object's metadata tr_url" if given else TR_URL_ENV
     request = _Request(run_id, f"gs://{bucket}/{name}#{generation}", tr_url, None,
-                       tr_url_problems(tr_url, rt.edge, "the object's metadata tr_url"))
+                       tr_url_problems(tr_url, rt.edge, where))
     _start(rt, request, lambda: rt.dags.read(f"gs://{bucket}/{name}"))
 
 
@@ -172,10 +174,7 @@ def start_over_http(request: Any, rt: CloudRuntime) -> tuple[int, dict[str, Any]
         return 405, {"error": "use POST with a JSON start request"}
     if request.mimetype != "application/json":
         return 415, {"error": f"Content-Type must be application/json, not {excerpt(request.mimetype, 100)!r}"}
-    if (request.content_length or 0) > MAX_START_BYTES:
-        data = b"x" * (MAX_START_BYTES + 1)  # refused by size, unread
-    else:
-        data = request.stream.read(MAX_START_BYTES + 1)
+    data = request.stream.read(MAX_START_BYTES + 1)  # one byte more than allowed: enough to refuse
     checked = _parsed(data, f"start-http-{uuid.uuid4().hex}", rt, HTTP_ALIASES)
     try:
         started = _started(checked, rt)
@@ -237,8 +236,9 @@ def _checked(body: dict[str, Any] | None, problem: str, fallback_id: str, edge: 
     unknown = sorted(set(body) - START_KEYS)
     if unknown:
         problems.append(f"unknown key(s) {excerpt(', '.join(unknown), 300)} (known: {', '.join(sorted(START_KEYS))})")
-    tr_url = body.get("tr_hostname") or body.get("tr_url") or edge.default_tr_url
-    problems += tr_url_problems(tr_url, edge, "tr_hostname")
+    given = body.get("tr_hostname") or body.get("tr_url")
+    tr_url = given or edge.default_tr_url
+    problems += tr_url_problems(tr_url, edge, "tr_hostname" if given else TR_URL_ENV)
     problems += _token_problems(body)
     problems += _dag_problems(body, edge)
     path = body.get("dag_path")
@@ -349,8 +349,9 @@ def _record_invalid(rt: CloudRuntime, request: _Request, problems: list[str]) ->
     problems = [redact(p, secrets) for p in problems]
     log.warning("run %s INVALID: %s", run_id, "; ".join(problems), extra={"run_id": run_id})
     shown_url = request.tr_url if isinstance(request.tr_url, str) and not request.problems else ""
+    now = rt.ports.clock()
     run = RunRecord(run_id, RunStatus.INVALID, redact(shown_url, secrets), source=redact(request.source, secrets),
-                    created_at=time.time(), finished_at=time.time(), problems=tuple(problems))
+                    created_at=now, finished_at=now, problems=tuple(problems))
     rt.ports.store.create_run(run, [])
     return Started(run_id, tuple(problems))
 

@@ -545,3 +545,12 @@ def test_a_transient_failure_over_http_answers_503_naming_the_run(
     answer = client.post("/", json={"dag": DAG, "run_id": "h-3"})
     assert answer.status_code == 503 and answer.get_json()["run_id"] == "h-3"
     assert [getattr(r, "run_id", None) for r in caplog.records if "retry later" in r.getMessage()] == ["h-3"]
+
+
+def test_a_refused_default_task_runner_is_named_as_the_setting(tmp_path: Path) -> None:
+    rt = cloud(tmp_path, WORKFLOW_TR_URL="http://127.0.0.1:9", WORKFLOW_ALLOWED_TR_ORIGINS="")
+    start_message(pubsub_event(json.dumps({"dag": DAG, "run_id": "d-1"}).encode()), rt)
+    run = rt.ports.store.get_run("d-1")
+    assert run is not None and run.status is RunStatus.INVALID
+    assert run.problems == ("WORKFLOW_TR_URL: Task Runner origin http://127.0.0.1:9 is plain http, refused "
+                            "(WORKFLOW_ALLOW_HTTP_TR=1 allows it, for local use only)",)
