@@ -1,12 +1,14 @@
 """Entry points: the command line (`python main.py --help`) and the Cloud Functions.
 
-Each function decodes nothing itself: it hands the CloudEvent to `workflow.entrypoints`
-with the instance's runtime, built on the first event and reused for the instance's life.
+Each function decodes nothing itself: it hands the CloudEvent (or HTTP request) to
+`workflow.entrypoints` with the instance's runtime, built on the first call and reused for
+the instance's life.
 """
 
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import sys
 from collections.abc import Callable
@@ -16,8 +18,11 @@ import functions_framework
 from werkzeug.exceptions import ServiceUnavailable
 
 from workflow import entrypoints
-from workflow.entrypoints import GCS_FINALIZED, PUBSUB_PUBLISHED, CloudRuntime, accepts
+from workflow.bootstrap import CloudRuntime
+from workflow.entrypoints import GCS_FINALIZED, PUBSUB_PUBLISHED, accepts, http_trigger
 from workflow.errors import TransientError
+
+log = logging.getLogger("workflow.entrypoints")
 
 
 @functools.cache
@@ -35,7 +40,8 @@ def _serve(handler: Callable[[Any, CloudRuntime], None], event: Any) -> None:
     except TransientError as exc:
         # Expected (an early delayed message, a claim held elsewhere, contention): ask for
         # redelivery with a 503 and a warning, not an error with a traceback.
-        logging.getLogger("workflow.entrypoints").warning("retry later: %s", exc)
+        ids = entrypoints.event_ids(event)
+        log.warning("retry later (run %s): %s", ids.get("run_id", "?"), exc, extra=ids)
         raise ServiceUnavailable(str(exc)) from exc
     finally:
         entrypoints.report_ops(rt)
@@ -60,6 +66,19 @@ def on_start_message(event: Any) -> None:
 def on_engine_message(event: Any) -> None:
     """One of the engine's own messages (step ready, job check, step finished, ...)."""
     _serve(entrypoints.engine_message, event)
+
+
+@functions_framework.http
+@http_trigger
+def on_start_request(request: Any) -> tuple[str, int, dict[str, str]]:
+    """POST a start request (JSON, as on the start topic): 202 {"run_id"}, or 400 with the report."""
+    rt = runtime()
+    try:
+        status, body = entrypoints.start_over_http(request, rt)
+    finally:
+        entrypoints.report_ops(rt)
+    headers = {"Content-Type": "application/json"} | ({"Allow": "POST"} if status == 405 else {})
+    return json.dumps(body), status, headers
 
 
 if __name__ == "__main__":

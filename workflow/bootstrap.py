@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -14,11 +15,11 @@ from .adapters.http.task_runner import HttpTaskRunner
 from .engine import Ports, handle
 from .errors import InputError
 from .model.messages import Message
-from .ports import TaskRunner
-from .settings import Settings
+from .ports import Bus, StateStore, TaskRunner
+from .settings import EdgeSettings, Settings
 
 if TYPE_CHECKING:  # the cloud's modules load only for the cloud runtime, not for the CLI
-    from .entrypoints import CloudRuntime
+    from .adapters.dag_sources import DagSources
 
 
 def token_source(jwt: str | None) -> TokenSource:
@@ -46,10 +47,16 @@ def embedded(
     jwt: str | None = None,
     db_path: str = ":memory:",
     workers: int = 8,
+    store: SqliteStateStore | None = None,
+    bus: InProcessBus | None = None,
 ) -> EmbeddedRuntime:
-    """Start an embedded runtime; `runner` defaults to the HTTP Task Runner client."""
-    store = SqliteStateStore(db_path)
-    bus = InProcessBus(workers=workers)
+    """Start an embedded runtime; builds only what is not given.
+
+    `runner` defaults to the HTTP Task Runner client, `store` to SQLite at `db_path`,
+    `bus` to an in-process bus of `workers` threads (started here).
+    """
+    store = store or SqliteStateStore(db_path)
+    bus = bus or InProcessBus(workers=workers)
     ports = Ports(
         store=store,
         bus=bus,
@@ -64,37 +71,72 @@ def embedded(
     return EmbeddedRuntime(ports, bus, store)
 
 
-def cloud(env: Mapping[str, str] | None = None) -> CloudRuntime:
+@dataclass(frozen=True)
+class CloudRuntime:
+    """What the Cloud Functions' entry points need, built once per function instance."""
+
+    ports: Ports
+    dags: DagSources
+    tokens: SealedTokens
+    edge: EdgeSettings
+    report_ops: bool = False  # log this instance's store and bus counters after each event
+
+
+def cloud(
+    env: Mapping[str, str] | None = None,
+    *,
+    store: StateStore | None = None,
+    bus: Bus | None = None,
+    runner: TaskRunner | None = None,
+    dags: DagSources | None = None,
+    tokens: SealedTokens | None = None,
+    clock: Callable[[], float] = time.time,
+) -> CloudRuntime:
     """Ports for Cloud Functions: Firestore, Pub/Sub, GCS, the HTTP Task Runner.
 
-    Configured by the environment (see README: Cloud runtime); clients are created here,
-    once per function instance, never at import time.
+    Builds only what is not given. Configured by the environment (see README: Cloud
+    runtime); clients are created here, once per function instance, never at import time.
+    An invalid setting raises InputError naming the variable.
     """
-    from google.cloud import firestore
-
     from .adapters.dag_sources import DagSources
-    from .adapters.gcp.firestore_store import FirestoreStateStore
-    from .adapters.gcp.pubsub_bus import PubSubBus
-    from .entrypoints import CloudRuntime
 
     env = os.environ if env is None else env
-    project = env.get("GOOGLE_CLOUD_PROJECT", "")
-    if not project:
-        raise InputError("GOOGLE_CLOUD_PROJECT is not set")
-    database = env.get("WORKFLOW_FIRESTORE_DATABASE") or "(default)"
-    own = StaticToken("none") if env.get("WORKFLOW_TR_AUTH_MODE") == "none" else IdTokenSource()
-    tokens = SealedTokens(env.get("WORKFLOW_TOKEN_KEY") or None, fallback=own)
+    if tokens is None:
+        own = StaticToken("none") if env.get("WORKFLOW_TR_AUTH_MODE") == "none" else IdTokenSource()
+        tokens = SealedTokens(env.get("WORKFLOW_TOKEN_KEY") or None, fallback=own)
     ports = Ports(
-        store=FirestoreStateStore(firestore.Client(project=project, database=database)),
-        bus=PubSubBus(project, env.get("WORKFLOW_ENGINE_TOPIC") or "workflow-engine"),
-        runner=HttpTaskRunner(tokens),
+        store=store or _firestore_store(env),
+        bus=bus or _pubsub_bus(env),
+        runner=runner or HttpTaskRunner(tokens),
         settings=Settings.from_env(env),
+        clock=clock,
     )
     return CloudRuntime(
         ports=ports,
-        dags=DagSources(),
+        dags=dags or DagSources(),
         tokens=tokens,
-        dag_prefix=env.get("WORKFLOW_DAG_PREFIX", "dags/"),
-        default_tr_url=env.get("WORKFLOW_TR_URL", ""),
+        edge=EdgeSettings.from_env(env),
         report_ops=env.get("WORKFLOW_REPORT_OPS") == "1",
     )
+
+
+def _project(env: Mapping[str, str]) -> str:
+    project = env.get("GOOGLE_CLOUD_PROJECT", "")
+    if not project:
+        raise InputError("GOOGLE_CLOUD_PROJECT is not set")
+    return project
+
+
+def _firestore_store(env: Mapping[str, str]) -> StateStore:
+    from google.cloud import firestore
+
+    from .adapters.gcp.firestore_store import FirestoreStateStore
+
+    database = env.get("WORKFLOW_FIRESTORE_DATABASE") or "(default)"
+    return FirestoreStateStore(firestore.Client(project=_project(env), database=database))
+
+
+def _pubsub_bus(env: Mapping[str, str]) -> Bus:
+    from .adapters.gcp.pubsub_bus import PubSubBus
+
+    return PubSubBus(_project(env), env.get("WORKFLOW_ENGINE_TOPIC") or "workflow-engine")

@@ -1,49 +1,66 @@
-"""What the Cloud Functions do with a CloudEvent; `main.py` only binds them to names.
+"""What the Cloud Functions do with an event or request; `main.py` only binds them to names.
 
 - `dag_uploaded`: a GCS finalize event of a DAG file under the prefix starts a run whose
   id derives from bucket, object and generation, so a redelivered event starts nothing new.
 - `start_message`: a Pub/Sub start request `{"dag_path"|"dag", "tr_hostname", "tr_auth_jwt",
   "run_id"}`; without `run_id` the run id derives from the Pub/Sub message id.
+- `start_over_http`: the same request as an authenticated HTTP POST (also with the Go
+  tool's keys `workflow-path` and `tr-url`); without `run_id` the id gets a random suffix.
 - `engine_message`: the engine's own messages; one with a `not_before` attribute in the
   future is held (up to `MAX_INLINE_WAIT` seconds) or handed back for redelivery.
 
-A bad DAG or request is recorded as an INVALID run with its report and acknowledged; a
-malformed engine message is logged with its ids and acknowledged; anything transient
-raises, so Pub/Sub or Eventarc redelivers.
+Everything from outside is checked before any request is made: a Task Runner URL must be
+an allowed origin (`EdgeSettings`), a `dag_path` an object of an allowed bucket, a token a
+well-formed bearer token. A bad DAG or request is recorded as an INVALID run with its
+report and acknowledged; a malformed engine message is logged with its ids and
+acknowledged; anything transient raises, so Pub/Sub or Eventarc redelivers. A caller's
+token never appears in a report, a log line or an exception.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import dataclasses
 import functools
 import hashlib
 import json
 import logging
+import math
 import os
 import re
 import time
+import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
-from .adapters.dag_sources import DagSources
-from .adapters.http.auth import SealedTokens
+from .adapters.http.auth import check_token, origin_of
+from .bootstrap import CloudRuntime
 from .dagfile import parse_dag
-from .engine import Ports, handle
+from .engine import handle
 from .errors import AuthError, DagInvalid, InputError, PoisonMessage, TransientError
 from .model import codec
 from .model.dag import Dag
 from .model.messages import StartRun
 from .model.records import RunRecord
 from .model.states import RunStatus
+from .model.text import excerpt, redact
+from .settings import ALLOW_HTTP_ENV, ALLOWED_ORIGINS_ENV, DAG_BUCKETS_ENV, TR_URL_ENV, EdgeSettings
 
 log = logging.getLogger("workflow.entrypoints")
 
 GCS_FINALIZED = "google.cloud.storage.object.v1.finalized"
 PUBSUB_PUBLISHED = "google.cloud.pubsub.topic.v1.messagePublished"
+HTTP_TRIGGER = "http"
 DAG_EXTENSIONS = (".yaml", ".yml", ".json")
 MAX_INLINE_WAIT = 8.0  # below the 10 s ack deadline of an Eventarc push subscription
 START_KEYS = frozenset({"dag_path", "dag", "tr_hostname", "tr_url", "tr_auth_jwt", "run_id"})
-RUN_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
+HTTP_ALIASES = {"workflow-path": "dag_path", "tr-url": "tr_hostname"}  # the Go tool's service
+MAX_START_BYTES = 1_048_576
+MAX_TR_URL = 2_048
+MAX_DAG_PATH = 1_024
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -52,13 +69,11 @@ class NotYet(TransientError):
 
 
 @dataclass(frozen=True)
-class CloudRuntime:
-    ports: Ports
-    dags: DagSources
-    tokens: SealedTokens
-    dag_prefix: str
-    default_tr_url: str
-    report_ops: bool = False  # log this instance's store and bus counters after each event
+class Started:
+    """The outcome of a start request: the run id and, for an INVALID run, its report."""
+
+    run_id: str
+    problems: tuple[str, ...] = ()
 
 
 def report_ops(rt: CloudRuntime) -> None:
@@ -82,26 +97,50 @@ def accepts(event_type: str) -> Callable[[F], F]:
             fn(event)
 
         checked.event_type = event_type  # type: ignore[attr-defined]
+        checked.trigger = event_type  # type: ignore[attr-defined]  # the trigger kind: an event type or "http"
         return checked  # type: ignore[return-value]
 
     return mark
+
+
+def http_trigger(fn: F) -> F:
+    """Mark an entry point as HTTP-triggered (deploy checks read `trigger`)."""
+    fn.trigger = HTTP_TRIGGER  # type: ignore[attr-defined]
+    return fn
+
+
+def event_ids(event: Any) -> dict[str, str]:
+    """The run (and step) an event is about, for log lines; empty when it cannot be told."""
+    if event["type"] == GCS_FINALIZED:
+        obj = event.data or {}
+        return {"run_id": upload_run_id(str(obj.get("bucket", "")), str(obj.get("name", "")),
+                                        str(obj.get("generation", "")))}
+    data, attributes, message_id = pubsub_message(event)
+    if attributes.get("run_id"):
+        return {"run_id": attributes["run_id"], "step_id": attributes.get("step_id", "")}
+    body, _ = _json_object(data)
+    given = (body or {}).get("run_id")
+    return {"run_id": str(given) if codec.id_problem(given, "run_id") is None else f"start-{message_id}"}
 
 
 # -- GCS uploads ------------------------------------------------------------------------
 def dag_uploaded(event: Any, rt: CloudRuntime) -> None:
     obj: Mapping[str, Any] = event.data or {}
     bucket, name, generation = str(obj.get("bucket", "")), str(obj.get("name", "")), str(obj.get("generation", ""))
-    if not name.startswith(rt.dag_prefix) or not name.lower().endswith(DAG_EXTENSIONS):
-        log.info("ignored gs://%s/%s: not a DAG file under %r", bucket, name, rt.dag_prefix)
+    if not name.startswith(rt.edge.dag_prefix) or not name.lower().endswith(DAG_EXTENSIONS):
+        log.info("ignored gs://%s/%s: not a DAG file under %r", bucket, name, rt.edge.dag_prefix)
         return
     run_id = upload_run_id(bucket, name, generation)
     if rt.ports.store.get_run(run_id) is not None:
         log.info("upload already started run %s", run_id, extra={"run_id": run_id})
         return
     metadata = obj.get("metadata") or {}
-    tr_url = str(metadata.get("tr_url") or metadata.get("tr_hostname") or rt.default_tr_url)
-    source = f"gs://{bucket}/{name}#{generation}"
-    _start(rt, run_id, source, tr_url, "", lambda: rt.dags.read(f"gs://{bucket}/{name}"))
+    given = metadata.get("tr_url") or metadata.get("tr_hostname")
+    tr_url = given or rt.edge.default_tr_url
+    where = "the object's metadata tr_url" if given else TR_URL_ENV
+    request = _Request(run_id, f"gs://{bucket}/{name}#{generation}", tr_url, None,
+                       tr_url_problems(tr_url, rt.edge, where))
+    _start(rt, request, lambda: rt.dags.read(f"gs://{bucket}/{name}"))
 
 
 def upload_run_id(bucket: str, name: str, generation: str) -> str:
@@ -112,61 +151,209 @@ def upload_run_id(bucket: str, name: str, generation: str) -> str:
 
 
 # -- start requests ---------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Request:
+    """A start request after its checks: `problems` lists everything wrong with it."""
+
+    run_id: str
+    source: str
+    tr_url: Any
+    jwt: Any
+    problems: list[str]
+    body: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
 def start_message(event: Any, rt: CloudRuntime) -> None:
     data, _, message_id = pubsub_message(event)
+    start_request(data, f"start-{message_id}", rt)
+
+
+def start_over_http(request: Any, rt: CloudRuntime) -> tuple[int, dict[str, Any]]:
+    """(HTTP status, JSON body) for a werkzeug request: 202 started, 400 INVALID, 405, 415, 503."""
+    if request.method != "POST":
+        return 405, {"error": "use POST with a JSON start request"}
+    if request.mimetype != "application/json":
+        return 415, {"error": f"Content-Type must be application/json, not {excerpt(request.mimetype, 100)!r}"}
+    data = request.stream.read(MAX_START_BYTES + 1)  # one byte more than allowed: enough to refuse
+    checked = _parsed(data, f"start-http-{uuid.uuid4().hex}", rt, HTTP_ALIASES)
+    try:
+        started = _started(checked, rt)
+    except TransientError as exc:
+        log.warning("run %s: retry later: %s", checked.run_id, exc, extra={"run_id": checked.run_id})
+        return 503, {"run_id": checked.run_id, "error": f"try again later: {exc}"}
+    if started.problems:
+        return 400, {"run_id": started.run_id, "problems": list(started.problems)}
+    return 202, {"run_id": started.run_id}
+
+
+def start_request(data: bytes, fallback_id: str, rt: CloudRuntime) -> Started:
+    """Start the run a start request asks for, or record it INVALID; idempotent per run id.
+
+    A repeated run id changes nothing and answers as the first request did.
+    """
+    return _started(_parsed(data, fallback_id, rt, {}), rt)
+
+
+def _parsed(data: bytes, fallback_id: str, rt: CloudRuntime, aliases: Mapping[str, str]) -> _Request:
+    body, problem = _json_object(data)
+    return _checked(body, problem, fallback_id, rt.edge, aliases)
+
+
+def _started(request: _Request, rt: CloudRuntime) -> Started:
+    run_id = request.run_id
+    existing = rt.ports.store.get_run(run_id)
+    if existing is not None:
+        log.info("run %s already started", run_id, extra={"run_id": run_id})
+        return Started(run_id, existing.problems if existing.status is RunStatus.INVALID else ())
+    return _start(rt, request, lambda: _requested_dag(request.body, rt))
+
+
+def _json_object(data: bytes) -> tuple[dict[str, Any] | None, str]:
+    """(the JSON object, "") or (None, why not)."""
+    if len(data) > MAX_START_BYTES:
+        return None, f"the start request is {len(data):,}+ bytes long (at most {MAX_START_BYTES:,})"
     try:
         body = json.loads(data)
-    except ValueError:
-        log.error("start message %s is not JSON: ignored", message_id)
-        return
+    except RecursionError:
+        return None, "the start request is nested too deeply to be read"
+    except ValueError as exc:
+        return None, f"the start request is not JSON ({excerpt(str(exc), 120)})"
     if not isinstance(body, dict):
-        log.error("start message %s is not a JSON object: ignored", message_id)
-        return
-    run_id = str(body.get("run_id") or f"start-{message_id}")
-    if not RUN_ID.match(run_id):
-        log.error("start message %s: run_id %r is not 1-128 of A-Z a-z 0-9 . _ -", message_id, run_id)
-        return
-    if rt.ports.store.get_run(run_id) is not None:
-        log.info("run %s already started", run_id, extra={"run_id": run_id})
-        return
-    tr_url = str(body.get("tr_hostname") or body.get("tr_url") or rt.default_tr_url)
-    source = str(body.get("dag_path") or "inline")
-    _start(rt, run_id, source, tr_url, body.get("tr_auth_jwt") or "", lambda: _requested_dag(body, rt))
+        return None, f"the start request is a JSON {type(body).__name__}, not an object"
+    return body, ""
+
+
+def _checked(body: dict[str, Any] | None, problem: str, fallback_id: str, edge: EdgeSettings,
+             aliases: Mapping[str, str]) -> _Request:
+    if body is None:
+        return _Request(fallback_id, "inline", "", None, [problem])
+    problems = _renamed(body, aliases)
+    run_id = body.get("run_id", fallback_id)
+    id_problem = codec.id_problem(run_id, "run_id")
+    if id_problem:
+        run_id = fallback_id
+        problems.append(id_problem)
+    unknown = sorted(set(body) - START_KEYS)
+    if unknown:
+        problems.append(f"unknown key(s) {excerpt(', '.join(unknown), 300)} (known: {', '.join(sorted(START_KEYS))})")
+    given = body.get("tr_hostname") or body.get("tr_url")
+    tr_url = given or edge.default_tr_url
+    problems += tr_url_problems(tr_url, edge, "tr_hostname" if given else TR_URL_ENV)
+    problems += _token_problems(body)
+    problems += _dag_problems(body, edge)
+    path = body.get("dag_path")
+    source = excerpt(path, 200) if isinstance(path, str) else "inline"
+    return _Request(run_id, source, tr_url, body.get("tr_auth_jwt"), problems, body)
+
+
+def _renamed(body: dict[str, Any], aliases: Mapping[str, str]) -> list[str]:
+    """Rename the aliased keys in place; a problem for each key given under both names."""
+    problems = []
+    for alias, key in aliases.items():
+        if alias in body:
+            if key in body:
+                problems.append(f"give {alias!r} or {key!r}, not both")
+            body[key] = body.pop(alias)
+    return problems
+
+
+def tr_url_problems(url: Any, edge: EdgeSettings, where: str) -> list[str]:
+    """Why the functions must not send requests (with their identity's token) to `url`."""
+    if not isinstance(url, str):
+        return [f"{where} must be a string, not {type(url).__name__}"]
+    if len(url) > MAX_TR_URL:
+        return [f"{where} is {len(url):,} characters long (at most {MAX_TR_URL:,})"]
+    try:
+        parts = urlsplit(url)
+        _ = parts.port
+    except ValueError:
+        parts = None
+    if parts is None or parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        return [f"no usable Task Runner URL in {where} ({excerpt(url, 100)!r}): set {TR_URL_ENV}, or "
+                "tr_hostname in the start message, or the object's metadata tr_url"]
+    if "@" in parts.netloc:
+        return [f"{where}: a Task Runner URL with userinfo (user@host) is refused"]
+    origin = excerpt(origin_of(url), 300)
+    problems = []
+    if origin_of(url) not in edge.allowed_tr_origins:
+        allowed = ", ".join(sorted(edge.allowed_tr_origins)) or "none"
+        problems.append(f"{where}: Task Runner origin {origin} is not allowed ({ALLOWED_ORIGINS_ENV}: {allowed})")
+    if parts.scheme.lower() == "http" and not edge.allow_http_tr:
+        problems.append(f"{where}: Task Runner origin {origin} is plain http, refused ({ALLOW_HTTP_ENV}=1 "
+                        "allows it, for local use only)")
+    return problems
+
+
+def _token_problems(body: dict[str, Any]) -> list[str]:
+    if "tr_auth_jwt" not in body:
+        return []
+    jwt = body["tr_auth_jwt"]
+    if not isinstance(jwt, str):
+        return [f"tr_auth_jwt must be a string, not {type(jwt).__name__}"]
+    try:
+        check_token(jwt, "tr_auth_jwt")
+    except AuthError as exc:
+        return [str(exc)]
+    return []
+
+
+def _dag_problems(body: dict[str, Any], edge: EdgeSettings) -> list[str]:
+    if ("dag" in body) == ("dag_path" in body):
+        return ["give exactly one of 'dag' (the DAG itself) or 'dag_path' (gs://bucket/object)"]
+    if "dag_path" not in body:
+        return []
+    path = body["dag_path"]
+    if not isinstance(path, str):
+        return [f"dag_path must be a string, not {type(path).__name__}"]
+    if len(path) > MAX_DAG_PATH:
+        return [f"dag_path is {len(path):,} characters long (at most {MAX_DAG_PATH:,})"]
+    bucket, _, name = path.removeprefix("gs://").partition("/")
+    if not path.startswith("gs://") or not name or bucket not in edge.dag_buckets:
+        buckets = ", ".join(sorted(edge.dag_buckets)) or "none"
+        return [f"dag_path {excerpt(path, 200)!r} is not gs://BUCKET/OBJECT in an allowed bucket "
+                f"({DAG_BUCKETS_ENV}: {buckets})"]
+    return []
 
 
 def _requested_dag(body: dict[str, Any], rt: CloudRuntime) -> Dag:
-    unknown = sorted(set(body) - START_KEYS)
-    if unknown:
-        raise InputError(f"unknown key(s) {', '.join(unknown)} (known: {', '.join(sorted(START_KEYS))})")
-    if ("dag" in body) == ("dag_path" in body):
-        raise InputError("give exactly one of 'dag' (the DAG itself) or 'dag_path' (gs://bucket/object)")
     if "dag_path" in body:
-        return rt.dags.read(str(body["dag_path"]))
-    return parse_dag(json.dumps(body["dag"]).encode(), "the start message's 'dag'")
-
-
-def _start(rt: CloudRuntime, run_id: str, source: str, tr_url: str, jwt: str, load: Callable[[], Dag]) -> None:
-    """Start the run, or record it INVALID with every problem (and acknowledge)."""
+        return rt.dags.read(body["dag_path"])
     try:
-        dag = load()
-        if not re.match(r"^https?://[^/\s]+", tr_url):
-            raise InputError(f"no usable Task Runner URL ({tr_url!r}): set WORKFLOW_TR_URL, or tr_hostname "
-                             "in the start message, or the object's metadata tr_url")
-        sealed = rt.tokens.seal(jwt, run_id=run_id, origin=tr_url) if jwt else ""
+        text = json.dumps(body["dag"])
+    except RecursionError:
+        raise InputError("the start message's 'dag' is nested too deeply") from None
+    return parse_dag(text.encode(), "the start message's 'dag'")
+
+
+def _start(rt: CloudRuntime, request: _Request, load: Callable[[], Dag]) -> Started:
+    """Start the run, or record it INVALID with every problem (and acknowledge)."""
+    problems = list(request.problems)
+    try:
+        if not problems:
+            dag = load()
+            sealed = rt.tokens.seal(request.jwt, run_id=request.run_id, origin=request.tr_url) if request.jwt else ""
+            handle(StartRun(request.run_id, dag, request.tr_url.rstrip("/"), source=request.source,
+                            tr_auth=sealed), rt.ports)
+            return Started(request.run_id)
     except DagInvalid as exc:
-        _record_invalid(rt, run_id, source, tr_url, [str(p) for p in exc.problems])
-        return
-    except (InputError, AuthError) as exc:
-        _record_invalid(rt, run_id, source, tr_url, [str(exc)])
-        return
-    handle(StartRun(run_id, dag, tr_url.rstrip("/"), source=source, tr_auth=sealed), rt.ports)
+        problems = [str(p) for p in exc.problems]
+    except (InputError, RecursionError) as exc:
+        problems = [str(exc) if isinstance(exc, InputError) else "the DAG is nested too deeply"]
+    return _record_invalid(rt, request, problems)
 
 
-def _record_invalid(rt: CloudRuntime, run_id: str, source: str, tr_url: str, problems: list[str]) -> None:
+def _record_invalid(rt: CloudRuntime, request: _Request, problems: list[str]) -> Started:
+    """Record the run INVALID with its report; nothing of a caller's token is kept or logged."""
+    run_id = request.run_id
+    secrets = [request.jwt] if isinstance(request.jwt, str) else []
+    problems = [redact(p, secrets) for p in problems]
     log.warning("run %s INVALID: %s", run_id, "; ".join(problems), extra={"run_id": run_id})
-    run = RunRecord(run_id, RunStatus.INVALID, tr_url, source=source, created_at=time.time(),
-                    finished_at=time.time(), problems=tuple(problems))
+    shown_url = request.tr_url if isinstance(request.tr_url, str) and not request.problems else ""
+    now = rt.ports.clock()
+    run = RunRecord(run_id, RunStatus.INVALID, redact(shown_url, secrets), source=redact(request.source, secrets),
+                    created_at=now, finished_at=now, problems=tuple(problems))
     rt.ports.store.create_run(run, [])
+    return Started(run_id, tuple(problems))
 
 
 # -- engine messages --------------------------------------------------------------------
@@ -176,10 +363,11 @@ def engine_message(event: Any, rt: CloudRuntime, clock: Callable[[], float] = ti
     ids = {"run_id": attributes.get("run_id", ""), "step_id": attributes.get("step_id", "")}
     try:
         msg = codec.decode(data)
+        due = _not_before(attributes.get("not_before"))
     except PoisonMessage as exc:
         log.error("dropped malformed message %s: %s", message_id, exc, extra=ids)
         return
-    wait = float(attributes.get("not_before") or 0) - clock()
+    wait = due - clock()
     if wait > MAX_INLINE_WAIT:
         raise NotYet(f"message {message_id} is due in {wait:.1f} s")
     if wait > 0:
@@ -190,13 +378,22 @@ def engine_message(event: Any, rt: CloudRuntime, clock: Callable[[], float] = ti
         log.error("dropped message %s: %s", message_id, exc, extra=ids)
 
 
+def _not_before(raw: str | None) -> float:
+    """The `not_before` attribute in Unix seconds (0 when absent); PoisonMessage if malformed."""
+    try:
+        value = float(raw or 0)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        raise PoisonMessage(f"attribute not_before={excerpt(str(raw), 40)!r} is not a Unix time")
+    return value
+
+
 def pubsub_message(event: Any) -> tuple[bytes, dict[str, str], str]:
     """(data, attributes, message id) of a messagePublished CloudEvent."""
-    import base64
-
     message = (event.data or {}).get("message") or {}
     try:
         data = base64.b64decode(message.get("data") or "")
-    except ValueError:
+    except (ValueError, binascii.Error):
         data = b""
     return data, dict(message.get("attributes") or {}), str(message.get("messageId") or message.get("message_id") or "")

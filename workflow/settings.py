@@ -7,6 +7,7 @@ import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from .errors import InputError
 
@@ -57,3 +58,61 @@ def seconds_arg(raw: str) -> float:
         return parse_seconds(raw, "", allow_zero=True)
     except InputError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+TR_URL_ENV = "WORKFLOW_TR_URL"
+ALLOWED_ORIGINS_ENV = "WORKFLOW_ALLOWED_TR_ORIGINS"
+ALLOW_HTTP_ENV = "WORKFLOW_ALLOW_HTTP_TR"
+DAG_BUCKETS_ENV = "WORKFLOW_DAG_BUCKETS"
+DAG_PREFIX_ENV = "WORKFLOW_DAG_PREFIX"
+
+
+@dataclass(frozen=True)
+class EdgeSettings:
+    """What the cloud functions accept from outside: Task Runner origins and DAG buckets.
+
+    A Task Runner URL from a start request or an object's metadata is used only if its
+    origin is in `allowed_tr_origins` (default: the origin of `default_tr_url`), and only
+    over https unless `allow_http_tr`. A start request's `dag_path` must be
+    `gs://BUCKET/OBJECT` with BUCKET in `dag_buckets`.
+    """
+
+    default_tr_url: str = ""
+    allowed_tr_origins: frozenset[str] = frozenset()
+    allow_http_tr: bool = False
+    dag_buckets: frozenset[str] = frozenset()
+    dag_prefix: str = "dags/"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> EdgeSettings:
+        """Read the environment; a malformed origin raises InputError naming the variable."""
+        env = os.environ if env is None else env
+        default = env.get(TR_URL_ENV, "").strip()
+        listed = _listed(env.get(ALLOWED_ORIGINS_ENV, ""))
+        origins = [_origin(o, ALLOWED_ORIGINS_ENV) for o in listed] if listed else (
+            [_origin(default, TR_URL_ENV, strict=False)] if default else [])
+        return cls(
+            default_tr_url=default,
+            allowed_tr_origins=frozenset(origins),
+            allow_http_tr=env.get(ALLOW_HTTP_ENV, "").strip() == "1",
+            dag_buckets=frozenset(_listed(env.get(DAG_BUCKETS_ENV, ""))),
+            dag_prefix=env.get(DAG_PREFIX_ENV, "dags/"),
+        )
+
+
+def _listed(raw: str) -> list[str]:
+    return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+def _origin(url: str, name: str, *, strict: bool = True) -> str:
+    """`scheme://host[:port]` of `url`, lower-cased; InputError naming `name` if it is not one."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        raise InputError(f"{name}: {url!r} is not a URL") from None
+    extra = parts.username is not None or (strict and parts.path not in ("", "/")) or parts.query or parts.fragment
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname or extra:
+        shape = "scheme://host[:port]" if strict else "an http(s) URL without userinfo"
+        raise InputError(f"{name}: {url!r} is not {shape}")
+    return f"{parts.scheme.lower()}://{parts.hostname.lower()}" + (f":{port}" if port else "")

@@ -1,4 +1,4 @@
-"""The cloud runtime end to end on the local cloud: emulators, the three functions, their triggers.
+"""The cloud runtime end to end on the local cloud: emulators, the four functions, their triggers.
 
 One `LocalCloud` is shared by the module (a second one, delivering every engine message
 twice, serves the duplicate-delivery test). Every test tags its tasks with a label unique
@@ -320,6 +320,47 @@ def test_a_start_token_is_sealed_at_rest_and_sent_to_the_task_runner(cloud: Loca
     assert {r["authorization"] for r in seen} == {f"Bearer {token}"}
 
 
+def tagged_requests(cloud: LocalCloud, tag: str) -> list[dict[str, Any]]:
+    """Every request the mock received for a task labelled `tag`."""
+    return [r for r in cloud.mock.requests() if ((r["body"] or {}).get("labels") or {}).get(TAG) == tag]
+
+
+def test_a_start_message_naming_a_task_runner_not_allowed_is_invalid_and_sends_nothing(
+    cloud: LocalCloud, tag: str
+) -> None:
+    other_origin = cloud.mock_url.replace("127.0.0.1", "localhost")  # the same mock, an origin not allowed
+    run_id = f"origin-{tag}"
+    cloud.publish_start({"dag": fork_join(tag), "run_id": run_id, "tr_hostname": other_origin})
+    run = finished(cloud, run_id)
+    assert run.status is RunStatus.INVALID, run
+    assert any("is not allowed" in p and "WORKFLOW_ALLOWED_TR_ORIGINS" in p for p in run.problems), run.problems
+    assert cloud.steps(run_id) == [] and tagged_requests(cloud, tag) == []
+
+
+# --------------------------------------------------------------------------- the HTTP start function
+
+
+def test_a_post_in_the_go_tools_form_starts_a_run_that_succeeds(cloud: LocalCloud, tag: str) -> None:
+    object_name, _ = cloud.upload(as_yaml(fork_join(tag)), f"requests/http-{tag}.yaml")
+    status, answer = cloud.post_start({"workflow-path": f"gs://{cloud.bucket}/{object_name}",
+                                       "tr-url": cloud.mock_url})
+    assert status == 202, answer
+    run = finished(cloud, answer["run_id"])
+    assert run.status is RunStatus.SUCCEEDED and run.source == f"gs://{cloud.bucket}/{object_name}", run
+    assert_submitted_once(cloud, tag, by_id(cloud.steps(answer["run_id"])))
+    assert cloud.post_start({"dag": fork_join(tag), "run_id": answer["run_id"]}) == (202, answer)  # idempotent
+
+
+def test_an_invalid_post_gets_400_with_the_report_and_is_recorded(cloud: LocalCloud, tag: str) -> None:
+    run_id = f"http-bad-{tag}"
+    status, answer = cloud.post_start({"workflow-path": "/etc/passwd", "run_id": run_id})
+    assert status == 400 and answer["run_id"] == run_id, answer
+    assert "WORKFLOW_DAG_BUCKETS" in answer["problems"][0]
+    run = cloud.run(run_id)
+    assert run is not None and run.status is RunStatus.INVALID and list(run.problems) == answer["problems"]
+    assert cloud.steps(run_id) == []
+
+
 # --------------------------------------------------------------------------- duplicates
 
 
@@ -433,7 +474,7 @@ def test_an_invalid_dag_upload_records_an_invalid_run_and_submits_nothing(cloud:
         assert run.source == f"gs://{cloud.bucket}/{name}#{generation}"
         assert cloud.steps(run_id) == []
     assert submissions(cloud, tag) == []
-    assert [r for r in cloud.mock.requests() if ((r["body"] or {}).get("labels") or {}).get(TAG) == tag] == []
+    assert tagged_requests(cloud, tag) == []
 
 
 def test_objects_outside_the_prefix_or_not_dag_files_start_nothing(cloud: LocalCloud, tag: str) -> None:

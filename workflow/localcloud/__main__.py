@@ -1,6 +1,6 @@
 """`python -m workflow.localcloud {up,upload,status}`: the cloud runtime on this machine.
 
-- `up` starts the emulators, the mock Task Runner, the three functions and their triggers
+- `up` starts the emulators, the mock Task Runner, the four functions and their triggers
   (see `workflow.localcloud.stack`), prints where everything is and the `export` lines a
   shell needs, writes them to the state file and runs until Ctrl-C or SIGTERM; then it
   stops everything and removes the state file.
@@ -69,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,
         description="The cloud runtime on this machine: Firestore, Pub/Sub and GCS emulators, "
-        "the three functions of main.py under functions-framework, their triggers and a mock Task Runner.",
+        "the four functions of main.py under functions-framework, their triggers and a mock Task Runner.",
         epilog="exit codes: 0 ok, 1 run failed or invalid (status of one run), 2 usage error or unknown run",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="{up,upload,status}")
@@ -236,6 +236,7 @@ def _print_up(cloud: LocalCloud, state_file: Path) -> None:
         (TARGETS[1], f"{cloud.function_url(TARGETS[1])} <- topic {START_TOPIC}"),
         (TARGETS[2], f"{cloud.function_url(TARGETS[2])} <- topic {ENGINE_TOPIC}"
                      f" (x{cloud.engine_deliveries})"),
+        (TARGETS[3], f"{cloud.start_url} <- POST a start request (JSON)"),
         ("dead letters", "topic workflow-dead-letter, pull subscription workflow-dead-letter-sub"),
         ("polling interval", f"{cloud.poll:g} s"),
         ("logs", str(next(iter(cloud.logs.values())).parent)),

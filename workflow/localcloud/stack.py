@@ -1,12 +1,15 @@
-"""The whole cloud runtime on one machine: emulators, the three functions, their triggers, a mock.
+"""The whole cloud runtime on one machine: emulators, the four functions, their triggers, a mock.
 
 `LocalCloud` starts, each on a free loopback port and (for a server process) in its own
 process group through `workflow.localcloud.processes`:
 
 - the Firestore, Pub/Sub and GCS emulators;
 - the bundled mock Task Runner, in this process (`mock`: read its `submissions()`);
-- `on_dag_uploaded`, `on_start_message` and `on_engine_message` of `main.py`, each in its
-  own functions-framework process, configured as a deployment is (see `function_env`),
+- `on_dag_uploaded`, `on_start_message`, `on_engine_message` and the HTTP function
+  `on_start_request` of `main.py` (its URL: `start_url`), each in its own
+  functions-framework process, configured as a deployment is (see `function_env`; the
+  only Task Runner origin allowed is the mock's, over plain http, and the only DAG
+  bucket is `bucket`),
   with a private XDG_RUNTIME_DIR so their gunicorn control sockets do not collide;
 - what Eventarc would add: push subscriptions from `workflow-start` and `workflow-engine`
   to their functions (dead letters to `workflow-dead-letter` after 10 attempts) and a
@@ -33,6 +36,8 @@ import shutil
 import tempfile
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
@@ -61,7 +66,9 @@ FUNCTION_SOURCE = "main.py"
 UPLOAD_TARGET = "on_dag_uploaded"
 START_TARGET = "on_start_message"
 ENGINE_TARGET = "on_engine_message"
-TARGETS = (UPLOAD_TARGET, START_TARGET, ENGINE_TARGET)
+HTTP_START_TARGET = "on_start_request"
+TARGETS = (UPLOAD_TARGET, START_TARGET, ENGINE_TARGET, HTTP_START_TARGET)
+SIGNATURE_TYPES = {HTTP_START_TARGET: "http"}  # the others take CloudEvents
 _ENV_LOCK = threading.Lock()
 
 
@@ -201,7 +208,7 @@ class LocalCloud:
             [
                 functools.partial(
                     processes.start_function, FUNCTION_SOURCE, target, self._own_env(target),
-                    timeout=self.startup_timeout,
+                    signature_type=SIGNATURE_TYPES.get(target, "cloudevent"), timeout=self.startup_timeout,
                 )
                 for target in TARGETS
             ]
@@ -293,6 +300,11 @@ class LocalCloud:
         return self.functions[target].url
 
     @property
+    def start_url(self) -> str:
+        """The URL of the HTTP start function (POST a start request as JSON)."""
+        return self.function_url(HTTP_START_TARGET)
+
+    @property
     def env(self) -> dict[str, str]:
         """What a client (or a user's shell) needs to reach the emulators."""
         return {
@@ -303,12 +315,15 @@ class LocalCloud:
         }
 
     def function_env(self) -> dict[str, str]:
-        """The environment of the three functions (the deployment's configuration)."""
+        """The environment of the functions (the deployment's configuration)."""
         env = {
             **self.env,
             "WORKFLOW_ENGINE_TOPIC": ENGINE_TOPIC,
             "WORKFLOW_DAG_PREFIX": self.prefix,
             "WORKFLOW_TR_URL": self.mock_url,
+            "WORKFLOW_ALLOWED_TR_ORIGINS": self.mock_url,
+            "WORKFLOW_ALLOW_HTTP_TR": "1",  # the mock serves plain http on loopback
+            "WORKFLOW_DAG_BUCKETS": self.bucket,
             "WORKFLOW_TR_AUTH_MODE": "none",
             "WORKFLOW_CHECK_STATE_DURATION_SEC": str(float(self.poll)),
             "WORKFLOW_TOKEN_KEY": self.token_key,
@@ -322,7 +337,7 @@ class LocalCloud:
 
     def _own_env(self, target: str) -> dict[str, str]:
         """`function_env()` plus a private XDG_RUNTIME_DIR: gunicorn (>= 25.1) opens a control
-        socket there, by default one per user in $HOME, which the three servers would share."""
+        socket there, by default one per user in $HOME, which the servers would share."""
         if self._runtime_dir is None:
             self._runtime_dir = Path(tempfile.mkdtemp(prefix="localcloud-run-"))
         own = self._runtime_dir / target
@@ -431,6 +446,17 @@ class LocalCloud:
         data = json.dumps(request).encode()
         message_id: str = self.publisher().publish(self.start_topic, data).result(timeout=timeout)
         return message_id
+
+    def post_start(self, request: Mapping[str, Any], timeout: float = 30.0) -> tuple[int, dict[str, Any]]:
+        """POST a start request to the HTTP start function: (HTTP status, JSON answer)."""
+        post = urllib.request.Request(self.start_url, data=json.dumps(request).encode(), method="POST",
+                                      headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(post, timeout=timeout) as answer:
+                return answer.status, json.loads(answer.read())
+        except urllib.error.HTTPError as refused:
+            with refused:
+                return refused.code, json.loads(refused.read())
 
     def run(self, run_id: str) -> RunRecord | None:
         """The run's record, or None."""

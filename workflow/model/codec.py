@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import re
+import typing
 from typing import Any
 
-from ..errors import PoisonMessage
+from ..errors import DagInvalid, PoisonMessage
 from .dag import Dag
 from .messages import (
     CancelRun,
@@ -23,8 +26,11 @@ from .messages import (
     StepFinished,
 )
 from .states import RunStatus, StepState
+from .text import excerpt
 
 VERSION = 1
+ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
+RESERVED_ID = re.compile(r"^__.*__$")  # Firestore reserves these document ids, as it does '.' and '..'
 _TYPES: dict[str, type[Any]] = {
     cls.__name__: cls
     for cls in (StartRun, DispatchStep, CheckJob, StepFinished, RunFinished, ReconcileRun, CancelRun, RerunRun)
@@ -48,31 +54,63 @@ def encode(msg: Message) -> bytes:
 
 
 def from_dict(body: Any) -> Message:
-    """Rebuild a message; anything malformed raises PoisonMessage naming the problem."""
+    """Rebuild a message; anything malformed raises PoisonMessage naming the problem.
+
+    Every field is checked against its dataclass type, and ids against `id_problem`.
+    """
     if not isinstance(body, dict):
         raise PoisonMessage("message is not a JSON object")
     if body.get("v") != VERSION:
-        raise PoisonMessage(f"unsupported message version {body.get('v')!r} (expected {VERSION})")
+        raise PoisonMessage(f"unsupported message version {excerpt(repr(body.get('v')), 40)} (expected {VERSION})")
     cls = _TYPES.get(str(body.get("type")))
     if cls is None:
-        raise PoisonMessage(f"unknown message type {body.get('type')!r}")
+        raise PoisonMessage(f"unknown message type {excerpt(repr(body.get('type')), 40)}")
     kwargs = {k: v for k, v in body.items() if k not in ("v", "type")}
     try:
-        if cls is StartRun:
-            kwargs["dag"] = Dag.from_dict(kwargs["dag"])
-        if cls is StepFinished:
-            kwargs["state"] = StepState(kwargs["state"])
-        if cls is RunFinished:
-            kwargs["status"] = RunStatus(kwargs["status"])
+        hints = typing.get_type_hints(cls)
+        for name, value in kwargs.items():
+            if name in hints:
+                kwargs[name] = _typed(name, value, hints[name])
         msg: Message = cls(**kwargs)
-    except (KeyError, TypeError, ValueError) as exc:
-        raise PoisonMessage(f"malformed {cls.__name__}: {exc}") from exc
+    except (KeyError, TypeError, ValueError, AttributeError, DagInvalid) as exc:
+        raise PoisonMessage(f"malformed {cls.__name__}: {excerpt(str(exc), 300)}") from exc
+    for name in ("run_id", "step_id"):
+        problem = id_problem(getattr(msg, name, ""), name) if hasattr(msg, name) else None
+        if problem:
+            raise PoisonMessage(f"malformed {cls.__name__}: {problem}")
     return msg
+
+
+def _typed(name: str, value: Any, kind: Any) -> Any:
+    """`value` as the field type `kind`; TypeError/ValueError naming the field otherwise."""
+    if kind is Dag:
+        return Dag.from_dict(value)
+    if kind in (StepState, RunStatus):
+        if value not in {member.value for member in kind}:
+            raise ValueError(f"field {name!r} is not one of {', '.join(m.value for m in kind)}")
+        return kind(value)
+    if kind is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        if not math.isfinite(value):
+            raise ValueError(f"field {name!r} is not a finite number")
+        return float(value)
+    if kind in (str, int) and type(value) is kind:
+        return value
+    raise TypeError(f"field {name!r} must be {getattr(kind, '__name__', kind)}, not {type(value).__name__}")
+
+
+def id_problem(value: Any, name: str) -> str | None:
+    """Why `value` cannot be a run or step id (a document id in every store), or None."""
+    if not isinstance(value, str):
+        return f"{name} must be a string, not {type(value).__name__}"
+    if not ID.match(value) or value in (".", "..") or RESERVED_ID.match(value):
+        return (f"{name} {excerpt(value, 130)!r} is not 1-128 of A-Z a-z 0-9 . _ - "
+                "(and not '.', '..' or __name__)")
+    return None
 
 
 def decode(data: bytes) -> Message:
     try:
         body = json.loads(data)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise PoisonMessage(f"message is not JSON: {exc}") from exc
+    except (ValueError, RecursionError) as exc:
+        raise PoisonMessage(f"message is not JSON: {excerpt(str(exc), 200)}") from exc
     return from_dict(body)

@@ -13,20 +13,26 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
 from google.api_core import exceptions as gexc
 from google.cloud import firestore
 
-from ...errors import NotFound, TransientError
+from ...errors import DagInvalid, NotFound, Problem, TransientError
 from ...model.dag import Task
 from ...model.records import Attempt, Claim, Completion, RunRecord, StepOutcome, StepRecord
 from ...model.states import RunStatus, StepState
+from ...model.text import MESSAGE_LIMIT
 
 log = logging.getLogger("workflow.firestore")
 BATCH = 400  # writes per commit: below Firestore's 500 per batch
+MAX_DOCUMENT_BYTES = 1_048_576  # Firestore's limit on one document's size
+MAX_REQUEST_BYTES = 10_485_760  # Firestore's limit on one commit request
+STEP_GROWTH_BYTES = 4 * MESSAGE_LIMIT + 4_096
+"""Room kept in a step document for what the engine writes later (message, job fields)."""
+BATCH_BYTES = MAX_REQUEST_BYTES - 1_048_576  # a creation batch's estimated size, with room for framing
 T = TypeVar("T")
 _ENDED_FIELD = {StepState.SUCCEEDED: "steps_succeeded", StepState.FAILED: "steps_failed",
                 StepState.SKIPPED: "steps_skipped", StepState.CANCELLED: "steps_cancelled"}
@@ -84,11 +90,13 @@ class FirestoreStateStore:
 
     # -- runs -----------------------------------------------------------------------------
     def create_run(self, run: RunRecord, steps: Sequence[StepRecord]) -> bool:
+        """As StateStore.create_run; DagInvalid, before any write, naming each step too large to store."""
+        sized = sized_step_docs(self._root, steps)
+        check_sizes(run.run_id, sized)
         if self._get(self._run_ref(run.run_id)).exists:
             return False
-        for start in range(0, len(steps), BATCH):  # steps first: the run document commits
-            self._create_all([(self._step_ref(s.run_id, s.step_id), _step_doc(start + i, s))
-                              for i, s in enumerate(steps[start:start + BATCH])])
+        for chunk in _batches(sized):  # steps first: the run document commits
+            self._create_all([(self._step_ref(s.run_id, s.step_id), doc) for s, doc, _ in chunk])
         doc = _run_doc(run, open_steps=len(steps))
         return self._once(lambda b: (b.create(self._run_ref(run.run_id), doc), 1)[1]) is not None
 
@@ -334,6 +342,57 @@ def _attempt_fields(s: StepRecord) -> dict[str, Any]:
     return {"state": s.state.value, "waiting_on": s.waiting_on, "job_id": "", "job_state": "", "message": "",
             "submitted_at": None, "finished_at": None, "attempt": s.attempt,
             "history": [a.to_dict() for a in s.history]}
+
+
+def _value_bytes(value: Any) -> int:
+    """Storage size of a field value: strings their UTF-8 bytes + 1, numbers 8, maps their
+    keys (UTF-8 + 1) and values; None and booleans 1."""
+    if isinstance(value, str):
+        return len(value.encode("utf-8", "surrogatepass")) + 1
+    if isinstance(value, Mapping):
+        return sum(len(str(k).encode()) + 1 + _value_bytes(v) for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return sum(_value_bytes(v) for v in value)
+    return 1 if value is None or isinstance(value, bool) else 8
+
+
+SizedDoc = tuple[StepRecord, dict[str, Any], int]
+
+
+def sized_step_docs(root: str, steps: Sequence[StepRecord]) -> list[SizedDoc]:
+    """Each step with its document and that document's storage size (Firestore's rules:
+    the name's ids, UTF-8 + 1 each, plus 16; the fields; plus 32)."""
+    sized = []
+    for pos, step in enumerate(steps):
+        doc = _step_doc(pos, step)
+        name = sum(len(part.encode("utf-8", "surrogatepass")) + 1
+                   for part in (root, step.run_id, "steps", step.step_id)) + 16
+        sized.append((step, doc, name + _value_bytes(doc) + 32))
+    return sized
+
+
+def check_sizes(run_id: str, sized: Sequence[SizedDoc]) -> None:
+    """DagInvalid naming every step whose document, with room to grow, would pass the limit."""
+    too_large = [Problem(f"step {step.step_id!r}", f"its stored document would take about {size:,} bytes, over "
+                         f"Firestore's {MAX_DOCUMENT_BYTES:,} with room for its results (the Task Runner URL "
+                         "is copied into each step)")
+                 for step, _, size in sized if size + STEP_GROWTH_BYTES > MAX_DOCUMENT_BYTES]
+    if too_large:
+        raise DagInvalid(f"run {run_id}", too_large)
+
+
+def _batches(sized: Sequence[SizedDoc]) -> Iterator[list[SizedDoc]]:
+    """Consecutive chunks of at most BATCH documents and BATCH_BYTES estimated bytes."""
+    chunk: list[SizedDoc] = []
+    total = 0
+    for item in sized:
+        if chunk and (len(chunk) == BATCH or total + item[2] > BATCH_BYTES):
+            yield chunk
+            chunk, total = [], 0
+        chunk.append(item)
+        total += item[2]
+    if chunk:
+        yield chunk
 
 
 def _after(result: Any) -> int:
