@@ -18,7 +18,7 @@ import functions_framework
 from werkzeug.exceptions import ServiceUnavailable
 
 from workflow import entrypoints
-from workflow.bootstrap import CloudRuntime
+from workflow.bootstrap.cloud import CloudRuntime
 from workflow.entrypoints import GCS_FINALIZED, PUBSUB_PUBLISHED, accepts, http_trigger
 from workflow.errors import TransientError
 
@@ -27,10 +27,11 @@ log = logging.getLogger("workflow.entrypoints")
 
 @functools.cache
 def runtime() -> CloudRuntime:
-    from workflow import bootstrap, logs
+    from workflow import logs
+    from workflow.bootstrap.cloud import cloud
 
     logs.configure(logging.INFO)
-    return bootstrap.cloud()
+    return cloud()
 
 
 def _serve(handler: Callable[[Any, CloudRuntime], None], event: Any) -> None:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from workflow.bootstrap import embedded
+from workflow.bootstrap.embedded import embedded
 from workflow.model.dag import Dag, Step, Task
 from workflow.model.messages import StartRun
 from workflow.model.records import Job

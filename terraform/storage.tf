@@ -70,8 +70,13 @@ locals {
   function_source_extensions = ["py", "pyi", "typed", "json", "yaml", "yml"]
 
   # Developer tooling, run from a checkout only (python -m workflow.localcloud,
-  # python -m workflow.mock_runner). A static test fails if shipped code imports it.
-  function_source_excluded = ["workflow/localcloud/**", "workflow/mock_runner/**"]
+  # python -m workflow.mock_runner), and what only the command line uses (the CLI and
+  # the embedded runtime: SQLite, the in-process bus). A static test fails if shipped
+  # code imports any of it.
+  function_source_excluded = [
+    "workflow/localcloud/**", "workflow/mock_runner/**",
+    "workflow/cli/**", "workflow/adapters/embedded/**", "workflow/bootstrap/embedded.py",
+  ]
 
   function_source_files = sort(concat(
     ["main.py", "requirements.txt"],

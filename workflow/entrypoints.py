@@ -37,12 +37,14 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from .adapters.http.auth import check_token, origin_of
-from .bootstrap import CloudRuntime
+from .bootstrap.cloud import CloudRuntime
 from .dagfile import parse_dag
 from .engine import handle
+from .engine.handlers import announce
 from .errors import AuthError, DagInvalid, InputError, PoisonMessage, TransientError
 from .model import codec
 from .model.dag import Dag
+from .model.events import RunEnded
 from .model.messages import StartRun
 from .model.records import RunRecord
 from .model.states import RunStatus
@@ -353,6 +355,7 @@ def _record_invalid(rt: CloudRuntime, request: _Request, problems: list[str]) ->
     run = RunRecord(run_id, RunStatus.INVALID, redact(shown_url, secrets), source=redact(request.source, secrets),
                     created_at=now, finished_at=now, problems=tuple(problems))
     rt.ports.store.create_run(run, [])
+    announce(rt.ports, RunEnded.of(run, []))  # once: a claim guards it
     return Started(run_id, tuple(problems))
 
 

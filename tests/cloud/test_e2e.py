@@ -23,6 +23,7 @@ from google.cloud.firestore_v1.base_query import FieldFilter
 from polling import wait_until
 from workflow.localcloud import eventarc, processes
 from workflow.localcloud.stack import ENGINE_TARGET, UPLOAD_TARGET, LocalCloud, RunTimeout
+from workflow.mock_runner import fingerprint
 from workflow.model.records import RunRecord, StepRecord
 from workflow.model.states import RunStatus, StepState
 
@@ -239,7 +240,7 @@ def test_uploaded_fork_join_succeeds_and_joins_after_both_branches(
 
     seen = job_requests(cloud, tag, {s.job_id for s in steps.values()})
     assert {r["query"].get("job_id") for r in seen if r["path"] == "/jobstatus"} == {s.job_id for s in steps.values()}
-    assert {r["authorization"] for r in seen} == {"Bearer none"}  # WORKFLOW_TR_AUTH_MODE=none
+    assert {r["auth"] for r in seen} == {"Bearer " + fingerprint("none")}  # WORKFLOW_TR_AUTH_MODE=none
 
 
 def test_uploaded_fork_with_failure_skips_only_the_doomed_branch(cloud: LocalCloud, tag: str) -> None:
@@ -317,7 +318,7 @@ def test_a_start_token_is_sealed_at_rest_and_sent_to_the_task_runner(cloud: Loca
     seen = job_requests(cloud, tag, {s.job_id for s in steps.values()})
     assert len([r for r in seen if r["path"] == "/job"]) == 4
     assert len([r for r in seen if r["path"] == "/jobstatus"]) >= 4
-    assert {r["authorization"] for r in seen} == {f"Bearer {token}"}
+    assert {r["auth"] for r in seen} == {"Bearer " + fingerprint(token)}
 
 
 def tagged_requests(cloud: LocalCloud, tag: str) -> list[dict[str, Any]]:

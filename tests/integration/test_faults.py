@@ -7,9 +7,7 @@ message naming the cause, and that the bearer token is nowhere in the store or t
 
 from __future__ import annotations
 
-import functools
 import logging
-import socket
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -17,8 +15,10 @@ from typing import Any
 import pytest
 
 from polling import wait_until
-from workflow import bootstrap
+from workflow.adapters.embedded.inprocess_bus import InProcessBus
 from workflow.adapters.http.task_runner import HttpTaskRunner
+from workflow.bootstrap.embedded import embedded, token_source
+from workflow.localcloud.processes import free_port
 from workflow.mock_runner import MockTaskRunner
 from workflow.model.dag import Dag, Step, Task
 from workflow.model.messages import StartRun
@@ -63,19 +63,14 @@ CASES = {
 }
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def run_dag(
-    url: str, monkeypatch: pytest.MonkeyPatch, sleep: Callable[[float], None] | None = None
+    url: str, sleep: Callable[[float], None] | None = None
 ) -> tuple[RunRecord, list[StepRecord]]:
     """Run DAG on the embedded runtime with the real client; wait for its end; its records."""
     options = {**CLIENT, "sleep": sleep} if sleep else CLIENT
-    monkeypatch.setattr(bootstrap, "HttpTaskRunner", functools.partial(HttpTaskRunner, **options))
-    runtime = bootstrap.embedded(SETTINGS, runner=None, jwt=SECRET, db_path=":memory:")
+    bus = InProcessBus()
+    runner = HttpTaskRunner(token_source(SECRET), waiting=bus.waiting, **options)
+    runtime = embedded(SETTINGS, runner, bus=bus)
     try:
         runtime.bus.publish([StartRun("run-1", DAG, url)])
 
@@ -104,12 +99,12 @@ def assert_at_most_once(mock: MockTaskRunner) -> None:
 
 @pytest.mark.parametrize("name", list(CASES))
 def test_a_run_ends_under_each_fault(
-    name: str, mock: MockTaskRunner, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    name: str, mock: MockTaskRunner, caplog: pytest.LogCaptureFixture
 ) -> None:
     case = CASES[name]
     case.inject(mock)
     with caplog.at_level(logging.DEBUG):
-        run, steps = run_dag(mock.url, monkeypatch)
+        run, steps = run_dag(mock.url)
     assert run.status == case.status
     assert_at_most_once(mock)
     assert SECRET not in caplog.text and not any(SECRET in r.getMessage() for r in caplog.records)
@@ -122,7 +117,7 @@ def test_a_run_ends_under_each_fault(
         assert sorted(mock.submissions()) == ["a", "b", "c", "d"]
 
 
-def test_a_refused_connection_for_a_while(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+def test_a_refused_connection_for_a_while(caplog: pytest.LogCaptureFixture) -> None:
     port = free_port()
     late = MockTaskRunner(port=port, duration=0.2, token=SECRET)
     waits: list[float] = []
@@ -134,7 +129,7 @@ def test_a_refused_connection_for_a_while(monkeypatch: pytest.MonkeyPatch, caplo
 
     try:
         with caplog.at_level(logging.INFO):
-            run, _ = run_dag(f"http://127.0.0.1:{port}", monkeypatch, sleep)
+            run, _ = run_dag(f"http://127.0.0.1:{port}", sleep)
         assert run.status == "SUCCEEDED" and sorted(late.submissions()) == ["a", "b", "c", "d"]
         assert_at_most_once(late)
     finally:

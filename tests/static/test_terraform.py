@@ -525,13 +525,20 @@ def _module_path(module: str) -> str | None:
     return None
 
 
+def _runs_as_script_only(node: ast.stmt) -> bool:
+    return isinstance(node, ast.If) and ast.unparse(node.test) in ("__name__ == '__main__'", '__name__ == "__main__"')
+
+
 def _imported_modules(path: str) -> set[str]:
     """Absolute names of the modules `path` imports (relative imports resolved)."""
     package = path.removesuffix(".py").removesuffix("/__init__").replace("/", ".")
     if not path.endswith("__init__.py"):
         package = package.rpartition(".")[0]
     names: set[str] = set()
-    for node in ast.walk(ast.parse((REPO_ROOT / path).read_text(encoding="utf-8"))):
+    tree = ast.parse((REPO_ROOT / path).read_text(encoding="utf-8"))
+    for script in [n for n in tree.body if _runs_as_script_only(n)]:
+        tree.body.remove(script)  # `if __name__ == "__main__":` never runs in a function
+    for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             names |= {a.name for a in node.names}
         elif isinstance(node, ast.ImportFrom):

@@ -15,11 +15,13 @@ from cloudevents.http import CloudEvent
 
 import main
 from enginekit import ListBus, ScriptedRunner
-from workflow import bootstrap
 from workflow.adapters.dag_sources import DagSources
+from workflow.adapters.embedded.events import RecordedEvents
 from workflow.adapters.embedded.sqlite_store import SqliteStateStore
 from workflow.adapters.http.auth import SealedTokens, StaticToken
-from workflow.bootstrap import CloudRuntime
+from workflow.bootstrap import cloud as cloud_bootstrap
+from workflow.bootstrap import embedded as embedded_bootstrap
+from workflow.bootstrap.cloud import CloudRuntime
 from workflow.dagfile import parse_dag
 from workflow.entrypoints import (
     GCS_FINALIZED,
@@ -72,9 +74,9 @@ class RecordingStore(SqliteStateStore):
 
 
 def cloud(tmp_path: Path, tokens: SealedTokens | None = None, **env: str) -> CloudRuntime:
-    return bootstrap.cloud(
+    return cloud_bootstrap.cloud(
         {**ENV, **env}, store=RecordingStore(), bus=ListBus(), runner=ScriptedRunner(), dags=FileDags(tmp_path),
-        tokens=tokens or SealedTokens(KEY, fallback=StaticToken("own")),
+        tokens=tokens or SealedTokens(KEY, fallback=StaticToken("own")), events=RecordedEvents(),
     )
 
 
@@ -133,9 +135,13 @@ def test_invalid_upload_records_an_invalid_run_and_submits_nothing(rt: CloudRunt
     (tmp_path / "dags").mkdir()
     (tmp_path / "dags/bad.yaml").write_text("steps:\n  - id: a\n    depends_on: [a]\n    task: {imageUri: x}\n")
     dag_uploaded(gcs_event("dags/bad.yaml"), rt)
+    dag_uploaded(gcs_event("dags/bad.yaml"), rt)  # delivered twice
     run = rt.ports.store.get_run(upload_run_id("b", "dags/bad.yaml", "17"))
     assert run is not None and run.status is RunStatus.INVALID
     assert any("dependsOn" in p for p in run.problems) and published(rt) == []
+    events = rt.ports.events.published  # type: ignore[union-attr]
+    assert [(e["run_id"], e["status"]) for e in events] == [(run.run_id, "INVALID")]
+    assert any("dependsOn" in p for p in events[0]["problems"])
 
 
 def test_start_message_inline_with_a_token_keeps_it_sealed(rt: CloudRuntime) -> None:
@@ -385,8 +391,9 @@ def test_a_step_too_large_for_a_firestore_document_makes_the_run_invalid(tmp_pat
             firestore_store.check_sizes(run.run_id, firestore_store.sized_step_docs("runs", steps))
             return super().create_run(run, steps)
 
-    rt = bootstrap.cloud(ENV, store=SizedStore(), bus=ListBus(), runner=ScriptedRunner(), dags=FileDags(tmp_path),
-                         tokens=SealedTokens(KEY, StaticToken("own")))
+    rt = cloud_bootstrap.cloud(ENV, store=SizedStore(), bus=ListBus(), runner=ScriptedRunner(),
+                               dags=FileDags(tmp_path), tokens=SealedTokens(KEY, StaticToken("own")),
+                               events=RecordedEvents())
     big = "y" * 400_000  # a 0.4 MB file whose aliases make a 1.2 MB step
     (tmp_path / "big.yaml").write_text(f"steps:\n- id: small\n  task: {{imageUri: &big {big}}}\n"
                                        "- id: huge\n  task: {imageUri: img, args: [*big, *big, *big]}\n")
@@ -454,7 +461,7 @@ def test_the_embedded_bootstrap_uses_given_adapters() -> None:
     from workflow.settings import Settings
 
     store, bus = SqliteStateStore(), InProcessBus(workers=1)
-    runtime = bootstrap.embedded(Settings(), ScriptedRunner(), store=store, bus=bus)
+    runtime = embedded_bootstrap.embedded(Settings(), ScriptedRunner(), store=store, bus=bus)
     try:
         assert runtime.store is store and runtime.bus is bus and runtime.ports.store is store
     finally:
@@ -463,7 +470,7 @@ def test_the_embedded_bootstrap_uses_given_adapters() -> None:
 
 def test_the_cloud_bootstrap_builds_only_what_is_missing(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="GOOGLE_CLOUD_PROJECT"):
-        bootstrap.cloud(ENV, bus=ListBus(), runner=ScriptedRunner())  # the store must be built: no project
+        cloud_bootstrap.cloud(ENV, bus=ListBus(), runner=ScriptedRunner())  # the store must be built: no project
     rt = cloud(tmp_path, WORKFLOW_DAG_PREFIX="in/")
     assert isinstance(rt.ports.store, RecordingStore) and rt.edge.dag_prefix == "in/"
     assert rt.edge.dag_buckets == frozenset({"b"}) and rt.ports.settings.poll_interval == 0

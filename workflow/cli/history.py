@@ -13,7 +13,7 @@ from typing import TextIO
 
 from .. import logs
 from ..adapters.embedded.sqlite_store import SqliteStateStore
-from ..bootstrap import embedded
+from ..bootstrap.embedded import embedded
 from ..errors import InputError
 from ..model.messages import CancelRun, Message, ReconcileRun, RerunRun
 from ..model.records import RunRecord

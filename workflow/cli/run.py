@@ -14,7 +14,7 @@ from typing import TextIO
 from urllib.parse import urlparse
 
 from .. import logs
-from ..bootstrap import EmbeddedRuntime, embedded, token_source
+from ..bootstrap.embedded import EmbeddedRuntime, embedded, token_source
 from ..dagfile import read_dag
 from ..errors import InputError
 from ..model.messages import StartRun
