@@ -21,8 +21,8 @@ import yaml
 from google.cloud.firestore_v1.base_query import FieldFilter
 
 from polling import wait_until
-from workflow.localcloud import eventarc, processes
-from workflow.localcloud.stack import ENGINE_TARGET, UPLOAD_TARGET, LocalCloud, RunTimeout
+from workflow.localcloud import eventarc, processes, pubsub_wiring
+from workflow.localcloud.stack import ENGINE_TARGET, EVENTS_TOPIC, UPLOAD_TARGET, LocalCloud, RunTimeout
 from workflow.mock_runner import fingerprint
 from workflow.model.records import RunRecord, StepRecord
 from workflow.model.states import RunStatus, StepState
@@ -491,3 +491,35 @@ def test_objects_outside_the_prefix_or_not_dag_files_start_nothing(cloud: LocalC
     for name, generation in uploaded:
         assert cloud.run(cloud.run_id_for(name, generation)) is None, name
     assert submissions(cloud, tag) == []
+
+
+# --------------------------------------------------------------------------- run-ended events
+
+
+def test_a_run_end_is_published_once_on_the_events_topic(cloud: LocalCloud, tag: str) -> None:
+    host = cloud.pubsub_host
+    subscriber = pubsub_wiring.subscription_admin(host)
+    sub = f"events-{tag}"
+    pubsub_wiring.ensure_pull_subscription(subscriber, cloud.project, sub, EVENTS_TOPIC)
+    path = pubsub_wiring.subscription_path(cloud.project, sub)
+    name, generation = cloud.upload(json.dumps(fork_with_failure(tag)).encode(), f"{cloud.prefix}ev-{tag}.json")
+    run_id = cloud.run_id_for(name, generation)
+    run = finished(cloud, run_id)
+    mine: list[dict[str, Any]] = []
+
+    def pulled() -> bool:
+        resp = subscriber.pull(request={"subscription": path, "max_messages": 50}, timeout=5)
+        if resp.received_messages:
+            subscriber.acknowledge(request={"subscription": path,
+                                            "ack_ids": [r.ack_id for r in resp.received_messages]})
+        mine.extend(json.loads(r.message.data) for r in resp.received_messages
+                    if r.message.attributes.get("run_id") == run_id)
+        return bool(mine)
+
+    wait_until(pulled, 30, "the run-ended event")
+    event = mine[0]
+    assert event["schema_version"] == 1 and event["type"] == "run.ended" and event["status"] == run.status.value
+    assert event["counts"] == {"steps": 4, "succeeded": 2, "failed": 1, "skipped": 1, "cancelled": 0}
+    assert [s["step_id"] for s in event["failed_steps"]] == ["transform"]
+    pulled()  # anything more for this run would have arrived with or just after it
+    assert len(mine) == 1

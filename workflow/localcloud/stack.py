@@ -59,6 +59,7 @@ DEFAULT_PROJECT = "localcloud"
 START_TOPIC = "workflow-start"
 ENGINE_TOPIC = "workflow-engine"
 DEAD_LETTER_TOPIC = "workflow-dead-letter"
+EVENTS_TOPIC = "workflow-events"  # run-ended events, for subscribers outside the executor
 MAX_DELIVERY_ATTEMPTS = 10
 MAX_POLL = 15.0
 """Above this a check, refused while early and redelivered every ~1 s, runs out of delivery attempts."""
@@ -231,6 +232,7 @@ class LocalCloud:
             "max_delivery_attempts": MAX_DELIVERY_ATTEMPTS,
             "retry_backoff": self.retry_backoff,
         }
+        pubsub_wiring.ensure_topic(pubsub_wiring.topic_admin(host), self.project, EVENTS_TOPIC)
         self.triggers.append(
             pubsub_wiring.wire_push_trigger(self.project, START_TOPIC, self.function_url(START_TARGET), **common)
         )
@@ -319,6 +321,7 @@ class LocalCloud:
         env = {
             **self.env,
             "WORKFLOW_ENGINE_TOPIC": ENGINE_TOPIC,
+            "WORKFLOW_EVENTS_TOPIC": EVENTS_TOPIC,
             "WORKFLOW_DAG_PREFIX": self.prefix,
             "WORKFLOW_TR_URL": self.mock_url,
             "WORKFLOW_ALLOWED_TR_ORIGINS": self.mock_url,
@@ -363,7 +366,8 @@ class LocalCloud:
             "env": self.env,
             "mock_task_runner": self.mock_url,
             "functions": {target: service.url for target, service in self.functions.items()},
-            "topics": {"start": START_TOPIC, "engine": ENGINE_TOPIC, "dead_letter": DEAD_LETTER_TOPIC},
+            "topics": {"start": START_TOPIC, "engine": ENGINE_TOPIC, "dead_letter": DEAD_LETTER_TOPIC,
+                       "events": EVENTS_TOPIC},
             "subscriptions": [t.subscription for t in self.triggers],
             "process_groups": {s.name: s.process.pgid for s in self._services()},
         }
