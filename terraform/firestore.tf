@@ -15,3 +15,22 @@ resource "google_firestore_database" "main" {
 
   depends_on = [google_project_service.required]
 }
+
+# `python main.py runs --cloud --status S`: runs of one status, newest first.
+resource "google_firestore_index" "runs_by_status" {
+  project    = var.project
+  database   = var.firestore_database
+  collection = "runs"
+
+  fields {
+    field_path = "status"
+    order      = "ASCENDING"
+  }
+
+  fields {
+    field_path = "created_at"
+    order      = "DESCENDING"
+  }
+
+  depends_on = [google_firestore_database.main]
+}

@@ -11,6 +11,8 @@ locals {
   function_env = {
     GOOGLE_CLOUD_PROJECT              = var.project
     WORKFLOW_ENGINE_TOPIC             = google_pubsub_topic.engine.name
+    WORKFLOW_EVENTS_TOPIC             = google_pubsub_topic.events.name
+    WORKFLOW_MAX_INLINE_WAIT_SEC      = tostring(var.max_inline_wait_sec)
     WORKFLOW_DAG_PREFIX               = var.dag_prefix
     WORKFLOW_DAG_BUCKETS              = join(",", local.dag_bucket_names)
     WORKFLOW_TR_URL                   = var.task_runner_url
@@ -131,6 +133,13 @@ resource "google_cloudfunctions2_function" "this" {
     google_service_account_iam_member.deployer_acts_as,
     google_firestore_database.main,
   ]
+
+  lifecycle {
+    precondition {
+      condition     = var.max_inline_wait_sec < var.function_timeout_sec
+      error_message = "max_inline_wait_sec must stay below function_timeout_sec, the ack deadline of the subscriptions."
+    }
+  }
 }
 
 # Addresses of the functions before they became one for_each resource: an

@@ -28,6 +28,14 @@ resource "google_pubsub_topic_iam_member" "functions_engine_publisher" {
   member  = "serviceAccount:${google_service_account.functions.email}"
 }
 
+# Announce runs' ends (WORKFLOW_EVENTS_TOPIC) - topic level only.
+resource "google_pubsub_topic_iam_member" "functions_events_publisher" {
+  project = var.project
+  topic   = google_pubsub_topic.events.name
+  role    = "roles/pubsub.publisher"
+  member  = "serviceAccount:${google_service_account.functions.email}"
+}
+
 # Read DAG files - bucket level only.
 resource "google_storage_bucket_iam_member" "functions_dag_reader" {
   bucket = google_storage_bucket.dags.name
@@ -163,6 +171,16 @@ resource "google_pubsub_topic_iam_member" "start_publishers" {
   project = var.project
   topic   = google_pubsub_topic.start.name
   role    = "roles/pubsub.publisher"
+  member  = each.value
+}
+
+# Who may attach subscriptions to the run-ended events topic (and nothing else).
+resource "google_pubsub_topic_iam_member" "event_subscribers" {
+  for_each = toset(var.event_subscribers)
+
+  project = var.project
+  topic   = google_pubsub_topic.events.name
+  role    = "roles/pubsub.subscriber"
   member  = each.value
 }
 

@@ -1,5 +1,6 @@
 # Topics: start requests (published by users), engine messages (published
-# by the functions themselves) and the dead-letter topic.
+# by the functions themselves), run-ended events (read by users) and the
+# dead-letter topic.
 
 resource "google_pubsub_topic" "start" {
   # checkov:skip=CKV_GCP_83:Google-managed encryption at rest; CMEK needs a KMS key and service-agent grants this deployment does not manage. Set kms_key_name if policy requires CMEK.
@@ -11,6 +12,15 @@ resource "google_pubsub_topic" "start" {
 resource "google_pubsub_topic" "engine" {
   # checkov:skip=CKV_GCP_83:Google-managed encryption at rest; CMEK needs a KMS key and service-agent grants this deployment does not manage. Set kms_key_name if policy requires CMEK.
   name = "${var.name_prefix}-engine"
+
+  depends_on = [google_project_service.required]
+}
+
+# A run's end (SUCCEEDED, FAILED, CANCELLED, INVALID), once per end, as JSON
+# (README: Run-ended events). Subscribers bring their own subscriptions.
+resource "google_pubsub_topic" "events" {
+  # checkov:skip=CKV_GCP_83:Google-managed encryption at rest; CMEK needs a KMS key and service-agent grants this deployment does not manage. Set kms_key_name if policy requires CMEK.
+  name = "${var.name_prefix}-events"
 
   depends_on = [google_project_service.required]
 }

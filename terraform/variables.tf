@@ -121,6 +121,31 @@ variable "start_publishers" {
   }
 }
 
+variable "event_subscribers" {
+  description = "IAM members allowed to attach subscriptions to the <prefix>-events topic of run-ended events (roles/pubsub.subscriber on that topic)."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition = alltrue([
+      for m in var.event_subscribers :
+      can(regex("^(user|group|serviceAccount|domain|principal|principalSet):.+$", m))
+    ])
+    error_message = "event_subscribers entries must be IAM members like user:, group:, serviceAccount:; allUsers/allAuthenticatedUsers are not allowed."
+  }
+}
+
+variable "max_inline_wait_sec" {
+  description = "Longest a delayed engine message (a job check) is held in the function until it is due (WORKFLOW_MAX_INLINE_WAIT_SEC); one due later is handed back for redelivery. Holding costs instance time, a redelivery one more invocation: README, Polling without a live process. Must stay below the subscriptions' ack deadline (function_timeout_sec, set by the build)."
+  type        = number
+  default     = 8
+
+  validation {
+    condition     = var.max_inline_wait_sec >= 0 && var.max_inline_wait_sec <= 500
+    error_message = "max_inline_wait_sec must be between 0 and 500 (and below function_timeout_sec)."
+  }
+}
+
 variable "start_request_invokers" {
   description = "IAM members (e.g. \"serviceAccount:scheduler@other-project.iam.gserviceaccount.com\") allowed to call the HTTP on_start_request function (roles/run.invoker on its Cloud Run service)."
   type        = list(string)

@@ -7,7 +7,7 @@
 - `start_over_http`: the same request as an authenticated HTTP POST (also with the Go
   tool's keys `workflow-path` and `tr-url`); without `run_id` the id gets a random suffix.
 - `engine_message`: the engine's own messages; one with a `not_before` attribute in the
-  future is held (up to `MAX_INLINE_WAIT` seconds) or handed back for redelivery.
+  future is held (up to WORKFLOW_MAX_INLINE_WAIT_SEC, default 8 s) or handed back for redelivery.
 
 Everything from outside is checked before any request is made: a Task Runner URL must be
 an allowed origin (`EdgeSettings`), a `dag_path` an object of an allowed bucket, a token a
@@ -49,7 +49,14 @@ from .model.messages import StartRun
 from .model.records import RunRecord
 from .model.states import RunStatus
 from .model.text import excerpt, redact
-from .settings import ALLOW_HTTP_ENV, ALLOWED_ORIGINS_ENV, DAG_BUCKETS_ENV, TR_URL_ENV, EdgeSettings
+from .settings import (
+    ALLOW_HTTP_ENV,
+    ALLOWED_ORIGINS_ENV,
+    DAG_BUCKETS_ENV,
+    DEFAULT_MAX_INLINE_WAIT_SEC,
+    TR_URL_ENV,
+    EdgeSettings,
+)
 
 log = logging.getLogger("workflow.entrypoints")
 
@@ -57,7 +64,7 @@ GCS_FINALIZED = "google.cloud.storage.object.v1.finalized"
 PUBSUB_PUBLISHED = "google.cloud.pubsub.topic.v1.messagePublished"
 HTTP_TRIGGER = "http"
 DAG_EXTENSIONS = (".yaml", ".yml", ".json")
-MAX_INLINE_WAIT = 8.0  # below the 10 s ack deadline of an Eventarc push subscription
+MAX_INLINE_WAIT = DEFAULT_MAX_INLINE_WAIT_SEC
 START_KEYS = frozenset({"dag_path", "dag", "tr_hostname", "tr_url", "tr_auth_jwt", "run_id"})
 HTTP_ALIASES = {"workflow-path": "dag_path", "tr-url": "tr_hostname"}  # the Go tool's service
 MAX_START_BYTES = 1_048_576
@@ -371,7 +378,7 @@ def engine_message(event: Any, rt: CloudRuntime, clock: Callable[[], float] = ti
         log.error("dropped malformed message %s: %s", message_id, exc, extra=ids)
         return
     wait = due - clock()
-    if wait > MAX_INLINE_WAIT:
+    if wait > rt.edge.max_inline_wait:
         raise NotYet(f"message {message_id} is due in {wait:.1f} s")
     if wait > 0:
         sleep(wait)

@@ -14,6 +14,8 @@ from .errors import InputError
 POLL_ENV = "WORKFLOW_CHECK_STATE_DURATION_SEC"
 TIMEOUT_ENV = "WORKFLOW_STEP_TIMEOUT_SEC"
 DEFAULT_POLL_SEC = 10.0
+MAX_INLINE_WAIT_ENV = "WORKFLOW_MAX_INLINE_WAIT_SEC"
+DEFAULT_MAX_INLINE_WAIT_SEC = 8.0  # below the 10 s ack deadline Eventarc gives a new subscription
 DEFAULT_STEP_TIMEOUT_SEC = 10 * 3600.0
 
 
@@ -82,6 +84,7 @@ class EdgeSettings:
     allow_http_tr: bool = False
     dag_buckets: frozenset[str] = frozenset()
     dag_prefix: str = "dags/"
+    max_inline_wait: float = DEFAULT_MAX_INLINE_WAIT_SEC  # a delayed message due later is handed back
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> EdgeSettings:
@@ -97,6 +100,7 @@ class EdgeSettings:
             allow_http_tr=env.get(ALLOW_HTTP_ENV, "").strip() == "1",
             dag_buckets=frozenset(_listed(env.get(DAG_BUCKETS_ENV, ""))),
             dag_prefix=env.get(DAG_PREFIX_ENV, "dags/"),
+            max_inline_wait=seconds(env, MAX_INLINE_WAIT_ENV, DEFAULT_MAX_INLINE_WAIT_SEC, allow_zero=True),
         )
 
 

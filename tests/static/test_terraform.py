@@ -38,6 +38,8 @@ PUBSUB_TOPIC_SUFFIX = {"on_start_message": "-start", "on_engine_message": "-engi
 REQUIRED_ENV = {
     "GOOGLE_CLOUD_PROJECT",
     "WORKFLOW_ENGINE_TOPIC",
+    "WORKFLOW_EVENTS_TOPIC",
+    "WORKFLOW_MAX_INLINE_WAIT_SEC",
     "WORKFLOW_DAG_PREFIX",
     "WORKFLOW_DAG_BUCKETS",
     "WORKFLOW_TR_URL",
@@ -382,6 +384,30 @@ def test_function_environment() -> None:
     assert origins.startswith("${distinct(concat([local.task_runner_origin]"), origins
     assert refers_to(origins, "var.allowed_task_runner_origins")
     assert refers_to(tf_locals()["task_runner_origin"], "var.task_runner_url")
+    assert refers_to(env["WORKFLOW_EVENTS_TOPIC"], "google_pubsub_topic.events.name")
+    assert refers_to(env["WORKFLOW_MAX_INLINE_WAIT_SEC"], "var.max_inline_wait_sec")
+
+
+def test_run_ended_events_are_published_by_the_functions_and_read_only_by_named_subscribers() -> None:
+    assert "events" in resources("google_pubsub_topic")
+    publishers = resources("google_pubsub_topic_iam_member")
+    grant = publishers["functions_events_publisher"]
+    assert refers_to(grant["topic"], "google_pubsub_topic.events.name") and grant["role"] == "roles/pubsub.publisher"
+    readers = publishers["event_subscribers"]
+    assert readers["role"] == "roles/pubsub.subscriber" and refers_to(readers["for_each"], "var.event_subscribers")
+    rule = _validation_rule("event_subscribers")
+    assert rule.match("serviceAccount:alerts@p.iam.gserviceaccount.com") and not rule.match("allUsers")
+
+
+def test_the_run_list_query_has_its_index_and_the_inline_wait_stays_below_the_ack_deadline() -> None:
+    index = resources("google_firestore_index")["runs_by_status"]
+    assert index["collection"] == "runs"
+    assert [(f["field_path"], f["order"]) for f in index["fields"]] == [("status", "ASCENDING"),
+                                                                        ("created_at", "DESCENDING")]
+    function = resources("google_cloudfunctions2_function")["this"]
+    condition = one(one(one(function["lifecycle"])["precondition"]))["condition"] \
+        if isinstance(function["lifecycle"], list) else function["lifecycle"]["precondition"]["condition"]
+    assert "var.max_inline_wait_sec < var.function_timeout_sec" in condition
 
 
 def test_local_only_settings_are_never_deployed() -> None:
@@ -629,7 +655,7 @@ def test_buckets_are_hardened() -> None:
 
 def test_topic_names_derive_from_name_prefix() -> None:
     topics = {body["name"] for body in resources("google_pubsub_topic").values()}
-    assert topics == {f"${{var.name_prefix}}-{s}" for s in ("start", "engine", "dead-letter")}
+    assert topics == {f"${{var.name_prefix}}-{s}" for s in ("start", "engine", "events", "dead-letter")}
     assert variables()["name_prefix"]["default"] == "workflow"
 
 
@@ -771,7 +797,9 @@ def test_functions_service_account_is_least_privilege() -> None:
     publisher = [
         b for b in resources("google_pubsub_topic_iam_member").values() if refers_to(b["member"], FUNCTIONS_SA)
     ]
-    assert [refers_to(b["topic"], "google_pubsub_topic.engine") for b in publisher] == [True]
+    topics = sorted(b["topic"] for b in publisher)  # its own messages and the run-ended events, nothing else
+    assert len(topics) == 2 and refers_to(topics[0], "google_pubsub_topic.engine")
+    assert refers_to(topics[1], "google_pubsub_topic.events")
     readers = {
         name: b["bucket"]
         for name, b in resources("google_storage_bucket_iam_member").items()

@@ -561,3 +561,13 @@ def test_a_refused_default_task_runner_is_named_as_the_setting(tmp_path: Path) -
     assert run is not None and run.status is RunStatus.INVALID
     assert run.problems == ("WORKFLOW_TR_URL: Task Runner origin http://127.0.0.1:9 is plain http, refused "
                             "(WORKFLOW_ALLOW_HTTP_TR=1 allows it, for local use only)",)
+
+
+def test_the_inline_wait_follows_its_setting(tmp_path: Path) -> None:
+    rt = cloud(tmp_path, WORKFLOW_MAX_INLINE_WAIT_SEC="60")
+    slept: list[float] = []
+    data = codec.encode(DispatchStep("nope", "x"))
+    engine_message(pubsub_event(data, not_before="1030"), rt, clock=lambda: 1000.0, sleep=slept.append)
+    assert slept == [30.0]  # held, not handed back: one invocation for the check
+    with pytest.raises(InputError, match="WORKFLOW_MAX_INLINE_WAIT_SEC"):
+        cloud(tmp_path, WORKFLOW_MAX_INLINE_WAIT_SEC="soon")
