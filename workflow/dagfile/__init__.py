@@ -1,4 +1,5 @@
-"""DAG files: read one from a path or URL, validate it, get a `Dag`.
+"""DAG files: bytes to a validated `Dag` (`parse_dag(data, origin)`); reading them from a
+path or URL is `workflow.adapters.dag_sources.DagSources.read`.
 
 The format is compatible with the existing Go tool's YAML files (JSON works too,
 being YAML)::
@@ -9,30 +10,31 @@ being YAML)::
         description: fetch the data  # optional
         dependsOn: []                # optional list of step ids
         task:                        # required
-          name: prepare-job          # optional, defaults to the step id
-          imageUri: gcr.io/p/prep:1  # required
-          args: ["--date", "2020"]   # optional: list of strings, or mapping string -> string
+          name: prepare-job          # optional, defaults to the step id ("job_name" in POST /job)
+          imageUri: gcr.io/p/prep:1  # required unless engine is given
+          engine: edge               # optional, passed to the Task Runner as is
+          url: https://hello.a.run.app  # optional absolute http(s) URL, passed as is
+          args: [--epochs, 3]        # optional: list, or mapping of key to value
           scaleTier: BASIC           # optional
           masterType: n1-standard-4  # optional
-          labels: {team: ml}         # optional mapping string -> string
+          labels: {team: ml}         # optional mapping of key to value
 
-An optional key set to null counts as absent. Values YAML reads as numbers,
-booleans or dates where strings are expected are refused, not converted. Only
-plain data is accepted: tags that would build Python objects are refused.
+Scalars in `args` and `labels` are kept as the text written (`0.010`, `yes` and `1e3`
+stay "0.010", "yes" and "1e3"), as the Go tool read them; elsewhere values YAML reads
+as numbers, booleans or dates where strings are expected are refused. An optional
+key set to null counts as absent. Only plain data is accepted: tags that would build
+Python objects are refused.
 
-`parse_dag` reports every problem of a file at once (`DagInvalid.problems`),
-each naming its step and key or line. Limits (see `workflow.dagfile.limits`):
-files of at most `MAX_FILE_BYTES` (1 MiB), at most `MAX_STEPS` (5,000) steps,
-ids of at most `MAX_ID_LENGTH` (128) characters, at most `MAX_YAML_NODES`
-(200,000) YAML nodes counted with aliases expanded (alias bombs are refused
-before objects are built), nesting at most `MAX_NESTING_DEPTH` (50) deep.
+`parse_dag` reports every problem of a file at once (`DagInvalid.problems`), each
+naming its step and key or line, within the limits of `workflow.dagfile.limits`
+(size, steps, id length, YAML nodes, text and nesting with aliases expanded).
 """
 
 from __future__ import annotations
 
-from ..model.dag import Dag
 from .limits import (
     ID_CHARACTERS,
+    MAX_EXPANDED_BYTES,
     MAX_FILE_BYTES,
     MAX_ID_LENGTH,
     MAX_NESTING_DEPTH,
@@ -41,10 +43,11 @@ from .limits import (
     MAX_STEPS,
     MAX_YAML_NODES,
 )
-from .parse import parse_dag
+from .validate import parse_dag
 
 __all__ = [
     "ID_CHARACTERS",
+    "MAX_EXPANDED_BYTES",
     "MAX_FILE_BYTES",
     "MAX_ID_LENGTH",
     "MAX_NESTING_DEPTH",
@@ -53,17 +56,4 @@ __all__ = [
     "MAX_STEPS",
     "MAX_YAML_NODES",
     "parse_dag",
-    "read_dag",
 ]
-
-
-def read_dag(path: str) -> Dag:
-    """Read and validate the DAG file at `path`: a local path, `file://` or `gs://` URL.
-
-    Raises `DagNotFound` if it cannot be read, `DagInvalid` listing every problem.
-    """
-    # Imported here: the adapter itself imports this package.
-    from ..adapters.dag_sources import read_dag_bytes
-
-    data, origin = read_dag_bytes(path)
-    return parse_dag(data, origin)

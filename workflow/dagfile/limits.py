@@ -11,6 +11,8 @@ producing names that the stores and the Task Runner would refuse later:
 - `MAX_YAML_NODES` (200,000): YAML nodes counted with aliases expanded (a node
   reached through N aliases counts N times), so an alias bomb ("billion laughs")
   is refused while the document is composed, before any Python object is built.
+- `MAX_EXPANDED_BYTES` (4 MiB): scalar text counted with aliases expanded, so an
+  alias to one long string cannot make the DAG exhaust memory.
 - `MAX_NESTING_DEPTH` (50): mapping/list nesting, also counted through aliases.
 - `MAX_REPORTED_PROBLEMS` (500) and `MAX_REPORTED_CYCLES` (20): a refusal lists at
   most this many problems / dependency cycles, then says how many more there are.
@@ -34,6 +36,9 @@ ID_CHARACTERS: Final = "A-Za-z0-9._-"
 
 MAX_YAML_NODES: Final = 200_000
 """Most YAML nodes in a file, counting every use of an alias as a full copy."""
+
+MAX_EXPANDED_BYTES: Final = 4 * 1_048_576
+"""Most characters of scalar text in a file, counting every use of an alias as a full copy."""
 
 MAX_NESTING_DEPTH: Final = 50
 """Deepest nesting of mappings and lists, counting through aliases."""
