@@ -106,7 +106,7 @@ class _Limited(Composer, SafeConstructor):
                 first = seen.setdefault((key.tag, key.value), key.start_mark)
                 if first is not key.start_mark:
                     where, was = _place(key.start_mark), _place(first)
-                    self.problems.append(Problem(where, f"duplicate key {_short(key.value)!r} (first at {was})"))
+                    self.problems.append(Problem(where, f"duplicate key {short(key.value)!r} (first at {was})"))
         self.flatten_mapping(node)
         for key, value in node.value:
             if key.value in _AS_WRITTEN and isinstance(value, (SequenceNode, MappingNode)):
@@ -118,7 +118,7 @@ class _Limited(Composer, SafeConstructor):
             return super().construct_object(node, deep)
         except (ValueError, TypeError, ArithmeticError, AttributeError) as exc:
             shown = "!!" + node.tag[len(_ORG) :]
-            message = f"{_short(str(node.value))!r} cannot be read as {shown}; put it in quotes to keep it as text"
+            message = f"{short(str(node.value))!r} cannot be read as {shown}; put it in quotes to keep it as text"
             raise ConstructorError(None, None, message, node.start_mark) from exc
 
 
@@ -211,6 +211,6 @@ def _place(mark: Any) -> str:
     return f"line {mark.line + 1}, column {mark.column + 1}"
 
 
-def _short(text: str, limit: int = 60) -> str:
+def short(text: str, limit: int = 60) -> str:
     """`text` cut to `limit` characters, ending in '...' when cut."""
     return text if len(text) <= limit else text[: limit - 3] + "..."
