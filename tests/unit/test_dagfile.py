@@ -17,16 +17,15 @@ from google.api_core import exceptions as api_exceptions
 
 from workflow.adapters import dag_sources
 from workflow.adapters.dag_sources import DagSources, read_dag_bytes
-from workflow.dagfile import (
+from workflow.dagfile import load as yaml_load
+from workflow.dagfile import parse_dag, validate
+from workflow.dagfile.limits import (
     MAX_EXPANDED_BYTES,
     MAX_FILE_BYTES,
     MAX_ID_LENGTH,
     MAX_NESTING_DEPTH,
     MAX_REPORTED_PROBLEMS,
-    parse_dag,
-    validate,
 )
-from workflow.dagfile import load as yaml_load
 from workflow.errors import DagInvalid, DagNotFound, InputError, TransientError
 from workflow.model.dag import Dag
 

@@ -27,7 +27,8 @@ from urllib.parse import unquote, urlsplit
 from google.api_core import exceptions as api_exceptions
 from google.auth import exceptions as auth_exceptions
 
-from ..dagfile import MAX_FILE_BYTES, parse_dag
+from ..dagfile import parse_dag
+from ..dagfile.limits import MAX_FILE_BYTES
 from ..dagfile.load import oversize_problem
 from ..errors import DagInvalid, DagNotFound, TransientError
 from ..model.dag import Dag

@@ -26,34 +26,11 @@ key set to null counts as absent. Only plain data is accepted: tags that would b
 Python objects are refused.
 
 `parse_dag` reports every problem of a file at once (`DagInvalid.problems`), each
-naming its step and key or line, within the limits of `workflow.dagfile.limits`
-(size, steps, id length, YAML nodes, text and nesting with aliases expanded).
+naming its step and key or line, within `limits` (size, steps, id length, YAML
+nodes, text and nesting with aliases expanded).
 """
 
-from __future__ import annotations
-
-from .limits import (
-    ID_CHARACTERS,
-    MAX_EXPANDED_BYTES,
-    MAX_FILE_BYTES,
-    MAX_ID_LENGTH,
-    MAX_NESTING_DEPTH,
-    MAX_REPORTED_CYCLES,
-    MAX_REPORTED_PROBLEMS,
-    MAX_STEPS,
-    MAX_YAML_NODES,
-)
+from . import limits
 from .validate import parse_dag
 
-__all__ = [
-    "ID_CHARACTERS",
-    "MAX_EXPANDED_BYTES",
-    "MAX_FILE_BYTES",
-    "MAX_ID_LENGTH",
-    "MAX_NESTING_DEPTH",
-    "MAX_REPORTED_CYCLES",
-    "MAX_REPORTED_PROBLEMS",
-    "MAX_STEPS",
-    "MAX_YAML_NODES",
-    "parse_dag",
-]
+__all__ = ["limits", "parse_dag"]

@@ -1,39 +1,32 @@
-"""DAG-file bytes to plain Python data, within the limits of `limits.py`.
+"""DAG-file bytes to plain Python data, within `limits`.
 
-PyYAML parses (libyaml's parser when PyYAML has it) and composes; the loader below
-hooks into composition to bound nesting depth, node count and size with aliases
-expanded, refuse recursive aliases and object-building tags, all before any Python
-object is built, then notes duplicate keys while constructing. Scalars inside
-`args` and `labels` are kept as the text written in the file.
+PyYAML parses (with libyaml's parser when it has it) and composes; the loader hooks
+composition to bound depth, node count and text size with aliases expanded and to refuse
+recursive aliases and object-building tags before any object is built, then notes
+duplicate keys while constructing. Scalars in `args` and `labels` keep their written text.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NoReturn
 
 import yaml
 from yaml.composer import Composer
 from yaml.constructor import ConstructorError, SafeConstructor
 from yaml.events import AliasEvent, ScalarEvent, StreamEndEvent
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
-from yaml.reader import ReaderError
 from yaml.resolver import Resolver
 
 from ..errors import DagInvalid, Problem
+from ..model.text import excerpt
 from .limits import MAX_EXPANDED_BYTES, MAX_FILE_BYTES, MAX_NESTING_DEPTH, MAX_YAML_NODES
 
 _ORG = "tag:yaml.org,2002:"
-_MERGE, _NULL, _STR = _ORG + "merge", _ORG + "null", _ORG + "str"
+_MERGE, _NULL = _ORG + "merge", _ORG + "null"
 _ALLOWED_TAGS = {t for t in SafeConstructor.yaml_constructors if isinstance(t, str)} | {_MERGE, _ORG + "value"}
-_AS_WRITTEN = ("args", "labels")
 _EMPTY = "file is empty: expected a mapping with 'steps'"
-
-
-class _Refused(Exception):
-    def __init__(self, mark: Any, message: str) -> None:
-        super().__init__(message)
-        self.problem = Problem(f"line {mark.line + 1}", message)
+_BOMB = "with YAML aliases expanded: a YAML alias bomb?"
 
 
 class _Limited(Composer, SafeConstructor):
@@ -43,18 +36,20 @@ class _Limited(Composer, SafeConstructor):
     peek_event: Callable[[], Any]
     check_event: Callable[..., bool]
 
-    def _start(self) -> None:
-        self.problems: list[Problem] = []
+    def _start(self, origin: str) -> None:
+        self.origin, self.problems, self.sizes = origin, list[Problem](), dict[int, tuple[int, int, int]]()
         self.depth = self.deepest = self.nodes = self.bytes = 0
-        self.sizes: dict[int, tuple[int, int, int]] = {}
         self.aliased = False
+
+    def _refuse(self, mark: Any, message: str) -> NoReturn:
+        raise DagInvalid(self.origin, [Problem(f"line {mark.line + 1}", message)])
 
     def single_document(self) -> Node | None:
         self.get_event()
         root = None if self.check_event(StreamEndEvent) else self.compose_document()
         if not self.check_event(StreamEndEvent):
             second = "a second YAML document ('---') starts here; a DAG file holds one document"
-            raise _Refused(self.peek_event().start_mark, second)
+            self._refuse(self.peek_event().start_mark, second)
         return root
 
     def compose_node(self, parent: Node | None, index: Any) -> Node:
@@ -68,48 +63,44 @@ class _Limited(Composer, SafeConstructor):
         self.sizes[id(node)] = (self.nodes - nodes, self.bytes - size, self.deepest - self.depth + 1)
         self.depth, self.deepest = self.depth - 1, max(outer, self.deepest)
         if node.tag not in _ALLOWED_TAGS:
-            shown = "!!" + node.tag[len(_ORG) :] if node.tag.startswith(_ORG) else node.tag
-            message = f"tag {shown!r} is not allowed: a DAG file holds only plain data "
-            self.problems.append(Problem(f"line {node.start_mark.line + 1}", message + _PLAIN))
+            message = f"tag {_shown(node.tag)!r} is not allowed: a DAG file holds only plain data"
+            kinds = "(strings, numbers, booleans, null, lists and mappings)"
+            self.problems.append(Problem(f"line {node.start_mark.line + 1}", f"{message} {kinds}"))
         return node
 
     def _alias(self, event: AliasEvent) -> Node:
         name = event.anchor
         if name not in self.anchors:
-            raise _Refused(event.start_mark, f"alias '*{name}' refers to no anchor '&{name}' defined before it")
-        node = self.anchors[name]
-        if id(node) not in self.sizes:
-            raise _Refused(event.start_mark, f"alias '*{name}' is inside the node it refers to (a recursive structure)")
+            self._refuse(event.start_mark, f"alias '*{name}' refers to no anchor '&{name}' defined before it")
+        if id(self.anchors[name]) not in self.sizes:
+            self._refuse(event.start_mark, f"alias '*{name}' is inside the node it refers to (a recursive structure)")
         self.get_event()
         self.aliased = True
-        nodes, size, height = self.sizes[id(node)]
+        nodes, size, height = self.sizes[id(self.anchors[name])]
         self._count(event, nodes, size, self.depth + height)
-        return node
+        return self.anchors[name]
 
     def _count(self, event: Any, nodes: int, size: int, reached: int) -> None:
         self.nodes, self.bytes, self.deepest = self.nodes + nodes, self.bytes + size, max(self.deepest, reached)
         if self.deepest > MAX_NESTING_DEPTH:
-            raise _Refused(event.start_mark, f"lists and mappings are nested more than {MAX_NESTING_DEPTH} levels deep")
-        if self.nodes > MAX_YAML_NODES and self.aliased:
-            message = f"too many nodes after expanding YAML aliases (limit {MAX_YAML_NODES:,}): a YAML alias bomb?"
-            raise _Refused(event.start_mark, message)
+            self._refuse(event.start_mark, f"lists and mappings are nested more than {MAX_NESTING_DEPTH} levels deep")
         if self.nodes > MAX_YAML_NODES:
-            raise _Refused(event.start_mark, f"too many YAML nodes (limit {MAX_YAML_NODES:,})")
+            many = "too many nodes after expanding YAML aliases" if self.aliased else "too many YAML nodes"
+            bomb = ": a YAML alias bomb?" if self.aliased else ""
+            self._refuse(event.start_mark, f"{many} (limit {MAX_YAML_NODES:,}){bomb}")
         if self.bytes > MAX_EXPANDED_BYTES:
-            message = f"the text is over {MAX_EXPANDED_BYTES:,} bytes with YAML aliases expanded: a YAML alias bomb?"
-            raise _Refused(event.start_mark, message)
+            self._refuse(event.start_mark, f"the text is over {MAX_EXPANDED_BYTES:,} bytes {_BOMB}")
 
     def construct_mapping(self, node: MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: dict[tuple[str, str], Any] = {}
-        for key, _ in node.value:
-            if isinstance(key, ScalarNode) and key.tag != _MERGE:
-                first = seen.setdefault((key.tag, key.value), key.start_mark)
-                if first is not key.start_mark:
-                    where, was = _place(key.start_mark), _place(first)
-                    self.problems.append(Problem(where, f"duplicate key {short(key.value)!r} (first at {was})"))
+        for key in (k for k, _ in node.value if isinstance(k, ScalarNode) and k.tag != _MERGE):
+            first = seen.setdefault((key.tag, key.value), key.start_mark)
+            if first is not key.start_mark:
+                message = f"duplicate key {excerpt(key.value, 60)!r} (first at {_place(first)})"
+                self.problems.append(Problem(_place(key.start_mark), message))
         self.flatten_mapping(node)
         for key, value in node.value:
-            if key.value in _AS_WRITTEN and isinstance(value, (SequenceNode, MappingNode)):
+            if key.value in ("args", "labels") and isinstance(value, (SequenceNode, MappingNode)):
                 _as_text(value)
         return super().construct_mapping(node, deep)
 
@@ -117,12 +108,8 @@ class _Limited(Composer, SafeConstructor):
         try:
             return super().construct_object(node, deep)
         except (ValueError, TypeError, ArithmeticError, AttributeError) as exc:
-            shown = "!!" + node.tag[len(_ORG) :]
-            message = f"{short(str(node.value))!r} cannot be read as {shown}; put it in quotes to keep it as text"
-            raise ConstructorError(None, None, message, node.start_mark) from exc
-
-
-_PLAIN = "(strings, numbers, booleans, null, lists and mappings)"
+            text = f"{excerpt(str(node.value), 60)!r} cannot be read as {_shown(node.tag)}"
+            raise ConstructorError(None, None, f"{text}; put it in quotes to keep it as text", node.start_mark) from exc
 
 
 def _as_text(node: SequenceNode | MappingNode) -> None:
@@ -130,27 +117,29 @@ def _as_text(node: SequenceNode | MappingNode) -> None:
     children = node.value if isinstance(node, SequenceNode) else [n for pair in node.value for n in pair]
     for child in children:
         if isinstance(child, ScalarNode) and child.tag not in (_NULL, _MERGE):
-            child.tag = _STR
+            child.tag = _ORG + "str"
 
 
 class _PureLoader(_Limited, yaml.SafeLoader):
-    def __init__(self, text: str) -> None:
+    def __init__(self, text: str, origin: str) -> None:
         super().__init__(text)
-        self._start()
+        self._start(origin)
 
 
 if yaml.__with_libyaml__:
     from yaml._yaml import CParser
 
     class _CLoader(_Limited, CParser, Resolver):
-        def __init__(self, text: str) -> None:
+        """libyaml's parser (faster; it also reads tab-indented flow collections) under the same hooks."""
+
+        def __init__(self, text: str, origin: str) -> None:
             CParser.__init__(self, text)
             Composer.__init__(self)
             SafeConstructor.__init__(self)
             Resolver.__init__(self)
-            self._start()
+            self._start(origin)
 
-    LOADER: Callable[[str], _Limited] = _CLoader
+    LOADER: Callable[[str, str], _Limited] = _CLoader
 else:
     LOADER = _PureLoader
 
@@ -160,22 +149,22 @@ def load_yaml(data: bytes, origin: str) -> tuple[object, list[Problem]]:
     stop validation); `DagInvalid` for anything that prevents reading it."""
     text = _decode(data, origin)
     try:
-        loader = LOADER(text)
+        loader = LOADER(text, origin)
         root = loader.single_document()
-        if root is None:
-            raise DagInvalid(origin, [Problem("", _EMPTY)])
-        if loader.problems:
-            raise DagInvalid(origin, loader.problems)
+        if root is None or loader.problems:
+            raise DagInvalid(origin, loader.problems or [Problem("", _EMPTY)])
         return loader.construct_document(root), loader.problems
-    except _Refused as exc:
-        raise DagInvalid(origin, [exc.problem]) from exc
-    except ReaderError as exc:
+    except yaml.reader.ReaderError as exc:
         char = exc.character if isinstance(exc.character, int) else 0
         line = text.count("\n", 0, max(text.find(chr(char)), 0)) + 1
-        message = f"character U+{char:04X} is not allowed in a YAML file"
-        raise DagInvalid(origin, [Problem(f"line {line}", message)]) from exc
+        raise DagInvalid(
+            origin, [Problem(f"line {line}", f"character U+{char:04X} is not allowed in a YAML file")]
+        ) from exc
     except yaml.MarkedYAMLError as exc:
-        raise DagInvalid(origin, [_marked(exc)]) from exc
+        mark = exc.problem_mark or exc.context_mark
+        detail = f"{exc.problem} ({exc.context})" if exc.context and exc.problem else exc.problem or exc.context
+        syntax = "" if isinstance(exc, ConstructorError) else "YAML syntax error: "
+        raise DagInvalid(origin, [Problem(_place(mark) if mark else "", f"{syntax}{detail}")]) from exc
 
 
 def _decode(data: bytes, origin: str) -> str:
@@ -187,30 +176,20 @@ def _decode(data: bytes, origin: str) -> str:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = data.count(b"\n", 0, exc.start) + 1
-        message = f"file is not valid UTF-8: byte 0x{data[exc.start]:02x} at offset {exc.start} cannot be decoded"
-        raise DagInvalid(origin, [Problem(f"line {line}", message + " (save the file as UTF-8)")]) from exc
+        byte = f"byte 0x{data[exc.start]:02x} at offset {exc.start} cannot be decoded (save the file as UTF-8)"
+        raise DagInvalid(origin, [Problem(f"line {line}", f"file is not valid UTF-8: {byte}")]) from exc
 
 
 def oversize_problem(size: int | None) -> Problem:
     """The problem for a file over `MAX_FILE_BYTES`; `size` is None when only a prefix was read."""
-    limit = f"the limit is {MAX_FILE_BYTES:,} bytes (1 MiB)"
-    if size is None:
-        return Problem("", f"file is larger than {MAX_FILE_BYTES:,} bytes; {limit}")
-    return Problem("", f"file is {size:,} bytes; {limit}")
-
-
-def _marked(exc: yaml.MarkedYAMLError) -> Problem:
-    mark = exc.problem_mark or exc.context_mark
-    detail = f"{exc.problem} ({exc.context})" if exc.context and exc.problem else exc.problem or exc.context
-    if isinstance(exc, ConstructorError):
-        return Problem(_place(mark), str(detail))
-    return Problem(_place(mark) if mark else "", f"YAML syntax error: {detail or 'unreadable'}")
+    found = f"is larger than {MAX_FILE_BYTES:,}" if size is None else f"is {size:,}"
+    return Problem("", f"file {found} bytes; the limit is {MAX_FILE_BYTES:,} bytes (1 MiB)")
 
 
 def _place(mark: Any) -> str:
     return f"line {mark.line + 1}, column {mark.column + 1}"
 
 
-def short(text: str, limit: int = 60) -> str:
-    """`text` cut to `limit` characters, ending in '...' when cut."""
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+def _shown(tag: str) -> str:
+    """A tag as written in YAML: `!!timestamp` rather than `tag:yaml.org,2002:timestamp`."""
+    return "!!" + tag[len(_ORG) :] if tag.startswith(_ORG) else tag

@@ -14,8 +14,9 @@ from urllib.parse import urlsplit
 
 from ..errors import DagInvalid, Problem
 from ..model.dag import Args, Dag, Step, Task
+from ..model.text import excerpt
 from .limits import ID_CHARACTERS, MAX_ID_LENGTH, MAX_REPORTED_CYCLES, MAX_REPORTED_PROBLEMS, MAX_STEPS
-from .load import load_yaml, short
+from .load import load_yaml
 
 TOP_KEYS = ("name", "steps")
 STEP_KEYS = ("id", "description", "dependsOn", "task")
@@ -97,7 +98,7 @@ def _draft_step(index: int, raw: object, out: _Problems) -> _Draft:
         return _Draft(index, f"steps[{index}]", None, None, [], None)
     before = len(out.items)
     valid_id, any_id = _step_id(index, raw, out)
-    label = f"steps[{index}]" + (f" (id {short(any_id, 40)!r})" if any_id else "")
+    label = f"steps[{index}]" + (f" (id {excerpt(any_id, 40)!r})" if any_id else "")
     _check_keys(raw, STEP_KEYS, label, "key", out)
     description = _optional_str(raw, "description", f"{label}.description", out) or ""
     depends_on = _depends_on(raw.get("dependsOn"), f"{label}.dependsOn", out)
@@ -131,7 +132,7 @@ def _id_problem(value: str) -> str | None:
         return f"is {len(value):,} characters long; the limit is {MAX_ID_LENGTH} ({reason})"
     if not _ID_RE.fullmatch(value):
         bad = ", ".join(repr(ch) for ch in sorted({ch for ch in value if not _ID_RE.fullmatch(ch)})[:5])
-        return f"{short(value, 40)!r} contains {bad}: only letters, digits, '.', '_' and '-' are allowed ({reason})"
+        return f"{excerpt(value, 40)!r} contains {bad}: only letters, digits, '.', '_' and '-' are allowed ({reason})"
     if value in (".", "..") or (len(value) >= 4 and value.startswith("__") and value.endswith("__")):
         return f"{value!r} is reserved ({reason}); choose another id"
     return None
@@ -147,7 +148,7 @@ def _depends_on(value: object, where: str, out: _Problems) -> list[tuple[int, st
         if not isinstance(dep, str):
             out.add(f"{where}[{position}]", f"must be a step id (a string), got {_describe(dep)}{_quote_hint(dep)}")
         elif dep in found:
-            out.add(f"{where}[{position}]", f"{short(dep)!r} is listed more than once")
+            out.add(f"{where}[{position}]", f"{excerpt(dep, 60)!r} is listed more than once")
         else:
             found[dep] = position
     return [(position, dep) for dep, position in found.items()]
@@ -170,7 +171,7 @@ def _task(raw: Mapping[Any, Any], label: str, step_id: str, out: _Problems) -> T
             out.add(f"{where}.{key}", f"must not be empty ({what})")
     url = urlsplit("http://h" if text["url"] is None else text["url"])
     if url.scheme not in ("http", "https") or not url.netloc:
-        out.add(f"{where}.url", f"must be an absolute http:// or https:// URL, got {short(str(text['url']))!r}")
+        out.add(f"{where}.url", f"must be an absolute http:// or https:// URL, got {excerpt(str(text['url']), 60)!r}")
     if text["engine"] is None and "imageUri" not in value:
         out.add(where, f"missing required key 'imageUri' ({_IMAGE})")
     elif text["engine"] is None and value["imageUri"] is None:
@@ -232,7 +233,7 @@ def _check_keys(mapping: Mapping[Any, Any], known: Sequence[str], where: str, wh
             if match or close
             else f"expected one of: {', '.join(known)}"
         )
-        out.add(where, f"unknown {what} {repr(short(key)) if isinstance(key, str) else _describe(key)}; {hint}")
+        out.add(where, f"unknown {what} {repr(excerpt(key, 60)) if isinstance(key, str) else _describe(key)}; {hint}")
 
 
 def _key_form(key: str) -> str:
@@ -242,7 +243,7 @@ def _key_form(key: str) -> str:
 
 def _key_path(where: str, key: str) -> str:
     """`where.key`, or `where['odd key']` for a key that is not a plain word."""
-    return f"{where}.{key}" if re.fullmatch(r"[A-Za-z0-9_-]+", key) else f"{where}[{short(key)!r}]"
+    return f"{where}.{key}" if re.fullmatch(r"[A-Za-z0-9_-]+", key) else f"{where}[{excerpt(key, 60)!r}]"
 
 
 def _check_references(drafts: Sequence[_Draft], out: _Problems) -> None:
@@ -252,7 +253,9 @@ def _check_references(drafts: Sequence[_Draft], out: _Problems) -> None:
         earlier = first.setdefault(draft.any_id, draft) if draft.any_id else draft
         if earlier is not draft:
             draft.duplicate = True
-            out.add(draft.label, f"duplicate id {short(str(draft.any_id))!r}: steps[{earlier.index}] has the same id")
+            out.add(
+                draft.label, f"duplicate id {excerpt(str(draft.any_id), 60)!r}: steps[{earlier.index}] has the same id"
+            )
     ids = list(first)
     for draft in drafts:
         for position, dep in draft.depends_on:
@@ -260,7 +263,7 @@ def _check_references(drafts: Sequence[_Draft], out: _Problems) -> None:
             if dep == draft.any_id:
                 out.add(where, "a step cannot depend on itself")
             elif dep not in first:
-                out.add(where, f"unknown step {short(dep)!r}{_suggest_id(dep, ids, out)}")
+                out.add(where, f"unknown step {excerpt(dep, 60)!r}{_suggest_id(dep, ids, out)}")
 
 
 def _suggest_id(dep: str, ids: list[str], out: _Problems) -> str:
@@ -295,13 +298,13 @@ def _describe(value: object) -> str:
     if value is None or isinstance(value, bool):
         return {None: "null", True: "boolean true", False: "boolean false"}[value]
     if isinstance(value, int):
-        return f"integer {short(str(value))}"
+        return f"integer {excerpt(str(value), 60)}"
     if isinstance(value, float):
         return f"number {value!r}"
     if isinstance(value, datetime.date):
         return f"date {value.isoformat()}"
     if isinstance(value, str):
-        return f"string {short(value)!r}"
+        return f"string {excerpt(value, 60)!r}"
     kinds: dict[type, str] = {list: "a list", dict: "a mapping", bytes: "binary data", set: "a set", tuple: "a pair"}
     return kinds.get(type(value), type(value).__name__)
 
