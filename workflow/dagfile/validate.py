@@ -28,29 +28,25 @@ _MAX_SUGGESTED_IDS = 100
 
 
 def parse_dag(data: bytes, origin: str) -> Dag:
-    """The `Dag` in a DAG file's bytes; `DagInvalid(origin, problems)` lists every problem."""
+    """The `Dag` in a DAG file's bytes; `DagInvalid(origin, problems)` lists every problem,
+    grouped by step in file order, at most `MAX_REPORTED_PROBLEMS` of them."""
     document, duplicate_keys = load_yaml(data, origin)
     out = _Problems(duplicate_keys)
     dag = _build_dag(document, out)
-    if out.items or dag is None:
-        raise DagInvalid(origin, out.reported())
-    return dag
+    if not out and dag:
+        return dag
+    found = sorted(out, key=lambda p: int(m.group(1)) if (m := re.match(r"steps\[(\d+)\]", p.where)) else -1)
+    rest = f"... and {len(found) - MAX_REPORTED_PROBLEMS:,} more problem(s) not listed"
+    raise DagInvalid(
+        origin, found if len(found) <= MAX_REPORTED_PROBLEMS else [*found[:MAX_REPORTED_PROBLEMS], Problem("", rest)]
+    )
 
 
-class _Problems:
-    def __init__(self, items: list[Problem]) -> None:
-        self.items, self.id_suggestions = items, 0
+class _Problems(list[Problem]):
+    suggestions = 0
 
     def add(self, where: str, message: str) -> None:
-        self.items.append(Problem(where, message))
-
-    def reported(self) -> list[Problem]:
-        """Grouped by step in file order (file-level ones first), at most `MAX_REPORTED_PROBLEMS`."""
-        items = sorted(self.items, key=lambda p: int(m.group(1)) if (m := re.match(r"steps\[(\d+)\]", p.where)) else -1)
-        if len(items) <= MAX_REPORTED_PROBLEMS:
-            return items
-        rest = f"... and {len(items) - MAX_REPORTED_PROBLEMS:,} more problem(s) not listed"
-        return [*items[:MAX_REPORTED_PROBLEMS], Problem("", rest)]
+        self.append(Problem(where, message))
 
 
 @dataclass
@@ -61,7 +57,7 @@ class _Draft:
     label: str
     valid_id: str | None
     any_id: str | None
-    depends_on: list[tuple[int, str]]
+    depends_on: dict[str, int]
     step: Step | None
     duplicate: bool = False
 
@@ -75,7 +71,7 @@ def _build_dag(document: object, out: _Problems) -> Dag | None:
     drafts = [_draft_step(i, raw, out) for i, raw in enumerate(_steps_list(document, out))]
     _check_references(drafts, out)
     _check_cycles(drafts, out)
-    return None if out.items else Dag(steps=tuple(d.step for d in drafts if d.step), name=name or "")
+    return None if out else Dag(steps=tuple(d.step for d in drafts if d.step), name=name or "")
 
 
 def _steps_list(document: Mapping[Any, Any], out: _Problems) -> list[Any]:
@@ -95,17 +91,16 @@ def _draft_step(index: int, raw: object, out: _Problems) -> _Draft:
     """One step checked on its own; `step` is set only if it had no problem."""
     if not isinstance(raw, dict):
         out.add(f"steps[{index}]", f"must be a mapping with 'id' and 'task', got {_describe(raw)}")
-        return _Draft(index, f"steps[{index}]", None, None, [], None)
-    before = len(out.items)
+        return _Draft(index, f"steps[{index}]", None, None, {}, None)
+    before = len(out)
     valid_id, any_id = _step_id(index, raw, out)
     label = f"steps[{index}]" + (f" (id {excerpt(any_id, 40)!r})" if any_id else "")
     _check_keys(raw, STEP_KEYS, label, "key", out)
     description = _optional_str(raw, "description", f"{label}.description", out) or ""
     depends_on = _depends_on(raw.get("dependsOn"), f"{label}.dependsOn", out)
     task = _task(raw, label, valid_id or "", out)
-    step = None
-    if len(out.items) == before and valid_id and task:
-        step = Step(valid_id, task, tuple(dep for _, dep in depends_on), description)
+    ok = len(out) == before and valid_id and task
+    step = Step(valid_id, task, tuple(depends_on), description) if ok and valid_id and task else None
     return _Draft(index, label, valid_id, any_id, depends_on, step)
 
 
@@ -114,15 +109,13 @@ def _step_id(index: int, raw: Mapping[Any, Any], out: _Problems) -> tuple[str | 
     value, where = raw.get("id"), f"steps[{index}].id"
     if "id" not in raw:
         out.add(f"steps[{index}]", "missing required key 'id'")
-    elif not isinstance(value, str):
-        out.add(where, f"must be a string, got {_describe(value)}{_quote_hint(value)}")
-    elif not value:
+    elif value == "":
         out.add(where, "must not be empty")
-    elif problem := _id_problem(value):
-        out.add(where, problem)
-        return None, value
-    else:
-        return value, value
+    elif not _not_text(value, where, out):
+        problem = _id_problem(str(value))
+        if problem:
+            out.add(where, problem)
+        return (None if problem else str(value)), str(value)
     return None, None
 
 
@@ -138,8 +131,8 @@ def _id_problem(value: str) -> str | None:
     return None
 
 
-def _depends_on(value: object, where: str, out: _Problems) -> list[tuple[int, str]]:
-    """(position, step id) of each string entry of `dependsOn`; other entries are problems."""
+def _depends_on(value: object, where: str, out: _Problems) -> dict[str, int]:
+    """Each step id listed in `dependsOn`, with its position; other entries are problems."""
     if value is not None and not isinstance(value, list):
         hint = f"; write [{value}]" if isinstance(value, str) else ""
         out.add(where, f"must be a list of step ids, got {_describe(value)}{hint}")
@@ -151,34 +144,34 @@ def _depends_on(value: object, where: str, out: _Problems) -> list[tuple[int, st
             out.add(f"{where}[{position}]", f"{excerpt(dep, 60)!r} is listed more than once")
         else:
             found[dep] = position
-    return [(position, dep) for dep, position in found.items()]
+    return found
 
 
 def _task(raw: Mapping[Any, Any], label: str, step_id: str, out: _Problems) -> Task | None:
     """The step's `Task` (name defaulting to the step id), or None with the problems recorded."""
     value, where = raw.get("task"), f"{label}.task"
-    if "task" not in raw:
-        out.add(label, "missing required key 'task' (the job to run, with at least 'imageUri')")
-        return None
     if not isinstance(value, dict):
-        out.add(where, f"must be a mapping with at least 'imageUri', got {_describe(value)}")
+        if "task" in raw:
+            out.add(where, f"must be a mapping with at least 'imageUri', got {_describe(value)}")
+        else:
+            out.add(label, "missing required key 'task' (the job to run, with at least 'imageUri')")
         return None
-    before = len(out.items)
+    before = len(out)
     _check_keys(value, TASK_KEYS, where, "key", out)
     text = {key: _optional_str(value, key, f"{where}.{key}", out) for key in TASK_KEYS if key not in ("args", "labels")}
     for key, what in (("name", "leave it out to use the step id"), ("imageUri", _IMAGE), ("engine", "or leave it out")):
         if text[key] is not None and not str(text[key]).strip():
             out.add(f"{where}.{key}", f"must not be empty ({what})")
-    url = urlsplit("http://h" if text["url"] is None else text["url"])
-    if url.scheme not in ("http", "https") or not url.netloc:
-        out.add(f"{where}.url", f"must be an absolute http:// or https:// URL, got {excerpt(str(text['url']), 60)!r}")
-    if text["engine"] is None and "imageUri" not in value:
+    url = urlsplit(text["url"] or "")
+    if text["url"] is not None and (url.scheme not in ("http", "https") or not url.netloc):
+        out.add(f"{where}.url", f"must be an absolute http:// or https:// URL, got {excerpt(text['url'], 60)!r}")
+    if text["engine"] is None and value.get("imageUri", KeyError) is KeyError:
         out.add(where, f"missing required key 'imageUri' ({_IMAGE})")
-    elif text["engine"] is None and value["imageUri"] is None:
+    elif text["engine"] is None and "imageUri" in value and value["imageUri"] is None:
         out.add(f"{where}.imageUri", f"must be a string ({_IMAGE}), got null")
     args = _args(value.get("args"), f"{where}.args", out)
     labels = _string_map(value.get("labels"), f"{where}.labels", out)
-    if len(out.items) != before:
+    if len(out) != before:
         return None
     return Task.from_dict({**text, "args": args, "labels": labels, "name": text["name"] or step_id})
 
@@ -214,31 +207,20 @@ def _optional_str(mapping: Mapping[Any, Any], key: str, where: str, out: _Proble
 
 
 def _not_text(value: object, where: str, out: _Problems, message: str = "") -> bool:
-    """Record a problem and say True unless `value` is a string."""
+    """True, with a problem recorded, unless `value` is a string."""
     if not isinstance(value, str):
         out.add(where, (message or f"must be a string, got {_describe(value)}") + _quote_hint(value))
     return not isinstance(value, str)
 
 
 def _check_keys(mapping: Mapping[Any, Any], known: Sequence[str], where: str, what: str, out: _Problems) -> None:
-    """Record each key of `mapping` not in `known`, suggesting the closest known key."""
-    forms = {_key_form(k): k for k in known}
-    for key in mapping:
-        if key in known:
-            continue
-        close = difflib.get_close_matches(_key_form(key), list(forms), n=1) if isinstance(key, str) else []
-        match = forms.get(_key_form(key)) if isinstance(key, str) else None
-        hint = (
-            f"did you mean {(match or forms[close[0]])!r}?"
-            if match or close
-            else f"expected one of: {', '.join(known)}"
-        )
+    """Record each unknown key, suggesting the known key equal ignoring case, '_' and '-', else the closest."""
+    forms = {k.replace("_", "").replace("-", "").lower(): k for k in known}
+    for key in (k for k in mapping if k not in known):
+        form = key.replace("_", "").replace("-", "").lower() if isinstance(key, str) else ""
+        match = forms.get(form) or next(iter(difflib.get_close_matches(form, list(forms), n=1)), None)
+        hint = f"did you mean {forms.get(match, match)!r}?" if match else f"expected one of: {', '.join(known)}"
         out.add(where, f"unknown {what} {repr(excerpt(key, 60)) if isinstance(key, str) else _describe(key)}; {hint}")
-
-
-def _key_form(key: str) -> str:
-    """A key compared ignoring case, '_' and '-': `depends_on` and `dependsOn` match."""
-    return key.replace("_", "").replace("-", "").lower()
 
 
 def _key_path(where: str, key: str) -> str:
@@ -251,32 +233,33 @@ def _check_references(drafts: Sequence[_Draft], out: _Problems) -> None:
     first: dict[str, _Draft] = {}
     for draft in drafts:
         earlier = first.setdefault(draft.any_id, draft) if draft.any_id else draft
-        if earlier is not draft:
-            draft.duplicate = True
+        draft.duplicate = earlier is not draft
+        if draft.duplicate:
             out.add(
                 draft.label, f"duplicate id {excerpt(str(draft.any_id), 60)!r}: steps[{earlier.index}] has the same id"
             )
-    ids = list(first)
     for draft in drafts:
-        for position, dep in draft.depends_on:
+        for dep, position in draft.depends_on.items():
             where = f"{draft.label}.dependsOn[{position}]"
             if dep == draft.any_id:
                 out.add(where, "a step cannot depend on itself")
             elif dep not in first:
-                out.add(where, f"unknown step {excerpt(dep, 60)!r}{_suggest_id(dep, ids, out)}")
+                out.add(where, f"unknown step {excerpt(dep, 60)!r}{_suggest_id(dep, list(first), out)}")
 
 
 def _suggest_id(dep: str, ids: list[str], out: _Problems) -> str:
     """'; did you mean ...?' for a close step id (searched for the first unknown ids only)."""
-    out.id_suggestions += 1
-    close = difflib.get_close_matches(dep, ids, n=1) if out.id_suggestions <= _MAX_SUGGESTED_IDS else [""]
-    return f"; did you mean {close[0]!r}?" if close and close[0] else " (no step has this id)" if not close else ""
+    out.suggestions += 1
+    if out.suggestions > _MAX_SUGGESTED_IDS:
+        return ""
+    close = difflib.get_close_matches(dep, ids, n=1)
+    return f"; did you mean {close[0]!r}?" if close else " (no step has this id)"
 
 
 def _check_cycles(drafts: Sequence[_Draft], out: _Problems) -> None:
     """Record disjoint dependency cycles among steps with a valid, unique id, each from its first step."""
     usable = {d.valid_id: d for d in drafts if d.valid_id is not None and not d.duplicate}
-    graph = {key: [dep for _, dep in d.depends_on if dep in usable and dep != key] for key, d in usable.items()}
+    graph = {key: [dep for dep in d.depends_on if dep in usable and dep != key] for key, d in usable.items()}
     for count in range(MAX_REPORTED_CYCLES + 1):
         try:
             TopologicalSorter(graph).prepare()
@@ -287,26 +270,20 @@ def _check_cycles(drafts: Sequence[_Draft], out: _Problems) -> None:
             out.add("steps", f"more than {MAX_REPORTED_CYCLES} dependency cycles; the others are not listed")
             return
         start = min(range(len(cycle)), key=lambda k: usable[cycle[k]].index)
-        ordered = cycle[start:] + cycle[:start]
+        ordered, gone = cycle[start:] + cycle[:start], set(cycle)
         text = " -> ".join([*ordered, ordered[0]])
         out.add(usable[ordered[0]].label, f"dependency cycle: {text} (each step depends on the next)")
-        graph = {n: [d for d in deps if d not in cycle] for n, deps in graph.items() if n not in cycle}
+        graph = {n: [d for d in deps if d not in gone] for n, deps in graph.items() if n not in gone}
 
 
 def _describe(value: object) -> str:
     """A value's YAML type, with the value for scalars: `integer 1`, `boolean true`, `a list`."""
-    if value is None or isinstance(value, bool):
-        return {None: "null", True: "boolean true", False: "boolean false"}[value]
-    if isinstance(value, int):
-        return f"integer {excerpt(str(value), 60)}"
-    if isinstance(value, float):
-        return f"number {value!r}"
-    if isinstance(value, datetime.date):
-        return f"date {value.isoformat()}"
-    if isinstance(value, str):
-        return f"string {excerpt(value, 60)!r}"
-    kinds: dict[type, str] = {list: "a list", dict: "a mapping", bytes: "binary data", set: "a set", tuple: "a pair"}
-    return kinds.get(type(value), type(value).__name__)
+    if isinstance(value, (bool, datetime.date)):
+        return f"boolean {str(value).lower()}" if isinstance(value, bool) else f"date {value.isoformat()}"
+    forms = {int: "integer {}", float: "number {!r}", str: "string {!r}", list: "a list", dict: "a mapping"}
+    others = {type(None): "null", bytes: "binary data", set: "a set", tuple: "a pair"}
+    form = forms.get(type(value)) or others.get(type(value), type(value).__name__)
+    return form.format(excerpt(value, 60) if isinstance(value, str) else value)
 
 
 def _quote_hint(value: object) -> str:
