@@ -1,10 +1,6 @@
-"""DAG-file bytes to plain Python data, within `limits`.
-
-PyYAML parses (with libyaml's parser when it has it) and composes; the loader hooks
-composition to bound depth, node count and text size with aliases expanded and to refuse
-recursive aliases and object-building tags before any object is built, then notes
-duplicate keys while constructing. Scalars in `args` and `labels` keep their written text.
-"""
+"""DAG-file bytes to plain Python data: PyYAML's loader with hooks that enforce `limits` while
+composing (before any object is built), refuse tags that build objects and recursive aliases,
+note duplicate keys, and keep the written text of scalars in `args` and `labels`."""
 
 from __future__ import annotations
 
@@ -26,7 +22,6 @@ _ORG = "tag:yaml.org,2002:"
 _MERGE, _NULL = _ORG + "merge", _ORG + "null"
 _ALLOWED_TAGS = {t for t in SafeConstructor.yaml_constructors if isinstance(t, str)} | {_MERGE, _ORG + "value"}
 _EMPTY = "file is empty: expected a mapping with 'steps'"
-_BOMB = "with YAML aliases expanded: a YAML alias bomb?"
 
 
 class _Limited(Composer, SafeConstructor):
@@ -89,7 +84,10 @@ class _Limited(Composer, SafeConstructor):
             bomb = ": a YAML alias bomb?" if self.aliased else ""
             self._refuse(event.start_mark, f"{many} (limit {MAX_YAML_NODES:,}){bomb}")
         if self.bytes > MAX_EXPANDED_BYTES:
-            self._refuse(event.start_mark, f"the text is over {MAX_EXPANDED_BYTES:,} bytes {_BOMB}")
+            self._refuse(
+                event.start_mark,
+                f"the text is over {MAX_EXPANDED_BYTES:,} bytes with YAML aliases expanded: a YAML alias bomb?",
+            )
 
     def construct_mapping(self, node: MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: dict[tuple[str, str], Any] = {}

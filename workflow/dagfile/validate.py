@@ -22,7 +22,7 @@ TOP_KEYS = ("name", "steps")
 STEP_KEYS = ("id", "description", "dependsOn", "task")
 TASK_KEYS = ("name", "imageUri", "engine", "url", "args", "scaleTier", "masterType", "labels")
 _IMAGE = "the container image to run"
-_ID_RE = re.compile(f"[{ID_CHARACTERS}]+")
+_ID_RE, _WORD = re.compile(f"[{ID_CHARACTERS}]+"), re.compile(r"[A-Za-z0-9_-]+")
 _MAX_SUGGESTED_IDS = 100
 """Unknown dependencies for which a close step id is searched (each search scans every id)."""
 
@@ -59,7 +59,6 @@ class _Draft:
     any_id: str | None
     depends_on: dict[str, int]
     step: Step | None
-    duplicate: bool = False
 
 
 def _build_dag(document: object, out: _Problems) -> Dag | None:
@@ -69,8 +68,7 @@ def _build_dag(document: object, out: _Problems) -> Dag | None:
     _check_keys(document, TOP_KEYS, "", "top-level key", out)
     name = _optional_str(document, "name", "name", out)
     drafts = [_draft_step(i, raw, out) for i, raw in enumerate(_steps_list(document, out))]
-    _check_references(drafts, out)
-    _check_cycles(drafts, out)
+    _check_cycles(_check_references(drafts, out), out)
     return None if out else Dag(steps=tuple(d.step for d in drafts if d.step), name=name or "")
 
 
@@ -138,9 +136,9 @@ def _depends_on(value: object, where: str, out: _Problems) -> dict[str, int]:
         out.add(where, f"must be a list of step ids, got {_describe(value)}{hint}")
     found: dict[str, int] = {}
     for position, dep in enumerate(value if isinstance(value, list) else []):
-        if not isinstance(dep, str):
-            out.add(f"{where}[{position}]", f"must be a step id (a string), got {_describe(dep)}{_quote_hint(dep)}")
-        elif dep in found:
+        if _not_text(dep, f"{where}[{position}]", out, f"must be a step id (a string), got {_describe(dep)}"):
+            continue
+        if dep in found:
             out.add(f"{where}[{position}]", f"{excerpt(dep, 60)!r} is listed more than once")
         else:
             found[dep] = position
@@ -194,7 +192,8 @@ def _string_map(value: object, where: str, out: _Problems) -> dict[str, str] | N
     if not isinstance(value, dict):
         return None
     bad = [
-        _not_text(k, where, out, f"key {_describe(k)} must be a string") or _not_text(v, _key_path(where, k), out)
+        _not_text(k, where, out, f"key {_describe(k)} must be a string")
+        or _not_text(v, f"{where}.{k}" if _WORD.fullmatch(k) else f"{where}[{excerpt(k, 60)!r}]", out)
         for k, v in value.items()
     ]
     return None if any(bad) else dict(value)
@@ -208,8 +207,9 @@ def _optional_str(mapping: Mapping[Any, Any], key: str, where: str, out: _Proble
 
 def _not_text(value: object, where: str, out: _Problems, message: str = "") -> bool:
     """True, with a problem recorded, unless `value` is a string."""
+    hint = "; put it in quotes to keep it as text" if isinstance(value, (int, float, datetime.date)) else ""
     if not isinstance(value, str):
-        out.add(where, (message or f"must be a string, got {_describe(value)}") + _quote_hint(value))
+        out.add(where, (message or f"must be a string, got {_describe(value)}") + hint)
     return not isinstance(value, str)
 
 
@@ -223,18 +223,13 @@ def _check_keys(mapping: Mapping[Any, Any], known: Sequence[str], where: str, wh
         out.add(where, f"unknown {what} {repr(excerpt(key, 60)) if isinstance(key, str) else _describe(key)}; {hint}")
 
 
-def _key_path(where: str, key: str) -> str:
-    """`where.key`, or `where['odd key']` for a key that is not a plain word."""
-    return f"{where}.{key}" if re.fullmatch(r"[A-Za-z0-9_-]+", key) else f"{where}[{excerpt(key, 60)!r}]"
-
-
-def _check_references(drafts: Sequence[_Draft], out: _Problems) -> None:
-    """Record ids an earlier step already uses, and dependencies on the step itself or on no step."""
+def _check_references(drafts: Sequence[_Draft], out: _Problems) -> dict[str, _Draft]:
+    """Record ids an earlier step already uses, and dependencies on the step itself or on no step;
+    returns the first step with each id."""
     first: dict[str, _Draft] = {}
     for draft in drafts:
         earlier = first.setdefault(draft.any_id, draft) if draft.any_id else draft
-        draft.duplicate = earlier is not draft
-        if draft.duplicate:
+        if earlier is not draft:
             out.add(
                 draft.label, f"duplicate id {excerpt(str(draft.any_id), 60)!r}: steps[{earlier.index}] has the same id"
             )
@@ -245,6 +240,7 @@ def _check_references(drafts: Sequence[_Draft], out: _Problems) -> None:
                 out.add(where, "a step cannot depend on itself")
             elif dep not in first:
                 out.add(where, f"unknown step {excerpt(dep, 60)!r}{_suggest_id(dep, list(first), out)}")
+    return first
 
 
 def _suggest_id(dep: str, ids: list[str], out: _Problems) -> str:
@@ -256,9 +252,9 @@ def _suggest_id(dep: str, ids: list[str], out: _Problems) -> str:
     return f"; did you mean {close[0]!r}?" if close else " (no step has this id)"
 
 
-def _check_cycles(drafts: Sequence[_Draft], out: _Problems) -> None:
-    """Record disjoint dependency cycles among steps with a valid, unique id, each from its first step."""
-    usable = {d.valid_id: d for d in drafts if d.valid_id is not None and not d.duplicate}
+def _check_cycles(first: dict[str, _Draft], out: _Problems) -> None:
+    """Record disjoint dependency cycles among the first steps with each valid id, each from its first step."""
+    usable = {key: d for key, d in first.items() if d.valid_id is not None}
     graph = {key: [dep for dep in d.depends_on if dep in usable and dep != key] for key, d in usable.items()}
     for count in range(MAX_REPORTED_CYCLES + 1):
         try:
@@ -284,8 +280,3 @@ def _describe(value: object) -> str:
     others = {type(None): "null", bytes: "binary data", set: "a set", tuple: "a pair"}
     form = forms.get(type(value)) or others.get(type(value), type(value).__name__)
     return form.format(excerpt(value, 60) if isinstance(value, str) else value)
-
-
-def _quote_hint(value: object) -> str:
-    """For a scalar YAML read as a number, boolean or date: how to keep it as text."""
-    return "; put it in quotes to keep it as text" if isinstance(value, (int, float, datetime.date)) else ""
