@@ -80,14 +80,11 @@ class _Limited(Composer, SafeConstructor):
         if self.deepest > MAX_NESTING_DEPTH:
             self._refuse(event.start_mark, f"lists and mappings are nested more than {MAX_NESTING_DEPTH} levels deep")
         if self.nodes > MAX_YAML_NODES:
-            many = "too many nodes after expanding YAML aliases" if self.aliased else "too many YAML nodes"
-            bomb = ": a YAML alias bomb?" if self.aliased else ""
-            self._refuse(event.start_mark, f"{many} (limit {MAX_YAML_NODES:,}){bomb}")
+            many = f"too many nodes after expanding YAML aliases (limit {MAX_YAML_NODES:,}): a YAML alias bomb?"
+            self._refuse(event.start_mark, many if self.aliased else f"too many YAML nodes (limit {MAX_YAML_NODES:,})")
         if self.bytes > MAX_EXPANDED_BYTES:
-            self._refuse(
-                event.start_mark,
-                f"the text is over {MAX_EXPANDED_BYTES:,} bytes with YAML aliases expanded: a YAML alias bomb?",
-            )
+            text = f"the text is over {MAX_EXPANDED_BYTES:,} bytes with YAML aliases expanded: a YAML alias bomb?"
+            self._refuse(event.start_mark, text)
 
     def construct_mapping(self, node: MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: dict[tuple[str, str], Any] = {}
@@ -155,9 +152,8 @@ def load_yaml(data: bytes, origin: str) -> tuple[object, list[Problem]]:
     except yaml.reader.ReaderError as exc:
         char = exc.character if isinstance(exc.character, int) else 0
         line = text.count("\n", 0, max(text.find(chr(char)), 0)) + 1
-        raise DagInvalid(
-            origin, [Problem(f"line {line}", f"character U+{char:04X} is not allowed in a YAML file")]
-        ) from exc
+        message = f"character U+{char:04X} is not allowed in a YAML file"
+        raise DagInvalid(origin, [Problem(f"line {line}", message)]) from exc
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         detail = f"{exc.problem} ({exc.context})" if exc.context and exc.problem else exc.problem or exc.context

@@ -168,27 +168,20 @@ def _task(raw: Mapping[Any, Any], label: str, step_id: str, out: _Problems) -> T
     elif text["engine"] is None and "imageUri" in value and value["imageUri"] is None:
         out.add(f"{where}.imageUri", f"must be a string ({_IMAGE}), got null")
     args = _args(value.get("args"), f"{where}.args", out)
-    labels = _string_map(value.get("labels"), f"{where}.labels", out)
+    labels = _args(value.get("labels"), f"{where}.labels", out, lists=False)
     if len(out) != before:
         return None
     return Task.from_dict({**text, "args": args, "labels": labels, "name": text["name"] or step_id})
 
 
-def _args(value: object, where: str, out: _Problems) -> Args | None:
-    """`args` as written: a tuple of strings or a string-to-string mapping, order kept."""
-    if isinstance(value, list):
+def _args(value: object, where: str, out: _Problems, lists: bool = True) -> Args | None:
+    """A tuple of strings (when `lists`) or a string-to-string mapping, order kept; None when absent or invalid."""
+    if isinstance(value, list) and lists:
         bad = [_not_text(item, f"{where}[{position}]", out) for position, item in enumerate(value)]
         return None if any(bad) else tuple(value)
-    if value is None or isinstance(value, dict):
-        return _string_map(value, where, out)
-    out.add(where, f"must be a list of strings or a mapping of string to string, got {_describe(value)}")
-    return None
-
-
-def _string_map(value: object, where: str, out: _Problems) -> dict[str, str] | None:
-    """A string-to-string mapping, order kept; None when absent or invalid."""
     if value is not None and not isinstance(value, dict):
-        out.add(where, f"must be a mapping of string to string, got {_describe(value)}")
+        kind = "a list of strings or a mapping" if lists else "a mapping"
+        out.add(where, f"must be {kind} of string to string, got {_describe(value)}")
     if not isinstance(value, dict):
         return None
     bad = [
