@@ -83,9 +83,9 @@ def either_parser(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatc
     if request.param == "libyaml":
         if not yaml.__with_libyaml__:
             pytest.skip("PyYAML was built without libyaml")
-        monkeypatch.setattr(yaml_load, "LOADER", yaml_load._CLoader)
+        monkeypatch.setattr(yaml_load, "LOADER", yaml_load.loader_class(yaml.cyaml.CParser))
     else:
-        monkeypatch.setattr(yaml_load, "LOADER", yaml_load._PureLoader)
+        monkeypatch.setattr(yaml_load, "LOADER", yaml_load.loader_class(yaml.SafeLoader))
     return str(request.param)
 
 

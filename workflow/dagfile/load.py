@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any, NoReturn
 
 import yaml
+import yaml.cyaml
 from yaml.composer import Composer
 from yaml.constructor import ConstructorError, SafeConstructor
 from yaml.events import AliasEvent, ScalarEvent, StreamEndEvent
@@ -115,28 +116,22 @@ def _as_text(node: SequenceNode | MappingNode) -> None:
             child.tag = _ORG + "str"
 
 
-class _PureLoader(_Limited, yaml.SafeLoader):
-    def __init__(self, text: str, origin: str) -> None:
-        super().__init__(text)
-        self._start(origin)
+def loader_class(parser: Any) -> Callable[[str, str], _Limited]:
+    """The loader on `parser`: libyaml's `CParser` (faster; it also reads tab-indented flow
+    collections) or PyYAML's own `SafeLoader`."""
 
-
-if yaml.__with_libyaml__:
-    from yaml._yaml import CParser
-
-    class _CLoader(_Limited, CParser, Resolver):
-        """libyaml's parser (faster; it also reads tab-indented flow collections) under the same hooks."""
-
+    class Loader(_Limited, parser, Resolver):  # type: ignore[misc]
         def __init__(self, text: str, origin: str) -> None:
-            CParser.__init__(self, text)
+            parser.__init__(self, text)
             Composer.__init__(self)
             SafeConstructor.__init__(self)
             Resolver.__init__(self)
             self._start(origin)
 
-    LOADER: Callable[[str, str], _Limited] = _CLoader
-else:
-    LOADER = _PureLoader
+    return Loader
+
+
+LOADER = loader_class(yaml.cyaml.CParser if yaml.__with_libyaml__ else yaml.SafeLoader)  # type: ignore[attr-defined]
 
 
 def load_yaml(data: bytes, origin: str) -> tuple[object, list[Problem]]:
