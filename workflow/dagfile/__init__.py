@@ -1,33 +1,27 @@
-"""DAG files: bytes to a validated `Dag` (`parse_dag(data, origin)`); reading them from a
-path or URL is `workflow.adapters.dag_sources.DagSources.read`.
+"""DAG files: `parse_dag(data, origin)` turns a file's bytes into a validated `Dag` or raises
+`DagInvalid` listing every problem, each naming its step and key or line, within `limits`.
+Reading a file from a path or URL is `workflow.adapters.dag_sources.DagSources.read`.
 
-The format is compatible with the existing Go tool's YAML files (JSON works too,
-being YAML)::
+The format is the Go tool's (JSON works too, being YAML)::
 
-    name: fork-join                  # optional
-    steps:                           # required, non-empty
-      - id: prepare                  # required, unique, [A-Za-z0-9._-], at most 128 characters
-        description: fetch the data  # optional
-        dependsOn: []                # optional list of step ids
-        task:                        # required
-          name: prepare-job          # optional, defaults to the step id ("job_name" in POST /job)
-          imageUri: gcr.io/p/prep:1  # required unless engine is given
-          engine: edge               # optional, passed to the Task Runner as is
-          url: https://hello.a.run.app  # optional absolute http(s) URL, passed as is
-          args: [--epochs, 3]        # optional: list, or mapping of key to value
-          scaleTier: BASIC           # optional
-          masterType: n1-standard-4  # optional
-          labels: {team: ml}         # optional mapping of key to value
+    name: fork-join                 # optional
+    steps:                          # required, non-empty
+      - id: prepare                 # required, unique, [A-Za-z0-9._-], at most 128 characters
+        description: fetch the data # optional
+        dependsOn: []               # optional list of step ids
+        task:                       # required; POST /job gets these fields when set
+          name: prepare-job         # optional, defaults to the step id; sent as job_name
+          imageUri: gcr.io/p/prep:1 # required unless engine is given
+          engine: edge              # optional, sent as is
+          url: https://h.a.run.app  # optional absolute http(s) URL, sent as is
+          args: [--epochs, 3]       # optional: list, or mapping of key to value
+          scaleTier: BASIC          # optional
+          masterType: n1-standard-4 # optional
+          labels: {team: ml}        # optional mapping of key to value
 
-Scalars in `args` and `labels` are kept as the text written (`0.010`, `yes` and `1e3`
-stay "0.010", "yes" and "1e3"), as the Go tool read them; elsewhere values YAML reads
-as numbers, booleans or dates where strings are expected are refused. An optional
-key set to null counts as absent. Only plain data is accepted: tags that would build
-Python objects are refused.
-
-`parse_dag` reports every problem of a file at once (`DagInvalid.problems`), each
-naming its step and key or line, within `limits` (size, steps, id length, YAML
-nodes, text and nesting with aliases expanded).
+Scalars in `args` and `labels` are sent as the text written (`0.010`, `yes`, `1e3` stay so);
+elsewhere a number, boolean or date where a string is expected is refused. A key set to
+null counts as absent. Tags that would build Python objects are refused.
 """
 
 from . import limits

@@ -1,7 +1,5 @@
-"""Limits on DAG files, enforced before anything runs: each keeps a bad or hostile file from
-exhausting memory or time, or from producing names the stores and the Task Runner refuse.
-Counts "with aliases expanded" treat every use of a YAML alias as a full copy, so alias
-bombs are refused while the document is composed, before any Python object is built."""
+"""Limits on DAG files, so that no file exhausts memory or time or yields names the stores and the
+Task Runner refuse. "With aliases expanded" counts each use of a YAML alias as a full copy."""
 
 from typing import Final
 

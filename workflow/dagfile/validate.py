@@ -23,8 +23,7 @@ STEP_KEYS = ("id", "description", "dependsOn", "task")
 TASK_KEYS = ("name", "imageUri", "engine", "url", "args", "scaleTier", "masterType", "labels")
 _IMAGE = "the container image to run"
 _ID_RE, _WORD = re.compile(f"[{ID_CHARACTERS}]+"), re.compile(r"[A-Za-z0-9_-]+")
-_MAX_SUGGESTED_IDS = 100
-"""Unknown dependencies for which a close step id is searched (each search scans every id)."""
+_MAX_SUGGESTED_IDS = 100  # unknown dependencies for which a close id is searched (each scans every id)
 
 
 def parse_dag(data: bytes, origin: str) -> Dag:
@@ -36,10 +35,10 @@ def parse_dag(data: bytes, origin: str) -> Dag:
     if not out and dag:
         return dag
     found = sorted(out, key=lambda p: int(m.group(1)) if (m := re.match(r"steps\[(\d+)\]", p.where)) else -1)
-    rest = f"... and {len(found) - MAX_REPORTED_PROBLEMS:,} more problem(s) not listed"
-    raise DagInvalid(
-        origin, found if len(found) <= MAX_REPORTED_PROBLEMS else [*found[:MAX_REPORTED_PROBLEMS], Problem("", rest)]
-    )
+    if len(found) > MAX_REPORTED_PROBLEMS:
+        rest = f"... and {len(found) - MAX_REPORTED_PROBLEMS:,} more problem(s) not listed"
+        found[MAX_REPORTED_PROBLEMS:] = [Problem("", rest)]
+    raise DagInvalid(origin, found)
 
 
 class _Problems(list[Problem]):
@@ -50,13 +49,11 @@ class _Problems(list[Problem]):
 
 
 @dataclass
-class _Draft:
-    """One entry of `steps` as far as it could be read; `any_id` may be invalid yet referred to."""
-
+class _Draft:  # one entry of `steps` as far as it could be read
     index: int
     label: str
     valid_id: str | None
-    any_id: str | None
+    any_id: str | None  # the id even if invalid: other steps may refer to it
     depends_on: dict[str, int]
     step: Step | None
 
@@ -97,8 +94,7 @@ def _draft_step(index: int, raw: object, out: _Problems) -> _Draft:
     description = _optional_str(raw, "description", f"{label}.description", out) or ""
     depends_on = _depends_on(raw.get("dependsOn"), f"{label}.dependsOn", out)
     task = _task(raw, label, valid_id or "", out)
-    ok = len(out) == before and valid_id and task
-    step = Step(valid_id, task, tuple(depends_on), description) if ok and valid_id and task else None
+    step = Step(valid_id, task, tuple(depends_on), description) if valid_id and task and len(out) == before else None
     return _Draft(index, label, valid_id, any_id, depends_on, step)
 
 
@@ -163,9 +159,9 @@ def _task(raw: Mapping[Any, Any], label: str, step_id: str, out: _Problems) -> T
     url = urlsplit(text["url"] or "")
     if text["url"] is not None and (url.scheme not in ("http", "https") or not url.netloc):
         out.add(f"{where}.url", f"must be an absolute http:// or https:// URL, got {excerpt(text['url'], 60)!r}")
-    if text["engine"] is None and value.get("imageUri", KeyError) is KeyError:
+    if text["engine"] is None and "imageUri" not in value:
         out.add(where, f"missing required key 'imageUri' ({_IMAGE})")
-    elif text["engine"] is None and "imageUri" in value and value["imageUri"] is None:
+    elif text["engine"] is None and value["imageUri"] is None:
         out.add(f"{where}.imageUri", f"must be a string ({_IMAGE}), got null")
     args = _args(value.get("args"), f"{where}.args", out)
     labels = _args(value.get("labels"), f"{where}.labels", out, lists=False)
@@ -223,26 +219,21 @@ def _check_references(drafts: Sequence[_Draft], out: _Problems) -> dict[str, _Dr
     for draft in drafts:
         earlier = first.setdefault(draft.any_id, draft) if draft.any_id else draft
         if earlier is not draft:
-            out.add(
-                draft.label, f"duplicate id {excerpt(str(draft.any_id), 60)!r}: steps[{earlier.index}] has the same id"
-            )
+            same = f"duplicate id {excerpt(str(draft.any_id), 60)!r}: steps[{earlier.index}] has the same id"
+            out.add(draft.label, same)
     for draft in drafts:
         for dep, position in draft.depends_on.items():
             where = f"{draft.label}.dependsOn[{position}]"
             if dep == draft.any_id:
                 out.add(where, "a step cannot depend on itself")
             elif dep not in first:
-                out.add(where, f"unknown step {excerpt(dep, 60)!r}{_suggest_id(dep, list(first), out)}")
+                out.suggestions += 1
+                close = (
+                    difflib.get_close_matches(dep, list(first), n=1) if out.suggestions <= _MAX_SUGGESTED_IDS else None
+                )
+                hint = "" if close is None else f"; did you mean {close[0]!r}?" if close else " (no step has this id)"
+                out.add(where, f"unknown step {excerpt(dep, 60)!r}{hint}")
     return first
-
-
-def _suggest_id(dep: str, ids: list[str], out: _Problems) -> str:
-    """'; did you mean ...?' for a close step id (searched for the first unknown ids only)."""
-    out.suggestions += 1
-    if out.suggestions > _MAX_SUGGESTED_IDS:
-        return ""
-    close = difflib.get_close_matches(dep, ids, n=1)
-    return f"; did you mean {close[0]!r}?" if close else " (no step has this id)"
 
 
 def _check_cycles(first: dict[str, _Draft], out: _Problems) -> None:
