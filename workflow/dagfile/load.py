@@ -123,9 +123,8 @@ def loader_class(parser: Any) -> Callable[[str, str], _Limited]:
     class Loader(_Limited, parser, Resolver):  # type: ignore[misc]
         def __init__(self, text: str, origin: str) -> None:
             parser.__init__(self, text)
-            Composer.__init__(self)
-            SafeConstructor.__init__(self)
-            Resolver.__init__(self)
+            for layer in (Composer, SafeConstructor, Resolver):
+                layer.__init__(self)
             self._start(origin)
 
     return Loader
@@ -179,6 +178,5 @@ def _place(mark: Any) -> str:
     return f"line {mark.line + 1}, column {mark.column + 1}"
 
 
-def _shown(tag: str) -> str:
-    """A tag as written in YAML: `!!timestamp` rather than `tag:yaml.org,2002:timestamp`."""
+def _shown(tag: str) -> str:  # as written in YAML: `!!timestamp`
     return "!!" + tag[len(_ORG) :] if tag.startswith(_ORG) else tag

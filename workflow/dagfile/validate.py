@@ -63,13 +63,7 @@ def _build_dag(document: object, out: _Problems) -> Dag | None:
         out.add("", f"the top level must be a mapping with 'steps', got {_describe(document)}")
         return None
     _check_keys(document, TOP_KEYS, "", "top-level key", out)
-    name = _optional_str(document, "name", "name", out)
-    drafts = [_draft_step(i, raw, out) for i, raw in enumerate(_steps_list(document, out))]
-    _check_cycles(_check_references(drafts, out), out)
-    return None if out else Dag(steps=tuple(d.step for d in drafts if d.step), name=name or "")
-
-
-def _steps_list(document: Mapping[Any, Any], out: _Problems) -> list[Any]:
+    name = _text(document.get("name"), "name", out, optional=True)
     steps = document.get("steps", KeyError)
     if steps is KeyError:
         out.add("steps", "missing required key 'steps' (the list of steps)")
@@ -79,7 +73,9 @@ def _steps_list(document: Mapping[Any, Any], out: _Problems) -> list[Any]:
         out.add("steps", "must list at least one step")
     elif len(steps) > MAX_STEPS:
         out.add("steps", f"{len(steps):,} steps; the limit is {MAX_STEPS:,} steps per DAG")
-    return steps if isinstance(steps, list) else []
+    drafts = [_draft_step(i, raw, out) for i, raw in enumerate(steps if isinstance(steps, list) else [])]
+    _check_cycles(_check_references(drafts, out), out)
+    return None if out else Dag(steps=tuple(d.step for d in drafts if d.step), name=name or "")
 
 
 def _draft_step(index: int, raw: object, out: _Problems) -> _Draft:
@@ -91,7 +87,7 @@ def _draft_step(index: int, raw: object, out: _Problems) -> _Draft:
     valid_id, any_id = _step_id(index, raw, out)
     label = f"steps[{index}]" + (f" (id {excerpt(any_id, 40)!r})" if any_id else "")
     _check_keys(raw, STEP_KEYS, label, "key", out)
-    description = _optional_str(raw, "description", f"{label}.description", out) or ""
+    description = _text(raw.get("description"), f"{label}.description", out, optional=True) or ""
     depends_on = _depends_on(raw.get("dependsOn"), f"{label}.dependsOn", out)
     task = _task(raw, label, valid_id or "", out)
     step = Step(valid_id, task, tuple(depends_on), description) if valid_id and task and len(out) == before else None
@@ -105,11 +101,11 @@ def _step_id(index: int, raw: Mapping[Any, Any], out: _Problems) -> tuple[str | 
         out.add(f"steps[{index}]", "missing required key 'id'")
     elif value == "":
         out.add(where, "must not be empty")
-    elif not _not_text(value, where, out):
-        problem = _id_problem(str(value))
+    elif (text := _text(value, where, out)) is not None:
+        problem = _id_problem(text)
         if problem:
             out.add(where, problem)
-        return (None if problem else str(value)), str(value)
+        return (None if problem else text), text
     return None, None
 
 
@@ -132,7 +128,7 @@ def _depends_on(value: object, where: str, out: _Problems) -> dict[str, int]:
         out.add(where, f"must be a list of step ids, got {_describe(value)}{hint}")
     found: dict[str, int] = {}
     for position, dep in enumerate(value if isinstance(value, list) else []):
-        if _not_text(dep, f"{where}[{position}]", out, f"must be a step id (a string), got {_describe(dep)}"):
+        if _text(dep, f"{where}[{position}]", out, f"must be a step id (a string), got {_describe(dep)}") is None:
             continue
         if dep in found:
             out.add(f"{where}[{position}]", f"{excerpt(dep, 60)!r} is listed more than once")
@@ -152,7 +148,11 @@ def _task(raw: Mapping[Any, Any], label: str, step_id: str, out: _Problems) -> T
         return None
     before = len(out)
     _check_keys(value, TASK_KEYS, where, "key", out)
-    text = {key: _optional_str(value, key, f"{where}.{key}", out) for key in TASK_KEYS if key not in ("args", "labels")}
+    text = {
+        key: _text(value.get(key), f"{where}.{key}", out, optional=True)
+        for key in TASK_KEYS
+        if key not in ("args", "labels")
+    }
     for key, what in (("name", "leave it out to use the step id"), ("imageUri", _IMAGE), ("engine", "or leave it out")):
         if text[key] is not None and not str(text[key]).strip():
             out.add(f"{where}.{key}", f"must not be empty ({what})")
@@ -173,7 +173,7 @@ def _task(raw: Mapping[Any, Any], label: str, step_id: str, out: _Problems) -> T
 def _args(value: object, where: str, out: _Problems, lists: bool = True) -> Args | None:
     """A tuple of strings (when `lists`) or a string-to-string mapping, order kept; None when absent or invalid."""
     if isinstance(value, list) and lists:
-        bad = [_not_text(item, f"{where}[{position}]", out) for position, item in enumerate(value)]
+        bad = [_text(item, f"{where}[{position}]", out) is None for position, item in enumerate(value)]
         return None if any(bad) else tuple(value)
     if value is not None and not isinstance(value, dict):
         kind = "a list of strings or a mapping" if lists else "a mapping"
@@ -181,25 +181,20 @@ def _args(value: object, where: str, out: _Problems, lists: bool = True) -> Args
     if not isinstance(value, dict):
         return None
     bad = [
-        _not_text(k, where, out, f"key {_describe(k)} must be a string")
-        or _not_text(v, f"{where}.{k}" if _WORD.fullmatch(k) else f"{where}[{excerpt(k, 60)!r}]", out)
+        _text(k, where, out, f"key {_describe(k)} must be a string") is None
+        or _text(v, f"{where}.{k}" if _WORD.fullmatch(k) else f"{where}[{excerpt(k, 60)!r}]", out) is None
         for k, v in value.items()
     ]
     return None if any(bad) else dict(value)
 
 
-def _optional_str(mapping: Mapping[Any, Any], key: str, where: str, out: _Problems) -> str | None:
-    """`mapping[key]` if it is a string; None if absent or null; a problem otherwise."""
-    value = mapping.get(key)
-    return None if value is None or _not_text(value, where, out) else value
-
-
-def _not_text(value: object, where: str, out: _Problems, message: str = "") -> bool:
-    """True, with a problem recorded, unless `value` is a string."""
+def _text(value: object, where: str, out: _Problems, message: str = "", optional: bool = False) -> str | None:
+    """`value` if it is a string; else None, with a problem recorded unless `optional` and null."""
+    if isinstance(value, str) or (optional and value is None):
+        return value if isinstance(value, str) else None
     hint = "; put it in quotes to keep it as text" if isinstance(value, (int, float, datetime.date)) else ""
-    if not isinstance(value, str):
-        out.add(where, (message or f"must be a string, got {_describe(value)}") + hint)
-    return not isinstance(value, str)
+    out.add(where, (message or f"must be a string, got {_describe(value)}") + hint)
+    return None
 
 
 def _check_keys(mapping: Mapping[Any, Any], known: Sequence[str], where: str, what: str, out: _Problems) -> None:
