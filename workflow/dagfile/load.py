@@ -2,8 +2,6 @@
 composing (before any object is built), refuse tags that build objects and recursive aliases,
 note duplicate keys, and keep the written text of scalars in `args` and `labels`."""
 
-from __future__ import annotations
-
 from collections.abc import Callable
 from typing import Any, NoReturn
 

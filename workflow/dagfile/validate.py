@@ -1,8 +1,6 @@
 """Plain data to a validated `Dag`: hand-written checks, so that every message names its
 step and key; all problems of a file are collected and reported at once."""
 
-from __future__ import annotations
-
 import datetime
 import difflib
 import re
@@ -42,8 +40,6 @@ def parse_dag(data: bytes, origin: str) -> Dag:
 
 
 class _Problems(list[Problem]):
-    suggestions = 0
-
     def add(self, where: str, message: str) -> None:
         self.append(Problem(where, message))
 
@@ -211,6 +207,7 @@ def _check_references(drafts: Sequence[_Draft], out: _Problems) -> dict[str, _Dr
     """Record ids an earlier step already uses, and dependencies on the step itself or on no step;
     returns the first step with each id."""
     first: dict[str, _Draft] = {}
+    searched = 0
     for draft in drafts:
         earlier = first.setdefault(draft.any_id, draft) if draft.any_id else draft
         if earlier is not draft:
@@ -222,10 +219,8 @@ def _check_references(drafts: Sequence[_Draft], out: _Problems) -> dict[str, _Dr
             if dep == draft.any_id:
                 out.add(where, "a step cannot depend on itself")
             elif dep not in first:
-                out.suggestions += 1
-                close = (
-                    difflib.get_close_matches(dep, list(first), n=1) if out.suggestions <= _MAX_SUGGESTED_IDS else None
-                )
+                searched += 1
+                close = difflib.get_close_matches(dep, list(first), n=1) if searched <= _MAX_SUGGESTED_IDS else None
                 hint = "" if close is None else f"; did you mean {close[0]!r}?" if close else " (no step has this id)"
                 out.add(where, f"unknown step {excerpt(dep, 60)!r}{hint}")
     return first
