@@ -24,7 +24,5 @@ elsewhere a number, boolean or date where a string is expected is refused. A key
 null counts as absent. Tags that would build Python objects are refused.
 """
 
-from . import limits
-from .validate import parse_dag
-
-__all__ = ["limits", "parse_dag"]
+from . import limits as limits
+from .validate import parse_dag as parse_dag

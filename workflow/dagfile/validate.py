@@ -16,8 +16,6 @@ from ..model.text import excerpt
 from .limits import ID_CHARACTERS, MAX_ID_LENGTH, MAX_REPORTED_CYCLES, MAX_REPORTED_PROBLEMS, MAX_STEPS
 from .load import load_yaml
 
-TOP_KEYS = ("name", "steps")
-STEP_KEYS = ("id", "description", "dependsOn", "task")
 TASK_KEYS = ("name", "imageUri", "engine", "url", "args", "scaleTier", "masterType", "labels")
 _IMAGE = "the container image to run"
 _ID_RE, _WORD = re.compile(f"[{ID_CHARACTERS}]+"), re.compile(r"[A-Za-z0-9_-]+")
@@ -58,7 +56,7 @@ def _build_dag(document: object, out: _Problems) -> Dag | None:
     if not isinstance(document, dict):
         out.add("", f"the top level must be a mapping with 'steps', got {_describe(document)}")
         return None
-    _check_keys(document, TOP_KEYS, "", "top-level key", out)
+    _check_keys(document, ("name", "steps"), "", "top-level key", out)
     name = _text(document.get("name"), "name", out, optional=True)
     steps = document.get("steps", KeyError)
     if steps is KeyError:
@@ -82,7 +80,7 @@ def _draft_step(index: int, raw: object, out: _Problems) -> _Draft:
     before = len(out)
     valid_id, any_id = _step_id(index, raw, out)
     label = f"steps[{index}]" + (f" (id {excerpt(any_id, 40)!r})" if any_id else "")
-    _check_keys(raw, STEP_KEYS, label, "key", out)
+    _check_keys(raw, ("id", "description", "dependsOn", "task"), label, "key", out)
     description = _text(raw.get("description"), f"{label}.description", out, optional=True) or ""
     depends_on = _depends_on(raw.get("dependsOn"), f"{label}.dependsOn", out)
     task = _task(raw, label, valid_id or "", out)
@@ -92,29 +90,25 @@ def _draft_step(index: int, raw: object, out: _Problems) -> _Draft:
 
 def _step_id(index: int, raw: Mapping[Any, Any], out: _Problems) -> tuple[str | None, str | None]:
     """(the id if valid, the id if it is any non-empty string)."""
-    value, where = raw.get("id"), f"steps[{index}].id"
+    value, where, why = raw.get("id"), f"steps[{index}].id", "step ids become document ids and job names"
     if "id" not in raw:
         out.add(f"steps[{index}]", "missing required key 'id'")
     elif value == "":
         out.add(where, "must not be empty")
-    elif (text := _text(value, where, out)) is not None:
-        problem = _id_problem(text)
-        if problem:
-            out.add(where, problem)
-        return (None if problem else text), text
-    return None, None
-
-
-def _id_problem(value: str) -> str | None:
-    reason = "step ids become document ids and job names"
-    if len(value) > MAX_ID_LENGTH:
-        return f"is {len(value):,} characters long; the limit is {MAX_ID_LENGTH} ({reason})"
-    if not _ID_RE.fullmatch(value):
-        bad = ", ".join(repr(ch) for ch in sorted({ch for ch in value if not _ID_RE.fullmatch(ch)})[:5])
-        return f"{excerpt(value, 40)!r} contains {bad}: only letters, digits, '.', '_' and '-' are allowed ({reason})"
-    if value in (".", "..") or (len(value) >= 4 and value.startswith("__") and value.endswith("__")):
-        return f"{value!r} is reserved ({reason}); choose another id"
-    return None
+    elif (text := _text(value, where, out)) is None:
+        pass
+    elif len(text) > MAX_ID_LENGTH:
+        out.add(where, f"is {len(text):,} characters long; the limit is {MAX_ID_LENGTH} ({why})")
+    elif not _ID_RE.fullmatch(text):
+        bad = ", ".join(repr(ch) for ch in sorted({ch for ch in text if not _ID_RE.fullmatch(ch)})[:5])
+        out.add(
+            where, f"{excerpt(text, 40)!r} contains {bad}: only letters, digits, '.', '_' and '-' are allowed ({why})"
+        )
+    elif text in (".", "..") or (len(text) >= 4 and text.startswith("__") and text.endswith("__")):
+        out.add(where, f"{text!r} is reserved ({why}); choose another id")
+    else:
+        return text, text
+    return None, value if isinstance(value, str) and value else None
 
 
 def _depends_on(value: object, where: str, out: _Problems) -> dict[str, int]:
