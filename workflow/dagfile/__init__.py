@@ -19,9 +19,8 @@ The format is the Go tool's (JSON works too, being YAML)::
           masterType: n1-standard-4 # optional
           labels: {team: ml}        # optional mapping of key to value
 
-Scalars in `args` and `labels` are sent as the text written (`0.010`, `yes`, `1e3` stay so);
-elsewhere a number, boolean or date where a string is expected is refused. A key set to
-null counts as absent. Tags that would build Python objects are refused.
+Scalars in `args` and `labels` are sent as written (`0.010`, `yes`, `1e3` stay so); elsewhere a
+number, boolean or date for a string is refused. A null key is absent; object-building tags are refused.
 """
 
 from . import limits as limits

@@ -3,21 +3,12 @@ Task Runner refuse. "With aliases expanded" counts each use of a YAML alias as a
 
 from typing import Final
 
-MAX_FILE_BYTES: Final = 1_048_576
-"""Largest DAG file, in bytes, checked before parsing; sources read at most one byte more."""
-MAX_STEPS: Final = 5_000
-"""Most steps in one DAG."""
-MAX_ID_LENGTH: Final = 128
-"""Longest step id, in characters (ids become document ids and job names)."""
-ID_CHARACTERS: Final = "A-Za-z0-9._-"
-"""The characters a step id may use, as a regular-expression character class body."""
-MAX_YAML_NODES: Final = 200_000
-"""Most YAML nodes in a file, with aliases expanded."""
-MAX_EXPANDED_BYTES: Final = 4 * 1_048_576
-"""Most characters of scalar text in a file, with aliases expanded."""
-MAX_NESTING_DEPTH: Final = 50
-"""Deepest nesting of mappings and lists, with aliases expanded."""
-MAX_REPORTED_PROBLEMS: Final = 500
-"""Most problems listed in one refusal; the rest are counted, not listed."""
-MAX_REPORTED_CYCLES: Final = 20
-"""Most dependency cycles reported for one DAG."""
+MAX_FILE_BYTES: Final = 1_048_576  # bytes in a file, checked before parsing; sources read at most one more
+MAX_STEPS: Final = 5_000  # steps in one DAG
+MAX_ID_LENGTH: Final = 128  # characters in a step id (ids become document ids and job names)
+ID_CHARACTERS: Final = "A-Za-z0-9._-"  # the characters of a step id, as a regular-expression class body
+MAX_YAML_NODES: Final = 200_000  # YAML nodes in a file, with aliases expanded
+MAX_EXPANDED_BYTES: Final = 4 * 1_048_576  # characters of scalar text in a file, with aliases expanded
+MAX_NESTING_DEPTH: Final = 50  # nesting of mappings and lists, with aliases expanded
+MAX_REPORTED_PROBLEMS: Final = 500  # problems listed in one refusal; the rest are counted, not listed
+MAX_REPORTED_CYCLES: Final = 20  # dependency cycles reported for one DAG

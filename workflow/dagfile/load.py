@@ -63,16 +63,16 @@ class _Limited(Composer, SafeConstructor):
         return node
 
     def _alias(self, event: AliasEvent) -> Node:
-        name = event.anchor
-        if name not in self.anchors:
+        name, node = event.anchor, self.anchors.get(event.anchor)
+        if node is None:
             self._refuse(event.start_mark, f"alias '*{name}' refers to no anchor '&{name}' defined before it")
-        if id(self.anchors[name]) not in self.sizes:
+        if id(node) not in self.sizes:
             self._refuse(event.start_mark, f"alias '*{name}' is inside the node it refers to (a recursive structure)")
         self.get_event()
         self.aliased = True
-        nodes, size, height = self.sizes[id(self.anchors[name])]
+        nodes, size, height = self.sizes[id(node)]
         self._count(event, nodes, size, self.depth + height)
-        return self.anchors[name]
+        return node
 
     def _count(self, event: Any, nodes: int, size: int, reached: int) -> None:
         self.nodes, self.bytes, self.deepest = self.nodes + nodes, self.bytes + size, max(self.deepest, reached)
@@ -142,10 +142,8 @@ def load_yaml(data: bytes, origin: str) -> tuple[object, list[Problem]]:
             raise DagInvalid(origin, loader.problems or [Problem("", _EMPTY)])
         return loader.construct_document(root), loader.problems
     except yaml.reader.ReaderError as exc:
-        char = exc.character if isinstance(exc.character, int) else 0
-        line = text.count("\n", 0, max(text.find(chr(char)), 0)) + 1
-        message = f"character U+{char:04X} is not allowed in a YAML file"
-        raise DagInvalid(origin, [Problem(f"line {line}", message)]) from exc
+        line, message = text.count("\n", 0, exc.position) + 1, f"character U+{exc.character:04X} is not allowed"
+        raise DagInvalid(origin, [Problem(f"line {line}", f"{message} in a YAML file")]) from exc
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         detail = f"{exc.problem} ({exc.context})" if exc.context and exc.problem else exc.problem or exc.context

@@ -26,8 +26,7 @@ def parse_dag(data: bytes, origin: str) -> Dag:
     """The `Dag` in a DAG file's bytes; `DagInvalid(origin, problems)` lists every problem,
     grouped by step in file order, at most `MAX_REPORTED_PROBLEMS` of them."""
     document, duplicate_keys = load_yaml(data, origin)
-    out = _Problems(duplicate_keys)
-    dag = _build_dag(document, out)
+    dag = _build_dag(document, out := _Problems(duplicate_keys))
     if not out and dag:
         return dag
     found = sorted(out, key=lambda p: int(m.group(1)) if (m := re.match(r"steps\[(\d+)\]", p.where)) else -1)
@@ -235,8 +234,8 @@ def _check_cycles(first: dict[str, _Draft], out: _Problems) -> None:
             return
         start = min(range(len(cycle)), key=lambda k: usable[cycle[k]].index)
         ordered, gone = cycle[start:] + cycle[:start], set(cycle)
-        text = " -> ".join([*ordered, ordered[0]])
-        out.add(usable[ordered[0]].label, f"dependency cycle: {text} (each step depends on the next)")
+        path = " -> ".join([*ordered, ordered[0]])
+        out.add(usable[ordered[0]].label, f"dependency cycle: {path} (each step depends on the next)")
         graph = {n: [d for d in deps if d not in gone] for n, deps in graph.items() if n not in gone}
 
 
