@@ -207,7 +207,7 @@ BAD_DAGS = {
     "unknown dependency": (b"steps:\n- {id: a, dependsOn: [zz], task: {imageUri: i}}\n", "zz"),
     "self dependency": (b"steps:\n- {id: a, dependsOn: [a], task: {imageUri: i}}\n", "itself"),
     "missing imageUri": (b"steps:\n- {id: a, task: {name: x}}\n", "imageUri"),
-    "wrong type": (b"steps:\n- {id: a, task: {imageUri: i, args: [1, true]}}\n", "args"),
+    "wrong type": (b"steps:\n- {id: a, task: {imageUri: i, args: [[1], null]}}\n", "args"),
     "unknown key": (b"steps:\n- {id: a, depends_on: [], task: {imageUri: i}}\n", "did you mean 'dependsOn'"),
     "object tag": (b"steps: !!python/object:os.system {}\n", "line 1"),
     "alias bomb": (b"a: &a [x,x,x,x,x,x,x,x,x]\n" + b"".join(
@@ -300,3 +300,21 @@ def test_the_quick_start_runs_the_example_to_success() -> None:
                           stdin=subprocess.DEVNULL, check=False, cwd=ROOT)
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.splitlines()[-1] == "run SUCCEEDED" and "Traceback" not in done.stderr
+
+
+def test_the_seed_dags_run_against_the_mock_as_the_go_tool_sent_them(tmp_path: Path, mock: MockTaskRunner) -> None:
+    dag = tmp_path / "seed.yaml"
+    dag.write_text((ROOT / "dags" / "seed_engine_fork_join.yaml").read_text().replace(
+        "task:", "task:\n      labels: {mock_final_state: SUCCEEDED}", 1))
+    res = run_cli(tmp_path, "-dag-path", str(dag), "-tr-hostname", mock.url, "-tr-auth-jwt", TOKEN)
+    assert res.returncode == 0, res.stderr
+    posts = [r for r in mock.requests() if r["path"] == "/job"]
+    assert posts and all("engine" in r["body"] and "url" in r["body"] and "imageUri" not in r["body"] for r in posts)
+    first = posts[0]["body"]["job_name"]
+    statuses = [r for r in mock.requests() if r["path"] == "/jobstatus" and r["query"]["job_id"].startswith(first)]
+    assert statuses == []  # it ended in the submission's answer: not polled, as the Go tool did
+    unquoted = run_cli(tmp_path, "--dag-path", str(ROOT / "dags" / "seed_unquoted_args.yaml"), "--tr-hostname",
+                       mock.url, "--tr-auth-jwt", TOKEN)
+    assert unquoted.returncode == 0, unquoted.stderr
+    sent = [r["body"] for r in mock.requests() if r["path"] == "/job"][len(posts):]
+    assert sent and all(isinstance(v, str) for b in sent for v in (b.get("labels") or {}).values())

@@ -1,4 +1,4 @@
-"""`read_dag("gs://...")` against gcp-storage-emulator on loopback.
+"""`DagSources().read("gs://...")` against gcp-storage-emulator on loopback.
 
 Without the emulator the tests are skipped (`pip install gcp-storage-emulator`), except
 in CI (CI=true), where they fail.
@@ -22,8 +22,8 @@ from typing import IO, Any
 
 import pytest
 
-from workflow.adapters.dag_sources import EMULATOR_ENV, read_dag_bytes
-from workflow.dagfile import MAX_FILE_BYTES, read_dag
+from workflow.adapters.dag_sources import EMULATOR_ENV, DagSources, read_dag_bytes
+from workflow.dagfile.limits import MAX_FILE_BYTES
 from workflow.errors import DagInvalid, DagNotFound
 
 EMULATOR = "gcp-storage-emulator"
@@ -133,7 +133,7 @@ def upload(bucket: Any, name: str, data: bytes) -> str:
 
 def test_reads_a_dag_from_the_emulator(bucket: Any) -> None:
     path = upload(bucket, "dags/fork-join.yaml", SEED)
-    dag = read_dag(path)
+    dag = DagSources().read(path)
     assert dag.name == "fork-join"
     assert dag.step_ids == ("prepare", "train")
     assert dag.steps[1].task.to_request() == {
@@ -147,26 +147,26 @@ def test_reads_a_dag_from_the_emulator(bucket: Any) -> None:
 def test_reads_a_json_dag(bucket: Any) -> None:
     document = {"steps": [{"id": "only", "task": {"imageUri": "gcr.io/p/x:1", "args": {"k": "v"}}}]}
     path = upload(bucket, "dag.json", json.dumps(document).encode())
-    assert read_dag(path).steps[0].task.args == {"k": "v"}
+    assert DagSources().read(path).steps[0].task.args == {"k": "v"}
 
 
 def test_missing_object_is_dag_not_found(bucket: Any) -> None:
     path = f"gs://{bucket.name}/no/such/dag.yaml"
     with pytest.raises(DagNotFound) as info:
-        read_dag(path)
+        DagSources().read(path)
     assert str(info.value).startswith(f"{path}: not found")
 
 
 def test_missing_bucket_is_dag_not_found(bucket: Any) -> None:
     path = f"gs://{bucket.name}-missing/dag.yaml"
     with pytest.raises(DagNotFound, match="not found"):
-        read_dag(path)
+        DagSources().read(path)
 
 
 def test_invalid_dag_names_the_gs_path(bucket: Any) -> None:
     path = upload(bucket, "bad.yaml", b"steps:\n  - id: a\n    depends_on: [b]\n")
     with pytest.raises(DagInvalid) as info:
-        read_dag(path)
+        DagSources().read(path)
     assert info.value.origin == path
     assert [str(p) for p in info.value.problems] == [
         "steps[0] (id 'a'): unknown key 'depends_on'; did you mean 'dependsOn'?",
@@ -177,7 +177,7 @@ def test_invalid_dag_names_the_gs_path(bucket: Any) -> None:
 def test_object_over_the_size_limit_is_refused(bucket: Any) -> None:
     path = upload(bucket, "huge.yaml", b"#" * (MAX_FILE_BYTES + 1))
     with pytest.raises(DagInvalid) as info:
-        read_dag(path)
+        DagSources().read(path)
     assert [str(p) for p in info.value.problems] == [
         f"file is {MAX_FILE_BYTES + 1:,} bytes; the limit is {MAX_FILE_BYTES:,} bytes (1 MiB)"
     ]

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
-import os
 import textwrap
 import time
+import tracemalloc
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -17,14 +17,14 @@ from google.api_core import exceptions as api_exceptions
 
 from workflow.adapters import dag_sources
 from workflow.adapters.dag_sources import DagSources, read_dag_bytes
-from workflow.dagfile import (
+from workflow.dagfile import load as yaml_load
+from workflow.dagfile import parse_dag, validate
+from workflow.dagfile.limits import (
+    MAX_EXPANDED_BYTES,
     MAX_FILE_BYTES,
     MAX_ID_LENGTH,
     MAX_NESTING_DEPTH,
     MAX_REPORTED_PROBLEMS,
-    parse,
-    parse_dag,
-    read_dag,
 )
 from workflow.errors import DagInvalid, DagNotFound, InputError, TransientError
 from workflow.model.dag import Dag
@@ -83,9 +83,9 @@ def either_parser(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatc
     if request.param == "libyaml":
         if not yaml.__with_libyaml__:
             pytest.skip("PyYAML was built without libyaml")
-        monkeypatch.setattr(parse, "_EVENT_SOURCE", yaml.CSafeLoader)
+        monkeypatch.setattr(yaml_load, "LOADER", yaml_load.loader_class(yaml.cyaml.CParser))
     else:
-        monkeypatch.setattr(parse, "_EVENT_SOURCE", parse._PureLoader)
+        monkeypatch.setattr(yaml_load, "LOADER", yaml_load.loader_class(yaml.SafeLoader))
     return str(request.param)
 
 
@@ -149,7 +149,8 @@ def test_json_is_accepted(either_parser: str) -> None:
             {"id": "b", "dependsOn": ["a"], "task": {"imageUri": "y", "args": {"k": "v"}}},
         ],
     }
-    for indent in (None, 2, "\t"):
+    tab = ("\t",) if either_parser == "libyaml" else ()  # PyYAML's own scanner refuses tab indents
+    for indent in (None, 2, *tab):
         dag = load(json.dumps(document, indent=indent).encode())
         assert dag.to_dict()["steps"][1]["task"]["args"] == {"k": "v"}
         assert dag.steps[0].task.args == ("1", "true")
@@ -216,8 +217,72 @@ def test_ids_may_use_dots_underscores_and_dashes_up_to_the_limit() -> None:
 
 @pytest.mark.parametrize("name", sorted(p.name for p in (REPO / "dags").glob("*.yaml")))
 def test_example_dags_in_the_repository_are_valid(name: str) -> None:
-    dag = read_dag(str(REPO / "dags" / name))
+    dag = DagSources().read(str(REPO / "dags" / name))
     assert dag.steps
+
+
+def test_seed_engine_fork_join_posts_engine_and_url() -> None:
+    dag = DagSources().read(str(REPO / "dags" / "seed_engine_fork_join.yaml"))
+    assert dag.roots() == ("step_1",)
+    assert dag.successors("step_1") == ("step_2", "step_3")
+    assert [s.depends_on for s in dag.steps[1:]] == [("step_1",), ("step_1",), ("step_2", "step_3")]
+    url = "https://hello-abc123-ew.a.run.app"
+    assert dag.steps[0].task.to_request() == {"job_name": "step_1", "engine": "edge", "url": url}
+    assert dag.steps[2].task.to_request() == {
+        "job_name": "step-3-job",
+        "engine": "edge",
+        "url": url + "/work",
+        "args": ["--mode", "fast"],
+    }
+    assert Dag.from_dict(json.loads(json.dumps(dag.to_dict()))) == dag
+
+
+def test_seed_unquoted_args_post_the_text_as_written() -> None:
+    prepare, train = DagSources().read(str(REPO / "dags" / "seed_unquoted_args.yaml")).steps
+    assert prepare.task.to_request() == {
+        "job_name": "prepare",
+        "imageUri": "gcr.io/project/prepare:1",
+        "args": ["--epochs", "3", "--lr", "0.010", "--debug", "true"],
+        "labels": {"version": "2", "nightly": "yes"},
+    }
+    assert train.task.to_request()["args"] == {"epochs": "3", "lr": "0.010", "steps": "1e3", "debug": "true"}
+
+
+def test_engine_task_needs_no_image_and_an_image_task_needs_no_engine() -> None:
+    dag = load(
+        steps_yaml(
+            "{id: a, task: {engine: edge}}", "{id: b, task: {imageUri: x, engine: edge, url: 'http://h:8080/p'}}"
+        )
+    )
+    assert dag.steps[0].task.to_request() == {"job_name": "a", "engine": "edge"}
+    assert dag.steps[1].task.to_request() == {
+        "job_name": "b",
+        "imageUri": "x",
+        "engine": "edge",
+        "url": "http://h:8080/p",
+    }
+
+
+@pytest.mark.parametrize("url", ["hello.a.run.app", "ftp://h/x", "https://", "/relative/path", "''"])
+def test_url_must_be_an_absolute_http_url(url: str) -> None:
+    problem = one_problem(steps_yaml(f"{{id: a, task: {{engine: edge, url: {url}}}}}"))
+    assert problem.startswith("steps[0] (id 'a').task.url: must be an absolute http:// or https:// URL, got ")
+
+
+def test_engine_fields_refuse_typos_and_wrong_types() -> None:
+    found = problems(
+        steps_yaml(
+            "{id: a, task: {engin: edge, url: 5}}", "{id: b, task: {engine: [edge]}}", "{id: c, task: {engine: ''}}"
+        )
+    )
+    assert found == [
+        "steps[0] (id 'a').task: unknown key 'engin'; did you mean 'engine'?",
+        "steps[0] (id 'a').task.url: must be a string, got integer 5; put it in quotes to keep it as text",
+        "steps[0] (id 'a').task: missing required key 'imageUri' (the container image to run)",
+        "steps[1] (id 'b').task.engine: must be a string, got a list",
+        "steps[1] (id 'b').task: missing required key 'imageUri' (the container image to run)",
+        "steps[2] (id 'c').task.engine: must not be empty (or leave it out)",
+    ]
 
 
 # ---------------------------------------------------------------- bytes and YAML
@@ -301,7 +366,7 @@ def test_duplicate_keys_are_reported_with_other_problems() -> None:
 
 
 def test_invalid_date_is_refused_naming_its_line() -> None:
-    problem = one_problem(steps_yaml("{id: a, task: {imageUri: x, args: [2020-13-45]}}"))
+    problem = one_problem(steps_yaml("{id: a, task: {imageUri: x, name: 2020-13-45}}"))
     assert problem.startswith("line 2, column ")
     assert "'2020-13-45' cannot be read as !!timestamp; put it in quotes" in problem
 
@@ -534,25 +599,34 @@ def test_unknown_task_key_suggests_the_closest(key: str, suggestion: str) -> Non
     assert found == [f"steps[0] (id 'a').task: unknown key '{key}'; did you mean '{suggestion}'?"]
 
 
-def test_scalars_yaml_reads_as_other_types_are_refused_not_coerced() -> None:
-    found = problems(steps_yaml("{id: a, task: {imageUri: x, args: [1, true, 2.5, 2020-01-01, on, null]}}"))
-    where = "steps[0] (id 'a').task.args"
-    hint = "; put it in quotes to keep it as text"
-    assert found == [
-        f"{where}[0]: must be a string, got integer 1{hint}",
-        f"{where}[1]: must be a string, got boolean true{hint}",
-        f"{where}[2]: must be a string, got number 2.5{hint}",
-        f"{where}[3]: must be a string, got date 2020-01-01{hint}",
-        f"{where}[4]: must be a string, got boolean true{hint}",
-        f"{where}[5]: must be a string, got null",
-    ]
+def test_scalars_in_args_and_labels_keep_the_text_as_written() -> None:
+    dag = load(
+        steps_yaml(
+            "{id: a, task: {imageUri: x, args: [1, true, 0.010, 1e3, 2020-01-01, on, yes, 0x1F, 'q'],"
+            " labels: {version: 2, debug: false, 3: three, lr: .5}}}",
+            "{id: b, task: {imageUri: x, args: {epochs: 3, 1: one, ok: fine, when: 2020-13-45}}}",
+        )
+    )
+    a, b = dag.steps
+    assert a.task.args == ("1", "true", "0.010", "1e3", "2020-01-01", "on", "yes", "0x1F", "q")
+    assert a.task.labels == {"version": "2", "debug": "false", "3": "three", "lr": ".5"}
+    assert b.task.to_request()["args"] == {"epochs": "3", "1": "one", "ok": "fine", "when": "2020-13-45"}
 
 
-def test_map_args_with_non_string_keys_or_values() -> None:
-    found = problems(steps_yaml("{id: a, task: {imageUri: x, args: {epochs: 3, 1: one, ok: fine}}}"))
+def test_null_lists_and_mappings_in_args_are_refused() -> None:
+    found = problems(
+        steps_yaml(
+            "{id: a, task: {imageUri: x, args: [--a, null, [1], {k: v}]}}",
+            "{id: b, task: {imageUri: x, args: {epochs: [3], n: ~, ~: x}}}",
+        )
+    )
     assert found == [
-        "steps[0] (id 'a').task.args.epochs: must be a string, got integer 3; put it in quotes to keep it as text",
-        "steps[0] (id 'a').task.args: key integer 1 must be a string; put it in quotes to keep it as text",
+        "steps[0] (id 'a').task.args[1]: must be a string, got null",
+        "steps[0] (id 'a').task.args[2]: must be a string, got a list",
+        "steps[0] (id 'a').task.args[3]: must be a string, got a mapping",
+        "steps[1] (id 'b').task.args.epochs: must be a string, got a list",
+        "steps[1] (id 'b').task.args.n: must be a string, got null",
+        "steps[1] (id 'b').task.args: key null must be a string",
     ]
 
 
@@ -564,10 +638,10 @@ def test_args_of_the_wrong_kind() -> None:
 
 def test_labels_must_map_strings_to_strings() -> None:
     found = problems(
-        steps_yaml("{id: a, task: {imageUri: x, labels: {version: 2}}}", "{id: b, task: {imageUri: x, labels: [a]}}")
+        steps_yaml("{id: a, task: {imageUri: x, labels: {version: [2]}}}", "{id: b, task: {imageUri: x, labels: [a]}}")
     )
     assert found == [
-        "steps[0] (id 'a').task.labels.version: must be a string, got integer 2; put it in quotes to keep it as text",
+        "steps[0] (id 'a').task.labels.version: must be a string, got a list",
         "steps[1] (id 'b').task.labels: must be a mapping of string to string, got a list",
     ]
 
@@ -599,7 +673,7 @@ def test_four_separate_problems_are_all_reported() -> None:
             task: {image_uri: gcr.io/p/prepare:1}
           - id: train
             dependsOn: [prepare, evaluate]
-            task: {imageUri: gcr.io/p/train:1, args: [--epochs, 3]}
+            task: {imageUri: gcr.io/p/train:1, args: [--epochs, [3]]}
           - id: evaluate
             dependsOn: [train]
             task: {imageUri: gcr.io/p/evaluate:1}
@@ -608,7 +682,7 @@ def test_four_separate_problems_are_all_reported() -> None:
     assert found == [
         "steps[0] (id 'prepare').task: unknown key 'image_uri'; did you mean 'imageUri'?",
         "steps[0] (id 'prepare').task: missing required key 'imageUri' (the container image to run)",
-        "steps[1] (id 'train').task.args[1]: must be a string, got integer 3; put it in quotes to keep it as text",
+        "steps[1] (id 'train').task.args[1]: must be a string, got a list",
         "steps[1] (id 'train'): dependency cycle: train -> evaluate -> train (each step depends on the next)",
     ]
 
@@ -659,7 +733,7 @@ def test_file_at_the_size_limit_is_accepted() -> None:
 
 
 def test_step_count_limit(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(parse, "MAX_STEPS", 3)
+    monkeypatch.setattr(validate, "MAX_STEPS", 3)
     assert len(load(steps_yaml(*[f"{{id: s{i}, {OK_TASK}}}" for i in range(3)])).steps) == 3
     problem = one_problem(steps_yaml(*[f"{{id: s{i}, {OK_TASK}}}" for i in range(4)]))
     assert problem == "steps: 4 steps; the limit is 3 steps per DAG"
@@ -690,8 +764,30 @@ def test_alias_bomb_inside_a_valid_looking_dag_is_refused() -> None:
     assert "a YAML alias bomb?" in one_problem(text.encode())
 
 
+def test_alias_to_a_long_string_is_refused_in_little_memory() -> None:
+    text = 's: &s "' + "x" * 100_000 + '"\nl: [' + ", ".join(["*s"] * 1_500) + "]\n"
+    assert 100_000 < len(text) < 110_000  # 150 MB of text once the aliases are expanded
+    tracemalloc.start()
+    try:
+        problem = one_problem(text)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert problem == (
+        f"line 2: the text is over {MAX_EXPANDED_BYTES:,} bytes with YAML aliases expanded: a YAML alias bomb?"
+    )
+    assert peak < 10 * 1_048_576
+
+
+def test_text_within_the_expanded_limit_is_accepted() -> None:
+    copies = MAX_EXPANDED_BYTES // 100_000 - 2
+    args = ", ".join(["*s"] * copies)
+    text = 'name: &s "' + "x" * 100_000 + '"\n' + steps_yaml(f"{{id: a, task: {{imageUri: x, args: [{args}]}}}}")
+    assert load(text).steps[0].task.args == ("x" * 100_000,) * copies
+
+
 def test_too_many_plain_nodes(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(parse, "MAX_YAML_NODES", 100)
+    monkeypatch.setattr(yaml_load, "MAX_YAML_NODES", 100)
     problem = one_problem(steps_yaml(f"{{id: a, task: {{imageUri: x, args: [{', '.join(['a'] * 100)}]}}}}"))
     assert problem == "line 2: too many YAML nodes (limit 100)"
 
@@ -726,9 +822,9 @@ def test_ordinary_nesting_is_fine() -> None:
 def test_read_dag_from_a_local_path_and_a_file_url(tmp_path: Path) -> None:
     path = tmp_path / "my dag.yaml"
     path.write_text(SEED)
-    assert read_dag(str(path)).step_ids == ("prepare", "train")
+    assert DagSources().read(str(path)).step_ids == ("prepare", "train")
     url = "file://" + str(path).replace(" ", "%20")
-    assert read_dag(url).step_ids == ("prepare", "train")
+    assert DagSources().read(url).step_ids == ("prepare", "train")
     assert read_dag_bytes(str(path)) == (SEED.encode(), str(path))
 
 
@@ -736,7 +832,7 @@ def test_invalid_local_file_names_its_path(tmp_path: Path) -> None:
     path = tmp_path / "bad.yaml"
     path.write_text("steps: []\n")
     with pytest.raises(DagInvalid) as info:
-        read_dag(str(path))
+        DagSources().read(str(path))
     assert info.value.origin == str(path)
     assert str(info.value).startswith(f"{path}: invalid DAG")
 
@@ -744,21 +840,24 @@ def test_invalid_local_file_names_its_path(tmp_path: Path) -> None:
 def test_missing_local_file(tmp_path: Path) -> None:
     missing = str(tmp_path / "missing.yaml")
     with pytest.raises(DagNotFound, match=r"missing\.yaml: no such file"):
-        read_dag(missing)
+        DagSources().read(missing)
 
 
 def test_directory_is_not_a_dag_file(tmp_path: Path) -> None:
     with pytest.raises(DagNotFound, match="is a directory"):
-        read_dag(str(tmp_path))
+        DagSources().read(str(tmp_path))
 
 
-@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="needs POSIX permissions and a non-root user")
-def test_unreadable_local_file(tmp_path: Path) -> None:
+def test_unreadable_local_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "secret.yaml"
     path.write_text(SEED)
-    path.chmod(0)
-    with pytest.raises(DagNotFound, match="permission denied"):
-        read_dag(str(path))
+
+    def refuse(file: str, mode: str) -> Any:
+        raise PermissionError(13, "Permission denied", file)
+
+    monkeypatch.setattr(dag_sources, "open", refuse, raising=False)
+    with pytest.raises(DagNotFound, match=r"secret\.yaml: permission denied"):
+        DagSources().read(str(path))
 
 
 def test_big_local_file_is_refused_without_reading_it(tmp_path: Path) -> None:
@@ -766,7 +865,7 @@ def test_big_local_file_is_refused_without_reading_it(tmp_path: Path) -> None:
     with path.open("wb") as handle:
         handle.truncate(50 * MAX_FILE_BYTES)  # sparse: costs no disk
     with pytest.raises(DagInvalid) as info:
-        read_dag(str(path))
+        DagSources().read(str(path))
     assert [str(p) for p in info.value.problems] == [
         f"file is {50 * MAX_FILE_BYTES:,} bytes; the limit is {MAX_FILE_BYTES:,} bytes (1 MiB)"
     ]
@@ -784,7 +883,7 @@ def test_big_local_file_is_refused_without_reading_it(tmp_path: Path) -> None:
 )
 def test_unusable_paths(path: str, message: str) -> None:
     with pytest.raises(DagNotFound, match=message):
-        read_dag(path)
+        DagSources().read(path)
 
 
 # ---------------------------------------------------------------- GCS source, with a fake client

@@ -27,8 +27,9 @@ from urllib.parse import unquote, urlsplit
 from google.api_core import exceptions as api_exceptions
 from google.auth import exceptions as auth_exceptions
 
+from ..dagfile import parse_dag
 from ..dagfile.limits import MAX_FILE_BYTES
-from ..dagfile.parse import oversize_problem, parse_dag
+from ..dagfile.load import oversize_problem
 from ..errors import DagInvalid, DagNotFound, TransientError
 from ..model.dag import Dag
 

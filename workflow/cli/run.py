@@ -14,8 +14,8 @@ from typing import TextIO
 from urllib.parse import urlparse
 
 from .. import logs
+from ..adapters.dag_sources import DagSources
 from ..bootstrap.embedded import EmbeddedRuntime, embedded, token_source
-from ..dagfile import read_dag
 from ..errors import InputError
 from ..model.messages import StartRun
 from ..model.states import RunStatus
@@ -71,7 +71,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None, runner: T
         logs.configure(logging.INFO if args.verbose else logging.WARNING)
         config = settings(args)
         url = _check_url(args.tr_url)
-        dag = read_dag(args.dag_path)
+        dag = DagSources().read(args.dag_path)
         if runner is None:
             _probe(url)
         if runner is None and args.jwt is None:

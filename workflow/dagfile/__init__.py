@@ -1,69 +1,27 @@
-"""DAG files: read one from a path or URL, validate it, get a `Dag`.
+"""DAG files: `parse_dag(data, origin)` turns a file's bytes into a validated `Dag` or raises
+`DagInvalid` listing every problem, each naming its step and key or line, within `limits`.
+Reading a file from a path or URL is `workflow.adapters.dag_sources.DagSources.read`.
 
-The format is compatible with the existing Go tool's YAML files (JSON works too,
-being YAML)::
+The format is the Go tool's (JSON works too, being YAML)::
 
-    name: fork-join                  # optional
-    steps:                           # required, non-empty
-      - id: prepare                  # required, unique, [A-Za-z0-9._-], at most 128 characters
-        description: fetch the data  # optional
-        dependsOn: []                # optional list of step ids
-        task:                        # required
-          name: prepare-job          # optional, defaults to the step id
-          imageUri: gcr.io/p/prep:1  # required
-          args: ["--date", "2020"]   # optional: list of strings, or mapping string -> string
-          scaleTier: BASIC           # optional
-          masterType: n1-standard-4  # optional
-          labels: {team: ml}         # optional mapping string -> string
+    name: fork-join                 # optional
+    steps:                          # required, non-empty
+      - id: prepare                 # required, unique, [A-Za-z0-9._-], at most 128 characters
+        description: fetch the data # optional
+        dependsOn: []               # optional list of step ids
+        task:                       # required; POST /job gets these fields when set
+          name: prepare-job         # optional, defaults to the step id; sent as job_name
+          imageUri: gcr.io/p/prep:1 # required unless engine is given
+          engine: edge              # optional, sent as is
+          url: https://h.a.run.app  # optional absolute http(s) URL, sent as is
+          args: [--epochs, 3]       # optional: list, or mapping of key to value
+          scaleTier: BASIC          # optional
+          masterType: n1-standard-4 # optional
+          labels: {team: ml}        # optional mapping of key to value
 
-An optional key set to null counts as absent. Values YAML reads as numbers,
-booleans or dates where strings are expected are refused, not converted. Only
-plain data is accepted: tags that would build Python objects are refused.
-
-`parse_dag` reports every problem of a file at once (`DagInvalid.problems`),
-each naming its step and key or line. Limits (see `workflow.dagfile.limits`):
-files of at most `MAX_FILE_BYTES` (1 MiB), at most `MAX_STEPS` (5,000) steps,
-ids of at most `MAX_ID_LENGTH` (128) characters, at most `MAX_YAML_NODES`
-(200,000) YAML nodes counted with aliases expanded (alias bombs are refused
-before objects are built), nesting at most `MAX_NESTING_DEPTH` (50) deep.
+Scalars in `args` and `labels` are sent as written (`0.010`, `yes`, `1e3` stay so); elsewhere a
+number, boolean or date for a string is refused. A null key is absent; object-building tags are refused.
 """
 
-from __future__ import annotations
-
-from ..model.dag import Dag
-from .limits import (
-    ID_CHARACTERS,
-    MAX_FILE_BYTES,
-    MAX_ID_LENGTH,
-    MAX_NESTING_DEPTH,
-    MAX_REPORTED_CYCLES,
-    MAX_REPORTED_PROBLEMS,
-    MAX_STEPS,
-    MAX_YAML_NODES,
-)
-from .parse import parse_dag
-
-__all__ = [
-    "ID_CHARACTERS",
-    "MAX_FILE_BYTES",
-    "MAX_ID_LENGTH",
-    "MAX_NESTING_DEPTH",
-    "MAX_REPORTED_CYCLES",
-    "MAX_REPORTED_PROBLEMS",
-    "MAX_STEPS",
-    "MAX_YAML_NODES",
-    "parse_dag",
-    "read_dag",
-]
-
-
-def read_dag(path: str) -> Dag:
-    """Read and validate the DAG file at `path`: a local path, `file://` or `gs://` URL.
-
-    Raises `DagNotFound` if it cannot be read, `DagInvalid` listing every problem.
-    """
-    # Imported here: the adapter itself imports this package.
-    from ..adapters.dag_sources import read_dag_bytes
-
-    data, origin = read_dag_bytes(path)
-    return parse_dag(data, origin)
+from . import limits as limits
+from .validate import parse_dag as parse_dag

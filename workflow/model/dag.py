@@ -11,27 +11,31 @@ Args = tuple[str, ...] | Mapping[str, str]
 
 @dataclass(frozen=True)
 class Task:
-    """What the Task Runner is asked to run for one step."""
+    """What the Task Runner is asked to run for one step: a container image, or an
+    `engine` (with its `url`) that the Task Runner knows; at least one of the two is set."""
 
     name: str
-    image_uri: str
+    image_uri: str | None = None
     args: Args | None = None
     scale_tier: str | None = None
     master_type: str | None = None
     labels: Mapping[str, str] | None = None
+    engine: str | None = None
+    url: str | None = None
 
     def to_request(self) -> dict[str, Any]:
         """The seed's `POST /job` body: only the fields that are set."""
-        body: dict[str, Any] = {"job_name": self.name, "imageUri": self.image_uri}
-        if self.args is not None:
-            body["args"] = dict(self.args) if isinstance(self.args, Mapping) else list(self.args)
-        if self.scale_tier is not None:
-            body["scaleTier"] = self.scale_tier
-        if self.master_type is not None:
-            body["masterType"] = self.master_type
-        if self.labels is not None:
-            body["labels"] = dict(self.labels)
-        return body
+        fields = {
+            "job_name": self.name,
+            "imageUri": self.image_uri,
+            "engine": self.engine,
+            "url": self.url,
+            "args": dict(self.args) if isinstance(self.args, Mapping) else _list_or_none(self.args),
+            "scaleTier": self.scale_tier,
+            "masterType": self.master_type,
+            "labels": None if self.labels is None else dict(self.labels),
+        }
+        return {key: value for key, value in fields.items() if value is not None}
 
     def to_dict(self) -> dict[str, Any]:
         """The DAG-file form of the task (round-trips through `Task.from_dict`)."""
@@ -43,16 +47,20 @@ class Task:
     def from_dict(cls, data: Mapping[str, Any]) -> Task:
         """Build from an already validated DAG-file mapping."""
         args = data.get("args")
-        if isinstance(args, list):
-            args = tuple(args)
         return cls(
             name=data["name"],
-            image_uri=data["imageUri"],
-            args=args,
+            image_uri=data.get("imageUri"),
+            args=tuple(args) if isinstance(args, (list, tuple)) else args,
             scale_tier=data.get("scaleTier"),
             master_type=data.get("masterType"),
             labels=data.get("labels"),
+            engine=data.get("engine"),
+            url=data.get("url"),
         )
+
+
+def _list_or_none(args: tuple[str, ...] | None) -> list[str] | None:
+    return None if args is None else list(args)
 
 
 @dataclass(frozen=True)
@@ -101,22 +109,11 @@ class Dag:
     def step_ids(self) -> tuple[str, ...]:
         return tuple(s.id for s in self.steps)
 
-    def step(self, step_id: str) -> Step:
-        for s in self.steps:
-            if s.id == step_id:
-                return s
-        raise KeyError(step_id)
-
     def roots(self) -> tuple[str, ...]:
         return tuple(s.id for s in self.steps if not s.depends_on)
 
     def successors(self, step_id: str) -> tuple[str, ...]:
         return self._successors[step_id]
-
-    def descendants(self, step_id: str) -> tuple[str, ...]:
-        """Every step reachable from `step_id`, in DAG-file order, excluding itself."""
-        seen = reachable(self._successors, step_id)
-        return tuple(s.id for s in self.steps if s.id in seen)
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "steps": [s.to_dict() for s in self.steps]}
