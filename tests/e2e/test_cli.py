@@ -300,6 +300,9 @@ def test_the_quick_start_runs_the_example_to_success() -> None:
                           stdin=subprocess.DEVNULL, check=False, cwd=ROOT)
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.splitlines()[-1] == "run SUCCEEDED" and "Traceback" not in done.stderr
+    installed = subprocess.run([str(ROOT / ".venv" / "bin" / "dag-workflow"), "--help"], capture_output=True,
+                               text=True, timeout=60, check=False)
+    assert installed.returncode == 0 and "--dag-path" in installed.stdout  # the installed command
 
 
 def test_the_seed_dags_run_against_the_mock_as_the_go_tool_sent_them(tmp_path: Path, mock: MockTaskRunner) -> None:
