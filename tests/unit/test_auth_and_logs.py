@@ -40,7 +40,7 @@ def test_no_credentials_says_how_to_get_a_token(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", "/nonexistent/key.json")
     with pytest.raises(AuthError) as err:
         IdTokenSource().token("https://runner.example")
-    assert "--tr-auth-jwt" in str(err.value)
+    assert "--tr-auth-jwt" in str(err.value) and "--tr-auth-jwt none" in str(err.value)
 
 
 def test_sealed_tokens_round_trip_and_are_not_readable() -> None:

@@ -24,7 +24,8 @@ MAX_TOKEN_CHARS = 16_384
 HOW_TO = (
     "set GOOGLE_APPLICATION_CREDENTIALS to a service account key file, run where a "
     "metadata server provides a service account, or pass "
-    "--tr-auth-jwt \"$(gcloud auth print-identity-token)\""
+    "--tr-auth-jwt \"$(gcloud auth print-identity-token)\" "
+    "(or --tr-auth-jwt none for a Task Runner without authentication, such as the bundled mock)"
 )
 
 
