@@ -23,7 +23,9 @@ DEFAULT_STEP_TIMEOUT_SEC = 10 * 3600.0
 class Settings:
     poll_interval: float = DEFAULT_POLL_SEC  # seconds between two checks of a running job
     step_timeout: float = DEFAULT_STEP_TIMEOUT_SEC  # from submission; then the step FAILS
-    submit_lease: float = 300.0  # a submission claimed longer ago, with no job recorded, is taken as lost
+    # A submission claimed longer ago, with no job recorded, is taken as lost: above the
+    # HTTP client's worst case for one submission (6 tries of 35 s and 5 waits of 30 s).
+    submit_lease: float = 600.0
     check_lease: float = 60.0  # likewise for scheduling the next check of a job
 
     @classmethod

@@ -139,10 +139,10 @@ def test_a_held_submission_is_looked_at_again_after_its_lease_and_never_resubmit
     h.bus.delays.clear()
     assert h.store.claim("r1", "submit:a", h.now, lease=300) is Claim.WON  # someone else submitting
     handle(DispatchStep("r1", "a"), h.ports)  # a redelivery: no error, no second submission
-    assert h.bus.pending == [DispatchStep("r1", "a")] and h.bus.delays == [300.0]
+    assert h.bus.pending == [DispatchStep("r1", "a")] and h.bus.delays == [600.0]
     assert h.runner.submitted == [] and h.states("r1")["a"][0] == "PENDING"
     h.bus.pending.clear()
-    h.now += 301  # the holder died mid-submission: its job may or may not exist
+    h.now += 601  # the holder died mid-submission: its job may or may not exist
     handle(DispatchStep("r1", "a"), h.ports)
     h.drain()
     a = h.store.get_step("r1", "a")

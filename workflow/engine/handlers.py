@@ -19,6 +19,7 @@ from typing import Any
 from ..errors import (
     PoisonMessage,
     StatusRefused,
+    SubmissionOutcomeUnknown,
     SubmissionRefused,
     TaskRunnerUnavailable,
     TransientError,
@@ -151,8 +152,9 @@ def _submit(ports: Ports, step: StepRecord, claim_key: str) -> None:
     try:
         job = ports.runner.submit(step.tr_url, step.task, step.tr_auth, step.run_id)
     except SubmissionRefused as exc:
-        log.warning("submission refused: %s", exc, extra=_ids(step.run_id, step.step_id))
-        _finish(ports, step.run_id, step.step_id, step.attempt, StepState.FAILED, None, f"submission refused: {exc}")
+        why = str(exc) if isinstance(exc, SubmissionOutcomeUnknown) else f"submission refused: {exc}"
+        log.warning("%s", why, extra=_ids(step.run_id, step.step_id))
+        _finish(ports, step.run_id, step.step_id, step.attempt, StepState.FAILED, None, why)
         ports.store.settle(step.run_id, claim_key)
         return
     except Exception as exc:  # a fault of ours mid-request: the job may exist, so never retry it
