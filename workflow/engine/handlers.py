@@ -387,14 +387,20 @@ def _redispatch(ports: Ports, step: StepRecord, now: float, stale_after: float) 
 def _schedule_check(ports: Ports, check: CheckJob) -> None:
     """Publish `check` once, however many deliveries ask for it."""
     attempt = "" if check.attempt == 1 else f"#{check.attempt}"
-    key = f"check:{check.step_id}{attempt}:{check.seq}"
-    claim = ports.store.claim(check.run_id, key, ports.clock(), ports.settings.check_lease)
+    _once(ports, check.run_id, f"check:{check.step_id}{attempt}:{check.seq}",
+          lambda: ports.bus.publish([check], delay=ports.settings.poll_interval))
+
+
+def _once(ports: Ports, run_id: str, key: str, effect: Callable[[], None]) -> None:
+    """Do `effect` under the claim `key`: skipped once settled, retried later (Busy) while
+    another delivery holds it, retaken after the check lease if that holder vanished."""
+    claim = ports.store.claim(run_id, key, ports.clock(), ports.settings.check_lease)
     if claim is Claim.DONE:
         return
     if claim is Claim.BUSY:
-        raise Busy(f"check {check.seq} of step {check.step_id!r} being scheduled elsewhere")
-    ports.bus.publish([check], delay=ports.settings.poll_interval)
-    ports.store.settle(check.run_id, key)
+        raise Busy(f"{key!r} of run {run_id!r} is being done elsewhere")
+    effect()
+    ports.store.settle(run_id, key)
 
 
 def _finish_run(ports: Ports, run_id: str) -> None:
@@ -413,15 +419,9 @@ def _finish_run(ports: Ports, run_id: str) -> None:
 
 def announce(ports: Ports, event: RunEnded) -> None:
     """Publish a run's end once, however many deliveries get here (a claim per end)."""
-    if ports.events is None:
-        return
-    claim = ports.store.claim(event.run.run_id, event.key, ports.clock(), ports.settings.check_lease)
-    if claim is Claim.DONE:
-        return
-    if claim is Claim.BUSY:
-        raise Busy(f"the end of run {event.run.run_id!r} is being announced elsewhere")
-    ports.events.run_ended(event)
-    ports.store.settle(event.run.run_id, event.key)
+    events = ports.events
+    if events is not None:
+        _once(ports, event.run.run_id, event.key, lambda: events.run_ended(event))
 
 
 def _recorded_outcome(step: StepRecord) -> StepOutcome:
