@@ -140,12 +140,10 @@ def test_stop_ends_the_whole_group_and_frees_the_port(
 
 
 def test_stop_escalates_to_sigkill_for_a_group_ignoring_sigterm() -> None:
-    script = "trap '' TERM; sleep 300 & sleep 300 & wait"
+    script = "trap '' TERM; sleep 300 & sleep 300 & echo armed; wait"
     process = ManagedProcess("stubborn", ["sh", "-c", script])
-    time.sleep(0.3)  # let the shell install its trap and fork
-    started = time.monotonic()
+    wait_until(lambda: "armed" in process.log_path.read_text(), 10, "the shell to install its trap and fork")
     process.stop(grace=0.5)
-    assert time.monotonic() - started < 5
     with pytest.raises(ProcessLookupError):
         os.killpg(process.pgid, 0)
     assert process.returncode == -signal.SIGKILL
@@ -304,7 +302,9 @@ def test_forwarder_delivers_one_eventarc_event_per_upload_and_overwrite(
         blob.upload_from_string("steps: []\n", content_type="text/yaml")
 
         wait_until(lambda: len(target.requests) >= 1, timeout=10, what="the finalize event")
-        time.sleep(1.0)  # three more polls: still one event
+        polled = forwarder.stats.polls
+        wait_until(lambda: forwarder.stats.polls >= polled + 3, timeout=10, what="three more polls")
+        # three more listings of the bucket: still one event
         ((headers, body),) = _events(target)
         _assert_finalize_event(headers, body, bucket.name, blob)
         assert body["contentType"] == "text/yaml"
@@ -313,7 +313,8 @@ def test_forwarder_delivers_one_eventarc_event_per_upload_and_overwrite(
 
         blob.upload_from_string("steps: [a]\n", content_type="text/yaml")
         wait_until(lambda: len(target.requests) >= 2, timeout=10, what="the overwrite's event")
-        time.sleep(1.0)
+        polled = forwarder.stats.polls
+        wait_until(lambda: forwarder.stats.polls >= polled + 3, timeout=10, what="three more polls")
         assert len(target.requests) == 2
         second_headers, second = _events(target)[1]
         _assert_finalize_event(second_headers, second, bucket.name, blob)

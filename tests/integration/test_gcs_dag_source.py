@@ -8,28 +8,16 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import signal
-import socket
-import subprocess
-import sys
-import tempfile
-import time
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import pytest
 
 from workflow.adapters.dag_sources import EMULATOR_ENV, DagSources, read_dag_bytes
 from workflow.dagfile.limits import MAX_FILE_BYTES
 from workflow.errors import DagInvalid, DagNotFound
-
-EMULATOR = "gcp-storage-emulator"
-LOOPBACK = "127.0.0.1"
-READY_TIMEOUT = 30.0
-STOP_TIMEOUT = 10.0
+from workflow.localcloud import processes
 
 SEED = b"""\
 name: fork-join
@@ -44,73 +32,20 @@ steps:
 """
 
 
-def emulator_command() -> str:
-    """The emulator's executable: beside this interpreter (a virtualenv) or on PATH."""
-    beside = Path(sys.executable).with_name(EMULATOR)
-    found = str(beside) if beside.is_file() else shutil.which(EMULATOR)
-    if found is None:
-        message = f"{EMULATOR} is not installed: pip install gcp-storage-emulator"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-    return found
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((LOOPBACK, 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def wait_until_listening(process: subprocess.Popen[bytes], port: int, log: IO[bytes]) -> None:
-    """Return once the port accepts connections; fail with the log if it never does."""
-    deadline = time.monotonic() + READY_TIMEOUT
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            break
-        try:
-            with socket.create_connection((LOOPBACK, port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.05)
-    log.seek(0)
-    tail = log.read().decode(errors="replace")[-2000:]
-    pytest.fail(f"{EMULATOR} did not listen on port {port} within {READY_TIMEOUT}s; its output:\n{tail}")
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    """SIGTERM the emulator's process group, SIGKILL it if still there after a grace period."""
-    if process.poll() is not None:
-        return
-    try:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=STOP_TIMEOUT)
-    except ProcessLookupError:
-        pass
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=STOP_TIMEOUT)
-
-
 @pytest.fixture(scope="module")
 def emulator_host() -> Iterator[str]:
-    """The URL of a running in-memory emulator, stopped after this module's tests."""
-    command = emulator_command()
-    port = free_port()
-    with tempfile.TemporaryFile() as log:
-        process = subprocess.Popen(
-            [command, "start", f"--host={LOOPBACK}", f"--port={port}", "--in-memory"],
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        try:
-            wait_until_listening(process, port, log)
-            yield f"http://{LOOPBACK}:{port}"
-        finally:
-            stop(process)
+    """The URL of a running in-memory emulator (the local cloud's launcher), stopped after
+    this module's tests."""
+    try:
+        service = processes.start_storage_emulator()
+    except processes.MissingTool as exc:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(str(exc))
+        pytest.skip(str(exc))
+    try:
+        yield service.env["STORAGE_EMULATOR_HOST"]
+    finally:
+        service.stop()
 
 
 @pytest.fixture

@@ -27,6 +27,7 @@ from types import FrameType
 from typing import Any
 
 from workflow import logs
+from workflow.cli.output import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 from workflow.entrypoints import DAG_EXTENSIONS, upload_run_id
 from workflow.errors import InputError
 from workflow.settings import seconds_arg
@@ -35,7 +36,6 @@ from . import eventarc, processes, status
 from .processes import MissingTool, StartupError
 from .stack import ENGINE_TOPIC, MAX_POLL, START_TOPIC, TARGETS, LocalCloud, require_tools, upload_object
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 DEFAULT_STATE_FILE = ".localcloud.json"
 PROG = "python -m workflow.localcloud"
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)

@@ -175,6 +175,7 @@ class RetryPolicy:
 class ForwarderStats:
     """Counters of a forwarder (they only grow); `events` holds the headers delivered."""
 
+    polls: int = 0  # listings of the bucket done
     seen: int = 0
     delivered: int = 0
     dropped: int = 0
@@ -295,6 +296,7 @@ class FinalizeForwarder:
                 self.poll_once()
             except Exception:  # keep watching through emulator hiccups
                 LOG.exception("listing gs://%s failed", self.bucket)
+            self.stats.count("polls")
             self._stop.wait(self.interval)
 
     def _deliver_with_retries(self, headers: dict[str, str], body: bytes) -> None:

@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from workflow.adapters.gcp.firestore_store import FirestoreStateStore
-from workflow.cli import print_summary
+from workflow.cli.output import EXIT_USAGE, changes, print_line, print_summary
+from workflow.cli.output import exit_code as status_exit_code
 from workflow.errors import InputError
 from workflow.model.records import RunRecord, StepRecord
 from workflow.model.states import RunStatus
@@ -24,7 +25,6 @@ from workflow.model.states import RunStatus
 from . import processes
 from .stack import firestore_client
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 RUNS = "runs"
 
 
@@ -176,8 +176,8 @@ def print_details(run: RunRecord, steps: Sequence[StepRecord], out: TextIO) -> N
 
 
 def exit_code(run: RunRecord) -> int:
-    """0 for a run that succeeded or still runs, 1 for one that failed or was invalid."""
-    return EXIT_FAILED if run.status in (RunStatus.FAILED, RunStatus.INVALID) else EXIT_OK
+    """0 for a run that succeeded or still runs, 1 for any other end (as the CLI's commands)."""
+    return status_exit_code(run.status)
 
 
 def show_run(client: Any, run_id: str, out: TextIO, err: TextIO) -> int:
@@ -219,25 +219,14 @@ def watch_run(
     seen: dict[str, tuple[str, str]] = {}
     while True:
         steps = store.list_steps(run_id)
-        for step in steps:
-            _print_change(step, seen, out)
+        for line in sorted(change for step in steps for change in changes(step, seen)):
+            print_line(out, *line)
         if run.status.terminal:
             final = store.get_run(run_id) or run
             print_details(final, store.list_steps(run_id), out)
             return exit_code(final)
         sleep(interval)
         run = store.get_run(run_id) or run
-
-
-def _print_change(step: StepRecord, seen: dict[str, tuple[str, str]], out: TextIO) -> None:
-    now = (step.state.value, step.job_state)
-    if seen.get(step.step_id) == now:
-        return
-    seen[step.step_id] = now
-    job = f"job={step.job_id}" if step.job_id else ""
-    detail = step.message if step.state.terminal else step.job_state
-    when = datetime.now(UTC).strftime("%H:%M:%S")
-    print(f"{when}  {step.step_id:<20} {step.state.value:<10} {job:<28} {detail}".rstrip(), file=out, flush=True)
 
 
 def watch_runs(
