@@ -29,7 +29,7 @@ class Channel:
 EVERY_KIND: list[Message] = [
     StartRun("r1", Dag((Step("a", Task("a", "img/a", ("--x", "1"))),), "n"), "https://tr.example", "inline", "sealed"),
     DispatchStep("r1", "a"),
-    CheckJob("r1", "a", "job-1", 3, "https://tr.example", "sealed", 12.5, "RUNNING", "msg"),
+    CheckJob("r1", "a", "job-1", 3, "https://tr.example", "sealed", 12.5, "RUNNING", "msg", 2, ("b", "c")),
     StepFinished("r1", "a", StepState.FAILED, 13.0, "job-1", "exit 1", "FAILED"),
     RunFinished("r1", RunStatus.FAILED),
 ]

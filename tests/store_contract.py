@@ -176,3 +176,11 @@ class StoreContract:
         assert store.finish_run(run_id, RunStatus.SUCCEEDED, 8.0) is True
         run = store.get_run(run_id)
         assert run is not None and run.status is RunStatus.SUCCEEDED and run.succeeded == 2
+
+    def test_an_end_recorded_with_its_successors_given_releases_joins_once(self, store: Any) -> None:
+        run_id = make_run(store, {"a": [], "b": ["a"], "c": ["a", "b"]})
+        first = store.complete_step(run_id, "a", ok(), successors=("b", "c"))
+        again = store.complete_step(run_id, "a", ok(), successors=("b", "c"))
+        assert first.recorded and first.unblocked == ("b",)
+        assert not again.recorded and again.unblocked == ("b",)
+        assert {s.step_id: s.waiting_on for s in store.list_steps(run_id)} == {"a": 0, "b": 0, "c": 1}

@@ -59,14 +59,17 @@ class StateStore(Protocol):
     def record_job_state(self, run_id: str, step_id: str, job_state: str) -> None:
         """Note the Task Runner's latest state for a RUNNING step (display only)."""
 
-    def complete_step(self, run_id: str, step_id: str, outcome: StepOutcome) -> Completion:
+    def complete_step(
+        self, run_id: str, step_id: str, outcome: StepOutcome, successors: Sequence[str] | None = None
+    ) -> Completion:
         """Record a step's end, once, atomically with its effects on the joins.
 
         The first call sets the step's terminal state, takes one off the run's count of
         open steps (adding one to its count of succeeded or failed steps) and, if the
         step SUCCEEDED, one off the join counter of each of its successors. `unblocked`
         lists the successors whose counter is now zero (each is reported by exactly one
-        first call); `run_complete` says no step is open. A
+        first call); `run_complete` says no step is open. `successors`, when the caller
+        knows them, spares the store a read. A
         repeated call changes nothing and reads the same facts back (recorded=False).
         """
 

@@ -176,7 +176,7 @@ def _submit(ports: Ports, step: StepRecord, claim_key: str) -> None:
 
 def _first_check(step: StepRecord, job_id: str, job_state: str, submitted_at: float) -> CheckJob:
     return CheckJob(step.run_id, step.step_id, job_id, 0, step.tr_url, step.tr_auth, submitted_at, job_state,
-                    attempt=step.attempt)
+                    attempt=step.attempt, successors=step.successors)
 
 
 def _unknown_submission(step: StepRecord) -> str:
@@ -212,7 +212,7 @@ def check_job(msg: CheckJob, ports: Ports) -> None:
             job = Job(msg.job_id, msg.job_state)
     outcome = job_outcome(job.state)
     if outcome is not None:
-        _finish(ports, msg.run_id, msg.step_id, msg.attempt, outcome, job, job.message)
+        _finish(ports, msg.run_id, msg.step_id, msg.attempt, outcome, job, job.message, msg.successors)
         return
     elapsed = ports.clock() - msg.submitted_at
     if elapsed > ports.settings.step_timeout:
@@ -237,21 +237,23 @@ def run_finished(msg: RunFinished, ports: Ports) -> None:
 
 
 def _finish(ports: Ports, run_id: str, step_id: str, attempt: int, state: StepState, job: Job | None,
-            message: str) -> None:
+            message: str, successors: tuple[str, ...] | None = None) -> None:
     """The step ended: record it here, in the handler that saw the end (no extra message)."""
     job_id, job_state = (job.job_id, job.state) if job else ("", "")
     if not message and job_state:
         message = f"job {job_state}"
-    _complete(ports, run_id, step_id, StepOutcome(state, ports.clock(), job_id, excerpt(message), job_state, attempt))
+    outcome = StepOutcome(state, ports.clock(), job_id, excerpt(message), job_state, attempt)
+    _complete(ports, run_id, step_id, outcome, successors)
 
 
-def _complete(ports: Ports, run_id: str, step_id: str, outcome: StepOutcome) -> None:
+def _complete(ports: Ports, run_id: str, step_id: str, outcome: StepOutcome,
+              successors: tuple[str, ...] | None = None) -> None:
     """Record a step's end once; dispatch the successors it unblocks; skip what it dooms.
 
     Safe to repeat: a second call records nothing and reads the same facts back, so it
     finishes whatever a first call that crashed half-way left undone.
     """
-    done = ports.store.complete_step(run_id, step_id, outcome)
+    done = ports.store.complete_step(run_id, step_id, outcome, successors)
     if done.recorded:  # once, however many deliveries repeat it
         log.info("step %s: %s", outcome.state.value, outcome.message, extra=_ids(run_id, step_id))
     run_complete = done.run_complete

@@ -95,6 +95,11 @@ def _typed(name: str, value: Any, kind: Any) -> Any:
         return float(value)
     if kind in (str, int) and type(value) is kind:
         return value
+    if kind == (tuple[str, ...] | None):
+        if value is None:
+            return None
+        if isinstance(value, list) and all(type(v) is str for v in value):
+            return tuple(value)
     raise TypeError(f"field {name!r} must be {getattr(kind, '__name__', kind)}, not {type(value).__name__}")
 
 

@@ -43,6 +43,7 @@ class CheckJob:
     job_state: str = ""
     job_message: str = ""  # the Task Runner's message when the job ended at submission
     attempt: int = 1  # the step's attempt this job belongs to
+    successors: tuple[str, ...] | None = None  # the step's successors (None: not carried, read them)
 
 
 @dataclass(frozen=True)

@@ -178,7 +178,9 @@ class SqliteStateStore:
                 (job_state, run_id, step_id, StepState.RUNNING.value),
             )
 
-    def complete_step(self, run_id: str, step_id: str, outcome: StepOutcome) -> Completion:
+    def complete_step(
+        self, run_id: str, step_id: str, outcome: StepOutcome, successors: Sequence[str] | None = None
+    ) -> Completion:
         with self._tx() as db:
             row = self._exec(
                 db,

@@ -190,32 +190,41 @@ class FirestoreStateStore:
         with _translated():
             self._step_ref(run_id, step_id).update({"job_state": job_state})
 
-    def complete_step(self, run_id: str, step_id: str, outcome: StepOutcome) -> Completion:
-        snap = self._get(self._step_ref(run_id, step_id))
-        if not snap.exists:
-            raise NotFound(f"run {run_id!r} has no step {step_id!r}")
-        succeeded = outcome.state is StepState.SUCCEEDED
-        release = list(snap.get("definition")["successors"]) if succeeded else []
+    def complete_step(
+        self, run_id: str, step_id: str, outcome: StepOutcome, successors: Sequence[str] | None = None
+    ) -> Completion:
+        ref = self._step_ref(run_id, step_id)
+        snap = None
+        if successors is None:
+            snap = self._get(ref)
+            if not snap.exists:
+                raise NotFound(f"run {run_id!r} has no step {step_id!r}")
+            if int((snap.to_dict() or {}).get("attempt", 1)) != outcome.attempt:
+                return Completion(False, (), self._open_steps(run_id) == 0)  # a late result of an earlier attempt
+            successors = snap.get("definition")["successors"]
+        release = list(successors) if outcome.state is StepState.SUCCEEDED else []
         fields: dict[str, Any] = {"state": outcome.state.value, "message": outcome.message,
                                   "finished_at": outcome.at, "job_state": outcome.job_state}
         if outcome.job_id:
             fields["job_id"] = outcome.job_id
-
-        if int((snap.to_dict() or {}).get("attempt", 1)) != outcome.attempt:
-            return Completion(False, (), self._open_steps(run_id) == 0)  # a late result of an earlier attempt
+        # One marker per attempt: an earlier attempt's late result finds its marker and records nothing.
         marker = _end_marker(step_id, outcome.attempt)
 
         def first(batch: Any) -> int:
             batch.create(self._end_ref(run_id, marker), {"at": outcome.at})
-            batch.update(snap.reference, fields)
+            batch.update(ref, fields)
             batch.update(self._run_ref(run_id), _count_off(1, outcome.state))
             for succ in release[:BATCH]:
                 batch.update(self._step_ref(run_id, succ), {"waiting_on": firestore.Increment(-1)})
             return 3 + len(release[:BATCH])
 
-        results = self._once(first)
+        try:
+            results = self._once(first)
+        except gexc.NotFound as exc:
+            raise NotFound(f"run {run_id!r} has no step {step_id!r}") from exc
         if results is None:  # a redelivery: read the facts back, finish any chunk left out
-            recorded_ok = snap.get("state") == StepState.SUCCEEDED.value
+            snap = snap or self._get(ref)
+            recorded_ok = snap.exists and snap.get("state") == StepState.SUCCEEDED.value
             release = list(snap.get("definition")["successors"]) if recorded_ok else []
             self._release_rest(run_id, marker, release)
             return Completion(False, self._unblocked(run_id, release), self._open_steps(run_id) == 0)
