@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,7 +12,7 @@ import pytest
 from workflow.mock_runner import MockTaskRunner, fingerprint
 
 ROOT = Path(__file__).resolve().parents[2]
-TOKEN = "test-token"
+TOKEN = "test-token"  # what the `mock` fixture (conftest.py) requires
 
 FORK_JOIN = """
 name: fork-join
@@ -58,12 +57,6 @@ steps:
     dependsOn: [b]
     task: {imageUri: img/c}
 """
-
-
-@pytest.fixture
-def mock() -> Iterator[MockTaskRunner]:
-    with MockTaskRunner(duration=0.1, token=TOKEN) as m:
-        yield m
 
 
 def run_cli(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

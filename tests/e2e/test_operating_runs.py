@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,7 +15,7 @@ from polling import wait_until
 from workflow.mock_runner import MockTaskRunner
 
 ROOT = Path(__file__).resolve().parents[2]
-TOKEN = "test-token"
+TOKEN = "test-token"  # what the `mock` fixture (conftest.py) requires
 SLOW_FIRST = """
 name: slow-first
 steps:
@@ -26,12 +25,6 @@ steps:
     dependsOn: [slow]
     task: {imageUri: img/after, labels: {mock_duration_sec: "0.1"}}
 """
-
-
-@pytest.fixture
-def mock() -> Iterator[MockTaskRunner]:
-    with MockTaskRunner(duration=0.1, token=TOKEN) as m:
-        yield m
 
 
 def cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
