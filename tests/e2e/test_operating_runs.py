@@ -144,3 +144,20 @@ def test_rerun_submits_only_the_failed_step_and_its_skipped_descendants(tmp_path
     from_flaky = cli(tmp_path, "rerun", "r-r", "--from", "flaky", "--tr-auth-jwt", TOKEN)
     assert from_flaky.returncode == 0 and mock.submissions()[len(before) + 3:] == ["flaky", "last"]
     assert cli(tmp_path, "rerun", "r-r", "--from", "nope").returncode == 2
+
+
+def test_rerun_without_a_usable_credential_says_how_to_get_one_before_anything_runs(
+    tmp_path: Path, mock: MockTaskRunner
+) -> None:
+    dag = tmp_path / "one.yaml"
+    dag.write_text("steps:\n- {id: bad, task: {imageUri: img/error}}\n")
+    assert cli(tmp_path, "--dag-path", str(dag), "--tr-hostname", mock.url, "--tr-auth-jwt", TOKEN,
+               "--run-id", "r-n").returncode == 1
+    before = len(mock.submissions())
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "main.py"), "rerun", "r-n", "--db", str(tmp_path / "runs.sqlite3")],
+        capture_output=True, text=True, timeout=60, cwd=tmp_path, stdin=subprocess.DEVNULL,
+        env={**os.environ, "GOOGLE_APPLICATION_CREDENTIALS": str(tmp_path / "no-such-key.json")},
+    )
+    assert done.returncode == 2 and "--tr-auth-jwt" in done.stderr and "Traceback" not in done.stderr
+    assert len(mock.submissions()) == before

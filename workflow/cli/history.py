@@ -22,7 +22,7 @@ from ..ports import TaskRunner
 from ..settings import Settings
 from .options import Parser, add_db, add_execution, settings
 from .output import EXIT_OK, EXIT_USAGE, as_json, changes, exit_code, print_run, print_runs
-from .run import interrupted, watch
+from .run import check_task_runner, interrupted, watch
 
 
 def runs(argv: Sequence[str], out: TextIO) -> int:
@@ -106,6 +106,8 @@ def _execute(args: argparse.Namespace, out: TextIO, runner: TaskRunner | None,
     if getattr(args, "from_step", "") and args.from_step not in {s.step_id for s in steps}:
         raise InputError(f"run {run.run_id} has no step {args.from_step!r}")
     message = request(run)
+    if message is not None and runner is None:
+        check_task_runner(run.tr_url, args.jwt)  # fail now, with a way out, not at the first check
     if message is None:
         state = f"already ended {run.status.value}" if run.status.terminal else "is still RUNNING (cancel it first)"
         print(f"run {run.run_id} {state}: nothing to {verb}", file=out)

@@ -73,9 +73,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None, runner: T
         url = _check_url(args.tr_url)
         dag = DagSources().read(args.dag_path)
         if runner is None:
-            _probe(url)
-        if runner is None and args.jwt is None:
-            token_source(None).token(url)  # fail now, with a way out, rather than at the first step
+            check_task_runner(url, args.jwt)
     except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -139,6 +137,13 @@ def _check_url(raw: str) -> str:
     if url.scheme not in ("http", "https") or not url.netloc:
         raise InputError(f"--tr-hostname {raw!r}: expected a URL such as https://runner.example.com")
     return raw.rstrip("/")
+
+
+def check_task_runner(url: str, jwt: str | None) -> None:
+    """InputError, saying what to do, unless the Task Runner answers and a token can be had."""
+    _probe(url)
+    if jwt is None:
+        token_source(None).token(url)
 
 
 def _probe(url: str, timeout: float = 5.0) -> None:
