@@ -281,6 +281,30 @@ def test_a_submission_that_raises_unexpectedly_fails_its_step_as_unknown_without
     assert out.splitlines()[-1] == "run FAILED"
 
 
+def test_the_local_cloud_script_installs_what_is_missing_then_runs_the_command(tmp_path: Path) -> None:
+    """On a clone set up by the quick start (runtime only), the script installs the dev set first."""
+    (tmp_path / "scripts").mkdir()
+    (tmp_path / "scripts" / "localcloud").write_text((ROOT / "scripts" / "localcloud").read_text())
+    (tmp_path / "scripts" / "localcloud").chmod(0o755)
+    (tmp_path / ".venv" / "bin").mkdir(parents=True)
+    calls = tmp_path / "calls.log"
+    fake = tmp_path / ".venv" / "bin" / "python"  # records each call; the first import check fails
+    fake.write_text(f"""#!/bin/sh
+echo "$*" >> {calls}
+case "$*" in
+  -c*) grep -q "pip install" {calls} ;;
+  *) exit 0 ;;
+esac
+""")
+    fake.chmod(0o755)
+    done = subprocess.run([str(tmp_path / "scripts" / "localcloud"), "up", "--poll", "1"], capture_output=True,
+                          text=True, timeout=60, stdin=subprocess.DEVNULL, check=False)
+    assert done.returncode == 0, done.stderr
+    lines = calls.read_text().splitlines()
+    assert "-m pip install" in lines[1] and "-r requirements-dev.txt" in lines[1]
+    assert lines[-1] == "-m workflow.localcloud up --poll 1" and "installing what the local cloud needs" in done.stderr
+
+
 def test_the_local_cloud_script_runs_the_local_cloud_command() -> None:
     done = subprocess.run([str(ROOT / "scripts" / "localcloud"), "--help"], capture_output=True, text=True,
                           timeout=300, stdin=subprocess.DEVNULL, check=False)
