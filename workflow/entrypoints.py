@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-from .adapters.http.auth import check_token, origin_of
+from .adapters.http.auth import check_token
 from .bootstrap.cloud import CloudRuntime
 from .dagfile import parse_dag
 from .engine import handle
@@ -49,6 +49,7 @@ from .model.messages import StartRun
 from .model.records import RunRecord
 from .model.states import RunStatus
 from .model.text import excerpt, redact
+from .model.urls import origin_of
 from .settings import (
     ALLOW_HTTP_ENV,
     ALLOWED_ORIGINS_ENV,

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from .errors import InputError
+from .model.urls import origin_of
 
 POLL_ENV = "WORKFLOW_CHECK_STATE_DURATION_SEC"
 TIMEOUT_ENV = "WORKFLOW_STEP_TIMEOUT_SEC"
@@ -114,11 +115,11 @@ def _origin(url: str, name: str, *, strict: bool = True) -> str:
     """`scheme://host[:port]` of `url`, lower-cased; InputError naming `name` if it is not one."""
     try:
         parts = urlsplit(url)
-        port = parts.port
+        origin = origin_of(url)
     except ValueError:
         raise InputError(f"{name}: {url!r} is not a URL") from None
     extra = parts.username is not None or (strict and parts.path not in ("", "/")) or parts.query or parts.fragment
     if parts.scheme.lower() not in ("http", "https") or not parts.hostname or extra:
         shape = "scheme://host[:port]" if strict else "an http(s) URL without userinfo"
         raise InputError(f"{name}: {url!r} is not {shape}")
-    return f"{parts.scheme.lower()}://{parts.hostname.lower()}" + (f":{port}" if port else "")
+    return origin

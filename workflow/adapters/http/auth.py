@@ -15,9 +15,9 @@ from __future__ import annotations
 import json
 import threading
 from typing import Any, Protocol
-from urllib.parse import urlsplit
 
 from ...errors import AuthError
+from ...model.urls import origin_of
 
 MAX_TOKEN_CHARS = 16_384
 
@@ -118,14 +118,6 @@ def _credentials_for(audience: str) -> Any:
         if isinstance(creds, user_credentials.Credentials):
             return _UserIdToken(creds)
         raise AuthError(f"these credentials cannot mint an ID token ({first}); {HOW_TO}") from first
-
-
-def origin_of(url: str) -> str:
-    """`scheme://host[:port]` of a URL, lower-cased, without path or userinfo."""
-    parts = urlsplit(url)
-    host = (parts.hostname or "").lower()
-    port = f":{parts.port}" if parts.port else ""
-    return f"{parts.scheme.lower()}://{host}{port}"
 
 
 class _UserIdToken:

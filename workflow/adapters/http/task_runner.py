@@ -54,7 +54,8 @@ from ...errors import (
 from ...model.dag import Task
 from ...model.records import Job
 from ...model.text import excerpt, redact
-from .auth import TokenSource, check_token, origin_of
+from ...model.urls import origin_of
+from .auth import TokenSource, check_token
 
 log = logging.getLogger("workflow.taskrunner")
 BODY_LIMIT = 200
