@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 Args = tuple[str, ...] | Mapping[str, str]
@@ -63,12 +64,55 @@ def _list_or_none(args: tuple[str, ...] | None) -> list[str] | None:
     return None if args is None else list(args)
 
 
+class RunIf(StrEnum):
+    """When a step runs, given how its dependencies ended."""
+
+    ALL_SUCCEEDED = "allSucceeded"  # every dependency SUCCEEDED (the default)
+    ALL_DONE = "allDone"  # every dependency ended, however
+    ANY_FAILED = "anyFailed"  # every dependency ended and at least one FAILED
+
+
+RETRY_DELAY = 10.0  # seconds before a step's first retry, unless the DAG says otherwise
+RETRY_DELAY_CAP = 3600.0
+
+
+@dataclass(frozen=True)
+class Policy:
+    """How a step is run: how often it is retried, for how long, and after what."""
+
+    retries: int = 0  # new jobs after the first attempt FAILED, was refused or timed out
+    retry_delay: float = RETRY_DELAY  # before the first retry; doubles each time, capped
+    timeout: float | None = None  # the step's timeout; None: the runtime's default
+    run_if: RunIf = RunIf.ALL_SUCCEEDED
+
+    def to_dict(self) -> dict[str, Any]:
+        """The DAG-file keys that differ from the default."""
+        keys = {"retries": self.retries, "retryDelaySec": self.retry_delay, "timeoutSec": self.timeout,
+                "runIf": self.run_if.value}
+        default = Policy()
+        same = {"retries": default.retries, "retryDelaySec": default.retry_delay, "timeoutSec": default.timeout,
+                "runIf": default.run_if.value}
+        return {key: value for key, value in keys.items() if value != same[key]}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Policy:
+        """Build from validated DAG-file keys (absent keys keep their defaults)."""
+        timeout = data.get("timeoutSec")
+        return cls(
+            retries=int(data.get("retries", 0)),
+            retry_delay=float(data.get("retryDelaySec", RETRY_DELAY)),
+            timeout=None if timeout is None else float(timeout),
+            run_if=RunIf(data.get("runIf", RunIf.ALL_SUCCEEDED.value)),
+        )
+
+
 @dataclass(frozen=True)
 class Step:
     id: str
     task: Task
     depends_on: tuple[str, ...] = ()
     description: str = ""
+    policy: Policy = Policy()
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -76,6 +120,7 @@ class Step:
             "description": self.description,
             "dependsOn": list(self.depends_on),
             "task": self.task.to_dict(),
+            **self.policy.to_dict(),
         }
 
     @classmethod
@@ -85,6 +130,7 @@ class Step:
             task=Task.from_dict(data["task"]),
             depends_on=tuple(data.get("dependsOn") or ()),
             description=data.get("description") or "",
+            policy=Policy.from_dict(data),
         )
 
 
@@ -94,9 +140,12 @@ class Dag:
 
     steps: tuple[Step, ...]
     name: str = ""
+    max_parallel: int | None = None  # at most this many jobs in flight at once; None: no limit
+    timeout: float | None = None  # the run's timeout: steps still open after it are ended
     _successors: Mapping[str, tuple[str, ...]] = field(
         default_factory=dict, init=False, repr=False, compare=False
     )
+    _by_id: Mapping[str, Step] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         succ: dict[str, list[str]] = {s.id: [] for s in self.steps}
@@ -104,6 +153,7 @@ class Dag:
             for dep in s.depends_on:
                 succ[dep].append(s.id)
         object.__setattr__(self, "_successors", {k: tuple(v) for k, v in succ.items()})
+        object.__setattr__(self, "_by_id", {s.id: s for s in self.steps})
 
     @property
     def step_ids(self) -> tuple[str, ...]:
@@ -115,15 +165,29 @@ class Dag:
     def successors(self, step_id: str) -> tuple[str, ...]:
         return self._successors[step_id]
 
+    def waits_for_any_end(self, step_id: str) -> tuple[str, ...]:
+        """The successors that wait for this step's end however it ends (their `runIf` is
+        not allSucceeded); the others run only if it SUCCEEDED."""
+        return tuple(s for s in self._successors[step_id]
+                     if self._by_id[s].policy.run_if is not RunIf.ALL_SUCCEEDED)
+
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "steps": [s.to_dict() for s in self.steps]}
+        body: dict[str, Any] = {"name": self.name, "steps": [s.to_dict() for s in self.steps]}
+        if self.max_parallel is not None:
+            body["maxParallel"] = self.max_parallel
+        if self.timeout is not None:
+            body["timeoutSec"] = self.timeout
+        return body
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Dag:
         """Rebuild from `to_dict` output (trusted input: no validation here)."""
+        timeout = data.get("timeoutSec")
         return cls(
             steps=tuple(Step.from_dict(s) for s in data["steps"]),
             name=data.get("name") or "",
+            max_parallel=data.get("maxParallel"),
+            timeout=None if timeout is None else float(timeout),
         )
 
 
