@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import random
 import selectors
 import signal
 import subprocess
@@ -17,7 +19,18 @@ import pytest
 import requests
 
 from polling import wait_until
-from workflow.mock_runner import DURATION_LABEL, FINAL_LABEL, MockTaskRunner, fingerprint, job_state
+from workflow.adapters.http.auth import StaticToken
+from workflow.adapters.http.task_runner import HttpTaskRunner
+from workflow.mock_runner import (
+    DURATION_LABEL,
+    FAIL_ATTEMPTS_LABEL,
+    FINAL_LABEL,
+    MockTaskRunner,
+    fingerprint,
+    job_state,
+)
+from workflow.mock_runner.server import Request, RunnerState, max_overlap
+from workflow.model.dag import Task
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TERMINAL = {"SUCCEEDED", "FAILED"}
@@ -339,6 +352,213 @@ def test_faults_over_http_take_every_mode(runner: MockTaskRunner) -> None:
         refused = requests.post(f"{runner.url}/_mock/faults", json={"path": "/job", "status": 503, **bad},
                                 timeout=TIMEOUT)
         assert refused.status_code == 400 and word in refused.json()["error"]
+
+
+# --- failing the first attempts ------------------------------------------------------------
+
+
+class ManualClock:
+    """A clock that moves only when a test sets `now`."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def submit_in_process(state: RunnerState, job_name: str = "train", **labels: str) -> dict[str, Any]:
+    """The answer to one ``POST /job`` handled by `state` (status code and body)."""
+    body = json.dumps({"job_name": job_name, "imageUri": "gcr.io/p/train:1", "labels": labels}).encode()
+    answer = state.handle(Request("POST", "/job", {}, body, None))
+    return {"status": answer.status, **json.loads(answer.body)}
+
+
+def state_in_process(state: RunnerState, job_id: str) -> str:
+    answer = state.handle(Request("GET", "/jobstatus", {"job_id": job_id}, b"", None))
+    assert answer.status == 200, answer.body
+    return str(json.loads(answer.body)["job"]["state"])
+
+
+def final_states(runner: MockTaskRunner, task: Task, attempts: int) -> list[str]:
+    """The terminal state of each of `attempts` submissions of `task`, through the HTTP client."""
+    client = HttpTaskRunner(StaticToken("s3cret"), retries=0)
+    states = []
+    for _ in range(attempts):
+        job = client.submit(runner.url, task)
+        states.append(client.status(runner.url, job.job_id).state)
+    return states
+
+
+def test_fail_attempts_fail_the_first_n_submissions_of_a_job_name_then_succeed() -> None:
+    labels = {FAIL_ATTEMPTS_LABEL: "2", "team": "ml"}
+    with MockTaskRunner(duration=0, token="s3cret") as mock:
+        assert final_states(mock, Task("train", "gcr.io/p/train:1", labels=labels), 4) == [
+            "FAILED", "FAILED", "SUCCEEDED", "SUCCEEDED"]
+        assert final_states(mock, Task("eval", "gcr.io/p/eval:1", labels=labels), 3) == [
+            "FAILED", "FAILED", "SUCCEEDED"]
+        assert final_states(mock, Task("train", "gcr.io/p/train:1"), 1) == ["SUCCEEDED"]
+        assert mock.submissions() == ["train"] * 4 + ["eval"] * 3 + ["train"]
+
+
+def test_a_failed_attempt_says_why_and_ends_after_its_duration() -> None:
+    clock = ManualClock()
+    state = RunnerState(3.0, None, clock)
+    first = submit_in_process(state, **{FAIL_ATTEMPTS_LABEL: "1"})["job"]["jobId"]
+    clock.now = 2.5
+    assert state_in_process(state, first) == "RUNNING"
+    clock.now = 3.0
+    failed = json.loads(state.handle(Request("GET", "/jobstatus", {"job_id": first}, b"", None)).body)["job"]
+    assert failed["state"] == "FAILED"
+    assert "attempt 1" in failed["message"] and FAIL_ATTEMPTS_LABEL in failed["message"]
+    second = submit_in_process(state, **{FAIL_ATTEMPTS_LABEL: "1"})["job"]["jobId"]
+    assert state_in_process(state, second) == "QUEUED"
+    clock.now = 6.0
+    assert state_in_process(state, second) == "SUCCEEDED"
+
+
+def test_fail_attempts_count_only_submissions_carrying_the_label() -> None:
+    state = RunnerState(0.0, None, ManualClock())
+    plain = submit_in_process(state, "t")["job"]["jobId"]
+    never = submit_in_process(state, "u", **{FAIL_ATTEMPTS_LABEL: "0"})["job"]["jobId"]
+    first = submit_in_process(state, "t", **{FAIL_ATTEMPTS_LABEL: "1"})["job"]["jobId"]
+    assert [state_in_process(state, job) for job in (plain, never, first)] == ["SUCCEEDED", "SUCCEEDED", "FAILED"]
+
+
+def test_fail_attempts_with_a_final_state_fail_at_once(runner: MockTaskRunner) -> None:
+    labels = {FAIL_ATTEMPTS_LABEL: "1", FINAL_LABEL: "SUCCEEDED"}
+    answers = [submit(runner.url, "seed", labels=labels).json()["job"] for _ in range(2)]
+    assert [job["state"] for job in answers] == ["FAILED", "SUCCEEDED"]
+    assert FAIL_ATTEMPTS_LABEL in answers[0]["message"] and answers[1]["message"] == ""
+
+
+def test_an_error_image_still_fails_once_its_attempts_are_used_up() -> None:
+    with MockTaskRunner(duration=0) as mock:
+        labels = {FAIL_ATTEMPTS_LABEL: "1"}
+        ids = [submit(mock.url, "bad", "gcr.io/p/error:1", labels=labels).json()["job"]["jobId"] for _ in range(2)]
+        jobs = [status(mock.url, job_id).json()["job"] for job_id in ids]
+    assert [job["state"] for job in jobs] == ["FAILED", "FAILED"]
+    assert FAIL_ATTEMPTS_LABEL in jobs[0]["message"] and "exited with status 1" in jobs[1]["message"]
+
+
+@pytest.mark.parametrize("value", ["-1", "1.5", "two", "", " 1", "+1", "1e3", "\u0663", "1234567890"])
+def test_bad_fail_attempts_label_is_400_naming_the_label(runner: MockTaskRunner, value: str) -> None:
+    answer = submit(runner.url, "train", labels={FAIL_ATTEMPTS_LABEL: value})
+    assert answer.status_code == 400
+    assert FAIL_ATTEMPTS_LABEL in answer.json()["error"]
+    assert runner.submissions() == []
+    retry = submit(runner.url, "train", labels={FAIL_ATTEMPTS_LABEL: "1", FINAL_LABEL: "SUCCEEDED"})
+    assert retry.json()["job"]["state"] == "FAILED", "a refused submission must not count as an attempt"
+
+
+def test_a_long_bad_label_value_is_cut_in_the_error(runner: MockTaskRunner) -> None:
+    answer = submit(runner.url, labels={FAIL_ATTEMPTS_LABEL: "x" * 5000})
+    assert answer.status_code == 400 and len(answer.json()["error"]) < 200
+
+
+def test_reset_forgets_the_counted_attempts(runner: MockTaskRunner) -> None:
+    labels = {FAIL_ATTEMPTS_LABEL: "1", FINAL_LABEL: "SUCCEEDED"}
+    assert submit(runner.url, "seed", labels=labels).json()["job"]["state"] == "FAILED"
+    runner.reset()
+    assert submit(runner.url, "seed", labels=labels).json()["job"]["state"] == "FAILED"
+    assert submit(runner.url, "seed", labels=labels).json()["job"]["state"] == "SUCCEEDED"
+
+
+# --- jobs in flight -------------------------------------------------------------------------
+
+
+def brute_force_overlap(intervals: list[tuple[float, float]]) -> int:
+    """The most intervals holding one instant, checked at every start (where a maximum begins)."""
+    return max((sum(s <= start < e for s, e in intervals) for start, _ in intervals), default=0)
+
+
+@pytest.mark.parametrize(
+    ("intervals", "expected"),
+    [
+        ([], 0),
+        ([(0, 1), (2, 3)], 1),
+        ([(0, 1), (1, 2), (2, 3)], 1),
+        ([(1, 2), (0, 1)], 1),
+        ([(0, 3), (1, 4), (2, 2.5)], 3),
+        ([(0, 5), (1, 1), (1, 2)], 2),
+        ([(0, 0), (0, 0)], 0),
+        ([(0, 2), (0, 2), (2, 4), (2, 4)], 2),
+    ],
+)
+def test_max_overlap_of_half_open_intervals(intervals: list[tuple[float, float]], expected: int) -> None:
+    assert max_overlap(intervals) == expected
+
+
+def test_max_overlap_agrees_with_brute_force() -> None:
+    rng = random.Random(7)
+    for _ in range(200):
+        starts = [rng.randint(0, 20) for _ in range(rng.randint(1, 30))]
+        intervals = [(float(s), float(s + rng.randint(0, 6))) for s in starts]
+        assert max_overlap(intervals) == brute_force_overlap(intervals), intervals
+
+
+def in_flight_after(submissions: list[tuple[float, str]], now: float) -> dict[str, int]:
+    """`in_flight()` at clock time `now` after submitting a job of each (time, duration)."""
+    clock = ManualClock()
+    state = RunnerState(1.0, None, clock)
+    for when, duration in submissions:
+        clock.now = when
+        assert submit_in_process(state, **{DURATION_LABEL: duration})["status"] == 200
+    clock.now = now
+    return state.in_flight()
+
+
+@pytest.mark.parametrize(
+    ("submissions", "now", "expected"),
+    [
+        ([(0, "3"), (1, "3"), (2, "0.5")], 2.0, {"now": 3, "max": 3}),
+        ([(0, "3"), (1, "3"), (2, "0.5")], 10.0, {"now": 0, "max": 3}),
+        ([(0, "1"), (2, "1")], 2.5, {"now": 1, "max": 1}),
+        ([(0, "1"), (1, "1"), (2, "1")], 2.0, {"now": 1, "max": 1}),
+        ([(0, "2"), (1, "0"), (1, "2")], 1.0, {"now": 2, "max": 2}),
+        ([], 0.0, {"now": 0, "max": 0}),
+    ],
+    ids=["overlapping", "overlapping-later", "apart", "back-to-back", "zero-duration", "none"],
+)
+def test_in_flight_from_the_recorded_intervals(
+    submissions: list[tuple[float, str]], now: float, expected: dict[str, int]
+) -> None:
+    assert in_flight_after(submissions, now) == expected
+
+
+def test_a_job_ending_at_once_is_never_in_flight() -> None:
+    state = RunnerState(5.0, None, ManualClock())
+    assert submit_in_process(state, **{FINAL_LABEL: "SUCCEEDED"})["status"] == 200
+    assert submit_in_process(state, **{FINAL_LABEL: "FAILED", FAIL_ATTEMPTS_LABEL: "1"})["status"] == 200
+    assert state.in_flight() == {"now": 0, "max": 0}
+
+
+def test_refused_submissions_are_not_in_flight() -> None:
+    state = RunnerState(5.0, None, ManualClock())
+    assert submit_in_process(state, **{DURATION_LABEL: "soon"})["status"] == 400
+    assert state.in_flight() == {"now": 0, "max": 0}
+
+
+def test_in_flight_over_http_and_reset_clears_it() -> None:
+    clock = ManualClock()
+    with MockTaskRunner(duration=4, clock=clock) as mock:
+        for when in (0.0, 1.0, 3.0):
+            clock.now = when
+            assert submit(mock.url).status_code == 200
+        clock.now = 4.0
+        over_http = requests.get(f"{mock.url}/_mock/in_flight", timeout=TIMEOUT)
+        assert over_http.status_code == 200
+        assert over_http.json() == {"now": 2, "max": 3} == mock.in_flight()
+        assert requests.post(f"{mock.url}/_mock/in_flight", timeout=TIMEOUT).status_code == 405
+        assert requests.post(f"{mock.url}/_mock/reset", timeout=TIMEOUT).status_code == 200
+        assert requests.get(f"{mock.url}/_mock/in_flight", timeout=TIMEOUT).json() == {"now": 0, "max": 0}
+
+
+def test_in_flight_on_the_real_clock() -> None:
+    with MockTaskRunner(duration=60) as mock:
+        submit(mock.url, "a")
+        submit(mock.url, "b")
+        assert mock.in_flight() == {"now": 2, "max": 2}
 
 
 # --- command line ---------------------------------------------------------------------------

@@ -4,12 +4,14 @@ In tests::
 
     with MockTaskRunner(duration=0.3) as runner:
         ...  # point the executor at runner.url, then assert on runner.requests()
+        assert runner.in_flight()["max"] <= 2  # a run's maxParallel held
 
 From a shell: ``python -m workflow.mock_runner --port 8080``.
 """
 
 from workflow.mock_runner.server import (
     DURATION_LABEL,
+    FAIL_ATTEMPTS_LABEL,
     FAULT_PATHS,
     FINAL_LABEL,
     MockTaskRunner,
@@ -17,4 +19,12 @@ from workflow.mock_runner.server import (
     job_state,
 )
 
-__all__ = ["DURATION_LABEL", "FAULT_PATHS", "FINAL_LABEL", "MockTaskRunner", "fingerprint", "job_state"]
+__all__ = [
+    "DURATION_LABEL",
+    "FAIL_ATTEMPTS_LABEL",
+    "FAULT_PATHS",
+    "FINAL_LABEL",
+    "MockTaskRunner",
+    "fingerprint",
+    "job_state",
+]

@@ -13,7 +13,7 @@ import sys
 import time
 from types import FrameType
 
-from workflow.mock_runner.server import DURATION_LABEL, MockTaskRunner
+from workflow.mock_runner.server import DURATION_LABEL, FAIL_ATTEMPTS_LABEL, FINAL_LABEL, MockTaskRunner
 from workflow.settings import seconds_arg
 
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -42,8 +42,11 @@ def build_parser() -> argparse.ArgumentParser:
         description=(
             "Mock Task Runner: answers POST /job and GET /jobstatus like the real service. "
             "Jobs walk QUEUED, PREPARING, RUNNING (a third of the duration each) and end "
-            "SUCCEEDED, or FAILED when the imageUri contains 'error'. Test hooks: "
-            "GET /_mock/requests, GET /_mock/submissions, POST /_mock/reset, POST /_mock/faults "
+            "SUCCEEDED, or FAILED when the imageUri contains 'error'. Job labels: "
+            f"{DURATION_LABEL} (seconds), {FINAL_LABEL} (SUCCEEDED or FAILED: ends at once), "
+            f"{FAIL_ATTEMPTS_LABEL} (N: the first N submissions of a job_name with it fail). Test hooks: "
+            "GET /_mock/requests, GET /_mock/submissions, GET /_mock/in_flight (jobs in flight now "
+            "and at most), POST /_mock/reset, POST /_mock/faults "
             "(path, status, count, body, delay, accept, retry_after, echo_headers)."
         ),
     )

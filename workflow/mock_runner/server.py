@@ -12,17 +12,28 @@ Protocol (the real Task Runner's):
 
 A job walks QUEUED -> PREPARING -> RUNNING (one third of its duration each) and then ends
 SUCCEEDED, or FAILED when its ``imageUri`` (or ``url``) contains ``error``. The state is
-computed from the time elapsed since submission whenever a status is asked for. The
-duration is the server default unless the job carries the label ``mock_duration_sec``; the
-label ``mock_final_state`` (SUCCEEDED or FAILED) ends the job at once, in its submission answer.
+computed from the time elapsed since submission whenever a status is asked for. Labels
+steer one job (a bad value answers 400 naming the label):
+
+- ``mock_duration_sec`` (seconds >= 0): the job's duration instead of the server default;
+- ``mock_final_state`` (SUCCEEDED or FAILED): the job ends at once, in its submission answer;
+- ``mock_fail_attempts`` (an integer N >= 0, as a string): the first N accepted submissions
+  carrying this label with a given ``job_name`` end FAILED (after their duration, or at once
+  with ``mock_final_state``), later ones end as they would otherwise. A step retried by
+  submitting the same task again thus fails N times, then behaves as usual.
+
+A job is in flight from its submission until its state becomes terminal: over the
+half-open interval [submitted, submitted + duration), empty for a job that ends at once.
 
 With a token configured, every ``/job`` and ``/jobstatus`` request must carry
 ``Authorization: Bearer <token>``, otherwise it gets 401. The token is never logged nor
 recorded: a record keeps the scheme and a short hash (:func:`fingerprint`).
 
 Test hooks (never behind the token): ``GET /_mock/requests``, ``GET /_mock/submissions``,
-``POST /_mock/faults`` and ``POST /_mock/reset``; the same operations exist in-process on
-:class:`MockTaskRunner`.
+``GET /_mock/in_flight`` (``{"now": int, "max": int}``: jobs in flight now, and the most in
+flight at any instant since the last reset), ``POST /_mock/faults`` and ``POST /_mock/reset``
+(which also forgets the attempts counted for ``mock_fail_attempts``); the same operations
+exist in-process on :class:`MockTaskRunner`.
 """
 
 from __future__ import annotations
@@ -37,9 +48,10 @@ import re
 import socket
 import threading
 import time
-from collections import deque
-from collections.abc import Callable, Mapping
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from itertools import accumulate
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, Self
 
@@ -47,17 +59,21 @@ from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request as HttpRequest
 from werkzeug.wrappers import Response as HttpResponse
 
+from workflow.model.text import excerpt
+
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIApplication
 
 __all__ = [
     "DURATION_LABEL",
+    "FAIL_ATTEMPTS_LABEL",
     "FAULT_PATHS",
     "FINAL_LABEL",
     "MockTaskRunner",
     "RunnerState",
     "fingerprint",
     "job_state",
+    "max_overlap",
 ]
 
 log = logging.getLogger(__name__)
@@ -68,6 +84,10 @@ DURATION_LABEL: Final = "mock_duration_sec"
 FINAL_LABEL: Final = "mock_final_state"
 """Label (SUCCEEDED or FAILED) that ends a job at once: its submission answer is final."""
 FINAL_STATES: Final = ("SUCCEEDED", "FAILED")
+
+FAIL_ATTEMPTS_LABEL: Final = "mock_fail_attempts"
+"""Label (an integer N >= 0, as a string): the first N submissions of a job name with it fail."""
+LABEL_VALUE_LIMIT: Final = 40
 
 FAULT_PATHS: Final = ("/job", "/jobstatus")
 """The protocol paths: the only ones that are recorded and can have faults injected."""
@@ -141,22 +161,43 @@ def job_state(elapsed: float, duration: float, fails: bool) -> str:
     return WALK[min(index, len(WALK) - 1)]
 
 
+def max_overlap(intervals: Iterable[tuple[float, float]]) -> int:
+    """The most half-open intervals ``[start, end)`` sharing one instant, in O(n log n).
+
+    An interval ending where another starts does not overlap it; an empty one never counts.
+    """
+    edges = sorted(edge for start, end in intervals if end > start for edge in ((start, 1), (end, -1)))
+    return max(accumulate(delta for _, delta in edges), default=0)
+
+
 @dataclass(frozen=True)
 class Job:
-    """A submitted job; its state is derived from the clock, never stored."""
+    """A submitted job; its state is derived from the clock, never stored.
+
+    `failure`: why this attempt fails whatever its image (``mock_fail_attempts``), or "".
+    """
 
     job_id: str
     image_uri: str
     submitted: float
     duration: float
     final: str | None = None
+    failure: str = ""
+
+    @property
+    def ends(self) -> float:
+        """The clock time from which the job's state is terminal."""
+        return self.submitted if self.final else self.submitted + self.duration
 
     def status(self, now: float) -> JsonObject:
         """The ``job`` object of a status answer at clock time `now`."""
-        fails = "error" in self.image_uri
+        fails = bool(self.failure) or "error" in self.image_uri
         state = self.final or job_state(now - self.submitted, self.duration, fails)
-        message = f"job failed: image {self.image_uri} exited with status 1" if state == "FAILED" else ""
+        message = self._failure_message() if state == "FAILED" else ""
         return {"jobId": self.job_id, "state": state, "message": message}
+
+    def _failure_message(self) -> str:
+        return self.failure or f"job failed: image {self.image_uri} exited with status 1"
 
 
 @dataclass
@@ -195,6 +236,7 @@ class Submission:
     image_uri: str
     duration: float | None
     final: str | None = None
+    fail_attempts: int | None = None
 
 
 def _require_str(payload: Mapping[str, Any], name: str) -> str:
@@ -223,6 +265,10 @@ def _check_optional_fields(payload: Mapping[str, Any]) -> None:
         raise BadRequest("field 'labels' must be a map of strings")
 
 
+def _bad_label(label: str, must: str, raw: str) -> BadRequest:
+    return BadRequest(f"label '{label}' must be {must}, got {excerpt(repr(raw), LABEL_VALUE_LIMIT)}")
+
+
 def _label_duration(labels: Mapping[str, str] | None) -> float | None:
     if not labels or DURATION_LABEL not in labels:
         return None
@@ -232,15 +278,24 @@ def _label_duration(labels: Mapping[str, str] | None) -> float | None:
     except ValueError:
         value = math.nan
     if not math.isfinite(value) or value < 0:
-        raise BadRequest(f"label '{DURATION_LABEL}' must be a non-negative number of seconds, got {raw!r}")
+        raise _bad_label(DURATION_LABEL, "a non-negative number of seconds", raw)
     return value
 
 
 def _label_final(labels: Mapping[str, str] | None) -> str | None:
     final = (labels or {}).get(FINAL_LABEL)
     if final is not None and final not in FINAL_STATES:
-        raise BadRequest(f"label '{FINAL_LABEL}' must be one of {', '.join(FINAL_STATES)}, got {final!r}")
+        raise _bad_label(FINAL_LABEL, f"one of {', '.join(FINAL_STATES)}", final)
     return final
+
+
+def _label_fail_attempts(labels: Mapping[str, str] | None) -> int | None:
+    raw = (labels or {}).get(FAIL_ATTEMPTS_LABEL)
+    if raw is None:
+        return None
+    if not re.fullmatch(r"[0-9]{1,9}", raw):
+        raise _bad_label(FAIL_ATTEMPTS_LABEL, "a whole number >= 0 of at most 9 digits", raw)
+    return int(raw)
 
 
 def _target(payload: Mapping[str, Any]) -> str:
@@ -268,7 +323,9 @@ def parse_submission(payload: Mapping[str, Any]) -> Submission:
     image_uri = _target(payload)
     _check_optional_fields(payload)
     labels = payload.get("labels")
-    return Submission(job_name, image_uri, _label_duration(labels), _label_final(labels))
+    return Submission(
+        job_name, image_uri, _label_duration(labels), _label_final(labels), _label_fail_attempts(labels)
+    )
 
 
 def make_job_id(job_name: str, counter: int) -> str:
@@ -312,6 +369,7 @@ class RunnerState:
         self._jobs: dict[str, Job] = {}
         self._records: list[JsonObject] = []
         self._submissions: list[str] = []
+        self._attempts: Counter[str] = Counter()
         self._faults: dict[str, deque[Fault]] = {path: deque() for path in FAULT_PATHS}
         self.stopping = threading.Event()
         """Set while the mock stops: delayed answers go out at once."""
@@ -328,6 +386,15 @@ class RunnerState:
         with self._lock:
             return list(self._submissions)
 
+    def in_flight(self) -> dict[str, int]:
+        """``{"now": n, "max": m}``: jobs in flight at this clock time, and the most in flight at
+        any instant since the last reset. A job is in flight over [submitted, ends)."""
+        with self._lock:
+            now = self._clock()
+            intervals = [(job.submitted, job.ends) for job in self._jobs.values()]
+        current = sum(start <= now < end for start, end in intervals)
+        return {"now": current, "max": max_overlap(intervals)}
+
     def inject_fault(self, path: str, status: int, count: int = 1, body: str = "", **kind: Any) -> None:
         """The next `count` requests to `path` answer `status` with `body`, before auth.
 
@@ -342,11 +409,12 @@ class RunnerState:
             self._faults[path].append(fault)
 
     def reset(self) -> None:
-        """Forget every job, record, submission and fault. Job ids stay unique."""
+        """Forget every job, record, submission, counted attempt and fault. Job ids stay unique."""
         with self._lock:
             self._jobs.clear()
             self._records.clear()
             self._submissions.clear()
+            self._attempts.clear()
             for queue in self._faults.values():
                 queue.clear()
 
@@ -381,6 +449,7 @@ class RunnerState:
         routes: dict[str, tuple[str, Callable[[Request], Response]]] = {
             "/_mock/requests": ("GET", lambda _: json_response(200, self.records())),
             "/_mock/submissions": ("GET", lambda _: json_response(200, self.submissions())),
+            "/_mock/in_flight": ("GET", lambda _: json_response(200, self.in_flight())),
             "/_mock/faults": ("POST", self._fault_from_http),
             "/_mock/reset": ("POST", self._reset_from_http),
         }
@@ -437,11 +506,24 @@ class RunnerState:
         with self._lock:
             self._counter += 1
             job_id = make_job_id(submission.job_name, self._counter)
-            job = Job(job_id, submission.image_uri, self._clock(), duration, submission.final)
+            failure = self._count_attempt(submission)
+            final = "FAILED" if failure and submission.final else submission.final
+            job = Job(job_id, submission.image_uri, self._clock(), duration, final, failure)
             self._jobs[job.job_id] = job
             self._submissions.append(submission.job_name)
         answer = job.status(job.submitted) if job.final else {"jobId": job.job_id, "state": "QUEUED", "message": ""}
         return json_response(200, {"job": answer})
+
+    def _count_attempt(self, submission: Submission) -> str:
+        """Why this attempt must fail under ``mock_fail_attempts``, or ""; holds the lock."""
+        limit = submission.fail_attempts
+        if limit is None:
+            return ""
+        self._attempts[submission.job_name] += 1
+        attempt = self._attempts[submission.job_name]
+        if attempt > limit:
+            return ""
+        return f"job failed: attempt {attempt} of the first {limit} set to fail by label '{FAIL_ATTEMPTS_LABEL}'"
 
     def _status(self, request: Request) -> Response:
         job_id = request.query.get("job_id", "")
@@ -511,12 +593,21 @@ class MockTaskRunner:
     """
 
     def __init__(
-        self, *, host: str = "127.0.0.1", port: int = 0, duration: float = 3.0, token: str | None = None
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        duration: float = 3.0,
+        token: str | None = None,
+        clock: Clock = time.monotonic,
     ) -> None:
-        """Raises :class:`ValueError` for a negative or non-finite duration or an empty token."""
+        """`clock`: seconds, never going back, from which job states and intervals are derived.
+
+        Raises :class:`ValueError` for a negative or non-finite duration or an empty token.
+        """
         self.host = host
         self._requested_port = port
-        self._state = RunnerState(duration, token)
+        self._state = RunnerState(duration, token, clock)
         self._server: BaseWSGIServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -592,6 +683,13 @@ class MockTaskRunner:
         """The ``job_name`` of every accepted (200) submission, in the order received."""
         return self._state.submissions()
 
+    def in_flight(self) -> dict[str, int]:
+        """``{"now": n, "max": m}``: jobs in flight now, and the most in flight at any instant
+        since the last reset. A job is in flight from its submission until its state is
+        terminal; one ending exactly when another starts does not overlap it, and one that
+        ends at once (``mock_final_state`` or a zero duration) is never in flight."""
+        return self._state.in_flight()
+
     def inject_fault(
         self,
         path: str,
@@ -620,5 +718,5 @@ class MockTaskRunner:
                                  echo_headers=echo_headers)
 
     def reset(self) -> None:
-        """Forget every job, record, submission and fault."""
+        """Forget every job, record, submission, counted attempt and fault."""
         self._state.reset()
