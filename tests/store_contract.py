@@ -11,12 +11,13 @@ from typing import Any
 import pytest
 
 from workflow.errors import NotFound
-from workflow.model.dag import Task
+from workflow.model.dag import Policy, RunIf, Task
 from workflow.model.records import Attempt, Claim, RunRecord, StepOutcome, StepRecord
 from workflow.model.states import RunStatus, StepState
 
 
-def make_run(store: Any, spec: dict[str, list[str]]) -> str:
+def make_run(store: Any, spec: dict[str, list[str]], any_end: frozenset[str] = frozenset()) -> str:
+    """A run of `spec` ({step: dependencies}); the steps in `any_end` wait for any end of theirs."""
     run_id = f"run-{uuid.uuid4().hex[:10]}"
     succ: dict[str, list[str]] = {s: [] for s in spec}
     for s, deps in spec.items():
@@ -24,7 +25,9 @@ def make_run(store: Any, spec: dict[str, list[str]]) -> str:
             succ[d].append(s)
     steps = [
         StepRecord(run_id, s, Task(s, f"img/{s}", ("--x", "1")), tr_url="http://runner", tr_auth="sealed",
-                   depends_on=tuple(deps), successors=tuple(succ[s]), waiting_on=len(deps))
+                   depends_on=tuple(deps), successors=tuple(succ[s]), waiting_on=len(deps),
+                   policy=Policy(retries=2, run_if=RunIf.ALL_DONE if s in any_end else RunIf.ALL_SUCCEEDED),
+                   waits_for_any_end=tuple(x for x in succ[s] if x in any_end), max_parallel=2)
         for s, deps in spec.items()
     ]
     run = RunRecord(run_id, RunStatus.RUNNING, "http://runner", "name", "inline", 1.0, step_count=len(spec))
@@ -184,3 +187,74 @@ class StoreContract:
         assert first.recorded and first.unblocked == ("b",)
         assert not again.recorded and again.unblocked == ("b",)
         assert {s.step_id: s.waiting_on for s in store.list_steps(run_id)} == {"a": 0, "b": 0, "c": 1}
+
+    def test_steps_keep_their_policy_and_limit(self, store: Any) -> None:
+        run_id = make_run(store, {"a": [], "b": ["a"]}, any_end=frozenset({"b"}))
+        a, b = store.list_steps(run_id)
+        assert a.policy == Policy(retries=2) and a.waits_for_any_end == ("b",) and a.max_parallel == 2
+        assert b.policy.run_if is RunIf.ALL_DONE and b.waits_for_any_end == ()
+
+    def test_a_failure_or_a_skip_releases_only_the_steps_waiting_for_any_end(self, store: Any) -> None:
+        run_id = make_run(store, {"a": [], "b": ["a"], "c": ["a"], "d": ["b"], "e": ["b", "c"]},
+                          any_end=frozenset({"c", "d", "e"}))
+        failed = StepOutcome(StepState.FAILED, 2.0, "job-a", "exit 1", "FAILED")
+        done = store.complete_step(run_id, "a", failed)
+        assert done.recorded and done.unblocked == ("c",)
+        assert store.complete_step(run_id, "a", failed).unblocked == ("c",)  # read back
+        skipped = store.skip_steps(run_id, ["b"], "upstream step 'a' failed", 3.0)
+        assert skipped.recorded and skipped.unblocked == ("d",) and not skipped.run_complete
+        again = store.skip_steps(run_id, ["b"], "upstream step 'a' failed", 3.0)
+        assert not again.recorded and again.unblocked == ("d",)  # read back, counted once
+        assert store.get_step(run_id, "e").waiting_on == 1
+        assert store.get_run(run_id).skipped == 1
+
+    def test_fail_steps_ends_open_steps_once_and_releases_nothing(self, store: Any) -> None:
+        run_id = make_run(store, {"a": [], "b": ["a"]}, any_end=frozenset({"b"}))
+        store.record_submission(run_id, "a", "job-a", "RUNNING", 2.0)
+        done = store.fail_steps(run_id, ["a"], "run timed out", 3.0)
+        assert done.recorded and done.unblocked == () and not done.run_complete
+        assert not store.fail_steps(run_id, ["a"], "run timed out", 3.0).recorded
+        assert store.get_step(run_id, "b").waiting_on == 1 and store.get_run(run_id).failed == 1
+        assert store.skip_steps(run_id, ["b"], "run timed out", 3.0).run_complete
+
+    def test_a_retry_starts_the_next_attempt_once_and_excludes_that_attempts_end(self, store: Any) -> None:
+        run_id = make_run(store, {"a": [], "b": ["a"]})
+        store.record_submission(run_id, "a", "job-1", "RUNNING", 2.0)
+        ended = Attempt(1, StepState.FAILED, "job-1", "exit 1", 2.0, 3.0, retried=True)
+        assert store.retry_step(run_id, "a", ended, 3.0) is True
+        assert store.retry_step(run_id, "a", ended, 3.0) is False
+        late = StepOutcome(StepState.SUCCEEDED, 4.0, "job-1", "", "SUCCEEDED", attempt=1)
+        assert store.complete_step(run_id, "a", late).recorded is False  # attempt 1 ended already
+        a = store.get_step(run_id, "a")
+        assert (a.state, a.attempt, a.job_id, a.history) == (StepState.PENDING, 2, "", (ended,))
+        assert a.retries_taken == 1 and store.get_run(run_id).failed == 0
+        assert store.claim(run_id, "submit:a#2", 5.0, 60.0) is Claim.WON
+        store.record_submission(run_id, "a", "job-2", "RUNNING", 5.0)
+        done = store.complete_step(run_id, "a", replace(late, at=6.0, job_id="job-2", attempt=2))
+        assert done.recorded and done.unblocked == ("b",)
+        ok_then = StepOutcome(StepState.FAILED, 7.0, "job-2", "x", "FAILED", attempt=2)
+        assert store.retry_step(run_id, "a", Attempt(2, StepState.FAILED, retried=True), 7.0) is False
+        assert store.complete_step(run_id, "a", ok_then).recorded is False
+
+    def test_slots_hold_the_limit_and_each_release_wakes_the_longest_waiting(self, store: Any) -> None:
+        run_id = make_run(store, {f"s{i}": [] for i in range(5)})
+        assert store.take_slot(run_id, "s0", 1, 2, 10.0) and store.take_slot(run_id, "s1", 1, 2, 11.0)
+        assert store.take_slot(run_id, "s0", 1, 2, 12.0)  # held already: still one slot
+        assert not store.take_slot(run_id, "s2", 1, 2, 13.0)
+        assert not store.take_slot(run_id, "s3", 1, 2, 14.0)
+        assert not store.take_slot(run_id, "s2", 1, 2, 15.0)  # keeps its place in the queue
+        assert store.free_slot(run_id, "s0", 1) == "s2"
+        assert store.free_slot(run_id, "s0", 1) == "s2"  # a repeated release names the same step
+        assert store.take_slot(run_id, "s2", 1, 2, 16.0)
+        assert not store.take_slot(run_id, "s4", 1, 2, 17.0)
+        assert store.free_slot(run_id, "s1", 1) == "s3"
+        assert store.take_slot(run_id, "s3", 1, 2, 18.0)
+        assert store.free_slot(run_id, "s2", 1) == "s4" and store.free_slot(run_id, "s3", 1) is None
+        assert store.take_slot(run_id, "s4", 1, 2, 19.0)
+
+    def test_concurrent_takers_never_hold_more_slots_than_the_limit(self, store: Any) -> None:
+        run_id = make_run(store, {f"s{i}": [] for i in range(12)})
+        with ThreadPoolExecutor(8) as pool:  # every step twice, as two deliveries would
+            got = list(pool.map(lambda i: store.take_slot(run_id, f"s{i % 12}", 1, 3, float(i)), range(24)))
+        holders = {f"s{i % 12}" for i, won in enumerate(got) if won}
+        assert len(holders) == 3

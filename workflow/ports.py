@@ -13,7 +13,7 @@ from typing import Protocol
 from .model.dag import Task
 from .model.events import RunEnded
 from .model.messages import Message
-from .model.records import Claim, Completion, Job, RunRecord, StepOutcome, StepRecord
+from .model.records import Attempt, Claim, Completion, Job, RunRecord, StepOutcome, StepRecord
 from .model.states import RunStatus
 
 
@@ -65,8 +65,9 @@ class StateStore(Protocol):
         """Record a step's end, once, atomically with its effects on the joins.
 
         The first call sets the step's terminal state, takes one off the run's count of
-        open steps (adding one to its count of succeeded or failed steps) and, if the
-        step SUCCEEDED, one off the join counter of each of its successors. `unblocked`
+        open steps (adding one to its count of succeeded or failed steps) and one off the
+        join counter of each successor it releases: all of them if the step SUCCEEDED,
+        else those in its `waits_for_any_end`. `unblocked`
         lists the successors whose counter is now zero (each is reported by exactly one
         first call); `run_complete` says no step is open. `successors`, when the caller
         knows them, spares the store a read. A
@@ -77,7 +78,33 @@ class StateStore(Protocol):
         self, run_id: str, step_ids: Sequence[str], reason: str, at: float
     ) -> Completion:
         """Mark PENDING steps SKIPPED, each once, counting them off the run's open steps
-        (and onto its skipped steps)."""
+        (and onto its skipped steps), and take one off the join counter of each step in
+        their `waits_for_any_end`. `unblocked` lists those now at zero; a repeated call
+        reads them back, as `complete_step` does."""
+
+    def fail_steps(
+        self, run_id: str, step_ids: Sequence[str], reason: str, at: float
+    ) -> Completion:
+        """Mark PENDING or RUNNING steps FAILED, each once, releasing no successor (the
+        run is being stopped), counting them off the run's open steps."""
+
+    def retry_step(self, run_id: str, step_id: str, ended: Attempt, at: float) -> bool:
+        """Start the next attempt of an open step whose attempt `ended.attempt` ended: the
+        step becomes PENDING, its attempt number moves on and `ended` joins its history.
+        Once per attempt, and never after that attempt's end was recorded another way
+        (the two exclude each other): True when this call did it."""
+
+    def take_slot(self, run_id: str, step_id: str, attempt: int, limit: int, now: float) -> bool:
+        """Give the step's attempt one of the run's `limit` slots (jobs in flight), or
+        True at once if it holds one. When all are held, record the step as waiting
+        (from `now`) before looking a last time, and return False: the release of any slot
+        held then wakes a waiting step (`free_slot`), so no wake-up is lost."""
+
+    def free_slot(self, run_id: str, step_id: str, attempt: int) -> str | None:
+        """Release the slot the step's attempt holds (if any), then take the step that has
+        waited longest off the waiting list and return its id, for the caller to dispatch.
+        A repeated call returns the step the first one woke, so a caller that crashed
+        before dispatching it is repaired by its redelivery."""
 
     def cancel_steps(
         self, run_id: str, step_ids: Sequence[str], reason: str, at: float

@@ -24,7 +24,7 @@ from ..errors import (
     TaskRunnerUnavailable,
     TransientError,
 )
-from ..model.dag import reachable
+from ..model.dag import RunIf, reachable
 from ..model.events import RunEnded
 from ..model.messages import (
     CancelRun,
@@ -36,9 +36,10 @@ from ..model.messages import (
     RunFinished,
     StartRun,
     StepFinished,
+    TimeoutRun,
 )
-from ..model.records import Attempt, Claim, Job, RunRecord, StepOutcome, StepRecord
-from ..model.states import RunStatus, StepState, job_outcome
+from ..model.records import Attempt, Claim, Completion, Job, RunRecord, StepOutcome, StepRecord
+from ..model.states import JOB_FAILED, RunStatus, StepState, job_outcome
 from ..model.text import excerpt
 from ..ports import Bus, Events, StateStore, TaskRunner
 from ..settings import Settings
@@ -83,6 +84,9 @@ def start_run(msg: StartRun, ports: Ports) -> None:
             depends_on=s.depends_on,
             successors=dag.successors(s.id),
             waiting_on=len(s.depends_on),
+            policy=s.policy,
+            waits_for_any_end=dag.waits_for_any_end(s.id),
+            max_parallel=dag.max_parallel or 0,
         )
         for s in dag.steps
     ]
@@ -92,13 +96,16 @@ def start_run(msg: StartRun, ports: Ports) -> None:
                             "(a run id names one run; choose another)")
     log.info("run %s", "started" if created else "already started", extra=_ids(msg.run_id))
     ports.bus.publish([DispatchStep(msg.run_id, step_id) for step_id in dag.roots()])
+    if dag.timeout is not None:
+        started = now if created else getattr(ports.store.get_run(msg.run_id), "created_at", now)
+        ports.bus.publish([TimeoutRun(msg.run_id, started + dag.timeout)], delay=started + dag.timeout - now)
 
 
 def _same_steps(stored: list[StepRecord], wanted: list[StepRecord]) -> bool:
     """Whether a stored run has exactly these steps (a repeated start of the same run)."""
 
     def shape(steps: list[StepRecord]) -> list[tuple[object, ...]]:
-        return [(s.step_id, s.task, s.depends_on, s.tr_url) for s in steps]
+        return [(s.step_id, s.task, s.depends_on, s.tr_url, s.policy, s.max_parallel) for s in steps]
 
     return shape(stored) == shape(wanted)
 
@@ -118,12 +125,19 @@ def dispatch_step(msg: DispatchStep, ports: Ports) -> None:
         return
     if step.state is StepState.FAILED and not step.job_id:
         # Refused at submission: finish what a first delivery may have left half done.
-        _complete(ports, step.run_id, step.step_id, _recorded_outcome(step))
+        _complete(ports, step.run_id, step.step_id, _recorded_outcome(step), max_parallel=step.max_parallel)
         return
-    if step.state is not StepState.PENDING:
+    if step.state is not StepState.PENDING or step.waiting_on > 0:
         return
-    key = _submit_key(step)
+    if step.policy.run_if is RunIf.ANY_FAILED and not _any_failed(ports, step):
+        _skip(ports, step, "runIf anyFailed: no dependency failed")
+        return
     now = ports.clock()
+    if step.max_parallel and not ports.store.take_slot(step.run_id, step.step_id, step.attempt, step.max_parallel,
+                                                       now):
+        log.info("waiting for a slot (maxParallel %d)", step.max_parallel, extra=_ids(step.run_id, step.step_id))
+        return  # the release of a slot wakes it
+    key = _submit_key(step)
     claim = ports.store.claim(msg.run_id, key, now, math.inf)  # a submission claim is never taken over
     if claim is Claim.WON:
         _submit(ports, step, key)
@@ -144,7 +158,8 @@ def _held_elsewhere(ports: Ports, step: StepRecord, key: str, now: float) -> Non
                  extra=_ids(step.run_id, step.step_id))
         ports.bus.publish([DispatchStep(step.run_id, step.step_id)], delay=left)
         return
-    _finish(ports, step.run_id, step.step_id, step.attempt, StepState.FAILED, None, _unknown_submission(step))
+    _finish(ports, step.run_id, step.step_id, step.attempt, StepState.FAILED, None, _unknown_submission(step),
+            max_parallel=step.max_parallel)
     ports.store.settle(step.run_id, key)
 
 
@@ -152,15 +167,18 @@ def _submit(ports: Ports, step: StepRecord, claim_key: str) -> None:
     try:
         job = ports.runner.submit(step.tr_url, step.task, step.tr_auth, step.run_id)
     except SubmissionRefused as exc:
-        why = str(exc) if isinstance(exc, SubmissionOutcomeUnknown) else f"submission refused: {exc}"
+        unknown = isinstance(exc, SubmissionOutcomeUnknown)  # the job may exist: never retried
+        why = str(exc) if unknown else f"submission refused: {exc}"
         log.warning("%s", why, extra=_ids(step.run_id, step.step_id))
-        _finish(ports, step.run_id, step.step_id, step.attempt, StepState.FAILED, None, why)
+        _finish(ports, step.run_id, step.step_id, step.attempt, StepState.FAILED, None, why,
+                max_parallel=step.max_parallel, retries=0 if unknown else step.policy.retries)
         ports.store.settle(step.run_id, claim_key)
         return
     except Exception as exc:  # a fault of ours mid-request: the job may exist, so never retry it
         log.exception("submission failed unexpectedly", extra=_ids(step.run_id, step.step_id))
         why = f"{_unknown_submission(step)} ({type(exc).__name__}: {excerpt(str(exc), 300)})"
-        _finish(ports, step.run_id, step.step_id, step.attempt, StepState.FAILED, None, why)
+        _finish(ports, step.run_id, step.step_id, step.attempt, StepState.FAILED, None, why,
+                max_parallel=step.max_parallel)
         ports.store.settle(step.run_id, claim_key)
         return
     now = ports.clock()
@@ -176,7 +194,8 @@ def _submit(ports: Ports, step: StepRecord, claim_key: str) -> None:
 
 def _first_check(step: StepRecord, job_id: str, job_state: str, submitted_at: float) -> CheckJob:
     return CheckJob(step.run_id, step.step_id, job_id, 0, step.tr_url, step.tr_auth, submitted_at, job_state,
-                    attempt=step.attempt, successors=step.successors)
+                    attempt=step.attempt, successors=step.successors, timeout=step.policy.timeout or 0.0,
+                    retries=step.policy.retries, max_parallel=step.max_parallel)
 
 
 def _unknown_submission(step: StepRecord) -> str:
@@ -202,9 +221,10 @@ def check_job(msg: CheckJob, ports: Ports) -> None:
     else:
         try:
             job = ports.runner.status(msg.tr_url, msg.job_id, msg.tr_auth, msg.run_id)
-        except StatusRefused as exc:
+        except StatusRefused as exc:  # the job's fate is unknown: not retried
             last = Job(msg.job_id, msg.job_state)
-            _finish(ports, msg.run_id, msg.step_id, msg.attempt, StepState.FAILED, last, str(exc))
+            _finish(ports, msg.run_id, msg.step_id, msg.attempt, StepState.FAILED, last, str(exc),
+                    max_parallel=msg.max_parallel)
             return
         except TaskRunnerUnavailable as exc:
             # Not the job's fault: keep polling; the step timeout bounds how long.
@@ -212,12 +232,15 @@ def check_job(msg: CheckJob, ports: Ports) -> None:
             job = Job(msg.job_id, msg.job_state)
     outcome = job_outcome(job.state)
     if outcome is not None:
-        _finish(ports, msg.run_id, msg.step_id, msg.attempt, outcome, job, job.message, msg.successors)
+        _finish(ports, msg.run_id, msg.step_id, msg.attempt, outcome, job, job.message, msg.successors,
+                max_parallel=msg.max_parallel, retries=msg.retries if job.state == JOB_FAILED else 0)
         return
     elapsed = ports.clock() - msg.submitted_at
-    if elapsed > ports.settings.step_timeout:
-        reason = f"timed out after {elapsed:.0f} s (limit {ports.settings.step_timeout:.0f} s)"
-        _finish(ports, msg.run_id, msg.step_id, msg.attempt, StepState.FAILED, job, reason)
+    limit = msg.timeout or ports.settings.step_timeout
+    if elapsed > limit:
+        reason = f"timed out after {elapsed:.0f} s (limit {limit:.0f} s)"
+        _finish(ports, msg.run_id, msg.step_id, msg.attempt, StepState.FAILED, job, reason,
+                max_parallel=msg.max_parallel, retries=msg.retries)
         return
     step = _step(ports, msg.run_id, msg.step_id)
     if step.state is not StepState.RUNNING or step.attempt != msg.attempt:
@@ -237,18 +260,47 @@ def run_finished(msg: RunFinished, ports: Ports) -> None:
 
 
 def _finish(ports: Ports, run_id: str, step_id: str, attempt: int, state: StepState, job: Job | None,
-            message: str, successors: tuple[str, ...] | None = None) -> None:
-    """The step ended: record it here, in the handler that saw the end (no extra message)."""
+            message: str, successors: tuple[str, ...] | None = None, *, max_parallel: int = 0,
+            retries: int = 0) -> None:
+    """The attempt ended: retry the step if it may be (`retries`: the step's, when this end
+    is one that is retried), else record its end, here in the handler that saw it."""
     job_id, job_state = (job.job_id, job.state) if job else ("", "")
     if not message and job_state:
         message = f"job {job_state}"
     outcome = StepOutcome(state, ports.clock(), job_id, excerpt(message), job_state, attempt)
-    _complete(ports, run_id, step_id, outcome, successors)
+    if retries and _retried(ports, run_id, step_id, outcome, max_parallel):
+        return
+    _complete(ports, run_id, step_id, outcome, successors, max_parallel)
+
+
+def _retried(ports: Ports, run_id: str, step_id: str, outcome: StepOutcome, max_parallel: int) -> bool:
+    """Start the step's next attempt after `retryDelaySec` if it has retries left; True if
+    it was retried (now, or by an earlier delivery of the same end)."""
+    step = _step(ports, run_id, step_id)
+    last = step.history[-1] if step.history else None
+    again = last is not None and last.retried and last.attempt == outcome.attempt and step.attempt == last.attempt + 1
+    if not again:
+        if step.attempt != outcome.attempt or step.state.terminal or step.retries_taken >= step.policy.retries:
+            return False
+        ended = Attempt(outcome.attempt, outcome.state, outcome.job_id, outcome.message, step.submitted_at,
+                        outcome.at, retried=True)
+        if not ports.store.retry_step(run_id, step_id, ended, outcome.at):
+            return _retried(ports, run_id, step_id, outcome, max_parallel)  # ended another way meanwhile?
+        step = replace(step, attempt=step.attempt + 1, history=(*step.history, ended))
+    delay = step.policy.delay_before(step.retries_taken, f"{run_id}/{step_id}/{step.attempt}")
+    if not again:
+        log.warning("attempt %d failed: %s; retry %d of %d in %.0f s", outcome.attempt, outcome.message,
+                    step.retries_taken, step.policy.retries, delay, extra=_ids(run_id, step_id))
+    if max_parallel:
+        _free_slot(ports, run_id, step_id, outcome.attempt)
+    ports.bus.publish([DispatchStep(run_id, step_id)], delay=delay)
+    return True
 
 
 def _complete(ports: Ports, run_id: str, step_id: str, outcome: StepOutcome,
-              successors: tuple[str, ...] | None = None) -> None:
-    """Record a step's end once; dispatch the successors it unblocks; skip what it dooms.
+              successors: tuple[str, ...] | None = None, max_parallel: int = 0) -> None:
+    """Record a step's end once; free its slot; dispatch the successors it unblocks; skip
+    what it dooms.
 
     Safe to repeat: a second call records nothing and reads the same facts back, so it
     finishes whatever a first call that crashed half-way left undone.
@@ -256,36 +308,73 @@ def _complete(ports: Ports, run_id: str, step_id: str, outcome: StepOutcome,
     done = ports.store.complete_step(run_id, step_id, outcome, successors)
     if done.recorded:  # once, however many deliveries repeat it
         log.info("step %s: %s", outcome.state.value, outcome.message, extra=_ids(run_id, step_id))
-    run_complete = done.run_complete
+    if max_parallel:
+        _free_slot(ports, run_id, step_id, outcome.attempt)
     if outcome.state is not StepState.SUCCEEDED:
-        run_complete = _skip_descendants(ports, run_id, step_id, outcome) or run_complete
+        skipped = _skip_descendants(ports, run_id, step_id, outcome)
+        done = Completion(done.recorded, done.unblocked + skipped.unblocked, done.run_complete or skipped.run_complete)
+    _carry_on(ports, run_id, done)
+
+
+def _carry_on(ports: Ports, run_id: str, done: Completion) -> None:
+    """Dispatch what an end unblocked; finish the run if nothing is open."""
     if done.unblocked:
         ports.bus.publish([DispatchStep(run_id, s) for s in done.unblocked])
-    if run_complete:
+    if done.run_complete:
         _finish_run(ports, run_id)
 
 
-def _skip_descendants(ports: Ports, run_id: str, step_id: str, outcome: StepOutcome) -> bool:
-    """Mark every descendant of an unsuccessful step SKIPPED; True if that completed the run.
+def _free_slot(ports: Ports, run_id: str, step_id: str, attempt: int) -> None:
+    woke = ports.store.free_slot(run_id, step_id, attempt)
+    if woke:
+        ports.bus.publish([DispatchStep(run_id, woke)])
 
-    Reads the step and its descendants only. The end recorded first wins: a late FAILED
-    (say, a timeout racing the job's success) must not skip what a recorded success released.
+
+def _skip_descendants(ports: Ports, run_id: str, step_id: str, outcome: StepOutcome) -> Completion:
+    """Mark SKIPPED the descendants an unsuccessful end dooms (those that run only after a
+    success); dispatch nothing, but say which steps waiting for any end it unblocked.
+
+    Reads the step and the doomed descendants only. The end recorded first wins: a late
+    FAILED (a timeout racing the job's success, an attempt already retried) skips nothing.
     """
     step = _step(ports, run_id, step_id)
-    if step.state is StepState.SUCCEEDED:
-        return False
+    if step.state in (StepState.PENDING, StepState.RUNNING, StepState.SUCCEEDED) or step.attempt != outcome.attempt:
+        return Completion(False)
+    reason = f"upstream step '{step_id}' {step.state.value.lower()}"
+    return _skip_all(ports, run_id, _doomed(ports, step), reason, outcome.at)
+
+
+def _doomed(ports: Ports, step: StepRecord) -> list[str]:
+    """The descendants that can no longer run once `step` ended without success."""
     doomed: list[str] = []
-    todo, seen = list(step.successors), set(step.successors)
+    todo, seen = [step], {step.step_id}
     while todo:
-        current = _step(ports, run_id, todo.pop())
-        doomed.append(current.step_id)
-        fresh = [s for s in current.successors if s not in seen]
-        seen.update(fresh)
-        todo.extend(fresh)
-    if not doomed:
-        return False
-    reason = f"upstream step '{step_id}' {outcome.state.value.lower()}"
-    return ports.store.skip_steps(run_id, doomed, reason, outcome.at).run_complete
+        current = todo.pop()
+        for succ in current.successors:
+            if succ not in seen and succ not in current.waits_for_any_end:
+                seen.add(succ)
+                doomed.append(succ)
+                todo.append(_step(ports, step.run_id, succ))
+    return doomed
+
+
+def _skip_all(ports: Ports, run_id: str, step_ids: list[str], reason: str, at: float) -> Completion:
+    return ports.store.skip_steps(run_id, step_ids, reason, at) if step_ids else Completion(False)
+
+
+def _skip(ports: Ports, step: StepRecord, reason: str) -> None:
+    """Skip a step whose `runIf` cannot be met, and what that dooms (those first, so that a
+    redelivery finds the step still PENDING and finishes the job)."""
+    now = ports.clock()
+    below = _skip_all(ports, step.run_id, _doomed(ports, step), f"upstream step '{step.step_id}' skipped", now)
+    done = ports.store.skip_steps(step.run_id, [step.step_id], reason, now)
+    if done.recorded:
+        log.info("step SKIPPED: %s", reason, extra=_ids(step.run_id, step.step_id))
+    _carry_on(ports, step.run_id, Completion(done.recorded, below.unblocked + done.unblocked, done.run_complete))
+
+
+def _any_failed(ports: Ports, step: StepRecord) -> bool:
+    return any(_step(ports, step.run_id, d).state is StepState.FAILED for d in step.depends_on)
 
 
 def rerun_run(msg: RerunRun, ports: Ports) -> None:
@@ -365,6 +454,9 @@ def reconcile_run(msg: ReconcileRun, ports: Ports) -> None:
     now = ports.clock()
     steps = ports.store.list_steps(msg.run_id)
     for step in steps:
+        if step.max_parallel and (step.state.terminal or step.attempt > 1):
+            # a slot its (earlier) attempt may have kept, had the release been lost
+            _free_slot(ports, step.run_id, step.step_id, step.attempt - (not step.state.terminal))
         if step.state is StepState.RUNNING:
             # a chain of checks numbered past any earlier chain's claims
             check = _first_check(step, step.job_id, step.job_state, step.submitted_at or now)
@@ -375,6 +467,33 @@ def reconcile_run(msg: ReconcileRun, ports: Ports) -> None:
             _complete(ports, step.run_id, step.step_id, _recorded_outcome(step))
     if all(s.state.terminal for s in steps):
         _finish_run(ports, msg.run_id)
+
+
+def timeout_run(msg: TimeoutRun, ports: Ports) -> None:
+    """The run's timeoutSec passed: its running and ready steps FAILED, the others SKIPPED
+    (nothing released, nothing dispatched), the run FAILED. Once: an ended run is left alone."""
+    run = ports.store.get_run(msg.run_id)
+    if run is None:
+        raise PoisonMessage(f"no run {msg.run_id!r}")
+    if run.status.terminal or len(run.reruns) != msg.reruns:
+        return  # ended in time, or rerun since (a rerun is not bound by the first deadline)
+    now = ports.clock()
+    if msg.deadline > now:
+        ports.bus.publish([msg], delay=msg.deadline - now)  # delivered early: wait on
+        return
+    reason = f"run timed out (timeoutSec {msg.deadline - run.created_at:.0f} s)"
+    for _ in range(3):  # a step may move on while this runs: look again
+        steps = [s for s in ports.store.list_steps(msg.run_id) if not s.state.terminal]
+        ready = [s.step_id for s in steps if s.state is StepState.RUNNING or s.waiting_on == 0]
+        blocked = [s.step_id for s in steps if s.step_id not in ready]
+        failed = ports.store.fail_steps(msg.run_id, ready, reason, now) if ready else Completion(False)
+        skipped = _skip_all(ports, msg.run_id, blocked, reason, now)
+        if failed.recorded or skipped.recorded:
+            log.warning("%s: %d step(s) failed, %d skipped", reason, len(ready), len(blocked), extra=_ids(msg.run_id))
+        if not steps or failed.run_complete or skipped.run_complete:
+            _finish_run(ports, msg.run_id)
+            return
+    raise Busy(f"run {msg.run_id!r} kept moving while it timed out")
 
 
 def _redispatch(ports: Ports, step: StepRecord, now: float, stale_after: float) -> None:
@@ -410,8 +529,8 @@ def _finish_run(ports: Ports, run_id: str) -> None:
     states = {s.state for s in steps}
     if StepState.CANCELLED in states:
         status = RunStatus.CANCELLED
-    else:
-        status = RunStatus.SUCCEEDED if states <= {StepState.SUCCEEDED} else RunStatus.FAILED
+    else:  # steps SKIPPED by a runIf that was not met do not fail a run
+        status = RunStatus.FAILED if StepState.FAILED in states else RunStatus.SUCCEEDED
     if ports.store.finish_run(run_id, status, ports.clock()):
         log.info("run %s", status.value, extra=_ids(run_id))
     run = ports.store.get_run(run_id)
@@ -450,6 +569,7 @@ HANDLERS: dict[type[Any], Callable[[Any, Ports], None]] = {
     ReconcileRun: reconcile_run,
     CancelRun: cancel_run,
     RerunRun: rerun_run,
+    TimeoutRun: timeout_run,
 }
 
 

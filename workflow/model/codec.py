@@ -24,6 +24,7 @@ from .messages import (
     RunFinished,
     StartRun,
     StepFinished,
+    TimeoutRun,
 )
 from .states import RunStatus, StepState
 from .text import excerpt
@@ -33,7 +34,8 @@ ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 RESERVED_ID = re.compile(r"^__.*__$")  # Firestore reserves these document ids, as it does '.' and '..'
 _TYPES: dict[str, type[Any]] = {
     cls.__name__: cls
-    for cls in (StartRun, DispatchStep, CheckJob, StepFinished, RunFinished, ReconcileRun, CancelRun, RerunRun)
+    for cls in (StartRun, DispatchStep, CheckJob, StepFinished, RunFinished, ReconcileRun, CancelRun, RerunRun,
+                TimeoutRun)
 }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -85,6 +86,13 @@ class Policy:
     timeout: float | None = None  # the step's timeout; None: the runtime's default
     run_if: RunIf = RunIf.ALL_SUCCEEDED
 
+    def delay_before(self, retry: int, seed: str) -> float:
+        """Seconds before retry number `retry` (1 for the first): `retry_delay` doubled each
+        time, times a jitter of 0.8 to 1.2 drawn from `seed` (the same on every redelivery),
+        capped at RETRY_DELAY_CAP."""
+        jitter = 0.8 + 0.4 * (zlib.crc32(seed.encode()) / 0xFFFFFFFF)
+        return float(min(RETRY_DELAY_CAP, self.retry_delay * 2 ** min(retry - 1, 20) * jitter))
+
     def to_dict(self) -> dict[str, Any]:
         """The DAG-file keys that differ from the default."""
         keys = {"retries": self.retries, "retryDelaySec": self.retry_delay, "timeoutSec": self.timeout,
@@ -112,7 +120,7 @@ class Step:
     task: Task
     depends_on: tuple[str, ...] = ()
     description: str = ""
-    policy: Policy = Policy()
+    policy: Policy = field(default_factory=Policy)
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -44,6 +44,9 @@ class CheckJob:
     job_message: str = ""  # the Task Runner's message when the job ended at submission
     attempt: int = 1  # the step's attempt this job belongs to
     successors: tuple[str, ...] | None = None  # the step's successors (None: not carried, read them)
+    timeout: float = 0.0  # the step's timeout in seconds (0: the runtime's default)
+    retries: int = 0  # the step's retries (whether a failure is worth reading the step for)
+    max_parallel: int = 0  # the run's limit on jobs in flight (0: none): the step holds a slot
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,16 @@ class StepFinished:
 class RunFinished:
     run_id: str
     status: RunStatus
+
+
+@dataclass(frozen=True)
+class TimeoutRun:
+    """The run's `timeoutSec` passes at `deadline` (Unix time): open steps are ended and
+    the run FAILED, unless it ended, or was rerun (`reruns` is the count it was armed at)."""
+
+    run_id: str
+    deadline: float
+    reruns: int = 0
 
 
 @dataclass(frozen=True)
@@ -95,4 +108,5 @@ class CancelRun:
     reason: str = "run cancelled"
 
 
-Message = StartRun | DispatchStep | CheckJob | StepFinished | RunFinished | ReconcileRun | CancelRun | RerunRun
+Message = (StartRun | DispatchStep | CheckJob | StepFinished | RunFinished | ReconcileRun | CancelRun | RerunRun
+           | TimeoutRun)

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from .dag import Task
+from .dag import Policy, Task
 from .states import RunStatus, StepState
 
 
@@ -44,13 +44,26 @@ class StepRecord:
     message: str = ""
     submitted_at: float | None = None
     finished_at: float | None = None
-    attempt: int = 1  # numbers the step's runs: a rerun starts the next
+    attempt: int = 1  # numbers the step's runs: a retry or a rerun starts the next
     history: tuple[Attempt, ...] = ()  # earlier attempts, oldest first
+    policy: Policy = field(default_factory=Policy)  # retries, timeout, runIf
+    waits_for_any_end: tuple[str, ...] = ()  # successors released by any end of this step, not only success
+    max_parallel: int = 0  # the run's limit on jobs in flight (0: none), copied here as tr_url is
+
+    @property
+    def retries_taken(self) -> int:
+        """Retries since the step was (re)started: the trailing attempts that were retried."""
+        taken = 0
+        for earlier in reversed(self.history):
+            if not earlier.retried:
+                break
+            taken += 1
+        return taken
 
 
 @dataclass(frozen=True)
 class Attempt:
-    """One earlier run of a step, kept when it is run again."""
+    """One earlier run of a step, kept when it is run again (retried or rerun)."""
 
     attempt: int
     state: StepState
@@ -58,15 +71,16 @@ class Attempt:
     message: str = ""
     submitted_at: float | None = None
     finished_at: float | None = None
+    retried: bool = False  # the engine retried it (the step's retries), rather than a rerun
 
     def to_dict(self) -> dict[str, object]:
         return {"attempt": self.attempt, "state": self.state.value, "job_id": self.job_id, "message": self.message,
-                "submitted_at": self.submitted_at, "finished_at": self.finished_at}
+                "submitted_at": self.submitted_at, "finished_at": self.finished_at, "retried": self.retried}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Attempt:
         return cls(int(d["attempt"]), StepState(d["state"]), d.get("job_id") or "", d.get("message") or "",
-                   d.get("submitted_at"), d.get("finished_at"))
+                   d.get("submitted_at"), d.get("finished_at"), bool(d.get("retried")))
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from ...errors import NotFound
-from ...model.dag import Task
+from ...model.dag import Policy, Task
 from ...model.records import Attempt, Claim, Completion, RunRecord, StepOutcome, StepRecord
 from ...model.states import RunStatus, StepState
 
@@ -36,6 +36,7 @@ CREATE TABLE IF NOT EXISTS steps (
     state TEXT NOT NULL, waiting_on INTEGER NOT NULL, job_id TEXT NOT NULL,
     job_state TEXT NOT NULL, message TEXT NOT NULL, submitted_at REAL, finished_at REAL,
     attempt INTEGER NOT NULL DEFAULT 1, history TEXT NOT NULL DEFAULT '[]',
+    slot INTEGER, queued_at REAL, woke TEXT NOT NULL DEFAULT '',
     PRIMARY KEY (run_id, step_id)
 );
 CREATE TABLE IF NOT EXISTS claims (
@@ -44,6 +45,8 @@ CREATE TABLE IF NOT EXISTS claims (
 );
 """
 _OPEN = (StepState.PENDING.value, StepState.RUNNING.value)
+_STEP_COLUMNS = ("run_id, step_id, pos, definition, tr_url, tr_auth, state, waiting_on, job_id, job_state, message, "
+                 "submitted_at, finished_at, attempt, history")
 _RUN_COLUMNS = ("run_id, status, tr_url, dag_name, source, created_at, finished_at, step_count, problems, "
                 "succeeded, failed, skipped, cancelled, reruns")
 _ENDED_COLUMN = {StepState.SUCCEEDED: "succeeded", StepState.FAILED: "failed", StepState.SKIPPED: "skipped",
@@ -67,7 +70,8 @@ class SqliteStateStore:
         """Add the columns a file written by an earlier version lacks."""
         added = {"runs": [(c, "INTEGER NOT NULL DEFAULT 0") for c in ("succeeded", "failed", "skipped", "cancelled")]
                  + [("reruns", "TEXT NOT NULL DEFAULT '[]'")],
-                 "steps": [("attempt", "INTEGER NOT NULL DEFAULT 1"), ("history", "TEXT NOT NULL DEFAULT '[]'")]}
+                 "steps": [("attempt", "INTEGER NOT NULL DEFAULT 1"), ("history", "TEXT NOT NULL DEFAULT '[]'"),
+                           ("slot", "INTEGER"), ("queued_at", "REAL"), ("woke", "TEXT NOT NULL DEFAULT ''")]}
         for table, columns in added.items():
             have = {row[1] for row in self._conn.execute(f"PRAGMA table_info({table})")}
             for column, kind in columns:
@@ -100,7 +104,7 @@ class SqliteStateStore:
                 return False
             self.ops += 1
             db.executemany(
-                "INSERT INTO steps VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                f"INSERT INTO steps ({_STEP_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 [_step_row(pos, s) for pos, s in enumerate(steps)],
             )
             return True
@@ -121,14 +125,14 @@ class SqliteStateStore:
     def get_step(self, run_id: str, step_id: str) -> StepRecord | None:
         with self._tx() as db:
             row = self._exec(
-                db, "SELECT * FROM steps WHERE run_id=? AND step_id=?", (run_id, step_id)
+                db, f"SELECT {_STEP_COLUMNS} FROM steps WHERE run_id=? AND step_id=?", (run_id, step_id)
             ).fetchone()
         return None if row is None else _step(row)
 
     def list_steps(self, run_id: str) -> list[StepRecord]:
         with self._tx() as db:
             rows = self._exec(
-                db, "SELECT * FROM steps WHERE run_id=? ORDER BY pos", (run_id,)
+                db, f"SELECT {_STEP_COLUMNS} FROM steps WHERE run_id=? ORDER BY pos", (run_id,)
             ).fetchall()
         return [_step(r) for r in rows]
 
@@ -191,7 +195,7 @@ class SqliteStateStore:
                  outcome.at, run_id, step_id, *_OPEN, outcome.attempt),
             ).fetchone()
             if row is not None:
-                release = _successors(row[0]) if outcome.state is StepState.SUCCEEDED else []
+                release = _released(row[0], outcome.state)
                 unblocked = tuple(s for s in release if self._count_down(db, run_id, s) == 0)
                 return Completion(True, unblocked, self._count_off(db, run_id, 1, outcome.state) == 0)
             row = self._exec(
@@ -199,28 +203,96 @@ class SqliteStateStore:
             ).fetchone()
             if row is None:
                 raise NotFound(f"run {run_id!r} has no step {step_id!r}")
-            release = _successors(row[0]) if row[1] == StepState.SUCCEEDED.value else []
+            release = _released(row[0], StepState(row[1])) if StepState(row[1]).terminal else []
             return Completion(False, self._unblocked(db, run_id, release), self._done(db, run_id))
 
     def skip_steps(
         self, run_id: str, step_ids: Sequence[str], reason: str, at: float
     ) -> Completion:
-        return self._end_steps(run_id, step_ids, StepState.SKIPPED, (StepState.PENDING.value,), reason, at)
+        skipped = 0
+        unblocked: list[str] = []
+        with self._tx() as db:
+            for step_id in step_ids:
+                row = self._exec(
+                    db, "UPDATE steps SET state=?, message=?, finished_at=? WHERE run_id=? AND step_id=? AND state=? "
+                    "RETURNING definition", (StepState.SKIPPED.value, reason, at, run_id, step_id,
+                                             StepState.PENDING.value)).fetchone()
+                if row is not None:
+                    skipped += 1
+                    released = _released(row[0], StepState.SKIPPED)
+                    unblocked += [s for s in released if self._count_down(db, run_id, s) == 0]
+                    continue
+                row = self._exec(db, "SELECT definition FROM steps WHERE run_id=? AND step_id=? AND state=?",
+                                 (run_id, step_id, StepState.SKIPPED.value)).fetchone()
+                if row is not None:  # skipped before: read back what it released
+                    unblocked += self._unblocked(db, run_id, _released(row[0], StepState.SKIPPED))
+            done = self._count_off(db, run_id, skipped, StepState.SKIPPED) == 0 if skipped else self._done(db, run_id)
+        return Completion(skipped > 0, tuple(dict.fromkeys(unblocked)), done)
+
+    def fail_steps(
+        self, run_id: str, step_ids: Sequence[str], reason: str, at: float
+    ) -> Completion:
+        return self._end_steps(run_id, step_ids, StepState.FAILED, reason, at)
+
+    def retry_step(self, run_id: str, step_id: str, ended: Attempt, at: float) -> bool:
+        with self._tx() as db:
+            cur = self._exec(
+                db,
+                "UPDATE steps SET state=?, attempt=attempt+1, history=json_insert(history, '$[#]', json(?)), "
+                "job_id='', job_state='', message='', submitted_at=NULL, finished_at=NULL "
+                "WHERE run_id=? AND step_id=? AND state IN (?,?) AND attempt=?",
+                (StepState.PENDING.value, json.dumps(ended.to_dict()), run_id, step_id, *_OPEN, ended.attempt),
+            )
+            return cur.rowcount == 1
+
+    def take_slot(self, run_id: str, step_id: str, attempt: int, limit: int, now: float) -> bool:
+        with self._tx() as db:
+            row = self._exec(db, "SELECT slot FROM steps WHERE run_id=? AND step_id=?", (run_id, step_id)).fetchone()
+            if row is None:
+                raise NotFound(f"run {run_id!r} has no step {step_id!r}")
+            if row[0] == attempt:
+                return True
+            # a slot counts while the attempt that took it is the step's current, open one
+            held: int = self._exec(db, "SELECT COUNT(*) FROM steps WHERE run_id=? AND slot=attempt AND state IN (?,?)",
+                              (run_id, *_OPEN)).fetchone()[0]
+            free = held < limit
+            self._exec(db, "UPDATE steps SET slot=CASE WHEN ? THEN ? ELSE slot END, "
+                       "queued_at=CASE WHEN ? THEN NULL ELSE COALESCE(queued_at, ?) END WHERE run_id=? AND step_id=?",
+                       (free, attempt, free, now, run_id, step_id))
+            return free
+
+    def free_slot(self, run_id: str, step_id: str, attempt: int) -> str | None:
+        memo = f"{attempt}:"
+        with self._tx() as db:
+            row = self._exec(db, "SELECT woke FROM steps WHERE run_id=? AND step_id=?", (run_id, step_id)).fetchone()
+            if row is None:
+                raise NotFound(f"run {run_id!r} has no step {step_id!r}")
+            if row[0].startswith(memo):
+                return row[0][len(memo):] or None
+            self._exec(db, "UPDATE steps SET slot=NULL WHERE run_id=? AND step_id=? AND slot=?",
+                       (run_id, step_id, attempt))
+            head = self._exec(db, "SELECT step_id FROM steps WHERE run_id=? AND state=? AND waiting_on=0 "
+                              "AND queued_at IS NOT NULL ORDER BY queued_at, pos LIMIT 1",
+                              (run_id, StepState.PENDING.value)).fetchone()
+            woke = head[0] if head else ""
+            self._exec(db, "UPDATE steps SET queued_at=NULL WHERE run_id=? AND step_id=?", (run_id, woke))
+            self._exec(db, "UPDATE steps SET woke=? WHERE run_id=? AND step_id=?", (memo + woke, run_id, step_id))
+            return woke or None
 
     def cancel_steps(
         self, run_id: str, step_ids: Sequence[str], reason: str, at: float
     ) -> Completion:
-        return self._end_steps(run_id, step_ids, StepState.CANCELLED, _OPEN, reason, at)
+        return self._end_steps(run_id, step_ids, StepState.CANCELLED, reason, at)
 
-    def _end_steps(self, run_id: str, step_ids: Sequence[str], state: StepState, open_states: Sequence[str],
-                   reason: str, at: float) -> Completion:
-        marks = ",".join("?" * len(open_states))
+    def _end_steps(self, run_id: str, step_ids: Sequence[str], state: StepState, reason: str,
+                   at: float) -> Completion:
+        """Mark open steps `state`, releasing nothing: the run is being stopped."""
         with self._tx() as db:
             self.ops += 1
             cur = db.executemany(
                 "UPDATE steps SET state=?, message=?, finished_at=? "
-                f"WHERE run_id=? AND step_id=? AND state IN ({marks})",
-                [(state.value, reason, at, run_id, s, *open_states) for s in step_ids],
+                "WHERE run_id=? AND step_id=? AND state IN (?,?)",
+                [(state.value, reason, at, run_id, s, *_OPEN) for s in step_ids],
             )
             ended = max(cur.rowcount, 0)
             if ended:
@@ -242,7 +314,8 @@ class SqliteStateStore:
             self.ops += 1
             db.executemany(
                 "UPDATE steps SET state=?, waiting_on=?, job_id='', job_state='', message='', submitted_at=NULL, "
-                "finished_at=NULL, attempt=?, history=? WHERE run_id=? AND step_id=?",
+                "finished_at=NULL, attempt=?, history=?, slot=NULL, queued_at=NULL, woke='' "
+                "WHERE run_id=? AND step_id=?",
                 [(s.state.value, s.waiting_on, s.attempt, json.dumps([a.to_dict() for a in s.history]), run_id,
                   s.step_id) for s in steps],
             )
@@ -296,7 +369,8 @@ class SqliteStateStore:
 
 
 def _step_row(pos: int, s: StepRecord) -> tuple[Any, ...]:
-    definition = {"task": s.task.to_dict(), "dependsOn": s.depends_on, "successors": s.successors}
+    definition = {"task": s.task.to_dict(), "dependsOn": s.depends_on, "successors": s.successors,
+                  "policy": s.policy.to_dict(), "anyEnd": s.waits_for_any_end, "maxParallel": s.max_parallel}
     return (
         s.run_id, s.step_id, pos, json.dumps(definition), s.tr_url, s.tr_auth, s.state.value, s.waiting_on,
         s.job_id, s.job_state, s.message, s.submitted_at, s.finished_at, s.attempt,
@@ -304,9 +378,11 @@ def _step_row(pos: int, s: StepRecord) -> tuple[Any, ...]:
     )
 
 
-def _successors(definition: str) -> list[str]:
-    successors: list[str] = json.loads(definition)["successors"]
-    return successors
+def _released(definition: str, ended: StepState) -> list[str]:
+    """The successors whose join counter an end `ended` of the step takes one off."""
+    parsed = json.loads(definition)
+    released: list[str] = parsed["successors"] if ended is StepState.SUCCEEDED else parsed.get("anyEnd", [])
+    return released
 
 
 def _step(row: Sequence[Any]) -> StepRecord:
@@ -317,6 +393,8 @@ def _step(row: Sequence[Any]) -> StepRecord:
         successors=tuple(definition["successors"]), state=StepState(row[6]), waiting_on=row[7],
         job_id=row[8], job_state=row[9], message=row[10], submitted_at=row[11], finished_at=row[12],
         attempt=row[13], history=tuple(Attempt.from_dict(a) for a in json.loads(row[14])),
+        policy=Policy.from_dict(definition.get("policy", {})), waits_for_any_end=tuple(definition.get("anyEnd", ())),
+        max_parallel=definition.get("maxParallel", 0),
     )
 
 

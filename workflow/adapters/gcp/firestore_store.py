@@ -21,7 +21,7 @@ from google.api_core import exceptions as gexc
 from google.cloud import firestore
 
 from ...errors import DagInvalid, NotFound, Problem, TransientError
-from ...model.dag import Task
+from ...model.dag import Policy, Task
 from ...model.records import Attempt, Claim, Completion, RunRecord, StepOutcome, StepRecord
 from ...model.states import RunStatus, StepState
 from ...model.text import MESSAGE_LIMIT
@@ -195,14 +195,15 @@ class FirestoreStateStore:
     ) -> Completion:
         ref = self._step_ref(run_id, step_id)
         snap = None
-        if successors is None:
+        if successors is None or outcome.state is not StepState.SUCCEEDED:
             snap = self._get(ref)
             if not snap.exists:
                 raise NotFound(f"run {run_id!r} has no step {step_id!r}")
             if int((snap.to_dict() or {}).get("attempt", 1)) != outcome.attempt:
                 return Completion(False, (), self._open_steps(run_id) == 0)  # a late result of an earlier attempt
-            successors = snap.get("definition")["successors"]
-        release = list(successors) if outcome.state is StepState.SUCCEEDED else []
+            release = _released(snap.get("definition"), outcome.state)
+        else:
+            release = list(successors)
         fields: dict[str, Any] = {"state": outcome.state.value, "message": outcome.message,
                                   "finished_at": outcome.at, "job_state": outcome.job_state}
         if outcome.job_id:
@@ -224,8 +225,8 @@ class FirestoreStateStore:
             raise NotFound(f"run {run_id!r} has no step {step_id!r}") from exc
         if results is None:  # a redelivery: read the facts back, finish any chunk left out
             snap = snap or self._get(ref)
-            recorded_ok = snap.exists and snap.get("state") == StepState.SUCCEEDED.value
-            release = list(snap.get("definition")["successors"]) if recorded_ok else []
+            recorded = StepState(snap.get("state")) if snap.exists else StepState.PENDING
+            release = _released(snap.get("definition"), recorded) if recorded.terminal else []
             self._release_rest(run_id, marker, release)
             return Completion(False, self._unblocked(run_id, release), self._open_steps(run_id) == 0)
         unblocked = [s for s, r in zip(release[:BATCH], results[3:], strict=True) if _after(r) == 0]
@@ -250,7 +251,119 @@ class FirestoreStateStore:
         return unblocked
 
     def skip_steps(self, run_id: str, step_ids: Sequence[str], reason: str, at: float) -> Completion:
-        return self._end_steps(run_id, step_ids, StepState.SKIPPED, reason, at)
+        """Each step under its end marker, with the join counters it releases."""
+        recorded, left, unblocked = False, None, []
+        for snap in self._snaps(run_id, step_ids):
+            doc = snap.to_dict() or {}
+            release = _released(doc["definition"], StepState.SKIPPED)
+            marker = _end_marker(snap.id, int(doc.get("attempt", 1)))
+            results = None
+            if doc["state"] == StepState.PENDING.value:
+                def writes(batch: Any, ref: Any = snap.reference, marker: str = marker,
+                           release: list[str] = release) -> int:
+                    batch.create(self._end_ref(run_id, marker), {"at": at})
+                    batch.update(ref, {"state": StepState.SKIPPED.value, "message": reason, "finished_at": at})
+                    batch.update(self._run_ref(run_id), _count_off(1, StepState.SKIPPED))
+                    for succ in release[:BATCH]:
+                        batch.update(self._step_ref(run_id, succ), {"waiting_on": firestore.Increment(-1)})
+                    return 3 + len(release[:BATCH])
+
+                results = self._once(writes)
+            if results is not None:
+                recorded, left = True, _after(results[2])
+                unblocked += [s for s, r in zip(release[:BATCH], results[3:], strict=True) if _after(r) == 0]
+                unblocked += self._release_rest(run_id, marker, release)
+            elif doc["state"] in (StepState.PENDING.value, StepState.SKIPPED.value):  # skipped before: read back
+                self._release_rest(run_id, marker, release)
+                unblocked += self._unblocked(run_id, release)
+        if left is None:
+            left = self._open_steps(run_id)
+        return Completion(recorded, tuple(dict.fromkeys(unblocked)), left == 0)
+
+    def fail_steps(self, run_id: str, step_ids: Sequence[str], reason: str, at: float) -> Completion:
+        return self._end_steps(run_id, step_ids, StepState.FAILED, reason, at)
+
+    def retry_step(self, run_id: str, step_id: str, ended: Attempt, at: float) -> bool:
+        """Under the attempt's end marker, so it excludes any other end of that attempt."""
+        def writes(batch: Any) -> int:
+            batch.create(self._end_ref(run_id, _end_marker(step_id, ended.attempt)), {"at": at, "retried": True})
+            batch.update(self._step_ref(run_id, step_id), {
+                "state": StepState.PENDING.value, "attempt": ended.attempt + 1,
+                "history": firestore.ArrayUnion([ended.to_dict()]), "job_id": "", "job_state": "", "message": "",
+                "submitted_at": None, "finished_at": None})
+            return 2
+
+        try:
+            return self._once(writes) is not None
+        except gexc.NotFound as exc:
+            raise NotFound(f"run {run_id!r} has no step {step_id!r}") from exc
+
+    # -- slots: runs/{run}/slots/{0..limit-1}, each held by one "step#attempt" ---------------
+    def take_slot(self, run_id: str, step_id: str, attempt: int, limit: int, now: float) -> bool:
+        me, step_ref = f"{step_id}#{attempt}", self._step_ref(run_id, step_id)
+        queued = False
+        for _ in range(limit + 2):
+            held = self._held_slots(run_id)
+            if me in held.values():
+                return True
+            free = [str(k) for k in range(limit) if str(k) not in held]
+            if free:
+                def writes(batch: Any, slot: str = free[0]) -> int:
+                    batch.create(self._run_ref(run_id).collection("slots").document(slot), {"holder": me, "at": now})
+                    batch.update(step_ref, {"queued_at": None})
+                    return 2
+
+                if self._once(writes) is not None:
+                    return True
+                continue  # taken meanwhile, perhaps by another delivery of this step: look again
+            if queued:
+                return False
+            if (self._get(step_ref).to_dict() or {}).get("queued_at") is None:  # wait from the first time it had to
+                self.writes += 1
+                with _translated():
+                    step_ref.update({"queued_at": now})
+            queued = True  # look once more: a slot freed before this was written woke no one
+        return False
+
+    def free_slot(self, run_id: str, step_id: str, attempt: int) -> str | None:
+        me = f"{step_id}#{attempt}"
+        marker = self._claim_ref(run_id, f"woke:{me}")
+        snap = self._get(marker)
+        if snap.exists:
+            return str(snap.get("step")) or None
+        for slot, holder in self._held_slots(run_id).items():
+            if holder == me:
+                self.writes += 1
+                with _translated():
+                    self._run_ref(run_id).collection("slots").document(slot).delete()
+        query = self._run_ref(run_id).collection("steps").where(
+            filter=firestore.FieldFilter("queued_at", ">", 0)).order_by("queued_at").limit(3)
+        with _translated():
+            waiting = list(query.stream())
+        self.reads += max(len(waiting), 1)
+        for candidate in waiting:
+            if candidate.get("state") != StepState.PENDING.value:
+                continue
+
+            def writes(batch: Any, candidate: Any = candidate) -> int:
+                batch.create(marker, {"step": candidate.id})
+                batch.update(candidate.reference, {"queued_at": None},
+                             option=self._db.write_option(last_update_time=candidate.update_time))
+                return 2
+
+            try:
+                if self._once(writes) is None:  # another delivery of this release woke one
+                    return str(self._get(marker).get("step")) or None
+            except gexc.FailedPrecondition:
+                continue  # woken by another release meanwhile
+            return str(candidate.id)
+        return None
+
+    def _held_slots(self, run_id: str) -> dict[str, str]:
+        with _translated():
+            slots = list(self._run_ref(run_id).collection("slots").stream())
+        self.reads += max(len(slots), 1)
+        return {s.id: str(s.get("holder")) for s in slots}
 
     def cancel_steps(self, run_id: str, step_ids: Sequence[str], reason: str, at: float) -> Completion:
         return self._end_steps(run_id, step_ids, StepState.CANCELLED, reason, at)
@@ -314,13 +427,17 @@ class FirestoreStateStore:
 
     def _attempts(self, run_id: str, step_ids: Sequence[str]) -> list[tuple[str, int]]:
         """Each existing step with its current attempt."""
+        return [(s.id, int((s.to_dict() or {}).get("attempt", 1))) for s in self._snaps(run_id, step_ids)]
+
+    def _snaps(self, run_id: str, step_ids: Sequence[str]) -> list[Any]:
+        """The existing steps among `step_ids`, in that order (one read each)."""
         if not step_ids:
             return []
         refs = [self._step_ref(run_id, s) for s in step_ids]
         with _translated():
             snaps = {s.id: s for s in self._db.get_all(refs)}
         self.reads += len(refs)
-        return [(s, int((snaps[s].to_dict() or {}).get("attempt", 1))) for s in step_ids if snaps[s].exists]
+        return [snaps[s] for s in step_ids if snaps[s].exists]
 
     def _unblocked(self, run_id: str, release: list[str]) -> tuple[str, ...]:
         if not release:
@@ -347,9 +464,14 @@ def _end_marker(step_id: str, attempt: int) -> str:
     return step_id if attempt == 1 else f"{step_id}@{attempt}"
 
 
+def _released(definition: Mapping[str, Any], ended: StepState) -> list[str]:
+    """The successors whose join counter an end `ended` of the step takes one off."""
+    return list(definition["successors"] if ended is StepState.SUCCEEDED else definition.get("anyEnd") or [])
+
+
 def _attempt_fields(s: StepRecord) -> dict[str, Any]:
     return {"state": s.state.value, "waiting_on": s.waiting_on, "job_id": "", "job_state": "", "message": "",
-            "submitted_at": None, "finished_at": None, "attempt": s.attempt,
+            "submitted_at": None, "finished_at": None, "attempt": s.attempt, "queued_at": None,
             "history": [a.to_dict() for a in s.history]}
 
 
@@ -432,7 +554,8 @@ def _step_doc(pos: int, s: StepRecord) -> dict[str, Any]:
     return {
         "pos": pos, "tr_url": s.tr_url, "tr_auth": s.tr_auth, "state": s.state.value, "waiting_on": s.waiting_on,
         "definition": {"task": s.task.to_dict(), "dependsOn": list(s.depends_on),
-                       "successors": list(s.successors)},
+                       "successors": list(s.successors), "policy": s.policy.to_dict(),
+                       "anyEnd": list(s.waits_for_any_end), "maxParallel": s.max_parallel},
         "job_id": s.job_id, "job_state": s.job_state, "message": s.message,
         "submitted_at": s.submitted_at, "finished_at": s.finished_at, "attempt": s.attempt,
         "history": [a.to_dict() for a in s.history],
@@ -449,4 +572,6 @@ def _step(run_id: str, step_id: str, d: dict[str, Any]) -> StepRecord:
         job_state=d["job_state"], message=d["message"], submitted_at=d.get("submitted_at"),
         finished_at=d.get("finished_at"), attempt=int(d.get("attempt", 1)),
         history=tuple(Attempt.from_dict(a) for a in d.get("history") or ()),
+        policy=Policy.from_dict(definition.get("policy") or {}),
+        waits_for_any_end=tuple(definition.get("anyEnd") or ()), max_parallel=int(definition.get("maxParallel", 0)),
     )
