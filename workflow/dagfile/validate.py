@@ -106,9 +106,8 @@ def _step_id(index: int, raw: Mapping[Any, Any], out: _Problems) -> tuple[str | 
         out.add(where, f"is {len(text):,} characters long; the limit is {MAX_ID_LENGTH} ({why})")
     elif not _ID_RE.fullmatch(text):
         bad = ", ".join(repr(ch) for ch in sorted({ch for ch in text if not _ID_RE.fullmatch(ch)})[:5])
-        out.add(
-            where, f"{excerpt(text, 40)!r} contains {bad}: only letters, digits, '.', '_' and '-' are allowed ({why})"
-        )
+        allowed = "only letters, digits, '.', '_' and '-' are allowed"
+        out.add(where, f"{excerpt(text, 40)!r} contains {bad}: {allowed} ({why})")
     elif text in (".", "..") or (len(text) >= 4 and text.startswith("__") and text.endswith("__")):
         out.add(where, f"{text!r} is reserved ({why}); choose another id")
     else:
@@ -144,9 +143,7 @@ def _task(raw: Mapping[Any, Any], label: str, step_id: str, out: _Problems) -> T
     before = len(out)
     _check_keys(value, TASK_KEYS, where, "key", out)
     text = {
-        key: _text(value.get(key), f"{where}.{key}", out, optional=True)
-        for key in TASK_KEYS
-        if key not in ("args", "labels")
+        k: _text(value.get(k), f"{where}.{k}", out, optional=True) for k in TASK_KEYS if k not in ("args", "labels")
     }
     for key, what in (("name", "leave it out to use the step id"), ("imageUri", _IMAGE), ("engine", "or leave it out")):
         if text[key] is not None and not str(text[key]).strip():
