@@ -190,7 +190,7 @@ def _defaults(value: object, out: _Problems) -> dict[str, Any]:
 
 
 def _settings(raw: Mapping[Any, Any], keys: Sequence[str], prefix: str, out: _Problems) -> dict[str, Any]:
-    """The valid values of the `keys` set (not null) in `raw`; a problem at `prefix` + key for each other."""
+    """The valid values of the `keys` set (not null) in `raw`; each invalid one is a problem at `prefix` + key."""
     found = {key: _setting(key, raw[key], prefix + key, out) for key in keys if raw.get(key) is not None}
     return {key: value for key, value in found.items() if value is not None}
 
@@ -219,7 +219,7 @@ def _text(value: object, where: str, out: _Problems, message: str = "", optional
 
 
 def _check_keys(keys: Iterable[Any], known: Sequence[str], where: str, what: str, out: _Problems) -> None:
-    """Record each unknown key, suggesting the known key equal ignoring case, '_' and '-', else the closest."""
+    """Record each of `keys` not `known`, suggesting the known one equal ignoring case, '_' and '-', or the closest."""
     forms = {k.replace("_", "").replace("-", "").lower(): k for k in known}
     for key in (k for k in keys if k not in known):
         form = key.replace("_", "").replace("-", "").lower() if isinstance(key, str) else ""
