@@ -24,9 +24,10 @@ from workflow.dagfile.limits import (
     MAX_ID_LENGTH,
     MAX_NESTING_DEPTH,
     MAX_REPORTED_PROBLEMS,
+    MAX_STEPS,
 )
 from workflow.errors import DagInvalid, DagNotFound, InputError, TransientError
-from workflow.model.dag import Dag
+from workflow.model.dag import Dag, Policy, RunIf
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -461,7 +462,8 @@ def test_unknown_step_key_suggests_dependsOn() -> None:
 
 def test_unknown_key_without_a_close_match_lists_the_known_keys() -> None:
     assert one_problem(steps_yaml(f"{{id: a, xyzzy: 1, {OK_TASK}}}")) == (
-        "steps[0] (id 'a'): unknown key 'xyzzy'; expected one of: id, description, dependsOn, task"
+        "steps[0] (id 'a'): unknown key 'xyzzy'; expected one of: id, description, dependsOn, task, retries, "
+        "retryDelaySec, timeoutSec, runIf"
     )
 
 
@@ -658,6 +660,176 @@ def test_empty_task_name() -> None:
     assert one_problem(steps_yaml("{id: a, task: {imageUri: x, name: ''}}")) == (
         "steps[0] (id 'a').task.name: must not be empty (leave it out to use the step id)"
     )
+
+
+# ---------------------------------------------------------------- retries, timeouts, runIf, maxParallel
+
+EVERY_KEY = """\
+name: nightly
+maxParallel: 4
+timeoutSec: 86400
+defaults:
+  retries: 1
+steps:
+  - id: train
+    retries: 2
+    retryDelaySec: 60
+    timeoutSec: 7200
+    task: {imageUri: x}
+  - id: cleanup
+    dependsOn: [train]
+    runIf: allDone
+    task: {imageUri: y}
+"""
+
+
+def test_each_key_is_parsed_into_the_model() -> None:
+    dag = load(EVERY_KEY)
+    assert (dag.max_parallel, dag.timeout) == (4, 86400.0)
+    assert isinstance(dag.timeout, float)
+    train, cleanup = dag.steps
+    assert train.policy == Policy(retries=2, retry_delay=60.0, timeout=7200.0, run_if=RunIf.ALL_SUCCEEDED)
+    assert cleanup.policy == Policy(retries=1, run_if=RunIf.ALL_DONE)
+    assert dag.waits_for_any_end("train") == ("cleanup",)
+
+
+def test_a_dag_using_every_key_round_trips_through_to_dict() -> None:
+    dag = load(EVERY_KEY)
+    assert Dag.from_dict(json.loads(json.dumps(dag.to_dict()))) == dag
+
+
+def test_without_the_keys_a_dag_parses_as_before() -> None:
+    dag = load(SEED)
+    assert (dag.max_parallel, dag.timeout) == (None, None)
+    assert [s.policy for s in dag.steps] == [Policy(), Policy()]
+    assert "maxParallel" not in dag.to_dict() and "timeoutSec" not in dag.to_dict()
+    assert dag.steps[0].to_dict() == {
+        "id": "prepare",
+        "description": "fetch the data",
+        "dependsOn": [],
+        "task": {"name": "prepare", "imageUri": "gcr.io/project/prepare:1", "args": ["--date", "2020-01-01"]},
+    }
+
+
+def test_defaults_apply_to_every_step_and_a_steps_own_key_wins() -> None:
+    dag = load(
+        "defaults: {retries: 3, retryDelaySec: 5, timeoutSec: 60, runIf: anyFailed}\n"
+        + steps_yaml(
+            f"{{id: a, {OK_TASK}}}",
+            f"{{id: b, retries: 0, retryDelaySec: 0.5, timeoutSec: 1.5, runIf: allSucceeded, {OK_TASK}}}",
+            f"{{id: c, retries: null, {OK_TASK}}}",
+        )
+    )
+    a, b, c = (s.policy for s in dag.steps)
+    assert a == Policy(retries=3, retry_delay=5.0, timeout=60.0, run_if=RunIf.ANY_FAILED)
+    assert b == Policy(retries=0, retry_delay=0.5, timeout=1.5, run_if=RunIf.ALL_SUCCEEDED)
+    assert c == a  # a null key is absent: the default applies
+
+
+def test_bounds_are_accepted() -> None:
+    dag = load(
+        f"maxParallel: {MAX_STEPS}\ntimeoutSec: {30 * 86_400}\n"
+        + steps_yaml(f"{{id: a, retries: 20, retryDelaySec: 3600, timeoutSec: 0.001, {OK_TASK}}}")
+    )
+    assert (dag.max_parallel, dag.timeout) == (MAX_STEPS, 30 * 86_400.0)
+    assert dag.steps[0].policy == Policy(retries=20, retry_delay=3600.0, timeout=0.001)
+
+
+INTEGERS_0_TO_20 = "must be an integer from 0 to 20, got"
+DELAYS = "must be a number over 0 and at most 3,600, got"
+TIMEOUTS = "must be a number over 0 and at most 2,592,000, got"
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("retries", "-1", f"{INTEGERS_0_TO_20} integer -1"),
+        ("retries", "21", f"{INTEGERS_0_TO_20} integer 21"),
+        ("retries", "true", f"{INTEGERS_0_TO_20} boolean true"),
+        ("retries", "2.0", f"{INTEGERS_0_TO_20} number 2.0"),
+        ("retries", "'2'", f"{INTEGERS_0_TO_20} string '2'"),
+        ("retryDelaySec", "0", f"{DELAYS} integer 0"),
+        ("retryDelaySec", "-5", f"{DELAYS} integer -5"),
+        ("retryDelaySec", "3600.5", f"{DELAYS} number 3600.5"),
+        ("retryDelaySec", ".nan", f"{DELAYS} number nan"),
+        ("retryDelaySec", "false", f"{DELAYS} boolean false"),
+        ("timeoutSec", "0", f"{TIMEOUTS} integer 0"),
+        ("timeoutSec", "-0.5", f"{TIMEOUTS} number -0.5"),
+        ("timeoutSec", ".inf", f"{TIMEOUTS} number inf"),
+        ("timeoutSec", "2592001", f"{TIMEOUTS} integer 2592001"),
+        ("timeoutSec", "[60]", f"{TIMEOUTS} a list"),
+        ("runIf", "alldone", "unknown value 'alldone'; did you mean 'allDone'?"),
+        ("runIf", "any_failed", "unknown value 'any_failed'; did you mean 'anyFailed'?"),
+        ("runIf", "always", "unknown value 'always'; expected one of: allSucceeded, allDone, anyFailed"),
+        ("runIf", "true", "unknown value boolean true; expected one of: allSucceeded, allDone, anyFailed"),
+        ("runIf", "[allDone]", "unknown value a list; expected one of: allSucceeded, allDone, anyFailed"),
+    ],
+)
+def test_invalid_step_keys_name_the_step_and_key(key: str, value: str, message: str) -> None:
+    assert one_problem(steps_yaml(f"{{id: a, {OK_TASK}}}", f"{{id: b, {key}: {value}, {OK_TASK}}}")) == (
+        f"steps[1] (id 'b').{key}: {message}"
+    )
+    assert one_problem(f"defaults: {{{key}: {value}}}\n" + steps_yaml(f"{{id: a, {OK_TASK}}}")) == (
+        f"defaults.{key}: {message}"
+    )
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("maxParallel", "0", f"must be an integer from 1 to {MAX_STEPS:,}, got integer 0"),
+        ("maxParallel", str(MAX_STEPS + 1), f"must be an integer from 1 to {MAX_STEPS:,}, got integer {MAX_STEPS + 1}"),
+        ("maxParallel", "1.5", f"must be an integer from 1 to {MAX_STEPS:,}, got number 1.5"),
+        ("maxParallel", "yes", f"must be an integer from 1 to {MAX_STEPS:,}, got boolean true"),
+        ("timeoutSec", "0", f"{TIMEOUTS} integer 0"),
+        ("timeoutSec", ".nan", f"{TIMEOUTS} number nan"),
+        ("timeoutSec", "'1h'", f"{TIMEOUTS} string '1h'"),
+    ],
+)
+def test_invalid_run_keys_are_named(key: str, value: str, message: str) -> None:
+    assert one_problem(f"{key}: {value}\n" + steps_yaml(f"{{id: a, {OK_TASK}}}")) == f"{key}: {message}"
+
+
+@pytest.mark.parametrize(("value", "kind"), [("[retries]", "a list"), ("3", "integer 3"), ("all", "string 'all'")])
+def test_defaults_must_be_a_mapping(value: str, kind: str) -> None:
+    assert one_problem(f"defaults: {value}\n" + steps_yaml(f"{{id: a, {OK_TASK}}}")) == (
+        f"defaults: must be a mapping of step keys (retries, retryDelaySec, timeoutSec, runIf), got {kind}"
+    )
+
+
+def test_defaults_hold_only_the_policy_keys() -> None:
+    found = problems("defaults: {retry: 1, task: {imageUri: x}, zzz: 1}\n" + steps_yaml(f"{{id: a, {OK_TASK}}}"))
+    assert found == [
+        "defaults: unknown key 'retry'; did you mean 'retries'?",
+        "defaults: unknown key 'task'; expected one of: retries, retryDelaySec, timeoutSec, runIf",
+        "defaults: unknown key 'zzz'; expected one of: retries, retryDelaySec, timeoutSec, runIf",
+    ]
+
+
+def test_misspelt_policy_keys_get_a_suggestion() -> None:
+    found = problems(
+        "max_parallel: 2\ntimeout: 5\n" + steps_yaml(f"{{id: a, retry_delay_sec: 1, run_if: x, {OK_TASK}}}")
+    )
+    assert found == [
+        "unknown top-level key 'max_parallel'; did you mean 'maxParallel'?",
+        "unknown top-level key 'timeout'; did you mean 'timeoutSec'?",
+        "steps[0] (id 'a'): unknown key 'retry_delay_sec'; did you mean 'retryDelaySec'?",
+        "steps[0] (id 'a'): unknown key 'run_if'; did you mean 'runIf'?",
+    ]
+
+
+def test_every_policy_problem_is_reported_at_once() -> None:
+    found = problems(
+        "maxParallel: 0\ndefaults: {retries: 99}\n"
+        + steps_yaml(f"{{id: a, runIf: alldone, {OK_TASK}}}", f"{{id: b, timeoutSec: 0, retryDelaySec: 0, {OK_TASK}}}")
+    )
+    assert found == [
+        f"maxParallel: must be an integer from 1 to {MAX_STEPS:,}, got integer 0",
+        f"defaults.retries: {INTEGERS_0_TO_20} integer 99",
+        "steps[0] (id 'a').runIf: unknown value 'alldone'; did you mean 'allDone'?",
+        f"steps[1] (id 'b').retryDelaySec: {DELAYS} integer 0",
+        f"steps[1] (id 'b').timeoutSec: {TIMEOUTS} integer 0",
+    ]
 
 
 # ---------------------------------------------------------------- all problems at once

@@ -5,6 +5,9 @@ Reading a file from a path or URL is `workflow.adapters.dag_sources.DagSources.r
 The format is the Go tool's (JSON works too, being YAML)::
 
     name: fork-join                 # optional
+    maxParallel: 4                  # optional: at most this many jobs in flight at once (default: no limit)
+    timeoutSec: 86400               # optional: steps still open after this are failed, the run ends FAILED
+    defaults: {retries: 1}          # optional: retries, retryDelaySec, timeoutSec, runIf for steps without them
     steps:                          # required, non-empty
       - id: prepare                 # required, unique, [A-Za-z0-9._-], at most 128 characters
         description: fetch the data # optional
@@ -18,9 +21,14 @@ The format is the Go tool's (JSON works too, being YAML)::
           scaleTier: BASIC          # optional
           masterType: n1-standard-4 # optional
           labels: {team: ml}        # optional mapping of key to value
+        retries: 2                  # optional, 0 to 20: new jobs after the job FAILED, was refused or timed out
+        retryDelaySec: 60           # optional, over 0, at most 3600, default 10: doubles each retry, with jitter
+        timeoutSec: 7200            # optional, seconds: the step's timeout (default WORKFLOW_STEP_TIMEOUT_SEC)
+        runIf: allDone              # optional: allSucceeded (default) | allDone | anyFailed, of the dependencies
 
 Scalars in `args` and `labels` are sent as written (`0.010`, `yes`, `1e3` stay so); elsewhere a
 number, boolean or date for a string is refused. A null key is absent; object-building tags are refused.
+Timeouts are at most 30 days; maxParallel is at most the step limit.
 """
 
 from . import limits as limits

@@ -4,19 +4,21 @@ step and key; all problems of a file are collected and reported at once."""
 import datetime
 import difflib
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from graphlib import CycleError, TopologicalSorter
 from typing import Any
 from urllib.parse import urlsplit
 
 from ..errors import DagInvalid, Problem
-from ..model.dag import Args, Dag, Step, Task
+from ..model.dag import Args, Dag, Policy, RunIf, Step, Task
 from ..model.text import excerpt
-from .limits import ID_CHARACTERS, MAX_ID_LENGTH, MAX_REPORTED_CYCLES, MAX_REPORTED_PROBLEMS, MAX_STEPS
+from .limits import ID_CHARACTERS, MAX_ID_LENGTH, MAX_REPORTED_CYCLES, MAX_REPORTED_PROBLEMS, MAX_STEPS, NUMBER_RANGES
 from .load import load_yaml
 
 TASK_KEYS = ("name", "imageUri", "engine", "url", "args", "scaleTier", "masterType", "labels")
+POLICY_KEYS = ("retries", "retryDelaySec", "timeoutSec", "runIf")  # of a step, or of all steps in `defaults`
+RUN_KEYS, RUN_IF = ("maxParallel", "timeoutSec"), tuple(r.value for r in RunIf)
 _IMAGE = "the container image to run"
 _ID_RE, _WORD = re.compile(f"[{ID_CHARACTERS}]+"), re.compile(r"[A-Za-z0-9_-]+")
 _MAX_SUGGESTED_IDS = 100  # unknown dependencies for which a close id is searched (each scans every id)
@@ -55,8 +57,9 @@ def _build_dag(document: object, out: _Problems) -> Dag | None:
     if not isinstance(document, dict):
         out.add("", f"the top level must be a mapping with 'steps', got {_describe(document)}")
         return None
-    _check_keys(document, ("name", "steps"), "", "top-level key", out)
+    _check_keys(document, ("name", "steps", *RUN_KEYS, "defaults"), "", "top-level key", out)
     name = _text(document.get("name"), "name", out, optional=True)
+    run, defaults = _settings(document, RUN_KEYS, "", out), _defaults(document.get("defaults"), out)
     steps = document.get("steps", KeyError)
     if steps is KeyError:
         out.add("steps", "missing required key 'steps' (the list of steps)")
@@ -66,12 +69,13 @@ def _build_dag(document: object, out: _Problems) -> Dag | None:
         out.add("steps", "must list at least one step")
     elif len(steps) > MAX_STEPS:
         out.add("steps", f"{len(steps):,} steps; the limit is {MAX_STEPS:,} steps per DAG")
-    drafts = [_draft_step(i, raw, out) for i, raw in enumerate(steps if isinstance(steps, list) else [])]
+    drafts = [_draft_step(i, raw, defaults, out) for i, raw in enumerate(steps if isinstance(steps, list) else [])]
     _check_cycles(_check_references(drafts, out), out)
-    return None if out else Dag(steps=tuple(d.step for d in drafts if d.step), name=name or "")
+    steps = tuple(d.step for d in drafts if d.step)
+    return None if out else Dag(steps, name or "", max_parallel=run.get("maxParallel"), timeout=run.get("timeoutSec"))
 
 
-def _draft_step(index: int, raw: object, out: _Problems) -> _Draft:
+def _draft_step(index: int, raw: object, defaults: dict[str, Any], out: _Problems) -> _Draft:
     """One step checked on its own; `step` is set only if it had no problem."""
     if not isinstance(raw, dict):
         out.add(f"steps[{index}]", f"must be a mapping with 'id' and 'task', got {_describe(raw)}")
@@ -79,11 +83,13 @@ def _draft_step(index: int, raw: object, out: _Problems) -> _Draft:
     before = len(out)
     valid_id, any_id = _step_id(index, raw, out)
     label = f"steps[{index}]" + (f" (id {excerpt(any_id, 40)!r})" if any_id else "")
-    _check_keys(raw, ("id", "description", "dependsOn", "task"), label, "key", out)
+    _check_keys(raw, ("id", "description", "dependsOn", "task", *POLICY_KEYS), label, "key", out)
     description = _text(raw.get("description"), f"{label}.description", out, optional=True) or ""
     depends_on = _depends_on(raw.get("dependsOn"), f"{label}.dependsOn", out)
     task = _task(raw, label, valid_id or "", out)
-    step = Step(valid_id, task, tuple(depends_on), description) if valid_id and task and len(out) == before else None
+    policy = Policy.from_dict({**defaults, **_settings(raw, POLICY_KEYS, f"{label}.", out)})
+    fine = len(out) == before
+    step = Step(valid_id, task, tuple(depends_on), description, policy) if valid_id and task and fine else None
     return _Draft(index, label, valid_id, any_id, depends_on, step)
 
 
@@ -100,9 +106,8 @@ def _step_id(index: int, raw: Mapping[Any, Any], out: _Problems) -> tuple[str | 
         out.add(where, f"is {len(text):,} characters long; the limit is {MAX_ID_LENGTH} ({why})")
     elif not _ID_RE.fullmatch(text):
         bad = ", ".join(repr(ch) for ch in sorted({ch for ch in text if not _ID_RE.fullmatch(ch)})[:5])
-        out.add(
-            where, f"{excerpt(text, 40)!r} contains {bad}: only letters, digits, '.', '_' and '-' are allowed ({why})"
-        )
+        allowed = "only letters, digits, '.', '_' and '-' are allowed"
+        out.add(where, f"{excerpt(text, 40)!r} contains {bad}: {allowed} ({why})")
     elif text in (".", "..") or (len(text) >= 4 and text.startswith("__") and text.endswith("__")):
         out.add(where, f"{text!r} is reserved ({why}); choose another id")
     else:
@@ -138,9 +143,7 @@ def _task(raw: Mapping[Any, Any], label: str, step_id: str, out: _Problems) -> T
     before = len(out)
     _check_keys(value, TASK_KEYS, where, "key", out)
     text = {
-        key: _text(value.get(key), f"{where}.{key}", out, optional=True)
-        for key in TASK_KEYS
-        if key not in ("args", "labels")
+        k: _text(value.get(k), f"{where}.{k}", out, optional=True) for k in TASK_KEYS if k not in ("args", "labels")
     }
     for key, what in (("name", "leave it out to use the step id"), ("imageUri", _IMAGE), ("engine", "or leave it out")):
         if text[key] is not None and not str(text[key]).strip():
@@ -177,6 +180,35 @@ def _args(value: object, where: str, out: _Problems, lists: bool = True) -> Args
     return None if any(bad) else dict(value)
 
 
+def _defaults(value: object, out: _Problems) -> dict[str, Any]:
+    """The valid step keys in `defaults`, which apply to each step that does not set them."""
+    if value is not None and not isinstance(value, dict):
+        out.add("defaults", f"must be a mapping of step keys ({', '.join(POLICY_KEYS)}), got {_describe(value)}")
+    mapping = value if isinstance(value, dict) else {}
+    _check_keys(mapping, POLICY_KEYS, "defaults", "key", out)
+    return _settings(mapping, POLICY_KEYS, "defaults.", out)
+
+
+def _settings(raw: Mapping[Any, Any], keys: Sequence[str], prefix: str, out: _Problems) -> dict[str, Any]:
+    """The valid values of the `keys` set (not null) in `raw`; each invalid one is a problem at `prefix` + key."""
+    found = {key: _setting(key, raw[key], prefix + key, out) for key in keys if raw.get(key) is not None}
+    return {key: value for key, value in found.items() if value is not None}
+
+
+def _setting(key: str, value: object, where: str, out: _Problems) -> object:
+    """`value` as the model takes it (seconds as a float); None with a problem recorded if invalid."""
+    if key == "runIf":
+        _check_keys([value], RUN_IF, where, "value", out)
+        return value if value in RUN_IF else None
+    integer, low, high = NUMBER_RANGES[key]
+    kinds = (int,) if integer else (int, float)
+    if isinstance(value, kinds) and not isinstance(value, bool) and low <= value <= high and (integer or value > low):
+        return value if integer else float(value)
+    kind = f"an integer from {low} to {high:,.0f}" if integer else f"a number over {low} and at most {high:,.0f}"
+    out.add(where, f"must be {kind}, got {_describe(value)}")
+    return None
+
+
 def _text(value: object, where: str, out: _Problems, message: str = "", optional: bool = False) -> str | None:
     """`value` if it is a string; else None, with a problem recorded unless `optional` and null."""
     if isinstance(value, str) or (optional and value is None):
@@ -186,10 +218,10 @@ def _text(value: object, where: str, out: _Problems, message: str = "", optional
     return None
 
 
-def _check_keys(mapping: Mapping[Any, Any], known: Sequence[str], where: str, what: str, out: _Problems) -> None:
-    """Record each unknown key, suggesting the known key equal ignoring case, '_' and '-', else the closest."""
+def _check_keys(keys: Iterable[Any], known: Sequence[str], where: str, what: str, out: _Problems) -> None:
+    """Record each of `keys` not `known`, suggesting the known one equal ignoring case, '_' and '-', or the closest."""
     forms = {k.replace("_", "").replace("-", "").lower(): k for k in known}
-    for key in (k for k in mapping if k not in known):
+    for key in (k for k in keys if k not in known):
         form = key.replace("_", "").replace("-", "").lower() if isinstance(key, str) else ""
         match = forms.get(form) or next(iter(difflib.get_close_matches(form, list(forms), n=1)), None)
         hint = f"did you mean {forms.get(match, match)!r}?" if match else f"expected one of: {', '.join(known)}"
