@@ -90,7 +90,7 @@ def test_fork_join_succeeds_in_order_with_parallel_branches(tmp_path: Path, mock
     assert any("left" in ln and "RUNNING" in ln and "job=" in ln for ln in lines)
     assert lines[-1] == "run SUCCEEDED"
     summary = lines[next(i for i, ln in enumerate(lines) if ln.startswith("STEP ")) :]
-    assert summary[0].split()[:5] == ["STEP", "STATE", "JOB", "ID", "ELAPSED"]
+    assert summary[0].split()[:6] == ["STEP", "STATE", "ATTEMPT", "JOB", "ID", "ELAPSED"]
     assert lines[0].endswith("4 steps, Task Runner " + mock.url + "; times are UTC")
     stamps = [ln.split()[0] for ln in lines[1:] if ln[:2].isdigit()]
     assert stamps == sorted(stamps) and all(s.endswith("Z") for s in stamps)  # in time order, zone shown

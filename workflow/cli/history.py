@@ -21,7 +21,7 @@ from ..model.states import RunStatus, StepState
 from ..ports import TaskRunner
 from ..settings import Settings
 from .options import Parser, add_db, add_execution, settings
-from .output import EXIT_OK, EXIT_USAGE, as_json, changes, exit_code, print_run, print_runs
+from .output import EXIT_OK, EXIT_USAGE, Seen, as_json, changes, exit_code, print_run, print_runs
 from .run import check_task_runner, interrupted, watch
 
 
@@ -114,7 +114,7 @@ def _execute(args: argparse.Namespace, out: TextIO, runner: TaskRunner | None,
         return exit_code(run.status)
     rt = embedded(config, runner, jwt=args.jwt, db_path=args.db)
     try:
-        seen: dict[str, tuple[str, str]] = {}
+        seen: Seen = {}
         for step in steps:
             changes(step, seen)  # what happened before is not news
         print(f"{verb}: run {run.run_id}; times are UTC", file=out, flush=True)

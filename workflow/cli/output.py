@@ -22,16 +22,24 @@ def exit_code(status: RunStatus) -> int:
 
 
 Line = tuple[float, str, str, str, str]  # when, step, state, job id, detail
+Seen = dict[str, tuple[str, str, int]]  # step: the state, job state and attempt last shown
 
 
-def changes(step: StepRecord, seen: dict[str, tuple[str, str]]) -> list[Line]:
-    """The lines to print for what changed in `step` since `seen` (which is updated)."""
-    now = (step.state.value, step.job_state)
-    before = seen.get(step.step_id, ("PENDING", ""))
+def changes(step: StepRecord, seen: Seen) -> list[Line]:
+    """The lines to print for what changed in `step` since `seen` (which is updated):
+    an attempt that was retried or rerun since, then the step's present state."""
+    now = (step.state.value, step.job_state, step.attempt)
+    before = seen.get(step.step_id, ("PENDING", "", 1))
     if now == before:
         return []
     seen[step.step_id] = now
-    lines: list[Line] = []
+    lines = [(a.finished_at or time.time(), step.step_id, a.state.value, a.job_id,
+              f"attempt {a.attempt}: {a.message}" + ("; retrying" if a.retried else ""))
+             for a in step.history if a.attempt >= before[2]]
+    if lines:
+        before = ("PENDING", "", step.attempt)
+        if step.state.value == "PENDING":
+            return lines
     if before[0] == "PENDING" and step.submitted_at is not None and step.state.terminal:
         lines.append((step.submitted_at, step.step_id, "RUNNING", step.job_id, ""))
     if step.state.terminal:
@@ -54,13 +62,23 @@ SUMMARY_LEGEND = ("ELAPSED: from the job's submission until its end was seen (to
 
 
 def print_summary(steps: Sequence[StepRecord], status: RunStatus, out: TextIO) -> None:
-    rows = [("STEP", "STATE", "JOB ID", "ELAPSED", "MESSAGE")]
-    rows += [(s.step_id, s.state.value, s.job_id or "-", took(s.submitted_at, s.finished_at), s.message)
-             for s in steps]
+    rows = [("STEP", "STATE", "ATTEMPT", "JOB ID", "ELAPSED", "MESSAGE")]
+    rows += [(s.step_id, s.state.value, str(s.attempt), s.job_id or "-", took(s.submitted_at, s.finished_at),
+              s.message) for s in steps]
     print(file=out)
     table(rows, out)
     print(f"({SUMMARY_LEGEND})", file=out)
+    print_earlier_attempts(steps, out)
     print(f"\nrun {status.value}", file=out, flush=True)
+
+
+def print_earlier_attempts(steps: Sequence[StepRecord], out: TextIO) -> None:
+    """Every attempt of a step before its present one (retried, or run again by a rerun)."""
+    rows = [(s.step_id, str(a.attempt), a.state.value, a.job_id or "-", took(a.submitted_at, a.finished_at),
+             ("retried: " if a.retried else "rerun: ") + a.message) for s in steps for a in s.history]
+    if rows:
+        print("\nearlier attempts:", file=out)
+        table([("STEP", "ATTEMPT", "STATE", "JOB ID", "ELAPSED", "MESSAGE"), *rows], out)
 
 
 def when(at: float | None) -> str:
@@ -98,10 +116,11 @@ def print_run(run: RunRecord, steps: Sequence[StepRecord], out: TextIO) -> None:
     if not steps:
         return
     print(file=out)
-    rows = [("STEP", "STATE", "JOB ID", "SUBMITTED (UTC)", "ENDED (UTC)", "MESSAGE")]
-    rows += [(s.step_id, s.state.value, s.job_id or "-", when(s.submitted_at), when(s.finished_at), s.message)
-             for s in steps]
+    rows = [("STEP", "STATE", "ATTEMPT", "JOB ID", "SUBMITTED (UTC)", "ENDED (UTC)", "MESSAGE")]
+    rows += [(s.step_id, s.state.value, str(s.attempt), s.job_id or "-", when(s.submitted_at), when(s.finished_at),
+              s.message) for s in steps]
     table(rows, out)
+    print_earlier_attempts(steps, out)
     print(file=out)
     for line in draw(steps):
         print(line, file=out)

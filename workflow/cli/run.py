@@ -22,7 +22,7 @@ from ..model.states import RunStatus
 from ..ports import TaskRunner
 from ..settings import POLL_ENV, TIMEOUT_ENV
 from .options import DEFAULT_DB, Parser, add_execution, flags, settings
-from .output import EXIT_INTERRUPTED, EXIT_USAGE, changes, exit_code, print_line, print_summary
+from .output import EXIT_INTERRUPTED, EXIT_USAGE, Seen, changes, exit_code, print_line, print_summary
 
 EPILOG = f"""\
 environment variables:
@@ -109,7 +109,7 @@ def interrupted(run_id: str, db: str) -> int:
 
 
 def watch(rt: EmbeddedRuntime, run_id: str, out: TextIO, every: float = 0.1,
-          seen: dict[str, tuple[str, str]] | None = None) -> RunStatus:
+          seen: Seen | None = None) -> RunStatus:
     """Print a line per step state change until the run ends; then the summary. Returns the status.
 
     `seen`: the steps' states already shown (default: none)."""

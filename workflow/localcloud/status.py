@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from workflow.adapters.gcp.firestore_store import FirestoreStateStore
-from workflow.cli.output import EXIT_USAGE, changes, print_line, print_summary
+from workflow.cli.output import EXIT_USAGE, Seen, changes, print_line, print_summary
 from workflow.cli.output import exit_code as status_exit_code
 from workflow.errors import InputError
 from workflow.model.records import RunRecord, StepRecord
@@ -216,7 +216,7 @@ def watch_run(
         sleep(interval)
         run = store.get_run(run_id)
     print_header(run, out)
-    seen: dict[str, tuple[str, str]] = {}
+    seen: Seen = {}
     while True:
         steps = store.list_steps(run_id)
         for line in sorted(change for step in steps for change in changes(step, seen)):
