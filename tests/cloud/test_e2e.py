@@ -523,3 +523,55 @@ def test_a_run_end_is_published_once_on_the_events_topic(cloud: LocalCloud, tag:
     assert [s["step_id"] for s in event["failed_steps"]] == ["transform"]
     pulled()  # anything more for this run would have arrived with or just after it
     assert len(mine) == 1
+
+
+# --------------------------------------------------------------------------- retries, runIf, maxParallel
+
+
+def test_a_flaky_step_succeeds_on_its_third_attempt(cloud: LocalCloud, tag: str) -> None:
+    flaky = task("gcr.io/e2e/train:1", tag, "0.1")
+    flaky["labels"]["mock_fail_attempts"] = "2"
+    dag = {"name": "flaky", "steps": [
+        {"id": "train", "retries": 2, "retryDelaySec": 0.2, "task": flaky},
+        {"id": "publish", "dependsOn": ["train"], "task": task("gcr.io/e2e/publish:1", tag)},
+    ]}
+    run_id = f"flaky-{tag}"
+    cloud.publish_start({"dag": dag, "run_id": run_id})
+    assert finished(cloud, run_id).status is RunStatus.SUCCEEDED
+    train = by_id(cloud.steps(run_id))["train"]
+    assert submissions(cloud, tag) == ["train", "train", "train", "publish"]
+    assert train.attempt == 3 and [(a.attempt, a.state, a.retried) for a in train.history] == [
+        (1, StepState.FAILED, True), (2, StepState.FAILED, True)]
+    assert len({train.job_id, *(a.job_id for a in train.history)}) == 3
+
+
+def test_a_cleanup_runs_after_a_failure_and_the_run_fails(cloud: LocalCloud, tag: str) -> None:
+    dag = {"steps": [
+        {"id": "train", "task": task("gcr.io/e2e/train-error:1", tag)},
+        {"id": "evaluate", "dependsOn": ["train"], "task": task("gcr.io/e2e/evaluate:1", tag)},
+        {"id": "cleanup", "dependsOn": ["evaluate"], "runIf": "allDone", "task": task("gcr.io/e2e/cleanup:1", tag)},
+        {"id": "alert", "dependsOn": ["train"], "runIf": "anyFailed", "task": task("gcr.io/e2e/alert:1", tag)},
+    ]}
+    run_id = f"cleanup-{tag}"
+    cloud.publish_start({"dag": dag, "run_id": run_id})
+    assert finished(cloud, run_id).status is RunStatus.FAILED
+    steps = by_id(cloud.steps(run_id))
+    assert {k: s.state for k, s in steps.items()} == {
+        "train": StepState.FAILED, "evaluate": StepState.SKIPPED, "cleanup": StepState.SUCCEEDED,
+        "alert": StepState.SUCCEEDED}
+    assert sorted(submissions(cloud, tag)) == ["alert", "cleanup", "train"]
+
+
+def test_max_parallel_limits_the_jobs_in_flight(cloud: LocalCloud, tag: str) -> None:
+    workers = [f"m{i:02d}" for i in range(30)]
+    dag = {"maxParallel": 3, "steps": [
+        {"id": "src", "task": task("gcr.io/e2e/src:1", tag, "0")},
+        *({"id": w, "dependsOn": ["src"], "task": task("gcr.io/e2e/m:1", tag, "0.5")} for w in workers),
+        {"id": "sink", "dependsOn": workers, "task": task("gcr.io/e2e/sink:1", tag, "0")},
+    ]}
+    cloud.mock.reset()  # count jobs in flight from here (the module's other runs have ended)
+    run_id = f"limited-{tag}"
+    cloud.publish_start({"dag": dag, "run_id": run_id})
+    assert finished(cloud, run_id).status is RunStatus.SUCCEEDED
+    assert_submitted_once(cloud, tag, by_id(cloud.steps(run_id)))
+    assert len(submissions(cloud, tag)) == 32 and cloud.mock.in_flight()["max"] == 3
