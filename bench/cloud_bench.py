@@ -19,6 +19,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -40,11 +41,12 @@ WORKFLOWS_EXTERNAL_STEP = 0.025 / 1000
 WORKFLOWS_INTERNAL_STEP = 0.01 / 1000
 
 
-def fan(width: int) -> dict[str, Any]:
+def fan(width: int, max_parallel: int = 0) -> dict[str, Any]:
     steps = [{"id": "src", "task": {"imageUri": "img/src"}}]
     steps += [{"id": f"m{i}", "dependsOn": ["src"], "task": {"imageUri": "img/m"}} for i in range(width)]
     steps.append({"id": "sink", "dependsOn": [f"m{i}" for i in range(width)], "task": {"imageUri": "img/sink"}})
-    return {"name": f"fan-{width}", "steps": steps}
+    limit = {"maxParallel": max_parallel} if max_parallel else {}
+    return {"name": f"fan-{width}" + (f"/{max_parallel}" if max_parallel else ""), "steps": steps, **limit}
 
 
 def chain(length: int) -> dict[str, Any]:
@@ -53,10 +55,11 @@ def chain(length: int) -> dict[str, Any]:
     return {"name": f"chain-{length}", "steps": steps}
 
 
-def ops(cloud: LocalCloud) -> dict[str, int]:
-    """Sum of the function processes' cumulative counters (the last `ops` line of each)."""
-    total = {"reads": 0, "writes": 0, "published": 0, "invocations": 0}
-    last: dict[tuple[str, int], dict[str, int]] = {}
+def ops(cloud: LocalCloud) -> dict[str, Any]:
+    """Sum of the function processes' cumulative counters (the last `ops` line of each);
+    `doc_writes`: the writes each document received, summed over the processes."""
+    total: dict[str, Any] = {"reads": 0, "writes": 0, "published": 0, "invocations": 0, "doc_writes": Counter()}
+    last: dict[tuple[str, int], dict[str, Any]] = {}
     for name, path in cloud.logs.items():
         if name not in cloud.functions:
             continue
@@ -72,6 +75,7 @@ def ops(cloud: LocalCloud) -> dict[str, int]:
     for counts in last.values():
         for key in ("reads", "writes", "published"):
             total[key] += int(counts.get(key) or 0)
+        total["doc_writes"].update(counts.get("doc_writes") or {})
     return total
 
 
@@ -109,12 +113,14 @@ def run_dag(cloud: LocalCloud, dag: dict[str, Any]) -> dict[str, Any]:
     n = len(dag["steps"])
     lat = sorted(latencies(cloud, dag))
     diff = {k: after[k] - before[k] for k in after}
+    hottest, most = (diff["doc_writes"].most_common(1) or [("-", 0)])[0]
     return {
         "dag": dag["name"], "steps": n, "wall_s": wall, "steps_per_s": n / wall,
         "p50_ms": 1000 * statistics.median(lat), "p95_ms": 1000 * lat[int(0.95 * (len(lat) - 1))],
         "reads": diff["reads"] / n, "writes": diff["writes"] / n,
         "messages": (diff["published"] + 1) / n, "invocations": diff["invocations"] / n,
-        "submissions": len(cloud.mock.submissions()),
+        "submissions": len(cloud.mock.submissions()), "in_flight": cloud.mock.in_flight()["max"],
+        "hottest": hottest.split("/", 2)[-1], "most_writes": most,
     }
 
 
@@ -154,7 +160,7 @@ def push(cloud: LocalCloud, topic: str, collection: str, count: int) -> float:
 def main() -> None:
     with LocalCloud(poll=0, mock_duration=0, extra_env={"WORKFLOW_REPORT_OPS": "1", **SERVER}) as cloud:
         run_dag(cloud, fan(10))  # warm-up: first calls into the emulators and functions are slow
-        results = [run_dag(cloud, fan(200)), run_dag(cloud, chain(50))]
+        results = [run_dag(cloud, fan(200)), run_dag(cloud, chain(50)), run_dag(cloud, fan(200, 20))]
         fan_messages = round(results[0]["messages"] * results[0]["steps"])
         base = baseline(cloud, fan_messages)
     print("cloud runtime on the local cloud (Firestore and Pub/Sub emulators, functions-framework)")
@@ -165,11 +171,16 @@ def main() -> None:
               f"{r['p95_ms']:>8.0f}{r['reads']:>7.2f}{r['writes']:>8.2f}{r['messages']:>6.2f}"
               f"{r['invocations']:>7.2f}")
         assert r["submissions"] == r["steps"], f"{r['dag']}: {r['submissions']} submissions"
-    f = results[0]
+    f, limited = results[0], results[2]
     print(f"\nbaseline: {fan_messages} plain messages, one document each: {base:.2f} s")
     print(f"fan-200 run / baseline: {f['wall_s'] / base:.2f}x (target <= 2x)")
     joins = f["writes"]
     print(f"Firestore writes per step in fan-200 (each has 1 or 200 incoming edges): {joins:.2f}")
+    print(f"fan-200 under maxParallel 20: {limited['wall_s']:.2f} s, {limited['wall_s'] / f['wall_s']:.2f}x the "
+          f"unlimited run; {limited['writes']:.2f} writes/step against {joins:.2f}; at most "
+          f"{limited['in_flight']} jobs in flight at the mock")
+    for r in (f, limited):
+        print(f"  {r['dag']}: the document written most: {r['hottest']} ({r['most_writes']} writes)")
     per_step = (f["reads"] * FIRESTORE_READ + f["writes"] * FIRESTORE_WRITE
                 + f["invocations"] * FUNCTION_CALL + 2 * f["messages"] * PUBSUB_PER_MESSAGE)
     # Same DAG elsewhere, with jobs that end at their first check: per step one Task state,

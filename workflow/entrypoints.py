@@ -92,6 +92,7 @@ def report_ops(rt: CloudRuntime) -> None:
         counts = {name: getattr(obj, name, None) for obj, name in
                   ((rt.ports.store, "reads"), (rt.ports.store, "writes"), (rt.ports.bus, "published"))}
         counts["pid"] = os.getpid()
+        counts["doc_writes"] = dict(getattr(rt.ports.store, "doc_writes", {}))
         log.info("ops %s", json.dumps(counts))
 
 

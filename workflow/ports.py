@@ -100,6 +100,11 @@ class StateStore(Protocol):
         (from `now`) before looking a last time, and return False: the release of any slot
         held then wakes a waiting step (`free_slot`), so no wake-up is lost."""
 
+    def queue_steps(self, run_id: str, step_ids: Sequence[str], now: float) -> None:
+        """Record PENDING steps that hold no slot as waiting for one (from `now`, unless
+        they wait already), without trying for a slot: for a wide fan-out under a limit,
+        whose first steps are dispatched after this returns."""
+
     def free_slot(self, run_id: str, step_id: str, attempt: int) -> str | None:
         """Release the slot the step's attempt holds (if any), then take the step that has
         waited longest off the waiting list and return its id, for the caller to dispatch.

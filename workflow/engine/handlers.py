@@ -313,13 +313,21 @@ def _complete(ports: Ports, run_id: str, step_id: str, outcome: StepOutcome,
     if outcome.state is not StepState.SUCCEEDED:
         skipped = _skip_descendants(ports, run_id, step_id, outcome)
         done = Completion(done.recorded, done.unblocked + skipped.unblocked, done.run_complete or skipped.run_complete)
-    _carry_on(ports, run_id, done)
+    _carry_on(ports, run_id, done, max_parallel)
 
 
-def _carry_on(ports: Ports, run_id: str, done: Completion) -> None:
-    """Dispatch what an end unblocked; finish the run if nothing is open."""
-    if done.unblocked:
-        ports.bus.publish([DispatchStep(run_id, s) for s in done.unblocked])
+def _carry_on(ports: Ports, run_id: str, done: Completion, max_parallel: int = 0) -> None:
+    """Dispatch what an end unblocked; finish the run if nothing is open.
+
+    Under a limit, steps past the first `max_parallel` are queued for a slot rather than
+    dispatched only to find none; queued first, so a slot freed meanwhile wakes one.
+    """
+    ready = list(done.unblocked)
+    if max_parallel and len(ready) > max_parallel:
+        ports.store.queue_steps(run_id, ready[max_parallel:], ports.clock())
+        del ready[max_parallel:]
+    if ready:
+        ports.bus.publish([DispatchStep(run_id, s) for s in ready])
     if done.run_complete:
         _finish_run(ports, run_id)
 
@@ -370,7 +378,8 @@ def _skip(ports: Ports, step: StepRecord, reason: str) -> None:
     done = ports.store.skip_steps(step.run_id, [step.step_id], reason, now)
     if done.recorded:
         log.info("step SKIPPED: %s", reason, extra=_ids(step.run_id, step.step_id))
-    _carry_on(ports, step.run_id, Completion(done.recorded, below.unblocked + done.unblocked, done.run_complete))
+    _carry_on(ports, step.run_id, Completion(done.recorded, below.unblocked + done.unblocked, done.run_complete),
+              step.max_parallel)
 
 
 def _any_failed(ports: Ports, step: StepRecord) -> bool:

@@ -77,6 +77,10 @@ class SqliteStateStore:
             for column, kind in columns:
                 if column not in have:
                     self._conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+        # the slots held and the steps waiting for one, without scanning a run's steps
+        self._conn.execute("CREATE INDEX IF NOT EXISTS steps_holding ON steps (run_id) WHERE slot IS NOT NULL")
+        self._conn.execute("CREATE INDEX IF NOT EXISTS steps_waiting ON steps (run_id, queued_at) "
+                           "WHERE queued_at IS NOT NULL")
         self._conn.commit()
 
     def close(self) -> None:
@@ -246,36 +250,38 @@ class SqliteStateStore:
             return cur.rowcount == 1
 
     def take_slot(self, run_id: str, step_id: str, attempt: int, limit: int, now: float) -> bool:
+        # a slot counts while the attempt that took it is the step's current, open one
+        held = "(SELECT COUNT(*) FROM steps WHERE run_id=?1 AND slot IS NOT NULL AND slot=attempt AND state IN (?5,?6))"
         with self._tx() as db:
-            row = self._exec(db, "SELECT slot FROM steps WHERE run_id=? AND step_id=?", (run_id, step_id)).fetchone()
-            if row is None:
-                raise NotFound(f"run {run_id!r} has no step {step_id!r}")
-            if row[0] == attempt:
-                return True
-            # a slot counts while the attempt that took it is the step's current, open one
-            held: int = self._exec(db, "SELECT COUNT(*) FROM steps WHERE run_id=? AND slot=attempt AND state IN (?,?)",
-                              (run_id, *_OPEN)).fetchone()[0]
-            free = held < limit
-            self._exec(db, "UPDATE steps SET slot=CASE WHEN ? THEN ? ELSE slot END, "
-                       "queued_at=CASE WHEN ? THEN NULL ELSE COALESCE(queued_at, ?) END WHERE run_id=? AND step_id=?",
-                       (free, attempt, free, now, run_id, step_id))
-            return free
+            row = self._exec(
+                db, f"UPDATE steps SET slot=CASE WHEN slot=?3 OR {held} < ?4 THEN ?3 ELSE slot END, "
+                f"queued_at=CASE WHEN slot=?3 OR {held} < ?4 THEN NULL ELSE COALESCE(queued_at, ?7) END "
+                "WHERE run_id=?1 AND step_id=?2 RETURNING slot",
+                (run_id, step_id, attempt, limit, *_OPEN, now)).fetchone()
+        if row is None:
+            raise NotFound(f"run {run_id!r} has no step {step_id!r}")
+        return bool(row[0] == attempt)
+
+    def queue_steps(self, run_id: str, step_ids: Sequence[str], now: float) -> None:
+        with self._tx() as db:
+            self.ops += 1
+            db.executemany("UPDATE steps SET queued_at=COALESCE(queued_at, ?) WHERE run_id=? AND step_id=? "
+                           "AND state=? AND (slot IS NULL OR slot!=attempt)",
+                           [(now, run_id, s, StepState.PENDING.value) for s in step_ids])
 
     def free_slot(self, run_id: str, step_id: str, attempt: int) -> str | None:
         memo = f"{attempt}:"
         with self._tx() as db:
-            row = self._exec(db, "SELECT woke FROM steps WHERE run_id=? AND step_id=?", (run_id, step_id)).fetchone()
+            row = self._exec(db, "UPDATE steps SET slot=CASE WHEN slot=? THEN NULL ELSE slot END "
+                             "WHERE run_id=? AND step_id=? RETURNING woke", (attempt, run_id, step_id)).fetchone()
             if row is None:
                 raise NotFound(f"run {run_id!r} has no step {step_id!r}")
             if row[0].startswith(memo):
                 return row[0][len(memo):] or None
-            self._exec(db, "UPDATE steps SET slot=NULL WHERE run_id=? AND step_id=? AND slot=?",
-                       (run_id, step_id, attempt))
-            head = self._exec(db, "SELECT step_id FROM steps WHERE run_id=? AND state=? AND waiting_on=0 "
-                              "AND queued_at IS NOT NULL ORDER BY queued_at, pos LIMIT 1",
-                              (run_id, StepState.PENDING.value)).fetchone()
+            head = self._exec(db, "UPDATE steps SET queued_at=NULL WHERE rowid=(SELECT rowid FROM steps WHERE "
+                              "run_id=? AND queued_at IS NOT NULL AND state=? AND waiting_on=0 ORDER BY queued_at "
+                              "LIMIT 1) RETURNING step_id", (run_id, StepState.PENDING.value)).fetchone()
             woke = head[0] if head else ""
-            self._exec(db, "UPDATE steps SET queued_at=NULL WHERE run_id=? AND step_id=?", (run_id, woke))
             self._exec(db, "UPDATE steps SET woke=? WHERE run_id=? AND step_id=?", (memo + woke, run_id, step_id))
             return woke or None
 

@@ -54,6 +54,11 @@ class FirestoreStateStore:
         self._root = root
         self.reads = 0
         self.writes = 0
+        self.doc_writes: Counter[str] = Counter()  # writes by document path (benchmarks)
+
+    def hottest(self, n: int = 3) -> list[tuple[str, int]]:
+        """The `n` documents written most often, with their counts (benchmarks)."""
+        return self.doc_writes.most_common(n)
 
     # -- references ---------------------------------------------------------------------
     def _run_ref(self, run_id: str) -> Any:
@@ -73,8 +78,16 @@ class FirestoreStateStore:
         with _translated():
             return ref.get()
 
+    def _one(self, ref: Any, write: Callable[[Any], Any]) -> None:
+        """One write outside a batch, counted."""
+        self.writes += 1
+        self.doc_writes[ref.path] += 1
+        with _translated():
+            write(ref)
+
     def _commit(self, batch: Any, writes: int) -> list[Any]:
         self.writes += writes
+        self.doc_writes.update(_written(batch))
         with _translated():
             results: list[Any] = batch.commit()
         return results
@@ -110,9 +123,7 @@ class FirestoreStateStore:
         except gexc.AlreadyExists:  # a crashed earlier attempt wrote some: go one by one
             for ref, doc in docs:
                 try:
-                    self.writes += 1
-                    with _translated():
-                        ref.create(doc)
+                    self._one(ref, lambda r: r.create(doc))  # noqa: B023 (called at once)
                 except gexc.AlreadyExists:
                     pass
 
@@ -144,9 +155,7 @@ class FirestoreStateStore:
     def claim(self, run_id: str, key: str, now: float, lease: float) -> Claim:
         ref = self._claim_ref(run_id, key)
         try:
-            self.writes += 1
-            with _translated():
-                ref.create({"claimed_at": now, "settled": False})
+            self._one(ref, lambda r: r.create({"claimed_at": now, "settled": False}))
             return Claim.WON
         except gexc.AlreadyExists:
             pass
@@ -157,18 +166,14 @@ class FirestoreStateStore:
         if now - float(doc.get("claimed_at", now)) <= lease:
             return Claim.BUSY
         try:  # take over, unless someone else did since we read
-            self.writes += 1
-            with _translated():
-                ref.update({"claimed_at": now},
-                           option=self._db.write_option(last_update_time=snap.update_time))
+            option = self._db.write_option(last_update_time=snap.update_time)
+            self._one(ref, lambda r: r.update({"claimed_at": now}, option=option))
             return Claim.WON
         except gexc.FailedPrecondition:
             return Claim.BUSY
 
     def settle(self, run_id: str, key: str) -> None:
-        self.writes += 1
-        with _translated():
-            self._claim_ref(run_id, key).set({"settled": True}, merge=True)
+        self._one(self._claim_ref(run_id, key), lambda r: r.set({"settled": True}, merge=True))
 
     def held_since(self, run_id: str, key: str) -> float | None:
         snap = self._get(self._claim_ref(run_id, key))
@@ -179,16 +184,11 @@ class FirestoreStateStore:
 
     # -- steps ----------------------------------------------------------------------------
     def record_submission(self, run_id: str, step_id: str, job_id: str, job_state: str, at: float) -> None:
-        self.writes += 1
-        with _translated():
-            self._step_ref(run_id, step_id).update(
-                {"state": StepState.RUNNING.value, "job_id": job_id, "job_state": job_state, "submitted_at": at}
-            )
+        fields = {"state": StepState.RUNNING.value, "job_id": job_id, "job_state": job_state, "submitted_at": at}
+        self._one(self._step_ref(run_id, step_id), lambda r: r.update(fields))
 
     def record_job_state(self, run_id: str, step_id: str, job_state: str) -> None:
-        self.writes += 1
-        with _translated():
-            self._step_ref(run_id, step_id).update({"job_state": job_state})
+        self._one(self._step_ref(run_id, step_id), lambda r: r.update({"job_state": job_state}))
 
     def complete_step(
         self, run_id: str, step_id: str, outcome: StepOutcome, successors: Sequence[str] | None = None
@@ -319,11 +319,20 @@ class FirestoreStateStore:
             if queued:
                 return False
             if (self._get(step_ref).to_dict() or {}).get("queued_at") is None:  # wait from the first time it had to
-                self.writes += 1
-                with _translated():
-                    step_ref.update({"queued_at": now})
+                self._one(step_ref, lambda r: r.update({"queued_at": now}))
             queued = True  # look once more: a slot freed before this was written woke no one
         return False
+
+    def queue_steps(self, run_id: str, step_ids: Sequence[str], now: float) -> None:
+        snaps = self._snaps(run_id, step_ids)
+        held = set(self._held_slots(run_id).values())
+        waiting = [s for s in snaps if s.get("state") == StepState.PENDING.value
+                   and (s.to_dict() or {}).get("queued_at") is None and f"{s.id}#{s.get('attempt')}" not in held]
+        for start in range(0, len(waiting), BATCH):
+            batch = self._db.batch()
+            for snap in waiting[start:start + BATCH]:
+                batch.update(snap.reference, {"queued_at": now})
+            self._commit(batch, len(waiting[start:start + BATCH]))
 
     def free_slot(self, run_id: str, step_id: str, attempt: int) -> str | None:
         me = f"{step_id}#{attempt}"
@@ -333,9 +342,7 @@ class FirestoreStateStore:
             return str(snap.get("step")) or None
         for slot, holder in self._held_slots(run_id).items():
             if holder == me:
-                self.writes += 1
-                with _translated():
-                    self._run_ref(run_id).collection("slots").document(slot).delete()
+                self._one(self._run_ref(run_id).collection("slots").document(slot), lambda r: r.delete())
         query = self._run_ref(run_id).collection("steps").where(
             filter=firestore.FieldFilter("queued_at", ">", 0)).order_by("queued_at").limit(3)
         with _translated():
@@ -524,6 +531,16 @@ def _batches(sized: Sequence[SizedDoc]) -> Iterator[list[SizedDoc]]:
         total += item[2]
     if chunk:
         yield chunk
+
+
+def _written(batch: Any) -> list[str]:
+    """The paths of the documents a batch writes (read from its protobufs; counting only)."""
+    paths = []
+    for write in getattr(batch, "_write_pbs", ()):
+        kind = write._pb.WhichOneof("operation")
+        name = write.update.name if kind == "update" else write.delete if kind == "delete" else ""
+        paths.append(name.split("/documents/", 1)[-1])
+    return paths
 
 
 def _after(result: Any) -> int:
