@@ -26,7 +26,7 @@ from ..model.text import excerpt
 from ..ports import StateStore, TaskRunner
 from ..settings import Settings, seconds_arg
 from .options import Parser, add_cloud, add_db, add_execution, check_runtime, settings
-from .output import EXIT_OK, EXIT_USAGE, as_json, changes, exit_code, print_run, print_runs
+from .output import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, as_json, changes, exit_code, print_run, print_runs
 from .run import check_task_runner, interrupted, watch
 
 
@@ -338,6 +338,8 @@ def command(name: str, argv: Sequence[str], out: TextIO, runner: TaskRunner | No
     except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except KeyboardInterrupt:  # `--watch` ends this way; a run being executed handles it itself
+        return EXIT_INTERRUPTED
 
 
 @contextmanager
