@@ -4,6 +4,7 @@ in-memory ports: their checks, the engine message each becomes, and what is refu
 from __future__ import annotations
 
 import base64
+import io
 import json
 import logging
 import sys
@@ -19,10 +20,10 @@ from workflow.adapters.embedded.events import RecordedEvents
 from workflow.adapters.embedded.sqlite_store import SqliteStateStore
 from workflow.adapters.http.auth import StaticToken
 from workflow.bootstrap import cloud as cloud_bootstrap
-from workflow.bootstrap.cloud import CloudRuntime
+from workflow.bootstrap.cloud import CloudControl, CloudRuntime
 from workflow.engine import handle
-from workflow.entrypoints import PUBSUB_PUBLISHED, parse_run_request, start_message
-from workflow.errors import InputError
+from workflow.entrypoints import PUBSUB_PUBLISHED, parse_run_request, run_request, start_message
+from workflow.errors import InputError, TransientError
 from workflow.model.messages import CancelRun, ReconcileRun, RerunRun
 from workflow.model.states import RunStatus, StepState
 
@@ -222,3 +223,110 @@ def test_the_cli_control_needs_a_project_and_uses_the_flags_over_the_environment
     assert "project flag-p, database env-db" in ctl.where
     ctl.request({"action": "cancel", "run_id": "r1"})
     assert sent == [{"action": "cancel", "run_id": "r1"}]
+
+
+# -- `python main.py cancel|rerun|status --cloud`, with the functions in this process ---------
+class CloudCli:
+    """The command line with `--cloud`, on a cloud control whose start topic hands each
+    request to the entry point, and its engine messages to the engine, in this process."""
+
+    def __init__(self, rt: CloudRuntime) -> None:
+        self.rt = rt
+        self.published: list[dict[str, Any]] = []
+        self.lost = False  # requests are published but never handled
+        self.control = CloudControl(rt.ports.store, self.request, (TransientError,),
+                                    "Firestore of project p, database (default)")
+
+    def request(self, body: Any) -> None:
+        self.published.append(dict(body))
+        if not self.lost:
+            run_request(body, self.rt)
+            deliver(self.rt)
+
+    def __call__(self, *argv: str) -> tuple[int, str]:
+        """(exit code, stdout) of `python main.py ARGV --cloud --project p`."""
+        from workflow import cli as command_line
+
+        out = io.StringIO()
+        code = command_line.main([*argv, "--cloud", "--project", "p"], out=out)
+        return code, out.getvalue()
+
+
+@pytest.fixture
+def cli(rt: CloudRuntime, monkeypatch: pytest.MonkeyPatch) -> CloudCli:
+    from workflow.cli import history
+
+    fake = CloudCli(rt)
+    monkeypatch.setattr(history, "control", lambda **where: fake.control)
+    monkeypatch.setattr(history, "CLOUD_POLL", 0.01)
+    monkeypatch.delenv("GOOGLE_CLOUD_PROJECT", raising=False)
+    return fake
+
+
+def test_cancel_on_the_cloud_publishes_waits_and_prints_the_run(rt: CloudRuntime, cli: CloudCli) -> None:
+    publish(rt, {"dag": DAG, "run_id": "r1"})
+    deliver(rt, rounds=1)
+    code, out = cli("cancel", "r1")
+    assert code == 1 and cli.published == [{"action": "cancel", "run_id": "r1"}]
+    lines = out.splitlines()
+    assert lines[0] == 'requested: {"action": "cancel", "run_id": "r1"} on the start topic'
+    assert lines[1].startswith("run r1  CANCELLED  DAG ")
+    assert "  job a-1 of step a keeps running at the Task Runner (the protocol has no cancel request)" in lines
+    assert cli("cancel", "r1") == (1, "run r1 already ended CANCELLED: nothing to cancel\n")
+
+
+def test_rerun_on_the_cloud_sends_the_count_it_saw_and_follows_the_run(
+    rt: CloudRuntime, cli: CloudCli, runner: ScriptedRunner
+) -> None:
+    failed_run(rt)
+    runner.healed = True
+    code, out = cli("rerun", "r1", "--from", "a")
+    assert code == 0 and cli.published == [{"action": "rerun", "run_id": "r1", "reruns": 0, "from": "a"}]
+    assert out.splitlines()[1].startswith("run r1  SUCCEEDED  DAG ")
+    assert runner.submitted == ["a", "b", "a", "b"]
+    assert cli("rerun", "r1", "--from", "zz") == (2, "")
+    assert cli.published == [{"action": "rerun", "run_id": "r1", "reruns": 0, "from": "a"}]
+
+
+def test_a_request_the_run_does_not_show_in_time_exits_3(
+    rt: CloudRuntime, cli: CloudCli, capsys: pytest.CaptureFixture[str]
+) -> None:
+    publish(rt, {"dag": DAG, "run_id": "r1"})
+    cli.lost = True
+    code, out = cli("cancel", "r1", "--timeout", "0.05")
+    assert code == 3 and "run r1  RUNNING" in out
+    assert "error: run r1 does not show the cancel request after 0.05 s" in capsys.readouterr().err
+    assert cli("cancel", "r1", "--no-wait") == (0, 'requested: {"action": "cancel", "run_id": "r1"} '
+                                                   "on the start topic\n")
+
+
+def test_the_cloud_refusing_is_an_error_naming_the_store_not_a_traceback(
+    rt: CloudRuntime, cli: CloudCli, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def down(*args: Any) -> None:
+        raise TransientError("Firestore: 503 unavailable")
+
+    monkeypatch.setattr(rt.ports.store, "list_runs", down)
+    assert cli("runs") == (2, "")
+    assert capsys.readouterr().err == ("error: Firestore of project p, database (default): "
+                                       "Firestore: 503 unavailable\n")
+    assert cli("status", "nope")[0] == 2
+    assert "error: no run 'nope' in Firestore of project p, database (default) ('python main.py runs --cloud' " \
+           "lists them)" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("argv", "error"), [
+    (["runs", "--cloud"], "--cloud needs a project: --project ID, or GOOGLE_CLOUD_PROJECT"),
+    (["status", "r1", "--database", "d"], "--database: only with --cloud"),
+    (["cancel", "r1", "--no-wait"], "--no-wait: only with --cloud"),
+    (["resume", "r1", "--cloud", "--project", "p", "--check-state-duration-sec", "1"],
+     "--check-state-duration-sec: for the embedded runtime, not with --cloud"),
+])
+def test_options_of_the_other_runtime_are_refused(
+    argv: list[str], error: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from workflow import cli as command_line
+
+    monkeypatch.delenv("GOOGLE_CLOUD_PROJECT", raising=False)
+    assert command_line.main(argv) == 2
+    assert error in capsys.readouterr().err

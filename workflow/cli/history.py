@@ -125,7 +125,7 @@ def resume(argv: Sequence[str], out: TextIO, runner: TaskRunner | None = None) -
     add_cloud(p, requests=True)
     args = _parsed(p, argv)
     if args.cloud:
-        return _request(args, out, "resume", lambda run, _: {} if not run.status.terminal else None,
+        return _request(args, out, "resume", lambda run: {} if not run.status.terminal else None,
                         lambda before, now: True)
     return _execute(args, out, runner, lambda run: ReconcileRun(run.run_id) if not run.status.terminal else None,
                     "resume")
@@ -148,7 +148,7 @@ def rerun(argv: Sequence[str], out: TextIO, runner: TaskRunner | None = None) ->
                     "rerun")
 
 
-def _rerun_request(run: RunRecord, steps: list[StepRecord]) -> dict[str, Any] | None:
+def _rerun_request(run: RunRecord) -> dict[str, Any] | None:
     return {"reruns": len(run.reruns)} if run.status.terminal else None
 
 
@@ -188,7 +188,7 @@ def cancel(argv: Sequence[str], out: TextIO) -> int:
     add_cloud(p, requests=True)
     args = _parsed(p, argv)
     if args.cloud:
-        return _request(args, out, "cancel", lambda run, _: None if run.status.terminal else {},
+        return _request(args, out, "cancel", lambda run: None if run.status.terminal else {},
                         lambda before, now: now.status.terminal)
     with _store(args.db) as store:
         run, _ = _existing(store, args, args.db)
@@ -220,14 +220,14 @@ CLOUD_POLL = 0.5  # seconds between two reads of the run while waiting for a req
 
 
 def _request(args: argparse.Namespace, out: TextIO, action: str,
-             fields: Callable[[RunRecord, list[StepRecord]], dict[str, Any] | None],
+             fields: Callable[[RunRecord], dict[str, Any] | None],
              seen: Callable[[RunRecord, RunRecord], bool]) -> int:
     """Publish the `action` request for the run on the start topic (its other `fields` given,
     or None: nothing to do), then wait, unless --no-wait, until `seen(before, now)` and the
     run ended, or --timeout; print the run as `status` does."""
     with _cloud(args) as ctl:
         run, steps = _existing(ctl.store, args, ctl.where)
-        extra = fields(run, steps)
+        extra = fields(run)
         if extra is None:
             return _nothing_to(action, run, out)
         body = {"action": action, "run_id": run.run_id, **extra}
