@@ -400,7 +400,7 @@ def parse_run_request(body: Mapping[str, Any], stale_after: float) -> RunRequest
     with no job recorded is taken as interrupted.
     """
     action, run_id = body.get("action"), body.get("run_id")
-    shown_id = run_id if isinstance(run_id, str) else ""
+    shown_id = excerpt(run_id, 130) if isinstance(run_id, str) else ""  # an id is at most 128
     if not isinstance(action, str) or action not in RUN_ACTIONS:
         return RunRequest(excerpt(str(action), 40), shown_id, problems=(
             f"unknown action {excerpt(repr(action), 40)} (known: {', '.join(ACTIONS)})",))

@@ -109,6 +109,12 @@ def test_a_malformed_request_names_every_problem(body: dict[str, Any], problems:
     assert request.message is None and list(request.problems) == problems
 
 
+def test_a_huge_run_id_is_cut_short_wherever_it_is_shown() -> None:
+    request = parse_run_request({"action": "cancel", "run_id": "x" * 100_000}, 600)
+    assert request.message is None and len(request.run_id) < 200
+    assert len(request.problems) == 1 and len(request.problems[0]) < 300
+
+
 # -- on the start topic -----------------------------------------------------------------------
 def test_a_cancel_request_cancels_a_running_run(rt: CloudRuntime, runner: ScriptedRunner) -> None:
     publish(rt, {"dag": DAG, "run_id": "r1"})
