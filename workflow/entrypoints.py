@@ -3,8 +3,10 @@
 - `dag_uploaded`: a GCS finalize event of a DAG file under the prefix starts a run whose
   id derives from bucket, object and generation, so a redelivered event starts nothing new.
 - `start_message`: a Pub/Sub start request `{"dag_path"|"dag", "tr_hostname", "tr_auth_jwt",
-  "run_id"}`; without `run_id` the run id derives from the Pub/Sub message id.
-- `start_over_http`: the same request as an authenticated HTTP POST (also with the Go
+  "run_id"}`; without `run_id` the run id derives from the Pub/Sub message id. A request
+  with `"action": "cancel" | "rerun" | "resume"` asks that of an existing run instead: it
+  is checked here and handed to the engine as CancelRun, RerunRun or ReconcileRun.
+- `start_over_http`: the same requests as an authenticated HTTP POST (also with the Go
   tool's keys `workflow-path` and `tr-url`); without `run_id` the id gets a random suffix.
 - `engine_message`: the engine's own messages; one with a `not_before` attribute in the
   future is held (up to WORKFLOW_MAX_INLINE_WAIT_SEC, default 8 s) or handed back for redelivery.
@@ -13,6 +15,7 @@ Everything from outside is checked before any request is made: a Task Runner URL
 an allowed origin (`EdgeSettings`), a `dag_path` an object of an allowed bucket, a token a
 well-formed bearer token. A bad DAG or request is recorded as an INVALID run with its
 report and acknowledged; a malformed engine message is logged with its ids and
+acknowledged; a cancel, rerun or resume request that cannot be done is logged, naming why, and
 acknowledged; anything transient raises, so Pub/Sub or Eventarc redelivers. A caller's
 token never appears in a report, a log line or an exception.
 """
@@ -45,7 +48,7 @@ from .errors import AuthError, DagInvalid, InputError, PoisonMessage, TransientE
 from .model import codec
 from .model.dag import Dag
 from .model.events import RunEnded
-from .model.messages import StartRun
+from .model.messages import CancelRun, Message, ReconcileRun, RerunRun, StartRun
 from .model.records import RunRecord
 from .model.states import RunStatus
 from .model.text import excerpt, redact
@@ -66,7 +69,10 @@ PUBSUB_PUBLISHED = "google.cloud.pubsub.topic.v1.messagePublished"
 HTTP_TRIGGER = "http"
 DAG_EXTENSIONS = (".yaml", ".yml", ".json")
 MAX_INLINE_WAIT = DEFAULT_MAX_INLINE_WAIT_SEC
-START_KEYS = frozenset({"dag_path", "dag", "tr_hostname", "tr_url", "tr_auth_jwt", "run_id"})
+START_KEYS = frozenset({"action", "dag_path", "dag", "tr_hostname", "tr_url", "tr_auth_jwt", "run_id"})
+RUN_ACTIONS = {"cancel": ("action", "run_id"), "rerun": ("action", "run_id", "reruns", "from"),
+               "resume": ("action", "run_id")}  # each with the keys it takes
+ACTIONS = ("start", *RUN_ACTIONS)
 HTTP_ALIASES = {"workflow-path": "dag_path", "tr-url": "tr_hostname"}  # the Go tool's service
 MAX_START_BYTES = 1_048_576
 MAX_TR_URL = 2_048
@@ -176,6 +182,10 @@ class _Request:
 
 def start_message(event: Any, rt: CloudRuntime) -> None:
     data, _, message_id = pubsub_message(event)
+    body, _ = _json_object(data)
+    if body is not None and body.get("action", "start") != "start":
+        run_request(body, rt)
+        return
     start_request(data, f"start-{message_id}", rt)
 
 
@@ -186,6 +196,9 @@ def start_over_http(request: Any, rt: CloudRuntime) -> tuple[int, dict[str, Any]
     if request.mimetype != "application/json":
         return 415, {"error": f"Content-Type must be application/json, not {excerpt(request.mimetype, 100)!r}"}
     data = request.stream.read(MAX_START_BYTES + 1)  # one byte more than allowed: enough to refuse
+    body, _ = _json_object(data)
+    if body is not None and body.get("action", "start") != "start":
+        return _answer(run_request(body, rt))
     checked = _parsed(data, f"start-http-{uuid.uuid4().hex}", rt, HTTP_ALIASES)
     try:
         started = _started(checked, rt)
@@ -366,6 +379,107 @@ def _record_invalid(rt: CloudRuntime, request: _Request, problems: list[str]) ->
     rt.ports.store.create_run(run, [])
     announce(rt.ports, RunEnded.of(run, []))  # once: a claim guards it
     return Started(run_id, tuple(problems))
+
+
+# -- requests about a run (cancel, rerun, resume) ----------------------------------------
+@dataclass(frozen=True)
+class RunRequest:
+    """A cancel, rerun or resume request: the engine message it asks for, or why it is not
+    handed over (`problems`: the request is wrong; `ignored`: nothing to do for this run)."""
+
+    action: str
+    run_id: str
+    message: Message | None = None
+    problems: tuple[str, ...] = ()
+    ignored: str = ""
+
+
+def parse_run_request(body: Mapping[str, Any], stale_after: float) -> RunRequest:
+    """Check a request's shape (nothing is read): its engine message, or every problem.
+
+    `stale_after` goes into a resume's ReconcileRun: a submission claimed that long ago
+    with no job recorded is taken as interrupted.
+    """
+    action, run_id = body.get("action"), body.get("run_id")
+    shown_id = excerpt(run_id, 130) if isinstance(run_id, str) else ""  # an id is at most 128
+    if not isinstance(action, str) or action not in RUN_ACTIONS:
+        return RunRequest(excerpt(str(action), 40), shown_id, problems=(
+            f"unknown action {excerpt(repr(action), 40)} (known: {', '.join(ACTIONS)})",))
+    problems = _run_request_problems(action, body)
+    if problems:
+        return RunRequest(action, shown_id, problems=tuple(problems))
+    message: Message
+    if action == "cancel":
+        message = CancelRun(shown_id, "cancelled by a request on the start topic")
+    elif action == "resume":
+        message = ReconcileRun(shown_id, stale_after)
+    else:
+        message = RerunRun(shown_id, int(body["reruns"]), str(body.get("from", "")))
+    return RunRequest(action, shown_id, message)
+
+
+def _run_request_problems(action: str, body: Mapping[str, Any]) -> list[str]:
+    problems = [codec.id_problem(body["run_id"], "run_id") if "run_id" in body else "run_id is missing"]
+    unknown = sorted(set(body) - set(RUN_ACTIONS[action]))
+    if unknown:
+        problems.append(f"unknown key(s) {excerpt(', '.join(unknown), 300)} (a {action} request takes: "
+                        f"{', '.join(RUN_ACTIONS[action])})")
+    if action == "rerun":
+        reruns = body.get("reruns")
+        if type(reruns) is not int or reruns < 0:
+            problems.append("reruns must be a whole number >= 0 (the run's count of reruns so far), "
+                            f"not {excerpt(repr(reruns), 40)}")
+        if "from" in body:
+            problems.append(codec.id_problem(body["from"], "from"))
+    return [p for p in problems if p]
+
+
+def run_request(body: Mapping[str, Any], rt: CloudRuntime) -> RunRequest:
+    """Check the request against its run and hand its engine message to the engine's bus;
+    log (and return) why not. A repeated request changes nothing the engine did."""
+    request = parse_run_request(body, rt.ports.settings.submit_lease)
+    if request.message is not None:
+        ignored, problems = _against_run(request.message, rt)
+        request = dataclasses.replace(request, ignored=ignored, problems=problems,
+                                      message=None if ignored or problems else request.message)
+    ids = {"run_id": request.run_id}
+    if request.problems:
+        log.warning("INVALID %s request for run %r: %s", request.action, request.run_id,
+                    "; ".join(request.problems), extra=ids)
+    elif request.ignored:
+        log.info("ignored %s request for run %s: %s", request.action, request.run_id, request.ignored, extra=ids)
+    elif request.message is not None:
+        rt.ports.bus.publish([request.message])
+        log.info("%s requested", request.action, extra=ids)
+    return request
+
+
+def _against_run(message: Message, rt: CloudRuntime) -> tuple[str, tuple[str, ...]]:
+    """(why there is nothing to do, what is wrong) for `message` given its run's state."""
+    run = rt.ports.store.get_run(message.run_id)
+    if run is None:
+        return "", (f"no run {message.run_id!r}",)
+    if not isinstance(message, RerunRun):
+        return (f"it already ended {run.status.value}", ()) if run.status.terminal else ("", ())
+    done = len(run.reruns)
+    if message.reruns > done:
+        return "", (f"reruns is {message.reruns}, but the run has had {done} rerun(s)",)
+    if message.reruns < done:
+        return f"rerun number {message.reruns + 1} was already done (the run has had {done})", ()
+    if not run.status.terminal:
+        return "it is still RUNNING: cancel it first, or resume it", ()
+    if message.from_step and rt.ports.store.get_step(run.run_id, message.from_step) is None:
+        return "", (f"run {run.run_id} has no step {message.from_step!r}",)
+    return "", ()
+
+
+def _answer(request: RunRequest) -> tuple[int, dict[str, Any]]:
+    """The HTTP answer to a run request: 202 handed over, 400 invalid, 409 nothing to do."""
+    if request.problems:
+        return 400, {"run_id": request.run_id, "problems": list(request.problems)}
+    if request.ignored:
+        return 409, {"run_id": request.run_id, "error": request.ignored}
+    return 202, {"run_id": request.run_id, "action": request.action}
 
 
 # -- engine messages --------------------------------------------------------------------

@@ -44,11 +44,11 @@ def wait_for_state(state: Path, up: subprocess.Popen[bytes], log: Path) -> dict[
 
 
 def status_until(run_id: str, state: Path, final: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
-    """`status RUN_ID` until it prints `run FINAL`; every answer before is 0 (running) or 2 (not there yet)."""
+    """`status RUN_ID` until it prints the run as FINAL; every answer before is 0 (running) or 2 (not there yet)."""
     deadline = time.monotonic() + timeout
     while True:
         done = cli("status", run_id, "--state-file", str(state))
-        if f"run {final}" in done.stdout:
+        if re.search(rf"^run {re.escape(run_id)}\s+{final}\s", done.stdout, re.M):
             return done
         assert done.returncode in (0, 2), done
         assert done.returncode == 0 or f"no run '{run_id}'" in done.stderr, done
@@ -90,7 +90,7 @@ def test_up_upload_status_then_sigterm_stops_everything(
                                     "GOOGLE_CLOUD_PROJECT"}
 
         listed = cli("status", "--state-file", str(state))
-        assert (listed.returncode, listed.stdout.strip()) == (0, "no runs yet"), listed
+        assert (listed.returncode, listed.stdout.strip()) == (0, "no runs"), listed
         unknown = cli("status", "no-such-run", "--state-file", str(state))
         assert unknown.returncode == 2 and "no run 'no-such-run'" in unknown.stderr
 
@@ -110,8 +110,11 @@ def test_up_upload_status_then_sigterm_stops_everything(
 
         watched = cli("status", bad_id, "--watch", "--interval", "0.2", "--state-file", str(state))
         assert watched.returncode == 1, watched
-        assert re.search(r"^load\s+SKIPPED\s+-\s+-\s+upstream step 'transform' failed$", watched.stdout, re.M)
-        assert watched.stdout.rstrip().endswith("run FAILED")
+        shown = re.findall(r"^run \S+\s+(\S+)\s+DAG", watched.stdout, re.M)  # the run, each time it changed
+        assert shown and shown[-1] == "FAILED", watched.stdout
+        assert re.search(r"^load\s+SKIPPED\s+-\s+-\s+\S+ \S+\s+upstream step 'transform' failed$", watched.stdout,
+                         re.M), watched.stdout
+        assert watched.stdout.rstrip().endswith("[SKIPPED] load  <- transform"), watched.stdout
 
         listed = cli("status", "--state-file", str(state))
         assert listed.returncode == 0

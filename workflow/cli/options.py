@@ -1,5 +1,6 @@
 """Parsing shared by the commands: errors as InputError, the Go tool's single-dash flags,
-and the options of every command that executes a run (token, polling, timeout, store)."""
+the options of every command that executes a run (token, polling, timeout, store), and
+those choosing the cloud runtime instead (`--cloud`, `--project`, `--database`)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ import sys
 from dataclasses import replace
 
 from ..adapters.http.auth import check_token
+from ..bootstrap.cloud import DATABASE_ENV, PROJECT_ENV, START_TOPIC_ENV
 from ..errors import InputError
-from ..settings import POLL_ENV, TIMEOUT_ENV, Settings, parse_seconds
+from ..settings import POLL_ENV, TIMEOUT_ENV, Settings, parse_seconds, seconds_arg
 
 DEFAULT_DB = "workflow-runs.sqlite3"
 
@@ -28,6 +30,43 @@ def flags(*names: str) -> list[str]:
 def add_db(p: argparse.ArgumentParser) -> None:
     p.add_argument("--db", default=DEFAULT_DB, metavar="PATH",
                    help="SQLite file recording runs (default: %(default)s; ':memory:' keeps nothing)")
+
+
+def add_cloud(p: argparse.ArgumentParser, *, requests: bool = False) -> None:
+    """`--cloud` and where the cloud runtime is; with `requests`, how long to wait for one."""
+    g = p.add_argument_group("the cloud runtime (instead of --db)")
+    g.add_argument("--cloud", action="store_true",
+                   help="the cloud runtime's runs: Firestore, read with Application Default Credentials "
+                        "(or the emulator with FIRESTORE_EMULATOR_HOST)" + (
+                            f"; the request is published on the start topic ({START_TOPIC_ENV}, default "
+                            "workflow-start; PUBSUB_EMULATOR_HOST for the emulator) and handled by the "
+                            "functions" if requests else ""))
+    g.add_argument("--project", default="", metavar="ID", help=f"the cloud project (default: {PROJECT_ENV})")
+    g.add_argument("--database", default="", metavar="NAME",
+                   help=f"the Firestore database (default: {DATABASE_ENV}, else (default))")
+    if requests:
+        g.add_argument("--no-wait", action="store_true", help="print the request and return at once")
+        g.add_argument("--timeout", dest="wait", type=seconds_arg, default=300.0, metavar="SECONDS",
+                       help="wait at most this long for the run to show the request and end (default: "
+                            "%(default)g); exit 3 if it does not show the request by then")
+
+
+def check_runtime(args: argparse.Namespace) -> None:
+    """InputError for an option of the other runtime than the one chosen."""
+    cloud_only = {"--project": args.project, "--database": args.database,
+                  "--no-wait": getattr(args, "no_wait", False)}
+    embedded_only = {"--db": args.db != DEFAULT_DB, "--tr-auth-jwt": getattr(args, "jwt", None) is not None,
+                     "--check-state-duration-sec": getattr(args, "poll", None) is not None,
+                     "--step-timeout-sec": getattr(args, "timeout", None) is not None}
+    if args.cloud:
+        given = [name for name, value in embedded_only.items() if value]
+        if given:
+            raise InputError(f"{', '.join(given)}: for the embedded runtime, not with --cloud (on the cloud the "
+                             "functions' settings and the run's own credential hold)")
+    else:
+        given = [name for name, value in cloud_only.items() if value]
+        if given:
+            raise InputError(f"{', '.join(given)}: only with --cloud")
 
 
 def add_execution(p: argparse.ArgumentParser) -> None:

@@ -5,7 +5,8 @@
   shell needs, writes them to the state file and runs until Ctrl-C or SIGTERM; then it
   stops everything and removes the state file.
 - `upload FILE` uploads a DAG file to the bucket (which starts a run) and prints its run id.
-- `status [RUN_ID] [--watch]` prints a run (or lists the runs) from Firestore.
+- `status [RUN_ID] [--watch] [--json]` is the command line's `status --cloud RUN_ID` (or
+  `runs --cloud`) pointed at the local cloud's emulators.
 
 Exit codes: 0 ok, 1 the run failed or is invalid (status of one run) or `up` lost a
 process, 2 usage error, no local cloud, or unknown run, 130 interrupted.
@@ -26,7 +27,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from workflow import logs
+from workflow import cli, logs
 from workflow.cli.output import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 from workflow.entrypoints import DAG_EXTENSIONS, upload_run_id
 from workflow.errors import InputError
@@ -113,15 +114,18 @@ def build_parser() -> argparse.ArgumentParser:
     show = commands.add_parser(
         "status",
         help="print a run's status and steps, or list the runs",
-        description="With RUN_ID: the run's status and steps table (an INVALID run: its problems); exit "
-        "1 if it failed or is invalid, 2 if there is no such run. Without: every run, newest first. "
-        "Reads the state file, else FIRESTORE_EMULATOR_HOST and GOOGLE_CLOUD_PROJECT.",
+        description="'python main.py status --cloud RUN_ID' (without RUN_ID: 'runs --cloud') against the "
+        "local cloud: the run, its steps and its DAG with states (an INVALID run: its problems); exit 1 if it "
+        "failed or is invalid, 2 if there is no such run. Reads where the emulators are from the state file, "
+        "else FIRESTORE_EMULATOR_HOST and GOOGLE_CLOUD_PROJECT. The other commands take --cloud too "
+        "(cancel, rerun, resume), after the export lines 'up' prints.",
     )
     show.add_argument("run_id", nargs="?", metavar="RUN_ID", help="the run (default: list the runs)")
     show.add_argument("--watch", action="store_true",
-                      help="follow: print step changes until the run ends (the list: until Ctrl-C)")
+                      help="print it again whenever it changes, until the run ends (the list: until Ctrl-C)")
     show.add_argument("--interval", type=seconds_arg, default=1.0, metavar="SECONDS",
                       help="seconds between two reads with --watch (default: %(default)s)")
+    show.add_argument("--json", action="store_true", help="JSON for scripts, as the command line prints it")
     _state_option(show)
     return parser
 
@@ -297,15 +301,12 @@ def upload(args: argparse.Namespace) -> int:
 
 # -- status -----------------------------------------------------------------------------
 def show_status(args: argparse.Namespace) -> int:
-    client = status.connect(status.locate(args.state_file, os.environ))
-    if args.run_id:
-        if args.watch:
-            return status.watch_run(client, args.run_id, sys.stdout, sys.stderr, interval=args.interval or 0.1)
-        return status.show_run(client, args.run_id, sys.stdout, sys.stderr)
-    if args.watch:
-        return status.watch_runs(client, sys.stdout, interval=args.interval or 0.1)
-    status.print_runs(status.list_runs(client), sys.stdout)
-    return EXIT_OK
+    """The command line's own `status --cloud` / `runs --cloud`, this process pointed at the emulators."""
+    target = status.locate(args.state_file, os.environ)
+    status.check_answers(target)
+    os.environ.update(target.emulators)
+    return cli.main(status.cli_arguments(args.run_id, watch=args.watch, interval=args.interval,
+                                         json_out=args.json, target=target))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,338 @@
+"""Cancel, rerun and resume requests on the start topic (and the HTTP start function), with
+in-memory ports: their checks, the engine message each becomes, and what is refused or ignored."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cloudevents.http import CloudEvent
+
+import main
+from enginekit import ListBus, ScriptedRunner
+from workflow.adapters.embedded.events import RecordedEvents
+from workflow.adapters.embedded.sqlite_store import SqliteStateStore
+from workflow.adapters.http.auth import StaticToken
+from workflow.bootstrap import cloud as cloud_bootstrap
+from workflow.bootstrap.cloud import CloudControl, CloudRuntime
+from workflow.engine import handle
+from workflow.entrypoints import PUBSUB_PUBLISHED, parse_run_request, run_request, start_message
+from workflow.errors import InputError, TransientError
+from workflow.model.messages import CancelRun, ReconcileRun, RerunRun
+from workflow.model.states import RunStatus, StepState
+
+ENV = {"WORKFLOW_TR_URL": "https://runner.example", "WORKFLOW_CHECK_STATE_DURATION_SEC": "0"}
+DAG = {"steps": [{"id": "a", "task": {"imageUri": "img/a"}},
+                 {"id": "b", "dependsOn": ["a"], "task": {"imageUri": "img/b-error"}}]}
+
+
+@pytest.fixture
+def runner() -> ScriptedRunner:
+    return ScriptedRunner(checks=1)
+
+
+@pytest.fixture
+def rt(runner: ScriptedRunner) -> CloudRuntime:
+    from workflow.adapters.http.auth import SealedTokens
+
+    return cloud_bootstrap.cloud(ENV, store=SqliteStateStore(":memory:"), bus=ListBus(), runner=runner,
+                                 tokens=SealedTokens(None, fallback=StaticToken("own")), events=RecordedEvents())
+
+
+def publish(rt: CloudRuntime, body: Any, message_id: str = "m1") -> None:
+    """Deliver `body` as a start-topic message to `on_start_message`'s handler."""
+    data = base64.b64encode(json.dumps(body).encode()).decode()
+    event = CloudEvent({"type": PUBSUB_PUBLISHED, "source": "//pubsub.googleapis.com/t"},
+                       {"message": {"data": data, "attributes": {}, "messageId": message_id}})
+    start_message(event, rt)
+
+
+def pending(rt: CloudRuntime) -> list[Any]:
+    bus = rt.ports.bus
+    assert isinstance(bus, ListBus)
+    return bus.pending
+
+
+def deliver(rt: CloudRuntime, rounds: int | None = None) -> None:
+    """Hand the published engine messages to the engine, all of them or `rounds` at a time."""
+    done = 0
+    while pending(rt) and (rounds is None or done < rounds):
+        batch = list(pending(rt))
+        pending(rt).clear()
+        for msg in batch:
+            handle(msg, rt.ports)
+        done += 1
+
+
+def failed_run(rt: CloudRuntime, run_id: str = "r1") -> None:
+    publish(rt, {"dag": DAG, "run_id": run_id})
+    deliver(rt)
+    run = rt.ports.store.get_run(run_id)
+    assert run is not None and run.status is RunStatus.FAILED
+
+
+# -- the shape of a request -------------------------------------------------------------------
+def test_each_action_becomes_its_engine_message() -> None:
+    assert parse_run_request({"action": "cancel", "run_id": "r1"}, 600).message == CancelRun(
+        "r1", "cancelled by a request on the start topic")
+    assert parse_run_request({"action": "resume", "run_id": "r1"}, 600).message == ReconcileRun("r1", 600)
+    assert parse_run_request({"action": "rerun", "run_id": "r1", "reruns": 2, "from": "b"}, 600).message == (
+        RerunRun("r1", 2, "b"))
+    assert parse_run_request({"action": "rerun", "run_id": "r1", "reruns": 0}, 600).message == RerunRun("r1", 0)
+
+
+@pytest.mark.parametrize(("body", "problems"), [
+    ({"action": "stop", "run_id": "r1"}, ["unknown action 'stop' (known: start, cancel, rerun, resume)"]),
+    ({"action": ["cancel"], "run_id": "r1"}, ["unknown action ['cancel'] (known: start, cancel, rerun, resume)"]),
+    ({"action": "cancel"}, ["run_id is missing"]),
+    ({"action": "cancel", "run_id": "a/b"}, ["run_id 'a/b' is not 1-128 of A-Z a-z 0-9 . _ - "
+                                             "(and not '.', '..' or __name__)"]),
+    ({"action": "resume", "run_id": 7}, ["run_id must be a string, not int"]),
+    ({"action": "cancel", "run_id": "r1", "reason": "x", "dag": {}},
+     ["unknown key(s) dag, reason (a cancel request takes: action, run_id)"]),
+    ({"action": "rerun", "run_id": "r1"},
+     ["reruns must be a whole number >= 0 (the run's count of reruns so far), not None"]),
+    ({"action": "rerun", "run_id": "r1", "reruns": True},
+     ["reruns must be a whole number >= 0 (the run's count of reruns so far), not True"]),
+    ({"action": "rerun", "run_id": "r1", "reruns": -1, "from": ""},
+     ["reruns must be a whole number >= 0 (the run's count of reruns so far), not -1",
+      "from '' is not 1-128 of A-Z a-z 0-9 . _ - (and not '.', '..' or __name__)"]),
+])
+def test_a_malformed_request_names_every_problem(body: dict[str, Any], problems: list[str]) -> None:
+    request = parse_run_request(body, 600)
+    assert request.message is None and list(request.problems) == problems
+
+
+def test_a_huge_run_id_is_cut_short_wherever_it_is_shown() -> None:
+    request = parse_run_request({"action": "cancel", "run_id": "x" * 100_000}, 600)
+    assert request.message is None and len(request.run_id) < 200
+    assert len(request.problems) == 1 and len(request.problems[0]) < 300
+
+
+# -- on the start topic -----------------------------------------------------------------------
+def test_a_cancel_request_cancels_a_running_run(rt: CloudRuntime, runner: ScriptedRunner) -> None:
+    publish(rt, {"dag": DAG, "run_id": "r1"})
+    deliver(rt, rounds=1)  # `a` submitted: its check is pending
+    assert runner.submitted == ["a"]
+    publish(rt, {"action": "cancel", "run_id": "r1"}, message_id="m2")
+    cancel = pending(rt).pop()
+    assert cancel == CancelRun("r1", "cancelled by a request on the start topic")
+    handle(cancel, rt.ports)  # before the pending check
+    deliver(rt)
+    run = rt.ports.store.get_run("r1")
+    assert run is not None and run.status is RunStatus.CANCELLED
+    assert [s.state for s in rt.ports.store.list_steps("r1")] == [StepState.CANCELLED] * 2
+    assert runner.submitted == ["a"]  # nothing submitted after the cancel
+
+
+def test_a_rerun_request_runs_the_failed_step_again(rt: CloudRuntime, runner: ScriptedRunner) -> None:
+    failed_run(rt)
+    runner.healed = True
+    publish(rt, {"action": "rerun", "run_id": "r1", "reruns": 0}, message_id="m2")
+    assert pending(rt) == [RerunRun("r1", 0)]
+    deliver(rt)
+    run = rt.ports.store.get_run("r1")
+    assert run is not None and run.status is RunStatus.SUCCEEDED and len(run.reruns) == 1
+    assert runner.submitted == ["a", "b", "b"]
+
+    publish(rt, {"action": "rerun", "run_id": "r1", "reruns": 0}, message_id="m2")  # redelivered
+    assert pending(rt) == []
+
+
+def test_a_resume_request_reconciles_a_running_run(rt: CloudRuntime) -> None:
+    publish(rt, {"dag": DAG, "run_id": "r1"})
+    pending(rt).clear()  # the first dispatch was lost
+    publish(rt, {"action": "resume", "run_id": "r1"}, message_id="m2")
+    assert pending(rt) == [ReconcileRun("r1", rt.ports.settings.submit_lease)]
+    deliver(rt)
+    run = rt.ports.store.get_run("r1")
+    assert run is not None and run.status is RunStatus.FAILED  # `b` fails: the run went on to its end
+
+
+@pytest.mark.parametrize(("body", "logged"), [
+    ({"action": "cancel", "run_id": "nope"}, "INVALID cancel request for run 'nope': no run 'nope'"),
+    ({"action": "rerun", "run_id": "r1", "reruns": 1}, "INVALID rerun request for run 'r1': reruns is 1, "
+                                                       "but the run has had 0 rerun(s)"),
+    ({"action": "rerun", "run_id": "r1", "reruns": 0, "from": "zz"},
+     "INVALID rerun request for run 'r1': run r1 has no step 'zz'"),
+    ({"action": "cancel", "run_id": "r1"}, "ignored cancel request for run r1: it already ended FAILED"),
+    ({"action": "resume", "run_id": "r1"}, "ignored resume request for run r1: it already ended FAILED"),
+    ({"action": "halt", "run_id": "r1"}, "INVALID halt request for run 'r1': unknown action 'halt' "
+                                         "(known: start, cancel, rerun, resume)"),
+])
+def test_a_request_that_cannot_be_done_is_logged_and_sends_nothing(
+    rt: CloudRuntime, caplog: pytest.LogCaptureFixture, body: dict[str, Any], logged: str
+) -> None:
+    failed_run(rt)
+    before = rt.ports.store.list_runs(10)
+    with caplog.at_level(logging.INFO, logger="workflow.entrypoints"):
+        publish(rt, body, message_id="m2")
+    assert pending(rt) == []
+    assert rt.ports.store.list_runs(10) == before  # no INVALID run recorded for a request about a run
+    assert logged in [r.getMessage() for r in caplog.records]
+    assert not [r for r in caplog.records if r.exc_info]
+
+
+def test_a_rerun_of_a_running_run_is_ignored(rt: CloudRuntime, caplog: pytest.LogCaptureFixture) -> None:
+    publish(rt, {"dag": DAG, "run_id": "r1"})
+    pending(rt).clear()
+    with caplog.at_level(logging.INFO, logger="workflow.entrypoints"):
+        publish(rt, {"action": "rerun", "run_id": "r1", "reruns": 0}, message_id="m2")
+    assert pending(rt) == []
+    assert "ignored rerun request for run r1: it is still RUNNING: cancel it first, or resume it" in caplog.messages
+
+
+def test_an_explicit_start_action_starts_a_run(rt: CloudRuntime) -> None:
+    publish(rt, {"action": "start", "dag": DAG, "run_id": "s1"})
+    run = rt.ports.store.get_run("s1")
+    assert run is not None and run.status is RunStatus.RUNNING
+
+
+# -- over HTTP --------------------------------------------------------------------------------
+@pytest.fixture
+def client(rt: CloudRuntime, monkeypatch: pytest.MonkeyPatch) -> Any:
+    import functions_framework
+
+    monkeypatch.setitem(sys.modules, "main", sys.modules["main"])
+    app = functions_framework.create_app("on_start_request", str(Path(main.__file__)))
+    monkeypatch.setattr(sys.modules["main"], "runtime", lambda: rt)
+    return app.test_client()
+
+
+def test_requests_over_http_answer_202_400_or_409(client: Any, rt: CloudRuntime) -> None:
+    failed_run(rt)
+    done = client.post("/", json={"action": "rerun", "run_id": "r1", "reruns": 0})
+    assert (done.status_code, done.get_json()) == (202, {"run_id": "r1", "action": "rerun"})
+    assert pending(rt) == [RerunRun("r1", 0)]
+    pending(rt).clear()
+    bad = client.post("/", json={"action": "cancel", "run_id": "r1", "why": "x"})
+    assert bad.status_code == 400 and bad.get_json()["problems"] == [
+        "unknown key(s) why (a cancel request takes: action, run_id)"]
+    moot = client.post("/", json={"action": "cancel", "run_id": "r1"})
+    assert (moot.status_code, moot.get_json()) == (409, {"run_id": "r1", "error": "it already ended FAILED"})
+    assert pending(rt) == []
+
+
+# -- the command line's side of the cloud -----------------------------------------------------
+def test_the_cli_control_needs_a_project_and_uses_the_flags_over_the_environment() -> None:
+    with pytest.raises(InputError, match="GOOGLE_CLOUD_PROJECT is not set"):
+        cloud_bootstrap.control({}, store=SqliteStateStore(":memory:"), request=lambda body: None)
+    sent: list[Any] = []
+    ctl = cloud_bootstrap.control({"GOOGLE_CLOUD_PROJECT": "env-p", "WORKFLOW_FIRESTORE_DATABASE": "env-db"},
+                                  project="flag-p", store=SqliteStateStore(":memory:"), request=sent.append)
+    assert "project flag-p, database env-db" in ctl.where
+    ctl.request({"action": "cancel", "run_id": "r1"})
+    assert sent == [{"action": "cancel", "run_id": "r1"}]
+
+
+# -- `python main.py cancel|rerun|status --cloud`, with the functions in this process ---------
+class CloudCli:
+    """The command line with `--cloud`, on a cloud control whose start topic hands each
+    request to the entry point, and its engine messages to the engine, in this process."""
+
+    def __init__(self, rt: CloudRuntime) -> None:
+        self.rt = rt
+        self.published: list[dict[str, Any]] = []
+        self.lost = False  # requests are published but never handled
+        self.control = CloudControl(rt.ports.store, self.request, (TransientError,),
+                                    "Firestore of project p, database (default)")
+
+    def request(self, body: Any) -> None:
+        self.published.append(dict(body))
+        if not self.lost:
+            run_request(body, self.rt)
+            deliver(self.rt)
+
+    def __call__(self, *argv: str) -> tuple[int, str]:
+        """(exit code, stdout) of `python main.py ARGV --cloud --project p`."""
+        from workflow import cli as command_line
+
+        out = io.StringIO()
+        code = command_line.main([*argv, "--cloud", "--project", "p"], out=out)
+        return code, out.getvalue()
+
+
+@pytest.fixture
+def cli(rt: CloudRuntime, monkeypatch: pytest.MonkeyPatch) -> CloudCli:
+    from workflow.cli import history
+
+    fake = CloudCli(rt)
+    monkeypatch.setattr(history, "control", lambda **where: fake.control)
+    monkeypatch.setattr(history, "CLOUD_POLL", 0.01)
+    monkeypatch.delenv("GOOGLE_CLOUD_PROJECT", raising=False)
+    return fake
+
+
+def test_cancel_on_the_cloud_publishes_waits_and_prints_the_run(rt: CloudRuntime, cli: CloudCli) -> None:
+    publish(rt, {"dag": DAG, "run_id": "r1"})
+    deliver(rt, rounds=1)
+    code, out = cli("cancel", "r1")
+    assert code == 1 and cli.published == [{"action": "cancel", "run_id": "r1"}]
+    lines = out.splitlines()
+    assert lines[0] == 'requested: {"action": "cancel", "run_id": "r1"} on the start topic'
+    assert lines[1].startswith("run r1  CANCELLED  DAG ")
+    assert "  job a-1 of step a keeps running at the Task Runner (the protocol has no cancel request)" in lines
+    assert cli("cancel", "r1") == (1, "run r1 already ended CANCELLED: nothing to cancel\n")
+
+
+def test_rerun_on_the_cloud_sends_the_count_it_saw_and_follows_the_run(
+    rt: CloudRuntime, cli: CloudCli, runner: ScriptedRunner
+) -> None:
+    failed_run(rt)
+    runner.healed = True
+    code, out = cli("rerun", "r1", "--from", "a")
+    assert code == 0 and cli.published == [{"action": "rerun", "run_id": "r1", "reruns": 0, "from": "a"}]
+    assert out.splitlines()[1].startswith("run r1  SUCCEEDED  DAG ")
+    assert runner.submitted == ["a", "b", "a", "b"]
+    assert cli("rerun", "r1", "--from", "zz") == (2, "")
+    assert cli.published == [{"action": "rerun", "run_id": "r1", "reruns": 0, "from": "a"}]
+
+
+def test_a_request_the_run_does_not_show_in_time_exits_3(
+    rt: CloudRuntime, cli: CloudCli, capsys: pytest.CaptureFixture[str]
+) -> None:
+    publish(rt, {"dag": DAG, "run_id": "r1"})
+    cli.lost = True
+    code, out = cli("cancel", "r1", "--timeout", "0.05")
+    assert code == 3 and "run r1  RUNNING" in out
+    assert "error: run r1 does not show the cancel request after 0.05 s" in capsys.readouterr().err
+    assert cli("cancel", "r1", "--no-wait") == (0, 'requested: {"action": "cancel", "run_id": "r1"} '
+                                                   "on the start topic\n")
+
+
+def test_the_cloud_refusing_is_an_error_naming_the_store_not_a_traceback(
+    rt: CloudRuntime, cli: CloudCli, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def down(*args: Any) -> None:
+        raise TransientError("Firestore: 503 unavailable")
+
+    monkeypatch.setattr(rt.ports.store, "list_runs", down)
+    assert cli("runs") == (2, "")
+    assert capsys.readouterr().err == ("error: Firestore of project p, database (default): "
+                                       "Firestore: 503 unavailable\n")
+    assert cli("status", "nope")[0] == 2
+    assert "error: no run 'nope' in Firestore of project p, database (default) ('python main.py runs --cloud' " \
+           "lists them)" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("argv", "error"), [
+    (["runs", "--cloud"], "--cloud needs a project: --project ID, or GOOGLE_CLOUD_PROJECT"),
+    (["status", "r1", "--database", "d"], "--database: only with --cloud"),
+    (["cancel", "r1", "--no-wait"], "--no-wait: only with --cloud"),
+    (["resume", "r1", "--cloud", "--project", "p", "--check-state-duration-sec", "1"],
+     "--check-state-duration-sec: for the embedded runtime, not with --cloud"),
+])
+def test_options_of_the_other_runtime_are_refused(
+    argv: list[str], error: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from workflow import cli as command_line
+
+    monkeypatch.delenv("GOOGLE_CLOUD_PROJECT", raising=False)
+    assert command_line.main(argv) == 2
+    assert error in capsys.readouterr().err
