@@ -46,7 +46,7 @@ def fan(width: int, max_parallel: int = 0) -> dict[str, Any]:
     steps += [{"id": f"m{i}", "dependsOn": ["src"], "task": {"imageUri": "img/m"}} for i in range(width)]
     steps.append({"id": "sink", "dependsOn": [f"m{i}" for i in range(width)], "task": {"imageUri": "img/sink"}})
     limit = {"maxParallel": max_parallel} if max_parallel else {}
-    return {"name": f"fan-{width}" + (f"/{max_parallel}" if max_parallel else ""), "steps": steps, **limit}
+    return {"name": f"fan-{width}" + (f"-max{max_parallel}" if max_parallel else ""), "steps": steps, **limit}
 
 
 def chain(length: int) -> dict[str, Any]:

@@ -36,6 +36,7 @@ import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -495,6 +496,10 @@ def engine_message(event: Any, rt: CloudRuntime, clock: Callable[[], float] = ti
         return
     wait = due - clock()
     if wait > rt.edge.max_inline_wait:
+        if clock() - _published_at(event, clock()) > REPUBLISH_AFTER:
+            # before its redeliveries run out (dead letter), publish it afresh, still due at `due`
+            rt.ports.bus.publish([msg], delay=wait)
+            return
         raise NotYet(f"message {message_id} is due in {wait:.1f} s")
     if wait > 0:
         sleep(wait)
@@ -502,6 +507,21 @@ def engine_message(event: Any, rt: CloudRuntime, clock: Callable[[], float] = ti
         handle(msg, rt.ports)
     except PoisonMessage as exc:
         log.error("dropped message %s: %s", message_id, exc, extra=ids)
+
+
+REPUBLISH_AFTER = 60.0
+"""Seconds a message that is not yet due is left to Pub/Sub's redelivery backoff (10 s, 20 s,
+40 s, ...: 4 deliveries by then, fewer than the 5 a dead-letter policy allows at least)
+before it is published again: a retry delay or a run timeout may be hours away."""
+
+
+def _published_at(event: Any, default: float) -> float:
+    """When Pub/Sub accepted the message (its `publishTime`), in Unix seconds."""
+    raw = str(((event.data or {}).get("message") or {}).get("publishTime") or "")
+    try:
+        return datetime.fromisoformat(raw).timestamp()
+    except ValueError:
+        return default
 
 
 def _not_before(raw: str | None) -> float:

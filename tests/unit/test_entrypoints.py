@@ -27,6 +27,7 @@ from workflow.entrypoints import (
     GCS_FINALIZED,
     MAX_INLINE_WAIT,
     PUBSUB_PUBLISHED,
+    REPUBLISH_AFTER,
     NotYet,
     dag_uploaded,
     engine_message,
@@ -35,7 +36,7 @@ from workflow.entrypoints import (
 )
 from workflow.errors import InputError, TransientError
 from workflow.model import codec
-from workflow.model.messages import DispatchStep, StartRun
+from workflow.model.messages import DispatchStep, StartRun, TimeoutRun
 from workflow.model.records import RunRecord, StepRecord
 from workflow.model.states import RunStatus
 
@@ -231,6 +232,18 @@ def test_delayed_engine_message_waits_or_asks_for_redelivery(rt: CloudRuntime) -
                        clock=lambda: 1000.0, sleep=slept.append)
     engine_message(pubsub_event(data, not_before="1003.5"), rt, clock=lambda: 1000.0, sleep=slept.append)
     assert slept == [3.5]
+
+
+def test_a_message_due_in_hours_is_published_afresh_before_its_redeliveries_run_out(rt: CloudRuntime) -> None:
+    data = codec.encode(TimeoutRun("r", deadline=1_000_000.0))
+    event = pubsub_event(data, not_before="1000000")
+    event.data["message"]["publishTime"] = "1970-01-01T00:16:40.000Z"  # Unix 1000
+    with pytest.raises(NotYet):  # bounced for 30 s only: Pub/Sub redelivers it later
+        engine_message(event, rt, clock=lambda: 1030.0)
+    assert published(rt) == []
+    engine_message(event, rt, clock=lambda: 1000.0 + REPUBLISH_AFTER + 1)  # acknowledged...
+    assert published(rt) == [TimeoutRun("r", deadline=1_000_000.0)]  # ...once published again, still due then
+    assert rt.ports.bus.delays == [pytest.approx(1_000_000.0 - 1061.0)]  # type: ignore[attr-defined]
 
 
 def test_entry_points_declare_and_check_their_event_type(rt: CloudRuntime) -> None:
