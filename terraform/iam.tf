@@ -174,6 +174,16 @@ resource "google_pubsub_topic_iam_member" "start_publishers" {
   member  = each.value
 }
 
+# Who may read runs and their steps (`python main.py runs|status --cloud`): Firestore
+# grants reads per project, so this is read access to the project's Firestore databases.
+resource "google_project_iam_member" "run_viewers" {
+  for_each = toset(var.run_viewers)
+
+  project = var.project
+  role    = "roles/datastore.viewer"
+  member  = each.value
+}
+
 # Who may attach subscriptions to the run-ended events topic (and nothing else).
 resource "google_pubsub_topic_iam_member" "event_subscribers" {
   for_each = toset(var.event_subscribers)

@@ -121,6 +121,20 @@ variable "start_publishers" {
   }
 }
 
+variable "run_viewers" {
+  description = "IAM members allowed to read runs and steps in Firestore, for `runs` and `status --cloud` (roles/datastore.viewer on the project). With start_publishers, they can also cancel, rerun and resume runs."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition = alltrue([
+      for m in var.run_viewers :
+      can(regex("^(user|group|serviceAccount|domain|principal|principalSet):.+$", m))
+    ])
+    error_message = "run_viewers entries must be IAM members like user:, group:, serviceAccount:; allUsers/allAuthenticatedUsers are not allowed."
+  }
+}
+
 variable "event_subscribers" {
   description = "IAM members allowed to attach subscriptions to the <prefix>-events topic of run-ended events (roles/pubsub.subscriber on that topic)."
   type        = list(string)

@@ -773,7 +773,7 @@ def test_no_public_members_or_primitive_roles() -> None:
             if any(p in member.lower() for p in PUBLIC_MEMBERS):
                 problems.append(f"{rtype}.{name}: public member {member}")
     assert not problems, problems
-    for name in ("start_publishers", "dag_bucket_writers", "start_request_invokers"):
+    for name in ("start_publishers", "dag_bucket_writers", "start_request_invokers", "run_viewers"):
         assert variables()[name].get("validation"), f"{name} must validate its members"
 
 
