@@ -258,3 +258,13 @@ class StoreContract:
             got = list(pool.map(lambda i: store.take_slot(run_id, f"s{i % 12}", 1, 3, float(i)), range(24)))
         holders = {f"s{i % 12}" for i, won in enumerate(got) if won}
         assert len(holders) == 3
+
+    def test_a_rerun_gives_back_the_slots_its_steps_held(self, store: Any) -> None:
+        run_id = make_run(store, {"a": [], "b": []})
+        assert store.take_slot(run_id, "a", 1, 1, 1.0) and not store.take_slot(run_id, "b", 1, 1, 2.0)
+        store.cancel_steps(run_id, ["a", "b"], "run cancelled", 3.0)  # a's slot is never released
+        assert store.finish_run(run_id, RunStatus.CANCELLED, 3.0)
+        again = [replace(s, state=StepState.PENDING, attempt=2, history=(Attempt(1, s.state),))
+                 for s in store.list_steps(run_id)]
+        assert store.rerun_steps(run_id, 0, again, 4.0)
+        assert store.take_slot(run_id, "b", 2, 1, 5.0) and not store.take_slot(run_id, "a", 2, 1, 6.0)

@@ -277,16 +277,19 @@ def _retried(ports: Ports, run_id: str, step_id: str, outcome: StepOutcome, max_
     """Start the step's next attempt after `retryDelaySec` if it has retries left; True if
     it was retried (now, or by an earlier delivery of the same end)."""
     step = _step(ports, run_id, step_id)
-    last = step.history[-1] if step.history else None
-    again = last is not None and last.retried and last.attempt == outcome.attempt and step.attempt == last.attempt + 1
+    again = _retried_after(step, outcome.attempt)
     if not again:
         if step.attempt != outcome.attempt or step.state.terminal or step.retries_taken >= step.policy.retries:
             return False
         ended = Attempt(outcome.attempt, outcome.state, outcome.job_id, outcome.message, step.submitted_at,
                         outcome.at, retried=True)
         if not ports.store.retry_step(run_id, step_id, ended, outcome.at):
-            return _retried(ports, run_id, step_id, outcome, max_parallel)  # ended another way meanwhile?
-        step = replace(step, attempt=step.attempt + 1, history=(*step.history, ended))
+            step = _step(ports, run_id, step_id)  # that attempt ended meanwhile: retried by another delivery?
+            if not _retried_after(step, outcome.attempt):
+                return False
+            again = True
+        else:
+            step = replace(step, attempt=step.attempt + 1, history=(*step.history, ended))
     delay = step.policy.delay_before(step.retries_taken, f"{run_id}/{step_id}/{step.attempt}")
     if not again:
         log.warning("attempt %d failed: %s; retry %d of %d in %.0f s", outcome.attempt, outcome.message,
@@ -295,6 +298,12 @@ def _retried(ports: Ports, run_id: str, step_id: str, outcome: StepOutcome, max_
         _free_slot(ports, run_id, step_id, outcome.attempt)
     ports.bus.publish([DispatchStep(run_id, step_id)], delay=delay)
     return True
+
+
+def _retried_after(step: StepRecord, attempt: int) -> bool:
+    """Whether the step's attempt `attempt` was retried and the step is on the next one."""
+    last = step.history[-1] if step.history else None
+    return last is not None and last.retried and last.attempt == attempt and step.attempt == attempt + 1
 
 
 def _complete(ports: Ports, run_id: str, step_id: str, outcome: StepOutcome,

@@ -405,6 +405,10 @@ class FirestoreStateStore:
             for s in chunk:
                 batch.update(self._step_ref(run_id, s.step_id), _attempt_fields(s))
             self._commit(batch, len(chunk))
+        again = {s.step_id for s in steps}
+        for slot, holder in self._held_slots(run_id).items():  # held by an attempt that never ended well
+            if holder.rsplit("#", 1)[0] in again:
+                self._one(self._run_ref(run_id).collection("slots").document(slot), lambda r: r.delete())
         moved = Counter(_ENDED_FIELD[s.history[-1].state] for s in steps)
 
         def writes(batch: Any) -> int:
