@@ -34,3 +34,22 @@ resource "google_firestore_index" "runs_by_status" {
 
   depends_on = [google_firestore_database.main]
 }
+
+# The sweep: RUNNING runs by their last sign of progress, stalest first.
+resource "google_firestore_index" "runs_by_progress" {
+  project    = var.project
+  database   = var.firestore_database
+  collection = "runs"
+
+  fields {
+    field_path = "status"
+    order      = "ASCENDING"
+  }
+
+  fields {
+    field_path = "updated_at"
+    order      = "ASCENDING"
+  }
+
+  depends_on = [google_firestore_database.main]
+}

@@ -76,6 +76,7 @@ locals {
   function_source_excluded = [
     "workflow/localcloud/**", "workflow/mock_runner/**",
     "workflow/cli/**", "workflow/adapters/embedded/**", "workflow/bootstrap/embedded.py",
+    "workflow/bootstrap/control.py",
   ]
 
   function_source_files = sort(concat(

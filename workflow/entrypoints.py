@@ -49,7 +49,7 @@ from .errors import AuthError, DagInvalid, InputError, PoisonMessage, TransientE
 from .model import codec
 from .model.dag import Dag
 from .model.events import RunEnded
-from .model.messages import CancelRun, Message, ReconcileRun, RerunRun, StartRun
+from .model.messages import CancelRun, ReconcileRun, RerunRun, StartRun
 from .model.records import RunRecord
 from .model.states import RunStatus
 from .model.text import excerpt, redact
@@ -383,6 +383,9 @@ def _record_invalid(rt: CloudRuntime, request: _Request, problems: list[str]) ->
 
 
 # -- requests about a run (cancel, rerun, resume) ----------------------------------------
+RunControl = CancelRun | RerunRun | ReconcileRun
+
+
 @dataclass(frozen=True)
 class RunRequest:
     """A cancel, rerun or resume request: the engine message it asks for, or why it is not
@@ -390,7 +393,7 @@ class RunRequest:
 
     action: str
     run_id: str
-    message: Message | None = None
+    message: RunControl | None = None
     problems: tuple[str, ...] = ()
     ignored: str = ""
 
@@ -409,7 +412,7 @@ def parse_run_request(body: Mapping[str, Any], stale_after: float) -> RunRequest
     problems = _run_request_problems(action, body)
     if problems:
         return RunRequest(action, shown_id, problems=tuple(problems))
-    message: Message
+    message: RunControl
     if action == "cancel":
         message = CancelRun(shown_id, "cancelled by a request on the start topic")
     elif action == "resume":
@@ -455,7 +458,7 @@ def run_request(body: Mapping[str, Any], rt: CloudRuntime) -> RunRequest:
     return request
 
 
-def _against_run(message: Message, rt: CloudRuntime) -> tuple[str, tuple[str, ...]]:
+def _against_run(message: RunControl, rt: CloudRuntime) -> tuple[str, tuple[str, ...]]:
     """(why there is nothing to do, what is wrong) for `message` given its run's state."""
     run = rt.ports.store.get_run(message.run_id)
     if run is None:

@@ -127,6 +127,14 @@ class StateStore(Protocol):
         is written last, so a crashed call is completed by its redelivery.
         """
 
+    def heartbeat(self, run_id: str, step_id: str, at: float) -> None:
+        """Note that the checks of the step's running job are alive (`checked_at`), and so
+        is its run (`updated_at`, which every step end also moves)."""
+
+    def stale_runs(self, before: float, limit: int) -> list[RunRecord]:
+        """RUNNING runs whose `updated_at` is before `before`, stalest first, at most
+        `limit` (one query)."""
+
     def finish_run(self, run_id: str, status: RunStatus, at: float) -> bool:
         """Set a RUNNING run's final status. True if this call set it; idempotent."""
 

@@ -99,7 +99,7 @@ def test_runs_status_and_cancel_of_a_run_executing_on_the_cloud(
     assert re.search(rf"^{run_id}\s+RUNNING\s+inline\s", listed.stdout, re.M), listed.stdout
     shown = main_py(cloud, "status", run_id)
     assert shown.returncode == 0 and shown_status(shown.stdout, run_id) == ["RUNNING"], shown
-    assert re.search(r"^slow\s+RUNNING\s+slow-", shown.stdout, re.M) and "[PENDING] after  <- slow" in shown.stdout
+    assert re.search(r"^slow\s+RUNNING\s+1\s+slow-", shown.stdout, re.M) and "[PENDING] after  <- slow" in shown.stdout
     as_json = main_py(cloud, "status", run_id, "--json")
     assert as_json.returncode == 0, as_json.stderr
     document = json.loads(as_json.stdout)

@@ -106,13 +106,13 @@ def test_up_upload_status_then_sigterm_stops_everything(
         record_property("cli_fork_join_upload_to_succeeded_s", round(took, 2))
         assert done.returncode == 0, done
         for step in ("prepare", "train-small", "train-large", "evaluate"):
-            assert re.search(rf"^{step}\s+SUCCEEDED\s+{step}", done.stdout, re.M), done.stdout
+            assert re.search(rf"^{step}\s+SUCCEEDED\s+1\s+{step}", done.stdout, re.M), done.stdout
 
         watched = cli("status", bad_id, "--watch", "--interval", "0.2", "--state-file", str(state))
         assert watched.returncode == 1, watched
         shown = re.findall(r"^run \S+\s+(\S+)\s+DAG", watched.stdout, re.M)  # the run, each time it changed
         assert shown and shown[-1] == "FAILED", watched.stdout
-        assert re.search(r"^load\s+SKIPPED\s+-\s+-\s+\S+ \S+\s+upstream step 'transform' failed$", watched.stdout,
+        assert re.search(r"^load\s+SKIPPED\s+1\s+-\s+-\s+\S+ \S+\s+upstream step 'transform' failed$", watched.stdout,
                          re.M), watched.stdout
         assert watched.stdout.rstrip().endswith("[SKIPPED] load  <- transform"), watched.stdout
 

@@ -20,7 +20,8 @@ from workflow.adapters.embedded.events import RecordedEvents
 from workflow.adapters.embedded.sqlite_store import SqliteStateStore
 from workflow.adapters.http.auth import StaticToken
 from workflow.bootstrap import cloud as cloud_bootstrap
-from workflow.bootstrap.cloud import CloudControl, CloudRuntime
+from workflow.bootstrap.cloud import CloudRuntime
+from workflow.bootstrap.control import CloudControl, control
 from workflow.engine import handle
 from workflow.entrypoints import PUBSUB_PUBLISHED, parse_run_request, run_request, start_message
 from workflow.errors import InputError, TransientError
@@ -222,9 +223,9 @@ def test_requests_over_http_answer_202_400_or_409(client: Any, rt: CloudRuntime)
 # -- the command line's side of the cloud -----------------------------------------------------
 def test_the_cli_control_needs_a_project_and_uses_the_flags_over_the_environment() -> None:
     with pytest.raises(InputError, match="GOOGLE_CLOUD_PROJECT is not set"):
-        cloud_bootstrap.control({}, store=SqliteStateStore(":memory:"), request=lambda body: None)
+        control({}, store=SqliteStateStore(":memory:"), request=lambda body: None)
     sent: list[Any] = []
-    ctl = cloud_bootstrap.control({"GOOGLE_CLOUD_PROJECT": "env-p", "WORKFLOW_FIRESTORE_DATABASE": "env-db"},
+    ctl = control({"GOOGLE_CLOUD_PROJECT": "env-p", "WORKFLOW_FIRESTORE_DATABASE": "env-db"},
                                   project="flag-p", store=SqliteStateStore(":memory:"), request=sent.append)
     assert "project flag-p, database env-db" in ctl.where
     ctl.request({"action": "cancel", "run_id": "r1"})

@@ -7,7 +7,7 @@ import pytest
 from enginekit import Harness, ScriptedRunner, dag
 from workflow.engine import handle
 from workflow.model.dag import Policy, RunIf
-from workflow.model.messages import CheckJob, DispatchStep, StartRun, TimeoutRun
+from workflow.model.messages import CheckJob, DispatchStep, StartRun, SweepRuns, TimeoutRun
 from workflow.model.states import RunStatus, StepState
 from workflow.settings import Settings
 
@@ -248,3 +248,32 @@ def test_a_run_timeout_delivered_early_waits_and_one_after_the_end_does_nothing(
     h.now += 5000
     handle(timeouts[0], h.ports)
     assert run_status(h) is RunStatus.SUCCEEDED and h.bus.take() == []
+
+
+# -- the sweep ----------------------------------------------------------------------------
+
+def test_the_sweep_repairs_a_run_whose_checks_were_all_lost_and_nothing_runs_twice() -> None:
+    settings = Settings(poll_interval=10, step_timeout=10**6, stale_after=300)
+    h = Harness(runner=ScriptedRunner(checks=3), settings=settings)
+    start(h, spec={"a": [], "b": [], "c": ["a", "b"]})
+    for msg, _ in h.bus.take():
+        handle(msg, h.ports)  # a and b submitted; their first checks are lost (dead-lettered)
+    assert [type(m) for m, _ in h.bus.take()] == [CheckJob, CheckJob]
+    h.now += 100
+    handle(SweepRuns(stale_after=300), h.ports)
+    assert h.bus.take() == []  # quiet for 100 s only: not stale yet
+    h.now += 250
+    handle(SweepRuns(stale_after=300), h.ports)
+    h.drain()
+    assert sorted(h.runner.submitted) == ["a", "b", "c"] and run_status(h) is RunStatus.SUCCEEDED
+
+
+def test_the_sweep_leaves_a_long_job_whose_checks_are_alive_alone() -> None:
+    settings = Settings(poll_interval=10, step_timeout=10**6, stale_after=60)
+    h = Harness(runner=ScriptedRunner(checks=10**6), settings=settings)
+    start(h, spec={"a": []})
+    h.drain(until=h.now + 1000)  # a long job, polled every 10 s, its heartbeat every 2 checks
+    handle(SweepRuns(stale_after=60), h.ports)
+    assert [m for m, _ in h.bus.take()] == []
+    a = step(h, "a")
+    assert a.state is StepState.RUNNING and a.checked_at is not None and h.now - a.checked_at <= 30

@@ -16,7 +16,8 @@ from typing import Any, TextIO
 
 from .. import logs
 from ..adapters.embedded.sqlite_store import SqliteStateStore
-from ..bootstrap.cloud import PROJECT_ENV, CloudControl, control
+from ..bootstrap.cloud import PROJECT_ENV
+from ..bootstrap.control import CloudControl, control
 from ..bootstrap.embedded import embedded
 from ..errors import InputError
 from ..model.messages import CancelRun, Message, ReconcileRun, RerunRun

@@ -9,7 +9,8 @@ import sys
 from dataclasses import replace
 
 from ..adapters.http.auth import check_token
-from ..bootstrap.cloud import DATABASE_ENV, PROJECT_ENV, START_TOPIC_ENV
+from ..bootstrap.cloud import DATABASE_ENV, PROJECT_ENV
+from ..bootstrap.control import START_TOPIC_ENV
 from ..errors import InputError
 from ..settings import POLL_ENV, TIMEOUT_ENV, Settings, parse_seconds, seconds_arg
 

@@ -36,6 +36,7 @@ from ..model.messages import (
     RunFinished,
     StartRun,
     StepFinished,
+    SweepRuns,
     TimeoutRun,
 )
 from ..model.records import Attempt, Claim, Completion, Job, RunRecord, StepOutcome, StepRecord
@@ -247,7 +248,14 @@ def check_job(msg: CheckJob, ports: Ports) -> None:
         return  # ended another way (cancelled, a duplicate chain) or run again since: stop polling
     if job.state != msg.job_state:
         ports.store.record_job_state(msg.run_id, msg.step_id, job.state)
+    if msg.seq % _heartbeat_every(ports.settings) == 0:
+        ports.store.heartbeat(msg.run_id, msg.step_id, ports.clock())
     _schedule_check(ports, replace(msg, seq=msg.seq + 1, job_state=job.state))
+
+
+def _heartbeat_every(settings: Settings) -> int:
+    """Checks between two heartbeats: about three in each `stale_after` span."""
+    return max(1, int(settings.stale_after / 3 / max(settings.poll_interval, 1.0)))
 
 
 def step_finished(msg: StepFinished, ports: Ports) -> None:
@@ -472,6 +480,8 @@ def reconcile_run(msg: ReconcileRun, ports: Ports) -> None:
     now = ports.clock()
     steps = ports.store.list_steps(msg.run_id)
     for step in steps:
+        if step.state is StepState.RUNNING and (step.checked_at or step.submitted_at or 0) >= msg.quiet_since > 0:
+            continue  # its checks showed they are alive since: do not start a second chain
         if step.max_parallel and (step.state.terminal or step.attempt > 1):
             # a slot its (earlier) attempt may have kept, had the release been lost
             _free_slot(ports, step.run_id, step.step_id, step.attempt - (not step.state.terminal))
@@ -485,6 +495,18 @@ def reconcile_run(msg: ReconcileRun, ports: Ports) -> None:
             _complete(ports, step.run_id, step.step_id, _recorded_outcome(step))
     if all(s.state.terminal for s in steps):
         _finish_run(ports, msg.run_id)
+
+
+def sweep_runs(msg: SweepRuns, ports: Ports) -> None:
+    """Reconcile the RUNNING runs with no sign of progress for `stale_after` seconds (a
+    lost or dead-lettered message): one query, at most `limit` runs, stalest first."""
+    now = ports.clock()
+    stale = ports.store.stale_runs(now - msg.stale_after, msg.limit)
+    if stale:
+        ports.bus.publish([ReconcileRun(r.run_id, ports.settings.submit_lease, now - msg.stale_after) for r in stale])
+    for run in stale:
+        log.warning("sweep: no progress for %.0f s: reconciling", now - run.updated_at, extra=_ids(run.run_id))
+    log.info("sweep: %d run(s) without progress for %.0f s", len(stale), msg.stale_after)
 
 
 def timeout_run(msg: TimeoutRun, ports: Ports) -> None:
@@ -588,6 +610,7 @@ HANDLERS: dict[type[Any], Callable[[Any, Ports], None]] = {
     CancelRun: cancel_run,
     RerunRun: rerun_run,
     TimeoutRun: timeout_run,
+    SweepRuns: sweep_runs,
 }
 
 

@@ -24,6 +24,7 @@ from .messages import (
     RunFinished,
     StartRun,
     StepFinished,
+    SweepRuns,
     TimeoutRun,
 )
 from .states import RunStatus, StepState
@@ -35,7 +36,7 @@ RESERVED_ID = re.compile(r"^__.*__$")  # Firestore reserves these document ids, 
 _TYPES: dict[str, type[Any]] = {
     cls.__name__: cls
     for cls in (StartRun, DispatchStep, CheckJob, StepFinished, RunFinished, ReconcileRun, CancelRun, RerunRun,
-                TimeoutRun)
+                TimeoutRun, SweepRuns)
 }
 
 

@@ -87,6 +87,16 @@ class ReconcileRun:
 
     run_id: str
     stale_after: float = 0.0
+    quiet_since: float = 0.0  # re-check only running jobs with no heartbeat since (0: every one)
+
+
+@dataclass(frozen=True)
+class SweepRuns:
+    """Reconcile the RUNNING runs with no sign of progress for `stale_after` seconds, at
+    most `limit` of them, stalest first (published by a scheduler)."""
+
+    stale_after: float = 900.0
+    limit: int = 100
 
 
 @dataclass(frozen=True)
@@ -109,4 +119,4 @@ class CancelRun:
 
 
 Message = (StartRun | DispatchStep | CheckJob | StepFinished | RunFinished | ReconcileRun | CancelRun | RerunRun
-           | TimeoutRun)
+           | TimeoutRun | SweepRuns)

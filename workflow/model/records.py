@@ -26,6 +26,7 @@ class RunRecord:
     skipped: int = 0
     cancelled: int = 0
     reruns: tuple[float, ...] = ()  # when each rerun was requested
+    updated_at: float = 0.0  # the last sign of progress: a step's end, or a running job's heartbeat
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,7 @@ class StepRecord:
     policy: Policy = field(default_factory=Policy)  # retries, timeout, runIf
     waits_for_any_end: tuple[str, ...] = ()  # successors released by any end of this step, not only success
     max_parallel: int = 0  # the run's limit on jobs in flight (0: none), copied here as tr_url is
+    checked_at: float | None = None  # the last heartbeat of the checks of its running job
 
     @property
     def retries_taken(self) -> int:

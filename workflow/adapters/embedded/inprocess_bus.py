@@ -167,4 +167,4 @@ class _WorkerFlag(threading.local):
 
 
 def _ids(msg: Message) -> dict[str, str]:
-    return {"run_id": msg.run_id, "step_id": getattr(msg, "step_id", "")}
+    return {"run_id": getattr(msg, "run_id", ""), "step_id": getattr(msg, "step_id", "")}

@@ -27,7 +27,8 @@ CREATE TABLE IF NOT EXISTS runs (
     finished_at REAL, step_count INTEGER NOT NULL, open_steps INTEGER NOT NULL,
     problems TEXT NOT NULL, succeeded INTEGER NOT NULL DEFAULT 0,
     failed INTEGER NOT NULL DEFAULT 0, skipped INTEGER NOT NULL DEFAULT 0,
-    cancelled INTEGER NOT NULL DEFAULT 0, reruns TEXT NOT NULL DEFAULT '[]'
+    cancelled INTEGER NOT NULL DEFAULT 0, reruns TEXT NOT NULL DEFAULT '[]',
+    updated_at REAL NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS runs_by_time ON runs (created_at DESC);
 CREATE TABLE IF NOT EXISTS steps (
@@ -36,7 +37,7 @@ CREATE TABLE IF NOT EXISTS steps (
     state TEXT NOT NULL, waiting_on INTEGER NOT NULL, job_id TEXT NOT NULL,
     job_state TEXT NOT NULL, message TEXT NOT NULL, submitted_at REAL, finished_at REAL,
     attempt INTEGER NOT NULL DEFAULT 1, history TEXT NOT NULL DEFAULT '[]',
-    slot INTEGER, queued_at REAL, woke TEXT NOT NULL DEFAULT '',
+    slot INTEGER, queued_at REAL, woke TEXT NOT NULL DEFAULT '', checked_at REAL,
     PRIMARY KEY (run_id, step_id)
 );
 CREATE TABLE IF NOT EXISTS claims (
@@ -46,9 +47,9 @@ CREATE TABLE IF NOT EXISTS claims (
 """
 _OPEN = (StepState.PENDING.value, StepState.RUNNING.value)
 _STEP_COLUMNS = ("run_id, step_id, pos, definition, tr_url, tr_auth, state, waiting_on, job_id, job_state, message, "
-                 "submitted_at, finished_at, attempt, history")
+                 "submitted_at, finished_at, attempt, history, checked_at")
 _RUN_COLUMNS = ("run_id, status, tr_url, dag_name, source, created_at, finished_at, step_count, problems, "
-                "succeeded, failed, skipped, cancelled, reruns")
+                "succeeded, failed, skipped, cancelled, reruns, updated_at")
 _ENDED_COLUMN = {StepState.SUCCEEDED: "succeeded", StepState.FAILED: "failed", StepState.SKIPPED: "skipped",
                  StepState.CANCELLED: "cancelled"}
 
@@ -69,9 +70,10 @@ class SqliteStateStore:
     def _migrate(self) -> None:
         """Add the columns a file written by an earlier version lacks."""
         added = {"runs": [(c, "INTEGER NOT NULL DEFAULT 0") for c in ("succeeded", "failed", "skipped", "cancelled")]
-                 + [("reruns", "TEXT NOT NULL DEFAULT '[]'")],
+                 + [("reruns", "TEXT NOT NULL DEFAULT '[]'"), ("updated_at", "REAL NOT NULL DEFAULT 0")],
                  "steps": [("attempt", "INTEGER NOT NULL DEFAULT 1"), ("history", "TEXT NOT NULL DEFAULT '[]'"),
-                           ("slot", "INTEGER"), ("queued_at", "REAL"), ("woke", "TEXT NOT NULL DEFAULT ''")]}
+                           ("slot", "INTEGER"), ("queued_at", "REAL"), ("woke", "TEXT NOT NULL DEFAULT ''"),
+                           ("checked_at", "REAL")]}
         for table, columns in added.items():
             have = {row[1] for row in self._conn.execute(f"PRAGMA table_info({table})")}
             for column, kind in columns:
@@ -81,6 +83,7 @@ class SqliteStateStore:
         self._conn.execute("CREATE INDEX IF NOT EXISTS steps_holding ON steps (run_id) WHERE slot IS NOT NULL")
         self._conn.execute("CREATE INDEX IF NOT EXISTS steps_waiting ON steps (run_id, queued_at) "
                            "WHERE queued_at IS NOT NULL")
+        self._conn.execute("CREATE INDEX IF NOT EXISTS runs_by_progress ON runs (status, updated_at)")
         self._conn.commit()
 
     def close(self) -> None:
@@ -99,16 +102,16 @@ class SqliteStateStore:
         with self._tx() as db:
             cur = self._exec(
                 db,
-                f"INSERT OR IGNORE INTO runs ({_RUN_COLUMNS}, open_steps) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                f"INSERT OR IGNORE INTO runs ({_RUN_COLUMNS}, open_steps) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (run.run_id, run.status.value, run.tr_url, run.dag_name, run.source,
                  run.created_at, run.finished_at, run.step_count, json.dumps(list(run.problems)),
-                 0, 0, 0, 0, "[]", len(steps)),
+                 0, 0, 0, 0, "[]", run.created_at, len(steps)),
             )
             if cur.rowcount == 0:
                 return False
             self.ops += 1
             db.executemany(
-                f"INSERT INTO steps ({_STEP_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                f"INSERT INTO steps ({_STEP_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 [_step_row(pos, s) for pos, s in enumerate(steps)],
             )
             return True
@@ -201,7 +204,7 @@ class SqliteStateStore:
             if row is not None:
                 release = _released(row[0], outcome.state)
                 unblocked = tuple(s for s in release if self._count_down(db, run_id, s) == 0)
-                return Completion(True, unblocked, self._count_off(db, run_id, 1, outcome.state) == 0)
+                return Completion(True, unblocked, self._count_off(db, run_id, 1, outcome.state, outcome.at) == 0)
             row = self._exec(
                 db, "SELECT definition, state FROM steps WHERE run_id=? AND step_id=?", (run_id, step_id)
             ).fetchone()
@@ -230,7 +233,8 @@ class SqliteStateStore:
                                  (run_id, step_id, StepState.SKIPPED.value)).fetchone()
                 if row is not None:  # skipped before: read back what it released
                     unblocked += self._unblocked(db, run_id, _released(row[0], StepState.SKIPPED))
-            done = self._count_off(db, run_id, skipped, StepState.SKIPPED) == 0 if skipped else self._done(db, run_id)
+            left = self._count_off(db, run_id, skipped, StepState.SKIPPED, at) if skipped else None
+            done = left == 0 if left is not None else self._done(db, run_id)
         return Completion(skipped > 0, tuple(dict.fromkeys(unblocked)), done)
 
     def fail_steps(
@@ -302,7 +306,7 @@ class SqliteStateStore:
             )
             ended = max(cur.rowcount, 0)
             if ended:
-                return Completion(True, (), self._count_off(db, run_id, ended, state) == 0)
+                return Completion(True, (), self._count_off(db, run_id, ended, state, at) == 0)
             return Completion(False, (), self._done(db, run_id))
 
     def rerun_steps(self, run_id: str, reruns: int, steps: Sequence[StepRecord], at: float) -> bool:
@@ -311,9 +315,10 @@ class SqliteStateStore:
         with self._tx() as db:
             cur = self._exec(
                 db,
-                f"UPDATE runs SET status=?, finished_at=NULL, open_steps=open_steps+?, reruns=json_insert(reruns, "
+                "UPDATE runs SET status=?, finished_at=NULL, updated_at=?, open_steps=open_steps+?, "
+                "reruns=json_insert(reruns, "
                 f"'$[#]', ?){back} WHERE run_id=? AND json_array_length(reruns)=?",
-                (RunStatus.RUNNING.value, len(steps), at, run_id, reruns),
+                (RunStatus.RUNNING.value, at, len(steps), at, run_id, reruns),
             )
             if cur.rowcount != 1:
                 return False
@@ -339,11 +344,24 @@ class SqliteStateStore:
     def _settle(self, db: sqlite3.Connection, run_id: str, key: str) -> None:
         self._exec(db, "UPDATE claims SET settled=1 WHERE run_id=? AND key=?", (run_id, key))
 
-    def _count_off(self, db: sqlite3.Connection, run_id: str, n: int, ended: StepState) -> int:
-        """Take `n` off the run's open steps and add them to those ended `ended`; the open count left."""
+    def _count_off(self, db: sqlite3.Connection, run_id: str, n: int, ended: StepState, at: float) -> int:
+        """Take `n` off the run's open steps and add them to those ended `ended` (progress at
+        `at`); the open count left."""
         column = _ENDED_COLUMN[ended]
-        sql = f"UPDATE runs SET open_steps=open_steps-?, {column}={column}+? WHERE run_id=? RETURNING open_steps"
-        return int(self._exec(db, sql, (n, n, run_id)).fetchone()[0])
+        sql = (f"UPDATE runs SET open_steps=open_steps-?, {column}={column}+?, updated_at=MAX(updated_at, ?) "
+               "WHERE run_id=? RETURNING open_steps")
+        return int(self._exec(db, sql, (n, n, at, run_id)).fetchone()[0])
+
+    def heartbeat(self, run_id: str, step_id: str, at: float) -> None:
+        with self._tx() as db:
+            self._exec(db, "UPDATE steps SET checked_at=? WHERE run_id=? AND step_id=?", (at, run_id, step_id))
+            self._exec(db, "UPDATE runs SET updated_at=MAX(updated_at, ?) WHERE run_id=?", (at, run_id))
+
+    def stale_runs(self, before: float, limit: int) -> list[RunRecord]:
+        with self._tx() as db:
+            rows = self._exec(db, f"SELECT {_RUN_COLUMNS} FROM runs WHERE status=? AND updated_at<? "
+                              "ORDER BY updated_at LIMIT ?", (RunStatus.RUNNING.value, before, limit)).fetchall()
+        return [_run(r) for r in rows]
 
     def _count_down(self, db: sqlite3.Connection, run_id: str, step_id: str) -> int:
         """Take one off a step's join counter; the count left."""
@@ -380,7 +398,7 @@ def _step_row(pos: int, s: StepRecord) -> tuple[Any, ...]:
     return (
         s.run_id, s.step_id, pos, json.dumps(definition), s.tr_url, s.tr_auth, s.state.value, s.waiting_on,
         s.job_id, s.job_state, s.message, s.submitted_at, s.finished_at, s.attempt,
-        json.dumps([a.to_dict() for a in s.history]),
+        json.dumps([a.to_dict() for a in s.history]), s.checked_at,
     )
 
 
@@ -398,7 +416,7 @@ def _step(row: Sequence[Any]) -> StepRecord:
         tr_auth=row[5], depends_on=tuple(definition["dependsOn"]),
         successors=tuple(definition["successors"]), state=StepState(row[6]), waiting_on=row[7],
         job_id=row[8], job_state=row[9], message=row[10], submitted_at=row[11], finished_at=row[12],
-        attempt=row[13], history=tuple(Attempt.from_dict(a) for a in json.loads(row[14])),
+        attempt=row[13], history=tuple(Attempt.from_dict(a) for a in json.loads(row[14])), checked_at=row[15],
         policy=Policy.from_dict(definition.get("policy", {})), waits_for_any_end=tuple(definition.get("anyEnd", ())),
         max_parallel=definition.get("maxParallel", 0),
     )
@@ -409,5 +427,5 @@ def _run(row: Sequence[Any]) -> RunRecord:
         run_id=row[0], status=RunStatus(row[1]), tr_url=row[2], dag_name=row[3],
         source=row[4], created_at=row[5], finished_at=row[6], step_count=row[7],
         problems=tuple(json.loads(row[8])), succeeded=row[9], failed=row[10], skipped=row[11], cancelled=row[12],
-        reruns=tuple(json.loads(row[13])),
+        reruns=tuple(json.loads(row[13])), updated_at=row[14],
     )

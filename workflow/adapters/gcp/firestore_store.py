@@ -214,7 +214,7 @@ class FirestoreStateStore:
         def first(batch: Any) -> int:
             batch.create(self._end_ref(run_id, marker), {"at": outcome.at})
             batch.update(ref, fields)
-            batch.update(self._run_ref(run_id), _count_off(1, outcome.state))
+            batch.update(self._run_ref(run_id), _count_off(1, outcome.state, outcome.at))
             for succ in release[:BATCH]:
                 batch.update(self._step_ref(run_id, succ), {"waiting_on": firestore.Increment(-1)})
             return 3 + len(release[:BATCH])
@@ -263,7 +263,7 @@ class FirestoreStateStore:
                            release: list[str] = release) -> int:
                     batch.create(self._end_ref(run_id, marker), {"at": at})
                     batch.update(ref, {"state": StepState.SKIPPED.value, "message": reason, "finished_at": at})
-                    batch.update(self._run_ref(run_id), _count_off(1, StepState.SKIPPED))
+                    batch.update(self._run_ref(run_id), _count_off(1, StepState.SKIPPED, at))
                     for succ in release[:BATCH]:
                         batch.update(self._step_ref(run_id, succ), {"waiting_on": firestore.Increment(-1)})
                     return 3 + len(release[:BATCH])
@@ -385,7 +385,7 @@ class FirestoreStateStore:
                 batch.create(self._end_ref(run_id, _end_marker(step_id, attempt)), {"at": at})
                 batch.update(self._step_ref(run_id, step_id),
                              {"state": state.value, "message": reason, "finished_at": at})
-                batch.update(self._run_ref(run_id), _count_off(1, state))
+                batch.update(self._run_ref(run_id), _count_off(1, state, at))
                 return 3
 
             results = self._once(writes)
@@ -415,12 +415,29 @@ class FirestoreStateStore:
             batch.create(self._claim_ref(run_id, f"rerun#{reruns + 1}"), {"settled": True, "claimed_at": at})
             batch.update(self._run_ref(run_id), {
                 "status": RunStatus.RUNNING.value, "finished_at": None, "reruns": firestore.ArrayUnion([at]),
+                "updated_at": at,
                 "open_steps": firestore.Increment(len(steps)),
                 **{field: firestore.Increment(-n) for field, n in moved.items()},
             })
             return 2
 
         return self._once(writes) is not None
+
+    def heartbeat(self, run_id: str, step_id: str, at: float) -> None:
+        batch = self._db.batch()
+        batch.update(self._step_ref(run_id, step_id), {"checked_at": at})
+        batch.update(self._run_ref(run_id), {"updated_at": at})
+        self._commit(batch, 2)
+
+    def stale_runs(self, before: float, limit: int) -> list[RunRecord]:
+        query = (self._db.collection(self._root)
+                 .where(filter=firestore.FieldFilter("status", "==", RunStatus.RUNNING.value))
+                 .where(filter=firestore.FieldFilter("updated_at", "<", before))
+                 .order_by("updated_at").limit(limit))
+        with _translated():
+            snaps = list(query.stream())
+        self.reads += max(len(snaps), 1)
+        return [_run(s.id, s.to_dict() or {}) for s in snaps]
 
     def finish_run(self, run_id: str, status: RunStatus, at: float) -> bool:
         snap = self._get(self._run_ref(run_id))
@@ -464,10 +481,10 @@ class FirestoreStateStore:
         return int(snap.get("open_steps")) if snap.exists else -1
 
 
-def _count_off(n: int, ended: StepState) -> dict[str, Any]:
-    """Take `n` off the run's open steps, onto those ended `ended`. Transform results come
-    sorted by field path, so `open_steps` stays the first (read by `_after`)."""
-    return {"open_steps": firestore.Increment(-n), _ENDED_FIELD[ended]: firestore.Increment(n)}
+def _count_off(n: int, ended: StepState, at: float) -> dict[str, Any]:
+    """Take `n` off the run's open steps, onto those ended `ended`, as progress at `at`.
+    Transform results come sorted by field path, so `open_steps` stays the first (read by `_after`)."""
+    return {"open_steps": firestore.Increment(-n), _ENDED_FIELD[ended]: firestore.Increment(n), "updated_at": at}
 
 
 def _end_marker(step_id: str, attempt: int) -> str:
@@ -557,6 +574,7 @@ def _run_doc(run: RunRecord, open_steps: int) -> dict[str, Any]:
         "status": run.status.value, "tr_url": run.tr_url, "dag_name": run.dag_name,
         "source": run.source, "created_at": run.created_at, "finished_at": run.finished_at,
         "step_count": run.step_count, "open_steps": open_steps, "problems": list(run.problems),
+        "updated_at": run.created_at,
     }
 
 
@@ -567,7 +585,7 @@ def _run(run_id: str, d: dict[str, Any]) -> RunRecord:
         step_count=d["step_count"], problems=tuple(d.get("problems") or ()),
         succeeded=int(d.get("steps_succeeded", 0)), failed=int(d.get("steps_failed", 0)),
         skipped=int(d.get("steps_skipped", 0)), cancelled=int(d.get("steps_cancelled", 0)),
-        reruns=tuple(d.get("reruns") or ()),
+        reruns=tuple(d.get("reruns") or ()), updated_at=float(d.get("updated_at") or d["created_at"]),
     )
 
 
@@ -595,4 +613,5 @@ def _step(run_id: str, step_id: str, d: dict[str, Any]) -> StepRecord:
         history=tuple(Attempt.from_dict(a) for a in d.get("history") or ()),
         policy=Policy.from_dict(definition.get("policy") or {}),
         waits_for_any_end=tuple(definition.get("anyEnd") or ()), max_parallel=int(definition.get("maxParallel", 0)),
+        checked_at=d.get("checked_at"),
     )

@@ -66,7 +66,7 @@ class PubSubBus:
 
 def attributes(msg: Message) -> dict[str, str]:
     """Routing and log attributes: never any content of the message."""
-    return {"type": type(msg).__name__, "run_id": msg.run_id, "step_id": getattr(msg, "step_id", "")}
+    return {"type": type(msg).__name__, "run_id": getattr(msg, "run_id", ""), "step_id": getattr(msg, "step_id", "")}
 
 
 def _default_publisher() -> Any:
