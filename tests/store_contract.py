@@ -272,11 +272,12 @@ class StoreContract:
     def test_heartbeats_and_step_ends_move_a_runs_progress_and_stale_runs_come_stalest_first(
             self, store: Any) -> None:
         quiet, busy, ended = (make_run(store, {"a": []}) for _ in range(3))
-        store.heartbeat(busy, "a", 50.0)
+        store.heartbeat(busy, "a", 50.0, 10.0)
+        store.heartbeat(busy, "a", 55.0, 10.0)  # the step's, but not the run's: it moved 5 s ago
         store.complete_step(quiet, "a", replace(ok(20.0), state=StepState.FAILED))  # no finish_run yet
         store.complete_step(ended, "a", ok(10.0))
         assert store.finish_run(ended, RunStatus.SUCCEEDED, 11.0)
-        assert store.get_step(busy, "a").checked_at == 50.0 and store.get_run(busy).updated_at == 50.0
+        assert store.get_step(busy, "a").checked_at == 55.0 and store.get_run(busy).updated_at == 50.0
         mine = {quiet, busy, ended}
         assert [r.run_id for r in store.stale_runs(60.0, 1000) if r.run_id in mine] == [quiet, busy]
         assert [r.run_id for r in store.stale_runs(30.0, 1000) if r.run_id in mine] == [quiet]

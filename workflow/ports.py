@@ -127,9 +127,11 @@ class StateStore(Protocol):
         is written last, so a crashed call is completed by its redelivery.
         """
 
-    def heartbeat(self, run_id: str, step_id: str, at: float) -> None:
+    def heartbeat(self, run_id: str, step_id: str, at: float, spacing: float) -> None:
         """Note that the checks of the step's running job are alive (`checked_at`), and so
-        is its run (`updated_at`, which every step end also moves)."""
+        is its run (`updated_at`, which every step end also moves), the run only if its
+        `updated_at` is older than `spacing` seconds: however many jobs run, the run's
+        document takes a heartbeat about once per `spacing`."""
 
     def stale_runs(self, before: float, limit: int) -> list[RunRecord]:
         """RUNNING runs whose `updated_at` is before `before`, stalest first, at most

@@ -248,8 +248,8 @@ def check_job(msg: CheckJob, ports: Ports) -> None:
         return  # ended another way (cancelled, a duplicate chain) or run again since: stop polling
     if job.state != msg.job_state:
         ports.store.record_job_state(msg.run_id, msg.step_id, job.state)
-    if msg.seq % _heartbeat_every(ports.settings) == 0:
-        ports.store.heartbeat(msg.run_id, msg.step_id, ports.clock())
+    if msg.seq and msg.seq % _heartbeat_every(ports.settings) == 0:
+        ports.store.heartbeat(msg.run_id, msg.step_id, ports.clock(), ports.settings.stale_after / 3)
     _schedule_check(ports, replace(msg, seq=msg.seq + 1, job_state=job.state))
 
 

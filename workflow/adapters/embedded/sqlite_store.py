@@ -352,10 +352,10 @@ class SqliteStateStore:
                "WHERE run_id=? RETURNING open_steps")
         return int(self._exec(db, sql, (n, n, at, run_id)).fetchone()[0])
 
-    def heartbeat(self, run_id: str, step_id: str, at: float) -> None:
+    def heartbeat(self, run_id: str, step_id: str, at: float, spacing: float) -> None:
         with self._tx() as db:
             self._exec(db, "UPDATE steps SET checked_at=? WHERE run_id=? AND step_id=?", (at, run_id, step_id))
-            self._exec(db, "UPDATE runs SET updated_at=MAX(updated_at, ?) WHERE run_id=?", (at, run_id))
+            self._exec(db, "UPDATE runs SET updated_at=? WHERE run_id=? AND updated_at<?", (at, run_id, at - spacing))
 
     def stale_runs(self, before: float, limit: int) -> list[RunRecord]:
         with self._tx() as db:
