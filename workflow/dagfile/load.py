@@ -6,11 +6,9 @@ from collections.abc import Callable
 from typing import Any, NoReturn
 
 import yaml
-import yaml.cyaml
+from yaml import AliasEvent, MappingNode, Node, ScalarEvent, ScalarNode, SequenceNode, StreamEndEvent
 from yaml.composer import Composer
 from yaml.constructor import ConstructorError, SafeConstructor
-from yaml.events import AliasEvent, ScalarEvent, StreamEndEvent
-from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from yaml.resolver import Resolver
 
 from ..errors import DagInvalid, Problem
