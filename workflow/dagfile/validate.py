@@ -178,7 +178,6 @@ def _args(value: object, where: str, out: _Problems, lists: bool = True) -> Args
 
 
 def _defaults(value: object, out: _Problems) -> dict[str, Any]:
-    """The valid step keys in `defaults`, which apply to each step that does not set them."""
     if value is not None and not isinstance(value, dict):
         out.add("defaults", f"must be a mapping of step keys ({', '.join(POLICY_KEYS)}), got {_describe(value)}")
     mapping = value if isinstance(value, dict) else {}
