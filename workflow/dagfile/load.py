@@ -6,11 +6,9 @@ from collections.abc import Callable
 from typing import Any, NoReturn
 
 import yaml
-import yaml.cyaml
+from yaml import AliasEvent, MappingNode, Node, ScalarEvent, ScalarNode, SequenceNode, StreamEndEvent
 from yaml.composer import Composer
 from yaml.constructor import ConstructorError, SafeConstructor
-from yaml.events import AliasEvent, ScalarEvent, StreamEndEvent
-from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from yaml.resolver import Resolver
 
 from ..errors import DagInvalid, Problem
@@ -24,8 +22,6 @@ _EMPTY = "file is empty: expected a mapping with 'steps'"
 
 
 class _Limited(Composer, SafeConstructor):
-    """Composer and constructor hooks: limits, aliases, tags, duplicate keys, text as written."""
-
     get_event: Callable[[], Any]
     peek_event: Callable[[], Any]
     check_event: Callable[..., bool]
@@ -115,8 +111,7 @@ def _as_text(node: SequenceNode | MappingNode) -> None:
 
 
 def loader_class(parser: Any) -> Callable[[str, str], _Limited]:
-    """The loader on `parser`: libyaml's `CParser` (faster; it also reads tab-indented flow
-    collections) or PyYAML's own `SafeLoader`."""
+    """The loader on libyaml's `CParser` (faster, reads tab-indented JSON) or PyYAML's own `SafeLoader`."""
 
     class Loader(_Limited, parser, Resolver):  # type: ignore[misc]
         def __init__(self, text: str, origin: str) -> None:

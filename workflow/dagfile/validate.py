@@ -132,31 +132,28 @@ def _depends_on(value: object, where: str, out: _Problems) -> dict[str, int]:
 
 
 def _task(raw: Mapping[Any, Any], label: str, step_id: str, out: _Problems) -> Task | None:
-    """The step's `Task` (name defaulting to the step id), or None with the problems recorded."""
-    value, where = raw.get("task"), f"{label}.task"
-    if not isinstance(value, dict):
+    task, where = raw.get("task"), f"{label}.task"
+    if not isinstance(task, dict):
         if "task" in raw:
-            out.add(where, f"must be a mapping with at least 'imageUri', got {_describe(value)}")
+            out.add(where, f"must be a mapping with at least 'imageUri', got {_describe(task)}")
         else:
             out.add(label, "missing required key 'task' (the job to run, with at least 'imageUri')")
         return None
     before = len(out)
-    _check_keys(value, TASK_KEYS, where, "key", out)
-    text = {
-        k: _text(value.get(k), f"{where}.{k}", out, optional=True) for k in TASK_KEYS if k not in ("args", "labels")
-    }
+    _check_keys(task, TASK_KEYS, where, "key", out)
+    text = {k: _text(task.get(k), f"{where}.{k}", out, optional=True) for k in TASK_KEYS if k not in ("args", "labels")}
     for key, what in (("name", "leave it out to use the step id"), ("imageUri", _IMAGE), ("engine", "or leave it out")):
         if text[key] is not None and not str(text[key]).strip():
             out.add(f"{where}.{key}", f"must not be empty ({what})")
     url = urlsplit(text["url"] or "")
     if text["url"] is not None and (url.scheme not in ("http", "https") or not url.netloc):
         out.add(f"{where}.url", f"must be an absolute http:// or https:// URL, got {excerpt(text['url'], 60)!r}")
-    if text["engine"] is None and "imageUri" not in value:
+    if text["engine"] is None and "imageUri" not in task:
         out.add(where, f"missing required key 'imageUri' ({_IMAGE})")
-    elif text["engine"] is None and value["imageUri"] is None:
+    elif text["engine"] is None and task["imageUri"] is None:
         out.add(f"{where}.imageUri", f"must be a string ({_IMAGE}), got null")
-    args = _args(value.get("args"), f"{where}.args", out)
-    labels = _args(value.get("labels"), f"{where}.labels", out, lists=False)
+    args = _args(task.get("args"), f"{where}.args", out)
+    labels = _args(task.get("labels"), f"{where}.labels", out, lists=False)
     if len(out) != before:
         return None
     return Task.from_dict({**text, "args": args, "labels": labels, "name": text["name"] or step_id})
@@ -181,7 +178,6 @@ def _args(value: object, where: str, out: _Problems, lists: bool = True) -> Args
 
 
 def _defaults(value: object, out: _Problems) -> dict[str, Any]:
-    """The valid step keys in `defaults`, which apply to each step that does not set them."""
     if value is not None and not isinstance(value, dict):
         out.add("defaults", f"must be a mapping of step keys ({', '.join(POLICY_KEYS)}), got {_describe(value)}")
     mapping = value if isinstance(value, dict) else {}
