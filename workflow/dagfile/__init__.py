@@ -17,7 +17,6 @@ The format is the Go tool's, in YAML or JSON; README.md's "DAG format" section i
 
 Scalars in `args` and `labels` are sent as written (`0.010`, `yes`, `1e3` stay so); elsewhere a
 number, boolean or date for a string is refused. A null key is absent; object-building tags are refused.
-Timeouts are at most 30 days; maxParallel is at most the step limit.
 """
 
 from . import limits as limits
