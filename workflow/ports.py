@@ -60,7 +60,8 @@ class StateStore(Protocol):
         """Note the Task Runner's latest state for a RUNNING step (display only)."""
 
     def complete_step(
-        self, run_id: str, step_id: str, outcome: StepOutcome, successors: Sequence[str] | None = None
+        self, run_id: str, step_id: str, outcome: StepOutcome, successors: Sequence[str] | None = None,
+        free_slot: bool = False,
     ) -> Completion:
         """Record a step's end, once, atomically with its effects on the joins.
 
@@ -72,6 +73,8 @@ class StateStore(Protocol):
         first call); `run_complete` says no step is open. `successors`, when the caller
         knows them, spares the store a read. A
         repeated call changes nothing and reads the same facts back (recorded=False).
+        With `free_slot`, the attempt's slot is then released as `free_slot` does (in the
+        same transaction where the store has them), and `woke` names the step it woke.
         """
 
     def skip_steps(

@@ -322,11 +322,11 @@ def _complete(ports: Ports, run_id: str, step_id: str, outcome: StepOutcome,
     Safe to repeat: a second call records nothing and reads the same facts back, so it
     finishes whatever a first call that crashed half-way left undone.
     """
-    done = ports.store.complete_step(run_id, step_id, outcome, successors)
+    done = ports.store.complete_step(run_id, step_id, outcome, successors, free_slot=max_parallel > 0)
     if done.recorded:  # once, however many deliveries repeat it
         log.info("step %s: %s", outcome.state.value, outcome.message, extra=_ids(run_id, step_id))
-    if max_parallel:
-        _free_slot(ports, run_id, step_id, outcome.attempt)
+    if done.woke:
+        ports.bus.publish([DispatchStep(run_id, done.woke)])
     if outcome.state is not StepState.SUCCEEDED:
         skipped = _skip_descendants(ports, run_id, step_id, outcome)
         done = Completion(done.recorded, done.unblocked + skipped.unblocked, done.run_complete or skipped.run_complete)

@@ -109,6 +109,7 @@ class Completion:
     recorded: bool
     unblocked: tuple[str, ...] = ()
     run_complete: bool = False
+    woke: str | None = None  # the step a freed slot woke, when the slot was to be freed
 
 
 class Claim(StrEnum):

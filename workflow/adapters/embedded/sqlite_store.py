@@ -13,6 +13,7 @@ import threading
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import Any
 
 from ...errors import NotFound
@@ -190,28 +191,35 @@ class SqliteStateStore:
             )
 
     def complete_step(
-        self, run_id: str, step_id: str, outcome: StepOutcome, successors: Sequence[str] | None = None
+        self, run_id: str, step_id: str, outcome: StepOutcome, successors: Sequence[str] | None = None,
+        free_slot: bool = False,
     ) -> Completion:
         with self._tx() as db:
-            row = self._exec(
-                db,
-                "UPDATE steps SET state=?, job_id=CASE WHEN ?='' THEN job_id ELSE ? END, "
-                "job_state=?, message=?, finished_at=? WHERE run_id=? AND step_id=? AND state IN (?,?) "
-                "AND attempt=? RETURNING definition",
-                (outcome.state.value, outcome.job_id, outcome.job_id, outcome.job_state, outcome.message,
-                 outcome.at, run_id, step_id, *_OPEN, outcome.attempt),
-            ).fetchone()
-            if row is not None:
-                release = _released(row[0], outcome.state)
-                unblocked = tuple(s for s in release if self._count_down(db, run_id, s) == 0)
-                return Completion(True, unblocked, self._count_off(db, run_id, 1, outcome.state, outcome.at) == 0)
-            row = self._exec(
-                db, "SELECT definition, state FROM steps WHERE run_id=? AND step_id=?", (run_id, step_id)
-            ).fetchone()
-            if row is None:
-                raise NotFound(f"run {run_id!r} has no step {step_id!r}")
-            release = _released(row[0], StepState(row[1])) if StepState(row[1]).terminal else []
-            return Completion(False, self._unblocked(db, run_id, release), self._done(db, run_id))
+            done = self._complete(db, run_id, step_id, outcome)
+            if free_slot:
+                done = replace(done, woke=self._free_slot(db, run_id, step_id, outcome.attempt))
+            return done
+
+    def _complete(self, db: sqlite3.Connection, run_id: str, step_id: str, outcome: StepOutcome) -> Completion:
+        row = self._exec(
+            db,
+            "UPDATE steps SET state=?, job_id=CASE WHEN ?='' THEN job_id ELSE ? END, "
+            "job_state=?, message=?, finished_at=? WHERE run_id=? AND step_id=? AND state IN (?,?) "
+            "AND attempt=? RETURNING definition",
+            (outcome.state.value, outcome.job_id, outcome.job_id, outcome.job_state, outcome.message,
+             outcome.at, run_id, step_id, *_OPEN, outcome.attempt),
+        ).fetchone()
+        if row is not None:
+            release = _released(row[0], outcome.state)
+            unblocked = tuple(s for s in release if self._count_down(db, run_id, s) == 0)
+            return Completion(True, unblocked, self._count_off(db, run_id, 1, outcome.state, outcome.at) == 0)
+        row = self._exec(
+            db, "SELECT definition, state FROM steps WHERE run_id=? AND step_id=?", (run_id, step_id)
+        ).fetchone()
+        if row is None:
+            raise NotFound(f"run {run_id!r} has no step {step_id!r}")
+        release = _released(row[0], StepState(row[1])) if StepState(row[1]).terminal else []
+        return Completion(False, self._unblocked(db, run_id, release), self._done(db, run_id))
 
     def skip_steps(
         self, run_id: str, step_ids: Sequence[str], reason: str, at: float
@@ -274,20 +282,23 @@ class SqliteStateStore:
                            [(now, run_id, s, StepState.PENDING.value) for s in step_ids])
 
     def free_slot(self, run_id: str, step_id: str, attempt: int) -> str | None:
-        memo = f"{attempt}:"
         with self._tx() as db:
-            row = self._exec(db, "UPDATE steps SET slot=CASE WHEN slot=? THEN NULL ELSE slot END "
-                             "WHERE run_id=? AND step_id=? RETURNING woke", (attempt, run_id, step_id)).fetchone()
-            if row is None:
-                raise NotFound(f"run {run_id!r} has no step {step_id!r}")
-            if row[0].startswith(memo):
-                return row[0][len(memo):] or None
-            head = self._exec(db, "UPDATE steps SET queued_at=NULL WHERE rowid=(SELECT rowid FROM steps WHERE "
-                              "run_id=? AND queued_at IS NOT NULL AND state=? AND waiting_on=0 ORDER BY queued_at "
-                              "LIMIT 1) RETURNING step_id", (run_id, StepState.PENDING.value)).fetchone()
-            woke = head[0] if head else ""
-            self._exec(db, "UPDATE steps SET woke=? WHERE run_id=? AND step_id=?", (memo + woke, run_id, step_id))
-            return woke or None
+            return self._free_slot(db, run_id, step_id, attempt)
+
+    def _free_slot(self, db: sqlite3.Connection, run_id: str, step_id: str, attempt: int) -> str | None:
+        memo = f"{attempt}:"
+        row = self._exec(db, "UPDATE steps SET slot=CASE WHEN slot=? THEN NULL ELSE slot END "
+                         "WHERE run_id=? AND step_id=? RETURNING woke", (attempt, run_id, step_id)).fetchone()
+        if row is None:
+            raise NotFound(f"run {run_id!r} has no step {step_id!r}")
+        if row[0].startswith(memo):
+            return row[0][len(memo):] or None
+        head = self._exec(db, "UPDATE steps SET queued_at=NULL WHERE rowid=(SELECT rowid FROM steps WHERE "
+                          "run_id=? AND queued_at IS NOT NULL AND state=? AND waiting_on=0 ORDER BY queued_at "
+                          "LIMIT 1) RETURNING step_id", (run_id, StepState.PENDING.value)).fetchone()
+        woke = head[0] if head else ""
+        self._exec(db, "UPDATE steps SET woke=? WHERE run_id=? AND step_id=?", (memo + woke, run_id, step_id))
+        return woke or None
 
     def cancel_steps(
         self, run_id: str, step_ids: Sequence[str], reason: str, at: float

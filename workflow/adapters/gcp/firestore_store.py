@@ -15,6 +15,7 @@ import logging
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import Any, TypeVar
 
 from google.api_core import exceptions as gexc
@@ -191,7 +192,14 @@ class FirestoreStateStore:
         self._one(self._step_ref(run_id, step_id), lambda r: r.update({"job_state": job_state}))
 
     def complete_step(
-        self, run_id: str, step_id: str, outcome: StepOutcome, successors: Sequence[str] | None = None
+        self, run_id: str, step_id: str, outcome: StepOutcome, successors: Sequence[str] | None = None,
+        free_slot: bool = False,
+    ) -> Completion:
+        done = self._complete(run_id, step_id, outcome, successors)
+        return replace(done, woke=self.free_slot(run_id, step_id, outcome.attempt)) if free_slot else done
+
+    def _complete(
+        self, run_id: str, step_id: str, outcome: StepOutcome, successors: Sequence[str] | None
     ) -> Completion:
         ref = self._step_ref(run_id, step_id)
         snap = None
