@@ -70,7 +70,8 @@ def unexpected_errors(cloud: LocalCloud, since: int = 0) -> list[str]:
 
 @pytest.fixture(autouse=True)
 def no_unexpected_function_errors(request: pytest.FixtureRequest) -> Iterator[None]:
-    """Fail a test that made a function log an error (but Busy), quoting the log lines."""
+    """Fail a test that made a function log an error (but Busy), quoting the log lines, or
+    that left a run RUNNING."""
     if "cloud" not in request.fixturenames:
         yield
         return
@@ -79,6 +80,8 @@ def no_unexpected_function_errors(request: pytest.FixtureRequest) -> Iterator[No
     yield
     errors = unexpected_errors(stack, before)
     assert not errors, "the functions logged errors:\n" + "\n".join(errors) + "\n" + stack.log_tails(60)
+    left = [r.run_id for r in stack.store().list_runs(1000, RunStatus.RUNNING)]
+    assert not left, f"runs left RUNNING: {left}"
 
 
 @pytest.fixture
