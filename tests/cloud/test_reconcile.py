@@ -21,7 +21,11 @@ import pytest
 
 from polling import wait_until
 from workflow.localcloud import processes, pubsub_wiring
+from workflow.localcloud.__main__ import build_parser
+from workflow.localcloud.scheduler import SweepTimer
 from workflow.localcloud.stack import DEAD_LETTER_TOPIC, ENGINE_TARGET, LocalCloud, RunTimeout
+from workflow.model import codec
+from workflow.model.messages import SweepRuns
 from workflow.model.records import RunRecord, StepRecord
 from workflow.model.states import RunStatus, StepState
 
@@ -124,6 +128,49 @@ def swept(cloud: LocalCloud, run_id: str) -> bool:
             if entry.get("run_id") == run_id and str(entry.get("message", "")).startswith(SWEPT):
                 return True
     return False
+
+
+# --------------------------------------------------------------------------- the sweep's stand-in
+
+
+def test_the_local_cloud_sweeps_on_its_timer_with_the_functions_span(cloud: LocalCloud) -> None:
+    assert cloud.function_env()["WORKFLOW_STALE_AFTER_SEC"] == str(STALE_AFTER)
+    assert cloud.sweeper is not None and cloud.sweeper.message == SweepRuns(STALE_AFTER, 100)
+    before = cloud.sweeper.published
+    wait_until(lambda: cloud.sweeper is not None and cloud.sweeper.published >= before + 2, 30, "two sweeps")
+    assert cloud.sweeper.failed == 0
+
+
+def test_a_sweep_timer_keeps_its_schedule_through_a_failed_publish() -> None:
+    sent: list[tuple[bytes, dict[str, str]]] = []
+
+    def publish(data: bytes, attributes: dict[str, str]) -> None:
+        sent.append((data, attributes))
+        if len(sent) == 1:
+            raise TimeoutError("no answer from Pub/Sub")
+
+    timer = SweepTimer(publish, 0.05, SweepRuns(stale_after=6.0, limit=7)).start()
+    try:
+        wait_until(lambda: timer.published >= 2, 10, "two published sweeps")
+    finally:
+        timer.stop()
+    assert timer.failed == 1
+    assert {codec.decode(data) for data, _ in sent} == {SweepRuns(stale_after=6.0, limit=7)}
+    assert {attributes["type"] for _, attributes in sent} == {"SweepRuns"}
+
+
+@pytest.mark.parametrize("every", [0.0, -1.0])
+def test_a_sweep_timer_needs_a_positive_interval(every: float) -> None:
+    with pytest.raises(ValueError, match="interval > 0"):
+        SweepTimer(lambda data, attributes: None, every, SweepRuns())
+
+
+def test_up_takes_the_sweep_interval_and_span_and_refuses_a_zero_span(capsys: pytest.CaptureFixture[str]) -> None:
+    args = build_parser().parse_args(["up", "--sweep-every", "0", "--stale-after", "6"])
+    assert (args.sweep_every, args.stale_after) == (0.0, 6.0)
+    with pytest.raises(SystemExit) as exited:
+        build_parser().parse_args(["up", "--stale-after", "0"])
+    assert exited.value.code == 2 and "--stale-after: must be > 0 s" in capsys.readouterr().err
 
 
 # --------------------------------------------------------------------------- a. crash mid-submission
