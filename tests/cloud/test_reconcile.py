@@ -15,13 +15,15 @@ import json
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from polling import wait_until
+from workflow.errors import InputError
 from workflow.localcloud import processes, pubsub_wiring
-from workflow.localcloud.__main__ import build_parser
+from workflow.localcloud.__main__ import build_parser, up
 from workflow.localcloud.scheduler import SweepTimer
 from workflow.localcloud.stack import DEAD_LETTER_TOPIC, ENGINE_TARGET, LocalCloud, RunTimeout
 from workflow.model import codec
@@ -171,6 +173,16 @@ def test_up_takes_the_sweep_interval_and_span_and_refuses_a_zero_span(capsys: py
     with pytest.raises(SystemExit) as exited:
         build_parser().parse_args(["up", "--stale-after", "0"])
     assert exited.value.code == 2 and "--stale-after: must be > 0 s" in capsys.readouterr().err
+
+
+def test_up_refuses_a_span_shorter_than_three_polls(tmp_path: Path) -> None:
+    state = tmp_path / "state.json"
+    args = build_parser().parse_args(["up", "--poll", "5", "--stale-after", "14", "--state-file", str(state)])
+    with pytest.raises(InputError, match=r"--stale-after 14 must be at least 3 x --poll \(5 s\)"):
+        up(args)
+    assert not state.exists()
+    with pytest.raises(ValueError, match="at least 3 x poll"):
+        LocalCloud(poll=5.0, stale_after=14.0)
 
 
 # --------------------------------------------------------------------------- a. crash mid-submission

@@ -182,6 +182,9 @@ def up(args: argparse.Namespace) -> int:
     except MissingTool as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    if args.stale_after < 3 * args.poll:
+        raise InputError(f"--stale-after {args.stale_after:g} must be at least 3 x --poll ({args.poll:g} s): "
+                         "a run whose jobs are being checked must never look stale")
     cloud = LocalCloud(project=args.project, bucket=args.bucket, prefix=args.prefix, poll=args.poll,
                        mock_duration=args.mock_duration, engine_deliveries=args.engine_deliveries,
                        sweep_every=args.sweep_every, stale_after=args.stale_after)

@@ -163,6 +163,9 @@ class LocalCloud:
         if not (sweep_every >= 0 and stale_after > 0):
             raise ValueError(f"sweep_every must be >= 0 and stale_after > 0 s, got {sweep_every:g} and "
                              f"{stale_after:g}")
+        if stale_after < 3 * poll:
+            raise ValueError(f"stale_after ({stale_after:g} s) must be at least 3 x poll ({poll:g} s): a run whose "
+                             "jobs are being checked must never look stale")
         if not 0 <= poll <= MAX_POLL:
             raise ValueError(
                 f"poll must be between 0 and {MAX_POLL:g} s, got {poll:g}: the Pub/Sub emulator redelivers a "
