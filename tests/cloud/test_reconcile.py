@@ -121,15 +121,11 @@ def crash_and_restart(cloud: LocalCloud, before_restart: Callable[[], None] = la
     assert restarted.port == killed.port and restarted.process.pgid != killed.process.pgid
 
 
-def swept(cloud: LocalCloud, run_id: str) -> bool:
-    """True when the engine function (as restarted) logged that a sweep reconciled the run."""
+def reconciled(cloud: LocalCloud, run_id: str) -> int:
+    """How often the engine function (as restarted) logged that a sweep reconciled the run."""
     text = cloud.functions[ENGINE_TARGET].process.log_path.read_text(encoding="utf-8", errors="replace")
-    for line in text.splitlines():
-        if line.startswith("{") and SWEPT in line:
-            entry = json.loads(line)
-            if entry.get("run_id") == run_id and str(entry.get("message", "")).startswith(SWEPT):
-                return True
-    return False
+    entries = [json.loads(line) for line in text.splitlines() if line.startswith("{") and SWEPT in line]
+    return sum(e.get("run_id") == run_id and str(e.get("message", "")).startswith(SWEPT) for e in entries)
 
 
 # --------------------------------------------------------------------------- the sweep's stand-in
@@ -216,7 +212,7 @@ def test_a_crash_while_the_task_runner_accepts_a_job_fails_the_step_without_a_se
     assert steps[second].state is StepState.SKIPPED, steps[second]
     assert posts(cloud, tag) == {first: 1}
     if dispatch == "dead-lettered":
-        assert swept(cloud, run_id), cloud.log_tails(60)
+        assert reconciled(cloud, run_id), cloud.log_tails(60)
         wait_until(lambda: any(a.get("type") == "DispatchStep" and a.get("step_id") == first
                                for a in dead_letters()), 60, "the lost DispatchStep in the dead letters")
 
@@ -257,19 +253,24 @@ def test_an_engine_outage_while_50_jobs_run_is_swept_and_the_run_succeeds(
         outage.append(time.monotonic() - began)
 
     crash_and_restart(cloud, wait_for_dead_letters)
-    restarted = time.monotonic()
+    restarted, since = time.monotonic(), time.time()
     run = finished(cloud, run_id)
     ended = time.monotonic() - restarted
+    steps = by_id(cloud.steps(run_id))
+    jobs = {s.job_id for s in steps.values()}
+    asked = collections.Counter(r["query"]["job_id"] for r in cloud.mock.requests()
+                                if r["path"] == "/jobstatus" and r["time"] >= since and r["query"]["job_id"] in jobs)
     record_property("checks_dead_lettered_after_s", round(outage[0], 1))
     record_property("restart_to_run_end_s", round(ended, 1))
-    print(f"outage: 50 checks dead-lettered {outage[0]:.1f} s after the kill; run ended {ended:.1f} s after restart")
+    print(f"outage: 50 checks dead-lettered {outage[0]:.1f} s after the kill; run ended {ended:.1f} s after restart; "
+          f"{reconciled(cloud, run_id)} reconciles; status requests per job after it: max {max(asked.values())}, "
+          f"{sum(asked.values())} in all")
 
-    steps = by_id(cloud.steps(run_id))
     assert run.status is RunStatus.SUCCEEDED, [s for s in steps.values() if s.state is not StepState.SUCCEEDED]
     assert len(steps) == 51 and all(s.state is StepState.SUCCEEDED for s in steps.values())
     sent = posts(cloud, tag)
     assert len(sent) == 51 and set(sent.values()) == {1}, sent
-    assert swept(cloud, run_id), cloud.log_tails(60)
+    assert reconciled(cloud, run_id), cloud.log_tails(60)
 
 
 # --------------------------------------------------------------------------- c. one lost check
@@ -294,6 +295,6 @@ def test_a_check_lost_to_the_dead_letters_is_reissued_by_the_sweep(
     assert run.status is RunStatus.SUCCEEDED, steps
     assert all(s.state is StepState.SUCCEEDED for s in steps.values()), steps
     assert posts(cloud, tag) == {first: 1, lost: 1, last: 1}
-    assert swept(cloud, run_id), cloud.log_tails(60)
+    assert reconciled(cloud, run_id), cloud.log_tails(60)
     wait_until(lambda: any(a.get("type") == "CheckJob" and a.get("step_id") == lost for a in dead_letters()),
                60, "the lost check in the dead letters")
