@@ -145,6 +145,18 @@ resource "google_pubsub_topic_iam_member" "pubsub_agent_dead_letter_publisher" {
   depends_on = [google_project_service.required]
 }
 
+# Cloud Scheduler publishes the sweep on the engine topic as its service agent.
+# Its project role (roles/cloudscheduler.serviceAgent) allows that already; this
+# grant, on the one topic, keeps the sweep working where that role was trimmed.
+resource "google_pubsub_topic_iam_member" "scheduler_agent_engine_publisher" {
+  project = var.project
+  topic   = google_pubsub_topic.engine.name
+  role    = "roles/pubsub.publisher"
+  member  = "serviceAccount:${local.scheduler_service_agent}"
+
+  depends_on = [google_project_service.required]
+}
+
 # Pub/Sub mints the OIDC token of the trigger SA for the authenticated push
 # to the functions. Scoped to that one service account (only strictly needed
 # in projects created before April 2021, harmless otherwise).

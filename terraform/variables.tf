@@ -266,6 +266,39 @@ variable "check_state_duration_sec" {
   }
 }
 
+variable "stale_after_sec" {
+  description = "A RUNNING run with no sign of progress (a step's end or a running job's heartbeat) for this long is reconciled by the sweep (WORKFLOW_STALE_AFTER_SEC, and the stale_after of the scheduled SweepRuns). Running jobs' checks write a heartbeat about three times in this span, so it must be at least 3 x check_state_duration_sec."
+  type        = number
+  default     = 900
+
+  validation {
+    condition     = var.stale_after_sec > 0
+    error_message = "stale_after_sec must be > 0 (and at least 3 x check_state_duration_sec)."
+  }
+}
+
+variable "sweep_schedule" {
+  description = "Cron schedule (UTC) of the Cloud Scheduler job publishing the sweep (SweepRuns) on the engine topic."
+  type        = string
+  default     = "*/5 * * * *"
+
+  validation {
+    condition     = length(split(" ", trimspace(var.sweep_schedule))) == 5
+    error_message = "sweep_schedule must be a cron expression of five fields, e.g. \"*/5 * * * *\"."
+  }
+}
+
+variable "sweep_limit" {
+  description = "The most runs one sweep reconciles, stalest first (the limit of the scheduled SweepRuns)."
+  type        = number
+  default     = 100
+
+  validation {
+    condition     = var.sweep_limit >= 1 && var.sweep_limit <= 1000 && floor(var.sweep_limit) == var.sweep_limit
+    error_message = "sweep_limit must be a whole number between 1 and 1000."
+  }
+}
+
 variable "step_timeout_sec" {
   description = "Maximum run time of one step before it is marked failed (WORKFLOW_STEP_TIMEOUT_SEC)."
   type        = number

@@ -16,6 +16,8 @@ POLL_ENV = "WORKFLOW_CHECK_STATE_DURATION_SEC"
 TIMEOUT_ENV = "WORKFLOW_STEP_TIMEOUT_SEC"
 STALE_AFTER_ENV = "WORKFLOW_STALE_AFTER_SEC"
 DEFAULT_STALE_AFTER_SEC = 900.0
+SUBMIT_LEASE_ENV = "WORKFLOW_SUBMIT_LEASE_SEC"
+DEFAULT_SUBMIT_LEASE_SEC = 600.0
 DEFAULT_POLL_SEC = 10.0
 MAX_INLINE_WAIT_ENV = "WORKFLOW_MAX_INLINE_WAIT_SEC"
 DEFAULT_MAX_INLINE_WAIT_SEC = 8.0  # below the 10 s ack deadline Eventarc gives a new subscription
@@ -28,7 +30,7 @@ class Settings:
     step_timeout: float = DEFAULT_STEP_TIMEOUT_SEC  # from submission; then the step FAILS
     # A submission claimed longer ago, with no job recorded, is taken as lost: above the
     # HTTP client's worst case for one submission (6 tries of 35 s and 5 waits of 30 s).
-    submit_lease: float = 600.0
+    submit_lease: float = DEFAULT_SUBMIT_LEASE_SEC
     check_lease: float = 60.0  # likewise for scheduling the next check of a job
     # A run with no sign of progress for this long is reconciled by the sweep; running
     # jobs' checks show they are alive about three times in that span.
@@ -42,6 +44,7 @@ class Settings:
             poll_interval=seconds(env, POLL_ENV, DEFAULT_POLL_SEC, allow_zero=True),
             step_timeout=seconds(env, TIMEOUT_ENV, DEFAULT_STEP_TIMEOUT_SEC, allow_zero=False),
             stale_after=seconds(env, STALE_AFTER_ENV, DEFAULT_STALE_AFTER_SEC, allow_zero=False),
+            submit_lease=seconds(env, SUBMIT_LEASE_ENV, DEFAULT_SUBMIT_LEASE_SEC, allow_zero=False),
         )
 
 

@@ -940,3 +940,77 @@ def test_checkov_reports_no_failed_check() -> None:
     assert not failed, f"checkov failed checks:\n{details}"
     assert all(s.get("failed", 0) == 0 and s.get("parsing_errors", 0) == 0 for s in summary), summary
     assert any(s.get("resource_count", 0) > 0 for s in summary), f"checkov scanned nothing: {summary}"
+
+
+# ---------------------------------------------------------------------------
+# The sweep (Cloud Scheduler -> engine topic)
+# ---------------------------------------------------------------------------
+
+REQUIRED_ENV.add("WORKFLOW_STALE_AFTER_SEC")  # the sweep's span, read by the functions' settings
+SCHEDULER_AGENT = "service-${data.google_project.this.number}@gcp-sa-cloudscheduler.iam.gserviceaccount.com"
+
+
+def _resolved(value: Any) -> Any:
+    """A literal, or `${var.NAME}` replaced by that variable's default (a plan with the defaults)."""
+    match = re.fullmatch(r"\$\{var\.([a-z_]+)\}", value) if isinstance(value, str) else None
+    return variables()[match.group(1)]["default"] if match else value
+
+
+def sweep_job() -> dict[str, Any]:
+    jobs = resources("google_cloud_scheduler_job")
+    assert set(jobs) == {"sweep"}, sorted(jobs)
+    return jobs["sweep"]
+
+
+def test_the_sweep_job_publishes_a_valid_sweep_runs_message_on_the_engine_topic() -> None:
+    from workflow.model import codec
+    from workflow.model.messages import SweepRuns
+
+    target = one(sweep_job()["pubsub_target"])
+    assert target["topic_name"] == "${google_pubsub_topic.engine.id}"
+    assert target["data"] == "${base64encode(jsonencode(local.sweep_message))}"
+    assert target.get("attributes") == {"type": "SweepRuns"}
+    body = {key: _resolved(value) for key, value in tf_locals()["sweep_message"].items()}
+    assert codec.decode(json.dumps(body).encode()) == SweepRuns(stale_after=900.0, limit=100)
+    assert tf_locals()["sweep_message"]["stale_after"] == "${var.stale_after_sec}"
+
+
+def test_the_sweep_runs_on_its_schedule_in_utc() -> None:
+    job = sweep_job()
+    assert job["schedule"] == "${var.sweep_schedule}" and job["time_zone"] == "Etc/UTC"
+    assert job["region"] == "${var.region}" and job["name"] == "${var.name_prefix}-sweep"
+    schedule = variables()["sweep_schedule"]
+    assert schedule["default"] == "*/5 * * * *"
+    assert "length(split(" in one(schedule["validation"])["condition"]
+
+
+def test_stale_after_sets_the_sweep_and_the_functions_and_stays_above_three_polls() -> None:
+    stale = variables()["stale_after_sec"]
+    assert stale["default"] == 900 and stale["type"] == "number"
+    assert tf_locals()["function_env"]["WORKFLOW_STALE_AFTER_SEC"] == "${tostring(var.stale_after_sec)}"
+    job = sweep_job()
+    lifecycle = one(job["lifecycle"])
+    condition = one(lifecycle["precondition"])["condition"]
+    assert condition == "${var.stale_after_sec >= 3 * var.check_state_duration_sec}"
+    assert stale["default"] >= 3 * variables()["check_state_duration_sec"]["default"]
+    engine = functions()["on_engine_message"]
+    assert engine["pubsub_topic"] == "${google_pubsub_topic.engine.id}"
+    assert "local.function_env" in str(one(function_resource()["service_config"])["environment_variables"])
+
+
+def test_cloud_scheduler_is_enabled_and_its_agent_may_publish_only_on_the_engine_topic() -> None:
+    assert "cloudscheduler.googleapis.com" in str(tf_locals()["required_apis"])
+    assert tf_locals()["scheduler_service_agent"] == SCHEDULER_AGENT
+    grants = [(rtype, name, body) for rtype, name, body in all_resources()
+              if "_iam_" in rtype and any("scheduler_service_agent" in m for m in _iam_members(body))]
+    assert [(rtype, body["role"]) for rtype, _, body in grants] == [
+        ("google_pubsub_topic_iam_member", "roles/pubsub.publisher")]
+    assert grants[0][2]["topic"] == "${google_pubsub_topic.engine.name}"
+    assert f"${{google_pubsub_topic_iam_member.{grants[0][1]}}}" in sweep_job()["depends_on"]
+
+
+def test_the_deployer_may_manage_scheduler_jobs() -> None:
+    readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    bootstrap = readme[readme.index("for role in roles/serviceusage"):]
+    assert "roles/cloudscheduler.admin" in bootstrap[: bootstrap.index("done")]
+    assert re.search(r"^\| \| `roles/cloudscheduler\.admin` \(project\) \|", readme, re.M)

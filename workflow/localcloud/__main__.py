@@ -31,11 +31,20 @@ from workflow import cli, logs
 from workflow.cli.output import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 from workflow.entrypoints import DAG_EXTENSIONS, upload_run_id
 from workflow.errors import InputError
-from workflow.settings import seconds_arg
+from workflow.settings import DEFAULT_STALE_AFTER_SEC, seconds_arg
 
 from . import eventarc, processes, status
 from .processes import MissingTool, StartupError
-from .stack import ENGINE_TOPIC, MAX_POLL, START_TOPIC, TARGETS, LocalCloud, require_tools, upload_object
+from .stack import (
+    DEFAULT_SWEEP_EVERY,
+    ENGINE_TOPIC,
+    MAX_POLL,
+    START_TOPIC,
+    TARGETS,
+    LocalCloud,
+    require_tools,
+    upload_object,
+)
 
 DEFAULT_STATE_FILE = ".localcloud.json"
 PROG = "python -m workflow.localcloud"
@@ -53,6 +62,13 @@ def _poll(text: str) -> float:
             f"at most {MAX_POLL:g} s on the local cloud (the emulator redelivers an early check about once "
             f"a second; a check due much later would run out of delivery attempts), got {text!r}"
         )
+    return value
+
+
+def _positive_seconds(text: str) -> float:
+    value = seconds_arg(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError(f"must be > 0 s, got {text!r}")
     return value
 
 
@@ -95,6 +111,12 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--engine-deliveries", type=_positive_int, default=1, metavar="N",
                     help="push subscriptions on the engine topic: each engine message is delivered N times "
                          "(default: %(default)s)")
+    up.add_argument("--sweep-every", type=seconds_arg, default=DEFAULT_SWEEP_EVERY, metavar="SECONDS",
+                    help="publish a sweep (SweepRuns) on the engine topic this often, as the Cloud Scheduler job "
+                         "does; 0: never (default: %(default)s)")
+    up.add_argument("--stale-after", type=_positive_seconds, default=DEFAULT_STALE_AFTER_SEC, metavar="SECONDS",
+                    help="a sweep reconciles the runs with no progress for this long (WORKFLOW_STALE_AFTER_SEC "
+                         "of the functions; default: %(default)s)")
     up.add_argument("--verbose", "-v", action="store_true", help="log what is started and stopped")
     _state_option(up)
 
@@ -160,8 +182,12 @@ def up(args: argparse.Namespace) -> int:
     except MissingTool as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    if args.stale_after < 3 * args.poll:
+        raise InputError(f"--stale-after {args.stale_after:g} must be at least 3 x --poll ({args.poll:g} s): "
+                         "a run whose jobs are being checked must never look stale")
     cloud = LocalCloud(project=args.project, bucket=args.bucket, prefix=args.prefix, poll=args.poll,
-                       mock_duration=args.mock_duration, engine_deliveries=args.engine_deliveries)
+                       mock_duration=args.mock_duration, engine_deliveries=args.engine_deliveries,
+                       sweep_every=args.sweep_every, stale_after=args.stale_after)
     stopping: list[bool] = []
     wrote = False
     try:
@@ -243,6 +269,8 @@ def _print_up(cloud: LocalCloud, state_file: Path) -> None:
         (TARGETS[3], f"{cloud.start_url} <- POST a start request (JSON)"),
         ("dead letters", "topic workflow-dead-letter, pull subscription workflow-dead-letter-sub"),
         ("polling interval", f"{cloud.poll:g} s"),
+        ("sweep", f"every {cloud.sweep_every:g} s, runs quiet for {cloud.stale_after:g} s" if cloud.sweep_every
+                  else "off"),
         ("logs", str(next(iter(cloud.logs.values())).parent)),
         ("state file", str(state_file)),
     ]

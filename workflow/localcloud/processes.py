@@ -263,6 +263,22 @@ class ManagedProcess:
             finally:
                 _untrack(self)
 
+    def kill(self) -> None:
+        """SIGKILL the whole group at once (a crash, not a shutdown); return once it is gone.
+
+        Idempotent, like `stop()`; the process counts as stopped afterwards."""
+        with self._lock:
+            if self._stopped:
+                return
+            self._stopped = True
+            try:
+                _signal_group(self.pgid, signal.SIGKILL)
+                if not _wait_group(self._popen, self.pgid, _KILL_GRACE_SECONDS):
+                    LOG.error("%s (pgid %d) still has processes after SIGKILL", self.name, self.pgid)
+            finally:
+                _untrack(self)
+        LOG.info("killed %s (pgid %d)", self.name, self.pgid)
+
     def _describe(self, what: str) -> str:
         return f"{self.name} (pid {self.pid}) {what}; log {self.log_path}:\n{self.log_tail()}"
 
@@ -403,22 +419,24 @@ def _launch(
     cwd: Path | None = None,
     env: Mapping[str, str] | None = None,
     attempts: int = 3,
+    port: int | None = None,
 ) -> tuple[ManagedProcess, int, float]:
-    """Start `name` on a free port and wait for GET `probe_path` to answer."""
+    """Start `name` on a free port (or on `port`, once) and wait for GET `probe_path` to answer."""
+    attempts = 1 if port is not None else attempts
     for attempt in range(1, attempts + 1):
-        port = free_port()
-        process = ManagedProcess(name, argv_for_port(port), cwd=cwd, env=env)
-        probe = _http_probe(f"http://{LOOPBACK}:{port}{probe_path}", any_status)
+        bound = port or free_port()
+        process = ManagedProcess(name, argv_for_port(bound), cwd=cwd, env=env)
+        probe = _http_probe(f"http://{LOOPBACK}:{bound}{probe_path}", any_status)
         try:
             seconds = process.wait_ready(probe, timeout)
         except StartupError:
             process.stop()
             if attempt == attempts or not _port_clash(process):
                 raise
-            LOG.warning("%s lost port %d to another process; retrying", name, port)
+            LOG.warning("%s lost port %d to another process; retrying", name, bound)
             continue
-        LOG.info("%s ready on port %d after %.2f s", name, port, seconds)
-        return process, port, seconds
+        LOG.info("%s ready on port %d after %.2f s", name, bound, seconds)
+        return process, bound, seconds
     raise AssertionError("unreachable")  # pragma: no cover
 
 
@@ -553,8 +571,10 @@ def start_function(
     signature_type: str = "cloudevent",
     cwd: Path = REPO_ROOT,
     timeout: float = 30.0,
+    port: int | None = None,
 ) -> Service:
-    """Serve `target` of `source` with functions-framework on a free loopback port.
+    """Serve `target` of `source` with functions-framework on a free loopback port (or on
+    `port`: a restart where the triggers already point).
 
     It runs with `cwd` (the repository root by default) as working directory and on
     PYTHONPATH, with the current environment plus `env` (which wins). Ready means the
@@ -575,8 +595,9 @@ def start_function(
         ]
 
     name = f"function-{target}"
-    process, port, seconds = _launch(name, argv, "/robots.txt", timeout=timeout, any_status=True, cwd=cwd, env=merged)
-    return Service(name, LOOPBACK, port, process, seconds, dict(env or {}), merged.get("GOOGLE_CLOUD_PROJECT"))
+    process, bound, seconds = _launch(name, argv, "/robots.txt", timeout=timeout, any_status=True, cwd=cwd,
+                                      env=merged, port=port)
+    return Service(name, LOOPBACK, bound, process, seconds, dict(env or {}), merged.get("GOOGLE_CLOUD_PROJECT"))
 
 
 def _function_env(extra: Mapping[str, str], root: Path) -> dict[str, str]:

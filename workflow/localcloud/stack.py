@@ -19,6 +19,13 @@ process group through `workflow.localcloud.processes`:
 With `engine_deliveries=N` the engine topic gets N push subscriptions to the same
 function, so every engine message is delivered N times, concurrently.
 
+What Cloud Scheduler would add: with `sweep_every` > 0, a `SweepTimer` publishing
+`SweepRuns(stale_after)` on the engine topic every `sweep_every` seconds; the functions get
+WORKFLOW_STALE_AFTER_SEC = `stale_after`. With `engine_gate`, engine messages reach their
+function through a `PushGate` (`gate`), which can lose chosen messages for tests.
+`kill_function` and `restart_function` crash a function's process group and bring it back
+on the same port.
+
 `stop()` stops everything that was started (idempotent; also run when `start()` fails).
 Nothing here reads or changes this process's environment, except for the moment a
 Firestore client is built (the client only learns of the emulator from it).
@@ -48,10 +55,14 @@ from typing import Any
 from workflow.adapters.gcp.firestore_store import FirestoreStateStore
 from workflow.entrypoints import MAX_INLINE_WAIT, upload_run_id
 from workflow.mock_runner import MockTaskRunner
+from workflow.model.messages import SweepRuns
 from workflow.model.records import RunRecord, StepRecord
+from workflow.settings import DEFAULT_STALE_AFTER_SEC
 
 from . import eventarc, processes, pubsub_wiring
 from .processes import Service
+from .push_gate import PushGate
+from .scheduler import SweepTimer
 
 LOG = logging.getLogger(__name__)
 
@@ -61,6 +72,7 @@ ENGINE_TOPIC = "workflow-engine"
 DEAD_LETTER_TOPIC = "workflow-dead-letter"
 EVENTS_TOPIC = "workflow-events"  # run-ended events, for subscribers outside the executor
 MAX_DELIVERY_ATTEMPTS = 10
+DEFAULT_SWEEP_EVERY = 30.0
 MAX_POLL = 15.0
 """Above this a check, refused while early and redelivered every ~1 s, runs out of delivery attempts."""
 FUNCTION_SOURCE = "main.py"
@@ -136,13 +148,24 @@ class LocalCloud:
         step_timeout: float | None = None,
         extra_env: Mapping[str, str] | None = None,
         startup_timeout: float = 60.0,
+        sweep_every: float = DEFAULT_SWEEP_EVERY,
+        stale_after: float = DEFAULT_STALE_AFTER_SEC,
+        engine_gate: bool = False,
     ) -> None:
         """`poll`: WORKFLOW_CHECK_STATE_DURATION_SEC of the functions; `mock_duration`: the
         mock's default job duration (a task's label `mock_duration_sec` overrides it);
         `retry_backoff`: (min, max) seconds of the push subscriptions' redelivery backoff
-        (None: the emulator's default); `extra_env`: more variables for the functions."""
+        (None: the emulator's default); `extra_env`: more variables for the functions;
+        `sweep_every`: seconds between two sweeps (0: none); `stale_after`: how long a run
+        shows no progress before a sweep reconciles it (WORKFLOW_STALE_AFTER_SEC)."""
         if engine_deliveries < 1:
             raise ValueError(f"engine_deliveries must be >= 1, got {engine_deliveries}")
+        if not (sweep_every >= 0 and stale_after > 0):
+            raise ValueError(f"sweep_every must be >= 0 and stale_after > 0 s, got {sweep_every:g} and "
+                             f"{stale_after:g}")
+        if stale_after < 3 * poll:
+            raise ValueError(f"stale_after ({stale_after:g} s) must be at least 3 x poll ({poll:g} s): a run whose "
+                             "jobs are being checked must never look stale")
         if not 0 <= poll <= MAX_POLL:
             raise ValueError(
                 f"poll must be between 0 and {MAX_POLL:g} s, got {poll:g}: the Pub/Sub emulator redelivers a "
@@ -164,6 +187,11 @@ class LocalCloud:
         self.extra_env = dict(extra_env or {})
         self.startup_timeout = startup_timeout
         self.mock_duration = mock_duration
+        self.sweep_every = sweep_every
+        self.stale_after = stale_after
+        self.sweeper: SweepTimer | None = None
+        self.gate: PushGate | None = None
+        self._engine_gate = engine_gate
         self.mock = MockTaskRunner(duration=mock_duration)
         self.token_key = _generate_token_key()
         self.firestore: Service | None = None
@@ -215,6 +243,8 @@ class LocalCloud:
             ]
         )
         self.functions = dict(zip(TARGETS, started, strict=True))
+        if self._engine_gate:
+            self.gate = PushGate(self.function_url(ENGINE_TARGET)).start()
         self._wire_topics()
         self.storage_client().create_bucket(self.bucket)
         self.forwarder = eventarc.FinalizeForwarder(
@@ -223,6 +253,11 @@ class LocalCloud:
             self.function_url(UPLOAD_TARGET),
             interval=self.forward_interval,
         ).start()
+        if self.sweep_every > 0:
+            self.sweeper = SweepTimer(self._publish_engine, self.sweep_every, SweepRuns(self.stale_after)).start()
+
+    def _publish_engine(self, data: bytes, attributes: dict[str, str]) -> None:
+        self.publisher().publish(self.engine_topic, data, **attributes).result(timeout=30.0)
 
     def _wire_topics(self) -> None:
         host = self.pubsub_host
@@ -236,12 +271,12 @@ class LocalCloud:
         self.triggers.append(
             pubsub_wiring.wire_push_trigger(self.project, START_TOPIC, self.function_url(START_TARGET), **common)
         )
+        engine_url = self.gate.url if self.gate is not None else self.function_url(ENGINE_TARGET)
         for n in range(1, self.engine_deliveries + 1):
             subscription = f"{ENGINE_TOPIC}-push" if n == 1 else f"{ENGINE_TOPIC}-push-{n}"
             self.triggers.append(
                 pubsub_wiring.wire_push_trigger(
-                    self.project, ENGINE_TOPIC, self.function_url(ENGINE_TARGET), subscription_id=subscription,
-                    **common,
+                    self.project, ENGINE_TOPIC, engine_url, subscription_id=subscription, **common,
                 )
             )
 
@@ -251,12 +286,16 @@ class LocalCloud:
             if self._stopped:
                 return
             self._stopped = True
+        if self.sweeper is not None:
+            _quietly("the sweep timer", self.sweeper.stop)
         if self.forwarder is not None:
             _quietly("the finalize forwarder", lambda: self.forwarder.stop() if self.forwarder else None)
         for name, client in self._clients.items():
             closer = getattr(client, "stop", None) if name == "publisher" else getattr(client, "close", None)
             if callable(closer):
                 _quietly(f"the {name} client", closer)
+        if self.gate is not None:
+            _quietly("the push gate", self.gate.stop)
         services = [*self.functions.values(), self.firestore, self.pubsub, self.storage]
         for service in services:
             if service is not None:
@@ -297,9 +336,7 @@ class LocalCloud:
 
     def function_url(self, target: str) -> str:
         """`http://HOST:PORT` of the functions-framework serving `target`."""
-        if target not in self.functions:
-            raise KeyError(f"no function {target!r} running (known: {', '.join(self.functions) or 'none'})")
-        return self.functions[target].url
+        return self._function(target).url
 
     @property
     def start_url(self) -> str:
@@ -329,6 +366,7 @@ class LocalCloud:
             "WORKFLOW_DAG_BUCKETS": self.bucket,
             "WORKFLOW_TR_AUTH_MODE": "none",
             "WORKFLOW_CHECK_STATE_DURATION_SEC": str(float(self.poll)),
+            "WORKFLOW_STALE_AFTER_SEC": str(float(self.stale_after)),
             "WORKFLOW_TOKEN_KEY": self.token_key,
             "LOG_FORMAT": "json",
             # The functions also inherit this process's environment: blank what would redirect them.
@@ -337,6 +375,29 @@ class LocalCloud:
         }
         env.update(self.extra_env)
         return env
+
+    def kill_function(self, target: str) -> None:
+        """SIGKILL the process group serving `target` (a crash); return once it is gone."""
+        with self._lock:
+            self._function(target).process.kill()
+
+    def restart_function(self, target: str) -> Service:
+        """Serve `target` again, on the port its triggers push to; it must have been
+        killed or stopped first."""
+        with self._lock:
+            old = self._function(target)
+            if old.process.returncode is None and not old.process.stopped:
+                raise RuntimeError(f"{target} is still running: kill it first")
+            self.functions[target] = processes.start_function(
+                FUNCTION_SOURCE, target, self._own_env(target),
+                signature_type=SIGNATURE_TYPES.get(target, "cloudevent"), timeout=self.startup_timeout, port=old.port,
+            )
+            return self.functions[target]
+
+    def _function(self, target: str) -> Service:
+        if target not in self.functions:
+            raise KeyError(f"no function {target!r} (known: {', '.join(self.functions) or 'none'})")
+        return self.functions[target]
 
     def _own_env(self, target: str) -> dict[str, str]:
         """`function_env()` plus a private XDG_RUNTIME_DIR: gunicorn (>= 25.1) opens a control
@@ -369,6 +430,7 @@ class LocalCloud:
             "topics": {"start": START_TOPIC, "engine": ENGINE_TOPIC, "dead_letter": DEAD_LETTER_TOPIC,
                        "events": EVENTS_TOPIC},
             "subscriptions": [t.subscription for t in self.triggers],
+            "sweep": {"every": self.sweep_every, "stale_after": self.stale_after},
             "process_groups": {s.name: s.process.pgid for s in self._services()},
         }
 

@@ -71,10 +71,11 @@ class _Retry(Retry):
     RETRY_AFTER_STATUS_CODES = frozenset({429, 503})
     deadline: float = math.inf
     sleeper: Callable[[float], None] = staticmethod(time.sleep)
+    run_id: str = ""
 
     def new(self, **kw: Any) -> _Retry:
         retry = super().new(**kw)
-        retry.deadline, retry.sleeper = self.deadline, self.sleeper
+        retry.deadline, retry.sleeper, retry.run_id = self.deadline, self.sleeper, self.run_id
         return retry
 
     def increment(self, method: str | None = None, url: str | None = None, *args: Any, **kwargs: Any) -> _Retry:
@@ -93,7 +94,7 @@ class _Retry(Retry):
         wait = max(0.0, min(wait, self.backoff_max, self.deadline - time.monotonic()))
         attempt = len(self.history) + 1
         log.info("%s; retrying in %.1f s (attempt %d of %d)", self._last_failure(), wait, attempt,
-                 attempt + int(self.total or 0))
+                 attempt + int(self.total or 0), extra={"run_id": self.run_id})
         self.sleeper(wait)
 
     def _last_failure(self) -> str:
@@ -160,7 +161,7 @@ class HttpTaskRunner:
 
     def submit(self, url: str, task: Task, auth: str = "", run_id: str = "") -> Job:
         token = self._token(url, auth, run_id, SubmissionRefused)
-        retry = self._retries(math.inf, read=False, other=0, status_forcelist=POST_RETRY_STATUSES)
+        retry = self._retries(math.inf, run_id, read=False, other=0, status_forcelist=POST_RETRY_STATUSES)
         timeout = Timeout(connect=self._timeout[0], read=self._timeout[1])
         try:
             resp = self._send("POST", url, "/job", token, retry, timeout, json=task.to_request())
@@ -183,7 +184,7 @@ class HttpTaskRunner:
     def status(self, url: str, job_id: str, auth: str = "", run_id: str = "") -> Job:
         token = self._token(url, auth, run_id, TaskRunnerUnavailable)
         deadline = time.monotonic() + self._status_deadline
-        retry = self._retries(deadline, status_forcelist=GET_RETRY_STATUSES)
+        retry = self._retries(deadline, run_id, status_forcelist=GET_RETRY_STATUSES)
         timeout = _DeadlineTimeout(self._timeout[0], self._timeout[1], deadline)
         try:
             resp = self._send("GET", url, "/jobstatus", token, retry, timeout, fields={"job_id": job_id})
@@ -210,9 +211,9 @@ class HttpTaskRunner:
         except AuthError as exc:
             raise error(f"no usable token for the Task Runner: {exc}") from exc
 
-    def _retries(self, deadline: float, **kwargs: Any) -> _Retry:
+    def _retries(self, deadline: float, run_id: str, **kwargs: Any) -> _Retry:
         retry = _Retry(**self._retry, **kwargs)
-        retry.deadline, retry.sleeper = deadline, self._sleep
+        retry.deadline, retry.sleeper, retry.run_id = deadline, self._sleep, run_id
         return retry
 
     def _send(self, method: str, url: str, path: str, token: str, retry: Retry, timeout: Timeout,
