@@ -86,3 +86,18 @@ def test_max_parallel_limits_the_jobs_in_flight(tmp_path: Path, mock: MockTaskRu
     assert res.returncode == 0, res.stderr
     assert len(mock.submissions()) == 32 and res.stdout.count(" SUCCEEDED ") >= 32
     assert mock.in_flight()["max"] == 3
+
+
+def test_a_run_with_a_timeout_ends_when_its_steps_do_not_at_its_deadline(tmp_path: Path, mock: MockTaskRunner) -> None:
+    res = run(tmp_path, mock, "timeoutSec: 86400\nsteps:\n  - id: a\n    task: {imageUri: img/a}\n")
+    assert res.returncode == 0, res.stderr  # the pending TimeoutRun, due in a day, does not hold the command
+    assert res.stdout.rstrip().endswith("run SUCCEEDED")
+
+
+def test_the_run_timeout_fails_a_running_step_and_the_command_says_so(tmp_path: Path, mock: MockTaskRunner) -> None:
+    text = ("timeoutSec: 1\nsteps:\n  - id: slow\n    task: {imageUri: img/slow, labels: {mock_duration_sec: '60'}}\n"
+            "  - id: after\n    dependsOn: [slow]\n    task: {imageUri: img/after}\n")
+    res = run(tmp_path, mock, text)
+    assert res.returncode == 1, res.stderr
+    assert "run timed out" in res.stdout and mock.submissions() == ["slow"]
+    assert res.stdout.rstrip().endswith("run FAILED")

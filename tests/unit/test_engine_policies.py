@@ -277,3 +277,20 @@ def test_the_sweep_leaves_a_long_job_whose_checks_are_alive_alone() -> None:
     assert [m for m, _ in h.bus.take()] == []
     a = step(h, "a")
     assert a.state is StepState.RUNNING and a.checked_at is not None and h.now - a.checked_at <= 30
+
+
+def test_reconciles_that_follow_one_another_start_one_check_chain_per_running_job() -> None:
+    settings = Settings(poll_interval=10, step_timeout=10**6, stale_after=300)
+    h = Harness(runner=ScriptedRunner(checks=10**6), settings=settings)
+    start(h, spec={"a": []})
+    for msg, _ in h.bus.take():
+        handle(msg, h.ports)
+    h.bus.take()  # the first check is lost
+    h.now += 1000
+    for _ in range(3):  # three sweeps, held back by an outage, delivered together
+        handle(SweepRuns(stale_after=300), h.ports)
+    reconciles = [m for m, _ in h.bus.take()]
+    assert len(reconciles) == 3
+    for msg in reconciles:
+        handle(msg, h.ports)
+    assert [type(m) for m, _ in h.bus.take()] == [CheckJob]

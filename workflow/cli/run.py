@@ -115,12 +115,14 @@ def watch(rt: EmbeddedRuntime, run_id: str, out: TextIO, every: float = 0.1,
     `seen`: the steps' states already shown (default: none)."""
     seen = {} if seen is None else seen
     while True:
-        idle = rt.bus.idle()  # read before the store: nothing can happen after an idle bus
+        idle, quiet = rt.bus.idle(), rt.bus.quiet()  # read before the store: see below
         run = rt.store.get_run(run_id)
         steps = rt.store.list_steps(run_id)
         for line in sorted(change for step in steps for change in changes(step, seen)):
             print_line(out, *line)
-        if run is not None and run.status.terminal and idle:
+        # An ended run changes no more once nothing is being handled: what is still queued
+        # for later (the run's timeout, a check of a step cancelled) finds it ended.
+        if run is not None and run.status.terminal and quiet:
             print_summary(steps, run.status, out)
             return run.status
         if idle:

@@ -489,6 +489,9 @@ def reconcile_run(msg: ReconcileRun, ports: Ports) -> None:
             # a chain of checks numbered past any earlier chain's claims
             check = _first_check(step, step.job_id, step.job_state, step.submitted_at or now)
             ports.bus.publish([replace(check, seq=int(now * 1000))])
+            # the new chain counts as alive from now: reconciles that follow (sweeps held back
+            # by an outage) leave it alone rather than start another
+            ports.store.heartbeat(step.run_id, step.step_id, now, 0.0)
         elif step.state is StepState.PENDING and step.waiting_on == 0:
             _redispatch(ports, step, now, msg.stale_after)
         elif step.state is StepState.FAILED:

@@ -88,6 +88,12 @@ class InProcessBus:
         with self._cv:
             return not self._queue and self._busy == 0
 
+    def quiet(self) -> bool:
+        """No message being handled or due now; only later ones (a delayed check, a retry, a
+        run's timeout) may be queued."""
+        with self._cv:
+            return self._busy == 0 and not (self._queue and self._queue[0].due <= self._clock())
+
     def close(self) -> None:
         """Stop the workers; queued messages are dropped."""
         with self._cv:
