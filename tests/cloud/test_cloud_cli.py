@@ -170,3 +170,24 @@ def test_unknown_runs_and_options_of_the_other_runtime_are_refused(cloud: LocalC
     assert main_py(cloud, "cancel", f"nope-{tag}").returncode == 2
     mixed = main_py(cloud, "rerun", f"nope-{tag}", "--tr-auth-jwt", "t")
     assert mixed.returncode == 2 and "--tr-auth-jwt: for the embedded runtime, not with --cloud" in mixed.stderr
+
+
+def test_resume_of_a_running_run_on_the_cloud_resubmits_nothing(cloud: LocalCloud, tag: str) -> None:
+    run_id = f"resume-{tag}"
+    cloud.publish_start({"run_id": run_id, "dag": {"steps": [
+        {"id": "slow", "task": task("gcr.io/cli/slow:1", tag, "3")},
+        {"id": "after", "dependsOn": ["slow"], "task": task("gcr.io/cli/after:1", tag, "0.2")},
+    ]}})
+    wait_until(lambda: posted_jobs(cloud, tag) == [("slow", 200)], 60, "the slow job's submission")
+    resumed = main_py(cloud, "resume", run_id)  # its checks are re-issued while the old ones live
+    assert resumed.returncode == 0, resumed
+    assert resumed.stdout.startswith(f'requested: {{"action": "resume", "run_id": "{run_id}"}}'), resumed.stdout
+    assert finished(cloud, run_id).status is RunStatus.SUCCEEDED
+    assert posted_jobs(cloud, tag) == [("slow", 200), ("after", 200)]  # each job once
+
+
+@pytest.fixture(autouse=True)
+def no_run_left_running(cloud: LocalCloud) -> Iterator[None]:
+    yield
+    left = [r.run_id for r in cloud.store().list_runs(1000, RunStatus.RUNNING)]
+    assert not left, f"runs left RUNNING: {left}"
