@@ -58,7 +58,8 @@ def on_dag_uploaded(event: Any) -> None:
 @functions_framework.cloud_event
 @accepts(PUBSUB_PUBLISHED)
 def on_start_message(event: Any) -> None:
-    """A start request published on the start topic starts a run."""
+    """A start request published on the start topic starts a run; a cancel, rerun or resume
+    request (`"action"`) asks that of an existing run."""
     _serve(entrypoints.start_message, event)
 
 
@@ -72,7 +73,8 @@ def on_engine_message(event: Any) -> None:
 @functions_framework.http
 @http_trigger
 def on_start_request(request: Any) -> tuple[str, int, dict[str, str]]:
-    """POST a start request (JSON, as on the start topic): 202 {"run_id"}, or 400 with the report."""
+    """POST a start request (JSON, as on the start topic): 202 {"run_id"}, or 400 with the report;
+    a cancel, rerun or resume request: 202 handed over, 400 invalid, 409 nothing to do."""
     rt = runtime()
     try:
         status, body = entrypoints.start_over_http(request, rt)

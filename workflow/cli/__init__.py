@@ -2,7 +2,8 @@
 Go tool did; `runs`, `status`, `resume`, `rerun` and `cancel` operate the runs it recorded.
 
 Exit codes: 0 the run succeeded (or still runs, for `status`), 1 it failed or was cancelled, 2 invalid input
-or usage (an unknown run included), 130 interrupted.
+or usage (an unknown run included), 3 a request made with --cloud was not seen on the run in time,
+130 interrupted.
 """
 
 from __future__ import annotations

@@ -42,8 +42,10 @@ other commands (each with --help):
   python main.py resume RUN_ID [--tr-auth-jwt JWT]        continue an interrupted run
   python main.py rerun RUN_ID [--from STEP]              run what failed again, keeping successes
   python main.py cancel RUN_ID                            stop a run (another process may execute it)
+  (each of these with --cloud: the runs of the cloud runtime, in Firestore)
 
-exit codes: 0 run succeeded, 1 run failed, 2 invalid input or usage, 130 interrupted
+exit codes: 0 run succeeded, 1 run failed, 2 invalid input or usage, 3 a --cloud request not seen
+in time, 130 interrupted
 """
 
 
