@@ -70,7 +70,7 @@ def cloud(
         dags=dags or DagSources(),
         tokens=tokens,
         edge=EdgeSettings.from_env(env),
-        report_ops=env.get("WORKFLOW_REPORT_OPS") == "1",
+        report_ops=_reports_ops(env),
     )
 
 
@@ -90,7 +90,13 @@ def firestore_store(env: Mapping[str, str]) -> StateStore:
 
     from ..adapters.gcp.firestore_store import FirestoreStateStore
 
-    return FirestoreStateStore(firestore.Client(project=project_of(env), database=database_of(env)))
+    client = firestore.Client(project=project_of(env), database=database_of(env))
+    return FirestoreStateStore(client, count_documents=_reports_ops(env))
+
+
+def _reports_ops(env: Mapping[str, str]) -> bool:
+    """WORKFLOW_REPORT_OPS=1: count and log store and bus operations (benchmarks)."""
+    return env.get("WORKFLOW_REPORT_OPS") == "1"
 
 
 def _pubsub_bus(env: Mapping[str, str]) -> Bus:

@@ -50,16 +50,15 @@ def _translated() -> Iterator[None]:
 
 
 class FirestoreStateStore:
-    def __init__(self, client: firestore.Client, root: str = "runs") -> None:
+    def __init__(self, client: firestore.Client, root: str = "runs", count_documents: bool = False) -> None:
+        """`count_documents`: keep `doc_writes`, the writes by document path, for benchmarks
+        (it grows with every document written, so never in a long-lived function)."""
         self._db = client
         self._root = root
         self.reads = 0
         self.writes = 0
-        self.doc_writes: Counter[str] = Counter()  # writes by document path (benchmarks)
-
-    def hottest(self, n: int = 3) -> list[tuple[str, int]]:
-        """The `n` documents written most often, with their counts (benchmarks)."""
-        return self.doc_writes.most_common(n)
+        self.doc_writes: Counter[str] = Counter()
+        self._count_documents = count_documents
 
     # -- references ---------------------------------------------------------------------
     def _run_ref(self, run_id: str) -> Any:
@@ -82,13 +81,15 @@ class FirestoreStateStore:
     def _one(self, ref: Any, write: Callable[[Any], Any]) -> None:
         """One write outside a batch, counted."""
         self.writes += 1
-        self.doc_writes[ref.path] += 1
+        if self._count_documents:
+            self.doc_writes[ref.path] += 1
         with _translated():
             write(ref)
 
     def _commit(self, batch: Any, writes: int) -> list[Any]:
         self.writes += writes
-        self.doc_writes.update(_written(batch))
+        if self._count_documents:
+            self.doc_writes.update(_written(batch))
         with _translated():
             results: list[Any] = batch.commit()
         return results
