@@ -282,3 +282,10 @@ class StoreContract:
         assert [r.run_id for r in store.stale_runs(60.0, 1000) if r.run_id in mine] == [quiet, busy]
         assert [r.run_id for r in store.stale_runs(30.0, 1000) if r.run_id in mine] == [quiet]
         assert len(store.stale_runs(60.0, 1)) == 1
+
+    def test_a_runs_timeout_is_kept(self, store: Any) -> None:
+        run_id = f"run-{uuid.uuid4().hex[:10]}"
+        run = RunRecord(run_id, RunStatus.RUNNING, "http://runner", created_at=5.0, timeout=3600.0)
+        assert store.create_run(run, [])
+        assert store.get_run(run_id).timeout == 3600.0
+        assert store.get_run(make_run(store, {"a": []})).timeout is None

@@ -7,7 +7,7 @@ import pytest
 from enginekit import Harness, ScriptedRunner, dag
 from workflow.engine import handle
 from workflow.model.dag import Policy, RunIf
-from workflow.model.messages import CheckJob, DispatchStep, StartRun, SweepRuns, TimeoutRun
+from workflow.model.messages import CheckJob, DispatchStep, ReconcileRun, StartRun, SweepRuns, TimeoutRun
 from workflow.model.states import RunStatus, StepState
 from workflow.settings import Settings
 
@@ -294,3 +294,17 @@ def test_reconciles_that_follow_one_another_start_one_check_chain_per_running_jo
     for msg in reconciles:
         handle(msg, h.ports)
     assert [type(m) for m, _ in h.bus.take()] == [CheckJob]
+
+
+def test_a_reconcile_arms_a_run_timeout_whose_message_was_lost() -> None:
+    h = Harness(runner=ScriptedRunner(checks=10**6), settings=Settings(poll_interval=10, step_timeout=10**6))
+    start(h, spec={"a": []}, timeout=100)
+    lost = [m for m, _ in h.bus.take() if isinstance(m, TimeoutRun)]
+    h.bus.publish([DispatchStep("r1", "a")])
+    assert len(lost) == 1 and step(h, "a").state is StepState.PENDING
+    h.drain(until=h.now + 50)
+    assert run_status(h) is RunStatus.RUNNING
+    handle(ReconcileRun("r1"), h.ports)  # resume, or the sweep
+    h.drain(until=h.now + 200)
+    assert run_status(h) is RunStatus.FAILED and "run timed out" in step(h, "a").message
+    assert h.store.get_run("r1").timeout == 100  # type: ignore[union-attr]

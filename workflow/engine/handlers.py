@@ -74,6 +74,7 @@ def start_run(msg: StartRun, ports: Ports) -> None:
         source=msg.source,
         created_at=now,
         step_count=len(dag.steps),
+        timeout=dag.timeout,
     )
     steps = [
         StepRecord(
@@ -98,8 +99,7 @@ def start_run(msg: StartRun, ports: Ports) -> None:
     log.info("run %s", "started" if created else "already started", extra=_ids(msg.run_id))
     ports.bus.publish([DispatchStep(msg.run_id, step_id) for step_id in dag.roots()])
     if dag.timeout is not None:
-        started = now if created else getattr(ports.store.get_run(msg.run_id), "created_at", now)
-        ports.bus.publish([TimeoutRun(msg.run_id, started + dag.timeout)], delay=started + dag.timeout - now)
+        _arm_timeout(ports, run if created else ports.store.get_run(msg.run_id) or run, now)
 
 
 def _same_steps(stored: list[StepRecord], wanted: list[StepRecord]) -> bool:
@@ -478,6 +478,7 @@ def reconcile_run(msg: ReconcileRun, ports: Ports) -> None:
     if run.status.terminal:
         return
     now = ports.clock()
+    _arm_timeout(ports, run, now)  # again: its message may be the one that was lost
     steps = ports.store.list_steps(msg.run_id)
     for step in steps:
         if step.state is StepState.RUNNING and (step.checked_at or step.submitted_at or 0) >= msg.quiet_since > 0:
@@ -510,6 +511,13 @@ def sweep_runs(msg: SweepRuns, ports: Ports) -> None:
     for run in stale:
         log.warning("sweep: no progress for %.0f s: reconciling", now - run.updated_at, extra=_ids(run.run_id))
     log.info("sweep: %d run(s) without progress for %.0f s", len(stale), msg.stale_after)
+
+
+def _arm_timeout(ports: Ports, run: RunRecord, now: float) -> None:
+    """Publish the run's TimeoutRun, due at its deadline (a rerun is not bound by it)."""
+    if run.timeout is not None and not run.reruns:
+        deadline = run.created_at + run.timeout
+        ports.bus.publish([TimeoutRun(run.run_id, deadline)], delay=max(deadline - now, 0.0))
 
 
 def timeout_run(msg: TimeoutRun, ports: Ports) -> None:

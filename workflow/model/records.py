@@ -27,6 +27,7 @@ class RunRecord:
     cancelled: int = 0
     reruns: tuple[float, ...] = ()  # when each rerun was requested
     updated_at: float = 0.0  # the last sign of progress: a step's end, or a running job's heartbeat
+    timeout: float | None = None  # the DAG's timeoutSec, counted from created_at
 
 
 @dataclass(frozen=True)

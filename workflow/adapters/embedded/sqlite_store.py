@@ -29,7 +29,7 @@ CREATE TABLE IF NOT EXISTS runs (
     problems TEXT NOT NULL, succeeded INTEGER NOT NULL DEFAULT 0,
     failed INTEGER NOT NULL DEFAULT 0, skipped INTEGER NOT NULL DEFAULT 0,
     cancelled INTEGER NOT NULL DEFAULT 0, reruns TEXT NOT NULL DEFAULT '[]',
-    updated_at REAL NOT NULL DEFAULT 0
+    updated_at REAL NOT NULL DEFAULT 0, timeout REAL
 );
 CREATE INDEX IF NOT EXISTS runs_by_time ON runs (created_at DESC);
 CREATE TABLE IF NOT EXISTS steps (
@@ -50,7 +50,7 @@ _OPEN = (StepState.PENDING.value, StepState.RUNNING.value)
 _STEP_COLUMNS = ("run_id, step_id, pos, definition, tr_url, tr_auth, state, waiting_on, job_id, job_state, message, "
                  "submitted_at, finished_at, attempt, history, checked_at")
 _RUN_COLUMNS = ("run_id, status, tr_url, dag_name, source, created_at, finished_at, step_count, problems, "
-                "succeeded, failed, skipped, cancelled, reruns, updated_at")
+                "succeeded, failed, skipped, cancelled, reruns, updated_at, timeout")
 _ENDED_COLUMN = {StepState.SUCCEEDED: "succeeded", StepState.FAILED: "failed", StepState.SKIPPED: "skipped",
                  StepState.CANCELLED: "cancelled"}
 
@@ -71,7 +71,8 @@ class SqliteStateStore:
     def _migrate(self) -> None:
         """Add the columns a file written by an earlier version lacks."""
         added = {"runs": [(c, "INTEGER NOT NULL DEFAULT 0") for c in ("succeeded", "failed", "skipped", "cancelled")]
-                 + [("reruns", "TEXT NOT NULL DEFAULT '[]'"), ("updated_at", "REAL NOT NULL DEFAULT 0")],
+                 + [("reruns", "TEXT NOT NULL DEFAULT '[]'"), ("updated_at", "REAL NOT NULL DEFAULT 0"),
+                    ("timeout", "REAL")],
                  "steps": [("attempt", "INTEGER NOT NULL DEFAULT 1"), ("history", "TEXT NOT NULL DEFAULT '[]'"),
                            ("slot", "INTEGER"), ("queued_at", "REAL"), ("woke", "TEXT NOT NULL DEFAULT ''"),
                            ("checked_at", "REAL")]}
@@ -103,10 +104,10 @@ class SqliteStateStore:
         with self._tx() as db:
             cur = self._exec(
                 db,
-                f"INSERT OR IGNORE INTO runs ({_RUN_COLUMNS}, open_steps) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                f"INSERT OR IGNORE INTO runs ({_RUN_COLUMNS}, open_steps) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (run.run_id, run.status.value, run.tr_url, run.dag_name, run.source,
                  run.created_at, run.finished_at, run.step_count, json.dumps(list(run.problems)),
-                 0, 0, 0, 0, "[]", run.created_at, len(steps)),
+                 0, 0, 0, 0, "[]", run.created_at, run.timeout, len(steps)),
             )
             if cur.rowcount == 0:
                 return False
@@ -438,5 +439,5 @@ def _run(row: Sequence[Any]) -> RunRecord:
         run_id=row[0], status=RunStatus(row[1]), tr_url=row[2], dag_name=row[3],
         source=row[4], created_at=row[5], finished_at=row[6], step_count=row[7],
         problems=tuple(json.loads(row[8])), succeeded=row[9], failed=row[10], skipped=row[11], cancelled=row[12],
-        reruns=tuple(json.loads(row[13])), updated_at=row[14],
+        reruns=tuple(json.loads(row[13])), updated_at=row[14], timeout=row[15],
     )

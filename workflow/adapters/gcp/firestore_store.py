@@ -583,7 +583,7 @@ def _run_doc(run: RunRecord, open_steps: int) -> dict[str, Any]:
         "status": run.status.value, "tr_url": run.tr_url, "dag_name": run.dag_name,
         "source": run.source, "created_at": run.created_at, "finished_at": run.finished_at,
         "step_count": run.step_count, "open_steps": open_steps, "problems": list(run.problems),
-        "updated_at": run.created_at,
+        "updated_at": run.created_at, "timeout": run.timeout,
     }
 
 
@@ -595,6 +595,7 @@ def _run(run_id: str, d: dict[str, Any]) -> RunRecord:
         succeeded=int(d.get("steps_succeeded", 0)), failed=int(d.get("steps_failed", 0)),
         skipped=int(d.get("steps_skipped", 0)), cancelled=int(d.get("steps_cancelled", 0)),
         reruns=tuple(d.get("reruns") or ()), updated_at=float(d.get("updated_at") or d["created_at"]),
+        timeout=d.get("timeout"),
     )
 
 
