@@ -1,7 +1,5 @@
 """DAG files: `parse_dag(data, origin)` turns a file's bytes into a validated `Dag` or raises
 `DagInvalid` listing every problem, each naming its step and key or line, within `limits`.
-Reading a file from a path or URL is `workflow.adapters.dag_sources.DagSources.read`.
-
 The format is the Go tool's, in YAML or JSON; README.md's "DAG format" section is the reference::
 
     name: fork-join                 # optional; so are maxParallel and timeoutSec (the run's)
@@ -9,14 +7,11 @@ The format is the Go tool's, in YAML or JSON; README.md's "DAG format" section i
     steps:                          # required, non-empty
       - id: prepare                 # required, unique, [A-Za-z0-9._-], at most 128 characters
         dependsOn: []               # optional list of step ids; description is optional too
-        task:                       # required; POST /job gets the fields that are set
+        task:                       # required; also engine, url, scaleTier, masterType, labels; only those set are sent
           imageUri: gcr.io/p/prep:1 # required unless engine is given; name defaults to the step id
-          args: [--epochs, 3]       # optional list or mapping; also engine, url, scaleTier, masterType, labels
+          args: [--epochs, 3]       # optional list or mapping; scalars in args and labels are sent as written
         retries: 2                  # optional, 0 to 20; so are retryDelaySec and timeoutSec (the step's)
         runIf: allDone              # optional: allSucceeded (default) | allDone | anyFailed
-
-Scalars in `args` and `labels` are sent as written (`0.010`, `yes`, `1e3` stay so); elsewhere a
-number, boolean or date for a string is refused. A null key is absent; object-building tags are refused.
 """
 
 from . import limits as limits

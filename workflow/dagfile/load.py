@@ -1,6 +1,5 @@
-"""DAG-file bytes to plain Python data: PyYAML's loader with hooks that enforce `limits` while
-composing (before any object is built), refuse tags that build objects and recursive aliases,
-note duplicate keys, and keep the written text of scalars in `args` and `labels`."""
+"""DAG-file bytes to plain data: PyYAML's loader, hooked to enforce `limits` while composing, refuse
+object-building tags and recursive aliases, note duplicate keys and keep `args` and `labels` as written."""
 
 from collections.abc import Callable
 from typing import Any, NoReturn
@@ -91,7 +90,10 @@ class _Limited(Composer, SafeConstructor):
         self.flatten_mapping(node)
         for key, value in node.value:
             if key.value in ("args", "labels") and isinstance(value, (SequenceNode, MappingNode)):
-                _as_text(value)
+                items = value.value if isinstance(value, SequenceNode) else [n for pair in value.value for n in pair]
+                for item in items:
+                    if isinstance(item, ScalarNode) and item.tag not in (_NULL, _MERGE):
+                        item.tag = _ORG + "str"
         return super().construct_mapping(node, deep)
 
     def construct_object(self, node: Node, deep: bool = False) -> Any:
@@ -100,14 +102,6 @@ class _Limited(Composer, SafeConstructor):
         except (ValueError, TypeError, ArithmeticError, AttributeError) as exc:
             text = f"{excerpt(str(node.value), 60)!r} cannot be read as {_shown(node.tag)}"
             raise ConstructorError(None, None, f"{text}; put it in quotes to keep it as text", node.start_mark) from exc
-
-
-def _as_text(node: SequenceNode | MappingNode) -> None:
-    """Mark the scalars directly in `node` (not null ones) as strings: their text as written."""
-    children = node.value if isinstance(node, SequenceNode) else [n for pair in node.value for n in pair]
-    for child in children:
-        if isinstance(child, ScalarNode) and child.tag not in (_NULL, _MERGE):
-            child.tag = _ORG + "str"
 
 
 def loader_class(parser: Any) -> Callable[[str, str], _Limited]:
@@ -127,15 +121,22 @@ LOADER = loader_class(yaml.cyaml.CParser if yaml.__with_libyaml__ else yaml.Safe
 
 
 def load_yaml(data: bytes, origin: str) -> tuple[object, list[Problem]]:
-    """The file's one YAML document as plain data, with duplicate-key problems (which do not
-    stop validation); `DagInvalid` for anything that prevents reading it."""
-    text = _decode(data, origin)
+    """The file's one YAML document as plain data and its duplicate-key problems, which do not stop
+    validation; `DagInvalid` for anything that prevents reading it."""
+    if len(data) > MAX_FILE_BYTES:
+        raise DagInvalid(origin, [oversize_problem(len(data))])
+    if not data.strip():
+        raise DagInvalid(origin, [Problem("", _EMPTY)])
     try:
-        loader = LOADER(text, origin)
+        loader = LOADER(text := data.decode("utf-8"), origin)
         root = loader.single_document()
         if root is None or loader.problems:
             raise DagInvalid(origin, loader.problems or [Problem("", _EMPTY)])
         return loader.construct_document(root), loader.problems
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        byte = f"byte 0x{data[exc.start]:02x} at offset {exc.start} cannot be decoded (save the file as UTF-8)"
+        raise DagInvalid(origin, [Problem(f"line {line}", f"file is not valid UTF-8: {byte}")]) from exc
     except yaml.reader.ReaderError as exc:
         line, message = text.count("\n", 0, exc.position) + 1, f"character U+{exc.character:04X} is not allowed"
         raise DagInvalid(origin, [Problem(f"line {line}", f"{message} in a YAML file")]) from exc
@@ -144,19 +145,6 @@ def load_yaml(data: bytes, origin: str) -> tuple[object, list[Problem]]:
         detail = f"{exc.problem} ({exc.context})" if exc.context and exc.problem else exc.problem or exc.context
         syntax = "" if isinstance(exc, ConstructorError) else "YAML syntax error: "
         raise DagInvalid(origin, [Problem(_place(mark) if mark else "", f"{syntax}{detail}")]) from exc
-
-
-def _decode(data: bytes, origin: str) -> str:
-    if len(data) > MAX_FILE_BYTES:
-        raise DagInvalid(origin, [oversize_problem(len(data))])
-    if not data.strip():
-        raise DagInvalid(origin, [Problem("", _EMPTY)])
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = data.count(b"\n", 0, exc.start) + 1
-        byte = f"byte 0x{data[exc.start]:02x} at offset {exc.start} cannot be decoded (save the file as UTF-8)"
-        raise DagInvalid(origin, [Problem(f"line {line}", f"file is not valid UTF-8: {byte}")]) from exc
 
 
 def oversize_problem(size: int | None) -> Problem:

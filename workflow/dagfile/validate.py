@@ -124,10 +124,8 @@ def _depends_on(value: object, where: str, out: _Problems) -> dict[str, int]:
     for position, dep in enumerate(value if isinstance(value, list) else []):
         if _text(dep, f"{where}[{position}]", out, f"must be a step id (a string), got {_describe(dep)}") is None:
             continue
-        if dep in found:
+        if found.setdefault(dep, position) != position:
             out.add(f"{where}[{position}]", f"{excerpt(dep, 60)!r} is listed more than once")
-        else:
-            found[dep] = position
     return found
 
 
