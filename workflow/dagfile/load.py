@@ -23,7 +23,6 @@ _EMPTY = "file is empty: expected a mapping with 'steps'"
 class _Limited(Composer, SafeConstructor):
     get_event: Callable[[], Any]
     peek_event: Callable[[], Any]
-    check_event: Callable[..., bool]
 
     def _start(self, origin: str) -> None:
         self.origin, self.problems, self.sizes = origin, list[Problem](), dict[int, tuple[int, int, int]]()
@@ -35,8 +34,8 @@ class _Limited(Composer, SafeConstructor):
 
     def single_document(self) -> Node | None:
         self.get_event()
-        root = None if self.check_event(StreamEndEvent) else self.compose_document()
-        if not self.check_event(StreamEndEvent):
+        root = None if isinstance(self.peek_event(), StreamEndEvent) else self.compose_document()
+        if not isinstance(self.peek_event(), StreamEndEvent):
             second = "a second YAML document ('---') starts here; a DAG file holds one document"
             self._refuse(self.peek_event().start_mark, second)
         return root
@@ -121,8 +120,7 @@ LOADER = loader_class(yaml.cyaml.CParser if yaml.__with_libyaml__ else yaml.Safe
 
 
 def load_yaml(data: bytes, origin: str) -> tuple[object, list[Problem]]:
-    """The file's one YAML document as plain data and its duplicate-key problems, which do not stop
-    validation; `DagInvalid` for anything that prevents reading it."""
+    """The file's one YAML document as plain data, with its duplicate keys; `DagInvalid` if it cannot be read."""
     if len(data) > MAX_FILE_BYTES:
         raise DagInvalid(origin, [oversize_problem(len(data))])
     if not data.strip():

@@ -1,5 +1,4 @@
-"""Plain data to a validated `Dag`: hand-written checks, so that every message names its
-step and key; all problems of a file are collected and reported at once."""
+"""Plain data to a validated `Dag`: every problem of a file, each naming its step and key, reported at once."""
 
 import datetime
 import difflib
@@ -25,11 +24,9 @@ _MAX_SUGGESTED_IDS = 100  # unknown dependencies for which a close id is searche
 
 
 def parse_dag(data: bytes, origin: str) -> Dag:
-    """The `Dag` in a DAG file's bytes; `DagInvalid(origin, problems)` lists every problem,
-    grouped by step in file order, at most `MAX_REPORTED_PROBLEMS` of them."""
+    """The `Dag` in a file's bytes; `DagInvalid` lists up to `MAX_REPORTED_PROBLEMS` problems, by step in file order."""
     document, duplicate_keys = load_yaml(data, origin)
-    dag = _build_dag(document, out := _Problems(duplicate_keys))
-    if not out and dag:
+    if dag := _build_dag(document, out := _Problems(duplicate_keys)):
         return dag
     found = sorted(out, key=lambda p: int(m.group(1)) if (m := re.match(r"steps\[(\d+)\]", p.where)) else -1)
     if len(found) > MAX_REPORTED_PROBLEMS:
@@ -76,7 +73,6 @@ def _build_dag(document: object, out: _Problems) -> Dag | None:
 
 
 def _draft_step(index: int, raw: object, defaults: dict[str, Any], out: _Problems) -> _Draft:
-    """One step checked on its own; `step` is set only if it had no problem."""
     if not isinstance(raw, dict):
         out.add(f"steps[{index}]", f"must be a mapping with 'id' and 'task', got {_describe(raw)}")
         return _Draft(index, f"steps[{index}]", None, None, {}, None)
@@ -116,7 +112,6 @@ def _step_id(index: int, raw: Mapping[Any, Any], out: _Problems) -> tuple[str | 
 
 
 def _depends_on(value: object, where: str, out: _Problems) -> dict[str, int]:
-    """Each step id listed in `dependsOn`, with its position; other entries are problems."""
     if value is not None and not isinstance(value, list):
         hint = f"; write [{value}]" if isinstance(value, str) else ""
         out.add(where, f"must be a list of step ids, got {_describe(value)}{hint}")
@@ -190,7 +185,6 @@ def _settings(raw: Mapping[Any, Any], keys: Sequence[str], prefix: str, out: _Pr
 
 
 def _setting(key: str, value: object, where: str, out: _Problems) -> object:
-    """`value` as the model takes it (seconds as a float); None with a problem recorded if invalid."""
     if key == "runIf":
         _check_keys([value], RUN_IF, where, "value", out)
         return value if value in RUN_IF else None
@@ -204,7 +198,6 @@ def _setting(key: str, value: object, where: str, out: _Problems) -> object:
 
 
 def _text(value: object, where: str, out: _Problems, message: str = "", optional: bool = False) -> str | None:
-    """`value` if it is a string; else None, with a problem recorded unless `optional` and null."""
     if isinstance(value, str) or (optional and value is None):
         return value if isinstance(value, str) else None
     hint = "; put it in quotes to keep it as text" if isinstance(value, (int, float, datetime.date)) else ""
@@ -223,10 +216,8 @@ def _check_keys(keys: Iterable[Any], known: Sequence[str], where: str, what: str
 
 
 def _check_references(drafts: Sequence[_Draft], out: _Problems) -> dict[str, _Draft]:
-    """Record ids an earlier step already uses, and dependencies on the step itself or on no step;
-    returns the first step with each id."""
-    first: dict[str, _Draft] = {}
-    searched = 0
+    """Record reused ids and dependencies on the step itself or on no step; returns the first step with each id."""
+    first, searched = dict[str, _Draft](), 0
     for draft in drafts:
         earlier = first.setdefault(draft.any_id, draft) if draft.any_id else draft
         if earlier is not draft:
