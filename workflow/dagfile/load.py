@@ -26,8 +26,7 @@ class _Limited(Composer, SafeConstructor):
 
     def _start(self, origin: str) -> None:
         self.origin, self.problems, self.sizes = origin, list[Problem](), dict[int, tuple[int, int, int]]()
-        self.depth = self.deepest = self.nodes = self.bytes = 0
-        self.aliased = False
+        self.depth = self.deepest = self.nodes = self.bytes = self.aliases = 0
 
     def _refuse(self, mark: Any, message: str) -> NoReturn:
         raise DagInvalid(self.origin, [Problem(f"line {mark.line + 1}", message)])
@@ -63,7 +62,7 @@ class _Limited(Composer, SafeConstructor):
         if id(node) not in self.sizes:
             self._refuse(event.start_mark, f"alias '*{name}' is inside the node it refers to (a recursive structure)")
         self.get_event()
-        self.aliased = True
+        self.aliases += 1
         nodes, size, height = self.sizes[id(node)]
         self._count(event, nodes, size, self.depth + height)
         return node
@@ -74,7 +73,7 @@ class _Limited(Composer, SafeConstructor):
             self._refuse(event.start_mark, f"lists and mappings are nested more than {MAX_NESTING_DEPTH} levels deep")
         if self.nodes > MAX_YAML_NODES:
             many = f"too many nodes after expanding YAML aliases (limit {MAX_YAML_NODES:,}): a YAML alias bomb?"
-            self._refuse(event.start_mark, many if self.aliased else f"too many YAML nodes (limit {MAX_YAML_NODES:,})")
+            self._refuse(event.start_mark, many if self.aliases else f"too many YAML nodes (limit {MAX_YAML_NODES:,})")
         if self.bytes > MAX_EXPANDED_BYTES:
             text = f"the text is over {MAX_EXPANDED_BYTES:,} bytes with YAML aliases expanded: a YAML alias bomb?"
             self._refuse(event.start_mark, text)

@@ -90,7 +90,6 @@ def _draft_step(index: int, raw: object, defaults: dict[str, Any], out: _Problem
 
 
 def _step_id(index: int, raw: Mapping[Any, Any], out: _Problems) -> tuple[str | None, str | None]:
-    """(the id if valid, the id if it is any non-empty string)."""
     value, where, why = raw.get("id"), f"steps[{index}].id", "step ids become document ids and job names"
     if "id" not in raw:
         out.add(f"steps[{index}]", "missing required key 'id'")
@@ -257,7 +256,6 @@ def _check_cycles(first: dict[str, _Draft], out: _Problems) -> None:
 
 
 def _describe(value: object) -> str:
-    """A value's YAML type, with the value for scalars: `integer 1`, `boolean true`, `a list`."""
     if isinstance(value, (bool, datetime.date)):
         return f"boolean {str(value).lower()}" if isinstance(value, bool) else f"date {value.isoformat()}"
     forms = {int: "integer {}", float: "number {!r}", str: "string {!r}", list: "a list", dict: "a mapping"}
