@@ -137,7 +137,10 @@ def _task(raw: Mapping[Any, Any], label: str, step_id: str, out: _Problems) -> T
     for key, what in (("name", "leave it out to use the step id"), ("imageUri", _IMAGE), ("engine", "or leave it out")):
         if text[key] is not None and not str(text[key]).strip():
             out.add(f"{where}.{key}", f"must not be empty ({what})")
-    url = urlsplit(text["url"] or "")
+    try:
+        url = urlsplit(text["url"] or "")
+    except ValueError:  # a bracketed host that is not an IP address
+        url = urlsplit("")
     if text["url"] is not None and (url.scheme not in ("http", "https") or not url.netloc):
         out.add(f"{where}.url", f"must be an absolute http:// or https:// URL, got {excerpt(text['url'], 60)!r}")
     if text["engine"] is None and "imageUri" not in task:
