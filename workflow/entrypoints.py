@@ -58,7 +58,6 @@ from .settings import (
     ALLOW_HTTP_ENV,
     ALLOWED_ORIGINS_ENV,
     DAG_BUCKETS_ENV,
-    DEFAULT_MAX_INLINE_WAIT_SEC,
     TR_URL_ENV,
     EdgeSettings,
 )
@@ -69,7 +68,6 @@ GCS_FINALIZED = "google.cloud.storage.object.v1.finalized"
 PUBSUB_PUBLISHED = "google.cloud.pubsub.topic.v1.messagePublished"
 HTTP_TRIGGER = "http"
 DAG_EXTENSIONS = (".yaml", ".yml", ".json")
-MAX_INLINE_WAIT = DEFAULT_MAX_INLINE_WAIT_SEC
 START_KEYS = frozenset({"action", "dag_path", "dag", "tr_hostname", "tr_url", "tr_auth_jwt", "run_id"})
 RUN_ACTIONS = {"cancel": ("action", "run_id"), "rerun": ("action", "run_id", "reruns", "from"),
                "resume": ("action", "run_id")}  # each with the keys it takes

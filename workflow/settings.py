@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import math
 import os
 from collections.abc import Mapping
@@ -64,14 +63,6 @@ def parse_seconds(raw: str, name: str, *, allow_zero: bool) -> float:
         bound = ">= 0" if allow_zero else "> 0"
         raise InputError(f"{shown}: must be a finite number of seconds {bound}")
     return value
-
-
-def seconds_arg(raw: str) -> float:
-    """An argparse `type`: a finite number of seconds >= 0."""
-    try:
-        return parse_seconds(raw, "", allow_zero=True)
-    except InputError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 TR_URL_ENV = "WORKFLOW_TR_URL"
