@@ -1,9 +1,5 @@
-"""Entry points: the command line (`python main.py --help`) and the Cloud Functions.
-
-Each function decodes nothing itself: it hands the CloudEvent (or HTTP request) to
-`workflow.entrypoints` with the instance's runtime, built on the first call and reused for
-the instance's life.
-"""
+"""Entry points: the command line (`python main.py --help`) and the Cloud Functions, each of
+which hands its CloudEvent or request to `workflow.entrypoints` with the instance's runtime."""
 
 from __future__ import annotations
 
@@ -27,6 +23,7 @@ log = logging.getLogger("workflow.entrypoints")
 
 @functools.cache
 def runtime() -> CloudRuntime:
+    """Built on the instance's first call and reused for its life."""
     from workflow import logs
     from workflow.bootstrap.cloud import cloud
 

@@ -74,13 +74,8 @@ DAG_PREFIX_ENV = "WORKFLOW_DAG_PREFIX"
 
 @dataclass(frozen=True)
 class EdgeSettings:
-    """What the cloud functions accept from outside: Task Runner origins and DAG buckets.
-
-    A Task Runner URL from a start request or an object's metadata is used only if its
-    origin is in `allowed_tr_origins` (default: the origin of `default_tr_url`), and only
-    over https unless `allow_http_tr`. A start request's `dag_path` must be
-    `gs://BUCKET/OBJECT` with BUCKET in `dag_buckets`.
-    """
+    """What the cloud functions accept from outside (README: Security): the Task Runner
+    origins (default: the origin of `default_tr_url`) and the buckets of a `dag_path`."""
 
     default_tr_url: str = ""
     allowed_tr_origins: frozenset[str] = frozenset()

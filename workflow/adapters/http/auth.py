@@ -1,14 +1,4 @@
-"""Bearer tokens for the Task Runner. A token is never logged or stored.
-
-- StaticToken: the `--tr-auth-jwt` value, sent as is (`none` included).
-- IdTokenSource: an ID token whose audience is the Task Runner URL, from google-auth's
-  ambient credentials (service account key, impersonated service account, metadata
-  server), kept until shortly before it expires. gcloud user credentials cannot mint a
-  token for an arbitrary audience; for them the user's own ID token is used, which
-  Cloud Run accepts for users granted roles/run.invoker.
-- SealedTokens: a caller's token for one run, kept only encrypted (Fernet, with a key the
-  deployment holds), opened just before a request; other runs use a fallback source.
-"""
+"""Bearer tokens for the Task Runner (README: Tokens). A token is never logged or stored in clear."""
 
 from __future__ import annotations
 
@@ -58,6 +48,8 @@ class TokenSource(Protocol):
 
 
 class StaticToken:
+    """A token given as is (`--tr-auth-jwt`, `none` included)."""
+
     def __init__(self, value: str, origin: str = "the token given with --tr-auth-jwt") -> None:
         """`origin`: where the value came from, as error messages name it."""
         self._value = value
@@ -74,7 +66,10 @@ class StaticToken:
 
 
 class IdTokenSource:
-    """Thread-safe; one credentials object per audience, refreshed only when expired."""
+    """ID tokens for the Task Runner URL as audience, from google-auth's ambient credentials.
+
+    Thread-safe; one credentials object per audience, refreshed only when expired.
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -121,7 +116,8 @@ def _credentials_for(audience: str) -> Any:
 
 
 class _UserIdToken:
-    """gcloud user credentials: their own ID token, refreshed with the refresh token."""
+    """gcloud user credentials, which cannot mint a token for an arbitrary audience: the
+    user's own ID token (Cloud Run accepts it from a user granted roles/run.invoker)."""
 
     def __init__(self, creds: Any) -> None:
         self._creds = creds
@@ -140,7 +136,8 @@ class _UserIdToken:
 
 
 class SealedTokens:
-    """Seals a caller's token so it is stored and carried only encrypted; opens it per request."""
+    """Seals a caller's token so it is stored and carried only encrypted (Fernet, with the
+    deployment's key); opens it per request. Runs without one use the fallback source."""
 
     PREFIX = "fernet:"
 
