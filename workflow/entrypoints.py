@@ -170,7 +170,7 @@ def start_message(event: Any, rt: CloudRuntime) -> None:
     if body is not None and body.get("action", "start") != "start":
         run_request(body, rt)
         return
-    start_request(data, f"start-{message_id}", rt)
+    _started(_checked(data, f"start-{message_id}", rt.edge, {}), rt)
 
 
 def start_over_http(request: Any, rt: CloudRuntime) -> tuple[int, dict[str, Any]]:
@@ -194,15 +194,9 @@ def start_over_http(request: Any, rt: CloudRuntime) -> tuple[int, dict[str, Any]
     return 202, {"run_id": started.run_id}
 
 
-def start_request(data: bytes, fallback_id: str, rt: CloudRuntime) -> Started:
-    """Start the run a start request asks for, or record it INVALID; idempotent per run id.
-
-    A repeated run id changes nothing and answers as the first request did.
-    """
-    return _started(_checked(data, fallback_id, rt.edge, {}), rt)
-
-
 def _started(request: _Request, rt: CloudRuntime) -> Started:
+    """Start the run a start request asks for, or record it INVALID; idempotent per run id:
+    a repeated run id changes nothing and answers as the first request did."""
     run_id = request.run_id
     existing = rt.ports.store.get_run(run_id)
     if existing is not None:

@@ -81,7 +81,7 @@ class IdTokenSource:
         with self._lock:
             creds = self._creds.get(audience)
             if creds is None:
-                creds = self._creds[audience] = _credentials_for(audience)
+                creds = self._creds[audience] = self._credentials(audience)
             if not creds.valid:
                 try:
                     creds.refresh(Request())
@@ -95,44 +95,17 @@ class IdTokenSource:
     def describe(self, audience: str, sealed: str = "") -> str:
         return f"an ID token from the ambient Google credentials for audience {audience}"
 
+    def _credentials(self, audience: str) -> Any:
+        """Credentials that mint ID tokens for `audience`: a service account key, an
+        impersonated service account or a metadata server; AuthError if there are none."""
+        from google.auth import exceptions
+        from google.auth.transport.requests import Request
+        from google.oauth2 import id_token
 
-def _credentials_for(audience: str) -> Any:
-    import google.auth
-    from google.auth import exceptions
-    from google.auth.transport.requests import Request
-    from google.oauth2 import credentials as user_credentials
-    from google.oauth2 import id_token
-
-    try:
-        return id_token.fetch_id_token_credentials(audience, request=Request())  # type: ignore[no-untyped-call]
-    except exceptions.DefaultCredentialsError as first:
         try:
-            creds, _ = google.auth.default()
-        except exceptions.DefaultCredentialsError:
-            raise AuthError(f"no Google credentials found to call {audience}; {HOW_TO}") from first
-        if isinstance(creds, user_credentials.Credentials):
-            return _UserIdToken(creds)
-        raise AuthError(f"these credentials cannot mint an ID token ({first}); {HOW_TO}") from first
-
-
-class _UserIdToken:
-    """gcloud user credentials, which cannot mint a token for an arbitrary audience: the
-    user's own ID token (Cloud Run accepts it from a user granted roles/run.invoker)."""
-
-    def __init__(self, creds: Any) -> None:
-        self._creds = creds
-
-    @property
-    def valid(self) -> bool:
-        return bool(self._creds.valid and self._creds.id_token)
-
-    def refresh(self, request: Any) -> None:
-        self._creds.refresh(request)
-
-    @property
-    def token(self) -> str | None:
-        value = self._creds.id_token
-        return None if value is None else str(value)
+            return id_token.fetch_id_token_credentials(audience, request=Request())  # type: ignore[no-untyped-call]
+        except exceptions.DefaultCredentialsError as exc:
+            raise AuthError(f"no credentials that can mint an ID token for {audience} ({exc}); {HOW_TO}") from exc
 
 
 class SealedTokens:
