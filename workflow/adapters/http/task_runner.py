@@ -165,8 +165,8 @@ class HttpTaskRunner:
                 raise SubmissionOutcomeUnknown(_unknown(url, task, redact(str(exc), [token]))) from None
         body = _body(resp, token)
         if resp.status >= 500 and resp.status not in CERTAIN_REFUSALS:
-            raise SubmissionOutcomeUnknown(_unknown(url, task, f"HTTP {resp.status}: {body}"), resp.status, body)
-        raise SubmissionRefused(self._refusal(url, auth, resp.status, body), resp.status, body)
+            raise SubmissionOutcomeUnknown(_unknown(url, task, f"HTTP {resp.status}: {body}"))
+        raise SubmissionRefused(self._refusal(url, auth, resp.status, body))
 
     def status(self, url: str, job_id: str, auth: str = "", run_id: str = "") -> Job:
         token = self._token(url, auth, run_id, TaskRunnerUnavailable)
