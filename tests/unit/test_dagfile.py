@@ -14,7 +14,6 @@ import pytest
 import yaml
 from google.api_core import exceptions as api_exceptions
 
-from workflow.adapters import dag_sources
 from workflow.adapters.dag_sources import DagSources
 from workflow.adapters.local_dags import LocalDags
 from workflow.dagfile import load as yaml_load
@@ -1102,22 +1101,6 @@ def test_gcs_object_over_the_limit_is_not_downloaded() -> None:
     with pytest.raises(DagInvalid, match="the limit is 1,048,576 bytes"):
         sources.read("gs://bkt/big.yaml")
     assert client.buckets[0].blobs[0].downloads == 0
-
-
-def test_gcs_client_is_remade_when_the_emulator_changes(monkeypatch: pytest.MonkeyPatch) -> None:
-    made: list[FakeClient] = []
-
-    def make() -> FakeClient:
-        made.append(FakeClient({"d.yaml": SEED.encode()}))
-        return made[-1]
-
-    sources = DagSources(make)
-    monkeypatch.setenv(dag_sources.EMULATOR_ENV, "http://127.0.0.1:1")
-    sources.read("gs://b/d.yaml")
-    sources.read("gs://b/d.yaml")
-    monkeypatch.setenv(dag_sources.EMULATOR_ENV, "http://127.0.0.1:2")
-    sources.read("gs://b/d.yaml")
-    assert len(made) == 2
 
 
 def test_the_functions_source_reads_gs_objects_only() -> None:

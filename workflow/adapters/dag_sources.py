@@ -7,8 +7,7 @@ errors after the client's own retries).
 
 With `STORAGE_EMULATOR_HOST` set (e.g. `http://127.0.0.1:9023`) the library sends
 requests there; this module then uses anonymous credentials and the project
-`GOOGLE_CLOUD_PROJECT` (default "local"). The client is created on first use and
-kept, and made again if those two variables change.
+`GOOGLE_CLOUD_PROJECT` (default "local"). The client is created on first use and kept.
 """
 
 from __future__ import annotations
@@ -52,7 +51,6 @@ class DagSources:
         self._make_client = storage_client
         self._lock = threading.Lock()
         self._client: StorageClient | None = None
-        self._client_env: tuple[str | None, str | None] | None = None
 
     def read(self, path: str) -> Dag:
         """The validated DAG at `path`. Raises `DagNotFound`, `DagInvalid` or `TransientError`."""
@@ -84,12 +82,9 @@ class DagSources:
         return data
 
     def _storage(self) -> StorageClient:
-        """The storage client, made on first use and again if the emulator settings change."""
-        env = (os.environ.get(EMULATOR_ENV) or None, os.environ.get(PROJECT_ENV) or None)
         with self._lock:
-            if self._client is None or env != self._client_env:
-                make = self._make_client or _default_storage_client
-                self._client, self._client_env = make(), env
+            if self._client is None:
+                self._client = (self._make_client or _default_storage_client)()
             return self._client
 
 
