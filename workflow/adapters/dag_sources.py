@@ -1,11 +1,7 @@
 """DAG files in Cloud Storage: `gs://bucket/object`, through google-cloud-storage.
 
-Every failure to read becomes a project error: `DagNotFound` (missing object or bucket,
-permission denied, no credentials, malformed path), `DagInvalid` (object over
-`MAX_FILE_BYTES`, refused before it is read) or `TransientError` (network, server
-errors after the client's own retries).
-
-With `STORAGE_EMULATOR_HOST` set (e.g. `http://127.0.0.1:9023`) the library sends
+Every failure to read becomes a project error; an object over `MAX_FILE_BYTES` is
+refused before it is downloaded. With `STORAGE_EMULATOR_HOST` set (e.g. `http://127.0.0.1:9023`) the library sends
 requests there; this module then uses anonymous credentials and the project
 `GOOGLE_CLOUD_PROJECT` (default "local"). The client is created on first use and kept.
 """
@@ -40,11 +36,9 @@ class StorageClient(Protocol):
 
 
 class DagSources:
-    """The DagSource role: `read(path)` returns the validated `Dag` stored at `path`.
+    """The DagSource role: `read(path)` returns the validated `Dag` stored at `path`. Thread-safe.
 
-    `storage_client` makes the GCS client (default: google-cloud-storage, see the module
-    docstring); it is called on the first read only and its client is reused.
-    Safe to share between threads.
+    `storage_client` makes the GCS client (default: google-cloud-storage), on the first read only.
     """
 
     def __init__(self, storage_client: Callable[[], StorageClient] | None = None) -> None:

@@ -57,10 +57,8 @@ def encode(msg: Message) -> bytes:
 
 
 def from_dict(body: Any) -> Message:
-    """Rebuild a message; anything malformed raises PoisonMessage naming the problem.
-
-    Every field is checked against its dataclass type, and ids against `id_problem`.
-    """
+    """Rebuild a message, every field checked against its dataclass type and ids against
+    `id_problem`; anything malformed raises PoisonMessage naming the problem."""
     if not isinstance(body, dict):
         raise PoisonMessage("message is not a JSON object")
     if body.get("v") != VERSION:

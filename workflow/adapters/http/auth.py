@@ -38,10 +38,8 @@ def check_token(token: str, where: str) -> str:
 
 class TokenSource(Protocol):
     def token(self, audience: str, sealed: str = "", run_id: str = "") -> str:
-        """A bearer token for `audience` (`sealed`: the run `run_id`'s own sealed token, if any).
-
-        Raises AuthError with a way out when there is none.
-        """
+        """A bearer token for `audience` (`sealed`: the run `run_id`'s own sealed token, if any);
+        AuthError with a way out when there is none."""
 
     def describe(self, audience: str, sealed: str = "") -> str:
         """Which credential `token` gives for these arguments, in words; never the token."""
@@ -66,10 +64,8 @@ class StaticToken:
 
 
 class IdTokenSource:
-    """ID tokens for the Task Runner URL as audience, from google-auth's ambient credentials.
-
-    Thread-safe; one credentials object per audience, refreshed only when expired.
-    """
+    """ID tokens for the Task Runner URL as audience, from google-auth's ambient credentials;
+    thread-safe, one credentials object per audience, refreshed only when expired."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
