@@ -15,7 +15,7 @@ from werkzeug.exceptions import ServiceUnavailable
 
 from workflow import entrypoints
 from workflow.bootstrap.cloud import CloudRuntime
-from workflow.entrypoints import GCS_FINALIZED, PUBSUB_PUBLISHED, accepts, http_trigger
+from workflow.entrypoints import GCS_FINALIZED, PUBSUB_PUBLISHED, accepts
 from workflow.errors import TransientError
 
 log = logging.getLogger("workflow.entrypoints")
@@ -68,7 +68,6 @@ def on_engine_message(event: Any) -> None:
 
 
 @functions_framework.http
-@http_trigger
 def on_start_request(request: Any) -> tuple[str, int, dict[str, str]]:
     """POST a start request (JSON, as on the start topic): 202 {"run_id"}, or 400 with the report;
     a cancel, rerun or resume request: 202 handed over, 400 invalid, 409 nothing to do."""

@@ -51,7 +51,6 @@ log = logging.getLogger("workflow.entrypoints")
 
 GCS_FINALIZED = "google.cloud.storage.object.v1.finalized"
 PUBSUB_PUBLISHED = "google.cloud.pubsub.topic.v1.messagePublished"
-HTTP_TRIGGER = "http"
 DAG_EXTENSIONS = (".yaml", ".yml", ".json")
 START_KEYS = frozenset({"action", "dag_path", "dag", "tr_hostname", "tr_url", "tr_auth_jwt", "run_id"})
 RUN_ACTIONS = {"cancel": ("action", "run_id"), "rerun": ("action", "run_id", "reruns", "from"),
@@ -98,16 +97,9 @@ def accepts(event_type: str) -> Callable[[F], F]:
             fn(event)
 
         checked.event_type = event_type  # type: ignore[attr-defined]
-        checked.trigger = event_type  # type: ignore[attr-defined]  # the trigger kind: an event type or "http"
         return checked  # type: ignore[return-value]
 
     return mark
-
-
-def http_trigger(fn: F) -> F:
-    """Mark an entry point as HTTP-triggered (deploy checks read `trigger`)."""
-    fn.trigger = HTTP_TRIGGER  # type: ignore[attr-defined]
-    return fn
 
 
 def event_ids(event: Any) -> dict[str, str]:

@@ -250,8 +250,6 @@ def test_entry_points_declare_and_check_their_event_type(rt: CloudRuntime) -> No
     assert main.on_dag_uploaded.event_type == GCS_FINALIZED  # type: ignore[attr-defined]
     assert main.on_start_message.event_type == PUBSUB_PUBLISHED  # type: ignore[attr-defined]
     assert main.on_engine_message.event_type == PUBSUB_PUBLISHED  # type: ignore[attr-defined]
-    assert main.on_start_request.trigger == "http"  # type: ignore[attr-defined]
-    assert main.on_start_message.trigger == PUBSUB_PUBLISHED  # type: ignore[attr-defined]
     main.on_engine_message(gcs_event("dags/x.yaml"))  # wrong type: ignored before any runtime is built
     assert main.runtime.cache_info().currsize == 0
 
