@@ -15,7 +15,6 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 import urllib3
@@ -120,8 +119,7 @@ class HttpTaskRunner:
 
     `retries`: re-sends after the first try; `backoff`: the backoff factor and jitter;
     `backoff_max`: the longest wait between two tries, a `Retry-After` included;
-    `timeout`: (connect, read) seconds of one try; `waiting`: entered around each network
-    exchange (the embedded bus lets other handlers run meanwhile); `sleep`: how waits are spent.
+    `timeout`: (connect, read) seconds of one try; `sleep`: how waits are spent.
     """
 
     def __init__(
@@ -131,13 +129,11 @@ class HttpTaskRunner:
         backoff: float = 0.5,
         backoff_max: float = 30.0,
         timeout: tuple[float, float] = (5.0, 30.0),
-        waiting: Callable[[], AbstractContextManager[None]] = nullcontext,
         status_deadline: float = 10.0,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self._tokens = tokens
         self._timeout = timeout
-        self._waiting = waiting
         self._status_deadline = status_deadline
         self._retry: dict[str, Any] = dict(total=retries, backoff_factor=backoff, backoff_max=backoff_max,
                            backoff_jitter=backoff, redirect=False, raise_on_status=False,
@@ -206,12 +202,11 @@ class HttpTaskRunner:
     def _send(self, method: str, url: str, path: str, token: str, retry: Retry, timeout: Timeout,
               **kwargs: Any) -> BaseHTTPResponse:
         headers = {"Authorization": f"Bearer {token}"}
-        with self._waiting():
-            try:
-                return self._pool.request(method, url.rstrip("/") + path, headers=headers, retries=retry,
-                                          timeout=timeout, **kwargs)
-            except ValueError as exc:  # a request the HTTP layer refused to send
-                raise _NotSent(redact(str(exc), [token])) from None
+        try:
+            return self._pool.request(method, url.rstrip("/") + path, headers=headers, retries=retry,
+                                      timeout=timeout, **kwargs)
+        except ValueError as exc:  # a request the HTTP layer refused to send
+            raise _NotSent(redact(str(exc), [token])) from None
 
     def _refusal(self, url: str, auth: str, status: int, body: str) -> str:
         if status not in (401, 403):
