@@ -1,9 +1,5 @@
-"""Entry points: the command line (`python main.py --help`) and the Cloud Functions.
-
-Each function decodes nothing itself: it hands the CloudEvent (or HTTP request) to
-`workflow.entrypoints` with the instance's runtime, built on the first call and reused for
-the instance's life.
-"""
+"""Entry points: the command line (`python main.py --help`) and the Cloud Functions, each of
+which hands its CloudEvent or request to `workflow.entrypoints` with the instance's runtime."""
 
 from __future__ import annotations
 
@@ -19,7 +15,7 @@ from werkzeug.exceptions import ServiceUnavailable
 
 from workflow import entrypoints
 from workflow.bootstrap.cloud import CloudRuntime
-from workflow.entrypoints import GCS_FINALIZED, PUBSUB_PUBLISHED, accepts, http_trigger
+from workflow.entrypoints import GCS_FINALIZED, PUBSUB_PUBLISHED, accepts
 from workflow.errors import TransientError
 
 log = logging.getLogger("workflow.entrypoints")
@@ -27,6 +23,7 @@ log = logging.getLogger("workflow.entrypoints")
 
 @functools.cache
 def runtime() -> CloudRuntime:
+    """Built on the instance's first call and reused for its life."""
     from workflow import logs
     from workflow.bootstrap.cloud import cloud
 
@@ -71,7 +68,6 @@ def on_engine_message(event: Any) -> None:
 
 
 @functions_framework.http
-@http_trigger
 def on_start_request(request: Any) -> tuple[str, int, dict[str, str]]:
     """POST a start request (JSON, as on the start topic): 202 {"run_id"}, or 400 with the report;
     a cancel, rerun or resume request: 202 handed over, 400 invalid, 409 nothing to do."""

@@ -71,7 +71,7 @@ class ScriptedRunner:
 
     def submit(self, url: str, task: Task, auth: str = "", run_id: str = "") -> Job:
         if task.image_uri in self.refuse:
-            raise SubmissionRefused("HTTP 400: bad image", 400, "bad image")
+            raise SubmissionRefused("HTTP 400: bad image")
         job_id = f"{task.name}-{len(self.submitted) + 1}"
         if self.submitted.count(task.name) < self.fail_first.get(task.name, 0):
             self._fails.add(job_id)

@@ -1,23 +1,8 @@
 """What the Cloud Functions do with an event or request; `main.py` only binds them to names.
 
-- `dag_uploaded`: a GCS finalize event of a DAG file under the prefix starts a run whose
-  id derives from bucket, object and generation, so a redelivered event starts nothing new.
-- `start_message`: a Pub/Sub start request `{"dag_path"|"dag", "tr_hostname", "tr_auth_jwt",
-  "run_id"}`; without `run_id` the run id derives from the Pub/Sub message id. A request
-  with `"action": "cancel" | "rerun" | "resume"` asks that of an existing run instead: it
-  is checked here and handed to the engine as CancelRun, RerunRun or ReconcileRun.
-- `start_over_http`: the same requests as an authenticated HTTP POST (also with the Go
-  tool's keys `workflow-path` and `tr-url`); without `run_id` the id gets a random suffix.
-- `engine_message`: the engine's own messages; one with a `not_before` attribute in the
-  future is held (up to WORKFLOW_MAX_INLINE_WAIT_SEC, default 8 s) or handed back for redelivery.
-
-Everything from outside is checked before any request is made: a Task Runner URL must be
-an allowed origin (`EdgeSettings`), a `dag_path` an object of an allowed bucket, a token a
-well-formed bearer token. A bad DAG or request is recorded as an INVALID run with its
-report and acknowledged; a malformed engine message is logged with its ids and
-acknowledged; a cancel, rerun or resume request that cannot be done is logged, naming why, and
-acknowledged; anything transient raises, so Pub/Sub or Eventarc redelivers. A caller's
-token never appears in a report, a log line or an exception.
+README (Cloud runtime, Security) gives each function's contract: what starts a run, how a
+request is checked, what is acknowledged and what raises so Pub/Sub or Eventarc redelivers.
+A caller's token never appears in a report, a log line or an exception.
 """
 
 from __future__ import annotations
@@ -58,7 +43,6 @@ from .settings import (
     ALLOW_HTTP_ENV,
     ALLOWED_ORIGINS_ENV,
     DAG_BUCKETS_ENV,
-    DEFAULT_MAX_INLINE_WAIT_SEC,
     TR_URL_ENV,
     EdgeSettings,
 )
@@ -67,9 +51,7 @@ log = logging.getLogger("workflow.entrypoints")
 
 GCS_FINALIZED = "google.cloud.storage.object.v1.finalized"
 PUBSUB_PUBLISHED = "google.cloud.pubsub.topic.v1.messagePublished"
-HTTP_TRIGGER = "http"
 DAG_EXTENSIONS = (".yaml", ".yml", ".json")
-MAX_INLINE_WAIT = DEFAULT_MAX_INLINE_WAIT_SEC
 START_KEYS = frozenset({"action", "dag_path", "dag", "tr_hostname", "tr_url", "tr_auth_jwt", "run_id"})
 RUN_ACTIONS = {"cancel": ("action", "run_id"), "rerun": ("action", "run_id", "reruns", "from"),
                "resume": ("action", "run_id")}  # each with the keys it takes
@@ -115,16 +97,9 @@ def accepts(event_type: str) -> Callable[[F], F]:
             fn(event)
 
         checked.event_type = event_type  # type: ignore[attr-defined]
-        checked.trigger = event_type  # type: ignore[attr-defined]  # the trigger kind: an event type or "http"
         return checked  # type: ignore[return-value]
 
     return mark
-
-
-def http_trigger(fn: F) -> F:
-    """Mark an entry point as HTTP-triggered (deploy checks read `trigger`)."""
-    fn.trigger = HTTP_TRIGGER  # type: ignore[attr-defined]
-    return fn
 
 
 def event_ids(event: Any) -> dict[str, str]:
@@ -187,7 +162,7 @@ def start_message(event: Any, rt: CloudRuntime) -> None:
     if body is not None and body.get("action", "start") != "start":
         run_request(body, rt)
         return
-    start_request(data, f"start-{message_id}", rt)
+    _started(_checked(data, f"start-{message_id}", rt.edge, {}), rt)
 
 
 def start_over_http(request: Any, rt: CloudRuntime) -> tuple[int, dict[str, Any]]:
@@ -200,7 +175,7 @@ def start_over_http(request: Any, rt: CloudRuntime) -> tuple[int, dict[str, Any]
     body, _ = _json_object(data)
     if body is not None and body.get("action", "start") != "start":
         return _answer(run_request(body, rt))
-    checked = _parsed(data, f"start-http-{uuid.uuid4().hex}", rt, HTTP_ALIASES)
+    checked = _checked(data, f"start-http-{uuid.uuid4().hex}", rt.edge, HTTP_ALIASES)
     try:
         started = _started(checked, rt)
     except TransientError as exc:
@@ -211,20 +186,9 @@ def start_over_http(request: Any, rt: CloudRuntime) -> tuple[int, dict[str, Any]
     return 202, {"run_id": started.run_id}
 
 
-def start_request(data: bytes, fallback_id: str, rt: CloudRuntime) -> Started:
-    """Start the run a start request asks for, or record it INVALID; idempotent per run id.
-
-    A repeated run id changes nothing and answers as the first request did.
-    """
-    return _started(_parsed(data, fallback_id, rt, {}), rt)
-
-
-def _parsed(data: bytes, fallback_id: str, rt: CloudRuntime, aliases: Mapping[str, str]) -> _Request:
-    body, problem = _json_object(data)
-    return _checked(body, problem, fallback_id, rt.edge, aliases)
-
-
 def _started(request: _Request, rt: CloudRuntime) -> Started:
+    """Start the run a start request asks for, or record it INVALID; idempotent per run id:
+    a repeated run id changes nothing and answers as the first request did."""
     run_id = request.run_id
     existing = rt.ports.store.get_run(run_id)
     if existing is not None:
@@ -248,8 +212,8 @@ def _json_object(data: bytes) -> tuple[dict[str, Any] | None, str]:
     return body, ""
 
 
-def _checked(body: dict[str, Any] | None, problem: str, fallback_id: str, edge: EdgeSettings,
-             aliases: Mapping[str, str]) -> _Request:
+def _checked(data: bytes, fallback_id: str, edge: EdgeSettings, aliases: Mapping[str, str]) -> _Request:
+    body, problem = _json_object(data)
     if body is None:
         return _Request(fallback_id, "inline", "", None, [problem])
     problems = _renamed(body, aliases)
@@ -400,10 +364,7 @@ class RunRequest:
 
 def parse_run_request(body: Mapping[str, Any], stale_after: float) -> RunRequest:
     """Check a request's shape (nothing is read): its engine message, or every problem.
-
-    `stale_after` goes into a resume's ReconcileRun: a submission claimed that long ago
-    with no job recorded is taken as interrupted.
-    """
+    `stale_after` goes into a resume's ReconcileRun."""
     action, run_id = body.get("action"), body.get("run_id")
     shown_id = excerpt(run_id, 130) if isinstance(run_id, str) else ""  # an id is at most 128
     if not isinstance(action, str) or action not in RUN_ACTIONS:
@@ -513,9 +474,8 @@ def engine_message(event: Any, rt: CloudRuntime, clock: Callable[[], float] = ti
 
 
 REPUBLISH_AFTER = 60.0
-"""Seconds a message that is not yet due is left to Pub/Sub's redelivery backoff (10 s, 20 s,
-40 s, ...: 4 deliveries by then, fewer than the 5 a dead-letter policy allows at least)
-before it is published again: a retry delay or a run timeout may be hours away."""
+"""Seconds a message not yet due bounces (4 deliveries, fewer than the 5 a dead-letter
+policy allows at least) before it is published again, still due when it was."""
 
 
 def _published_at(event: Any, default: float) -> float:

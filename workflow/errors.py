@@ -57,11 +57,6 @@ class TaskRunnerError(WorkflowError):
 class SubmissionRefused(TaskRunnerError):
     """The Task Runner refused a job (4xx, or 5xx/429/network after all retries). Fails the step."""
 
-    def __init__(self, message: str, status: int | None = None, body: str = "") -> None:
-        self.status = status
-        self.body = body
-        super().__init__(message)
-
 
 class SubmissionOutcomeUnknown(SubmissionRefused):
     """A submission was sent but no usable answer came back (read timeout, connection dropped,

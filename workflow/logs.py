@@ -42,10 +42,8 @@ def _not_a_library_retry(record: logging.LogRecord) -> bool:
 
 
 def quiet_library_retries() -> None:
-    """Drop urllib3's own "Retrying (Retry(total=...": the Task Runner client logs its waits.
-
-    Idempotent; other urllib3 warnings still pass.
-    """
+    """Drop urllib3's own "Retrying (Retry(total=..." (the Task Runner client logs its waits)
+    and no other urllib3 warning. Idempotent."""
     logger = logging.getLogger("urllib3.connectionpool")
     if _not_a_library_retry not in logger.filters:
         logger.addFilter(_not_a_library_retry)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import math
 import os
 from collections.abc import Mapping
@@ -66,14 +65,6 @@ def parse_seconds(raw: str, name: str, *, allow_zero: bool) -> float:
     return value
 
 
-def seconds_arg(raw: str) -> float:
-    """An argparse `type`: a finite number of seconds >= 0."""
-    try:
-        return parse_seconds(raw, "", allow_zero=True)
-    except InputError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
 TR_URL_ENV = "WORKFLOW_TR_URL"
 ALLOWED_ORIGINS_ENV = "WORKFLOW_ALLOWED_TR_ORIGINS"
 ALLOW_HTTP_ENV = "WORKFLOW_ALLOW_HTTP_TR"
@@ -83,13 +74,8 @@ DAG_PREFIX_ENV = "WORKFLOW_DAG_PREFIX"
 
 @dataclass(frozen=True)
 class EdgeSettings:
-    """What the cloud functions accept from outside: Task Runner origins and DAG buckets.
-
-    A Task Runner URL from a start request or an object's metadata is used only if its
-    origin is in `allowed_tr_origins` (default: the origin of `default_tr_url`), and only
-    over https unless `allow_http_tr`. A start request's `dag_path` must be
-    `gs://BUCKET/OBJECT` with BUCKET in `dag_buckets`.
-    """
+    """What the cloud functions accept from outside (README: Security): the Task Runner
+    origins (default: the origin of `default_tr_url`) and the buckets of a `dag_path`."""
 
     default_tr_url: str = ""
     allowed_tr_origins: frozenset[str] = frozenset()

@@ -16,7 +16,7 @@ import pytest
 
 from polling import wait_until
 from workflow.adapters.embedded.inprocess_bus import InProcessBus
-from workflow.adapters.http.task_runner import HttpTaskRunner
+from workflow.adapters.embedded.waiting_runner import WaitingTaskRunner
 from workflow.bootstrap.embedded import embedded, token_source
 from workflow.localcloud.processes import free_port
 from workflow.mock_runner import MockTaskRunner
@@ -69,7 +69,7 @@ def run_dag(
     """Run DAG on the embedded runtime with the real client; wait for its end; its records."""
     options = {**CLIENT, "sleep": sleep} if sleep else CLIENT
     bus = InProcessBus()
-    runner = HttpTaskRunner(token_source(SECRET), waiting=bus.waiting, **options)
+    runner = WaitingTaskRunner(token_source(SECRET), bus.waiting, **options)
     runtime = embedded(SETTINGS, runner, bus=bus)
     try:
         runtime.bus.publish([StartRun("run-1", DAG, url)])

@@ -60,7 +60,7 @@ def test_submit_sends_the_seed_body_and_the_bearer_token(mock: MockTaskRunner) -
 def test_token_none_is_sent_as_is(mock: MockTaskRunner) -> None:
     with pytest.raises(SubmissionRefused) as err:
         client("none").submit(mock.url, TASK)
-    assert err.value.status == 401 and "bearer token" in str(err.value)
+    assert "HTTP 401" in str(err.value) and "bearer token" in str(err.value)
     assert mock.requests()[0]["auth"] == "Bearer " + fingerprint("none")
 
 
@@ -82,7 +82,7 @@ def test_503_after_all_retries_refuses_the_submission(mock: MockTaskRunner) -> N
 def test_4xx_on_submission_is_not_retried_and_carries_the_body(mock: MockTaskRunner) -> None:
     with pytest.raises(SubmissionRefused) as err:
         client().submit(mock.url, Task("x", ""))
-    assert err.value.status == 400 and "imageUri" in err.value.body
+    assert "HTTP 400" in str(err.value) and "imageUri" in str(err.value)
     assert len(mock.requests()) == 1
 
 
@@ -120,7 +120,7 @@ def test_5xx_on_submission_is_not_resent(mock: MockTaskRunner, status: int) -> N
     mock.inject_fault("/job", status, count=5, body="gateway trouble")
     with pytest.raises(SubmissionOutcomeUnknown) as err:
         client().submit(mock.url, TASK)
-    assert err.value.status == status and f"HTTP {status}: gateway trouble" in str(err.value)
+    assert f"HTTP {status}: gateway trouble" in str(err.value)
     assert posts(mock) == 1
 
 
@@ -227,7 +227,7 @@ def test_an_echoed_token_is_in_no_error_or_log(status: int, caplog: pytest.LogCa
             client(SECRET).submit(m.url, TASK)
         with pytest.raises((StatusRefused, TaskRunnerUnavailable)) as followed:
             client(SECRET, status_deadline=0.2).status(m.url, "j-1")
-    texts = [str(submitted.value), submitted.value.body, str(followed.value), caplog.text, m.requests()]
+    texts = [str(submitted.value), str(followed.value), caplog.text, m.requests()]
     assert "request_headers" in str(submitted.value) and SECRET not in repr(texts)
 
 
@@ -235,7 +235,7 @@ def test_a_token_in_an_answer_is_redacted(mock: MockTaskRunner) -> None:
     mock.inject_fault("/job", 400, body=f"token {SECRET} is not allowed here")
     with pytest.raises(SubmissionRefused) as err:
         client(SECRET).submit(mock.url, TASK)
-    assert "token <redacted> is not allowed here" in str(err.value) and SECRET not in err.value.body
+    assert "token <redacted> is not allowed here" in str(err.value) and SECRET not in str(err.value)
 
 
 def test_a_token_with_a_line_break_is_refused_before_sending(mock: MockTaskRunner) -> None:

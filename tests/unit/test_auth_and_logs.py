@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 
 from workflow import logs
-from workflow.adapters.http import auth
 from workflow.adapters.http.auth import IdTokenSource, SealedTokens, StaticToken
+from workflow.adapters.http.user_tokens import UserIdTokenSource
 from workflow.errors import AuthError
 
 
@@ -26,7 +26,7 @@ class FakeCredentials:
 
 def test_id_tokens_are_cached_per_audience_until_they_expire(monkeypatch: pytest.MonkeyPatch) -> None:
     made: dict[str, FakeCredentials] = {}
-    monkeypatch.setattr(auth, "_credentials_for", lambda aud: made.setdefault(aud, FakeCredentials()))
+    monkeypatch.setattr(IdTokenSource, "_credentials", lambda self, aud: made.setdefault(aud, FakeCredentials()))
     source = IdTokenSource()
     assert source.token("https://a") == "id-token-1"
     assert source.token("https://a") == "id-token-1"  # still valid: no refresh
@@ -36,11 +36,37 @@ def test_id_tokens_are_cached_per_audience_until_they_expire(monkeypatch: pytest
     assert made["https://a"].refreshes == 2
 
 
-def test_no_credentials_says_how_to_get_a_token(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("source", [IdTokenSource, UserIdTokenSource])
+def test_no_credentials_says_how_to_get_a_token(source: type[IdTokenSource], monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", "/nonexistent/key.json")
     with pytest.raises(AuthError) as err:
-        IdTokenSource().token("https://runner.example")
+        source().token("https://runner.example")
     assert "--tr-auth-jwt" in str(err.value) and "--tr-auth-jwt none" in str(err.value)
+
+
+def test_gcloud_user_credentials_give_the_users_own_id_token(monkeypatch: pytest.MonkeyPatch) -> None:
+    import google.auth
+    from google.oauth2 import credentials as user_credentials
+
+    class UserCredentials(user_credentials.Credentials):
+        def __init__(self) -> None:
+            super().__init__(token="access-token")
+            self._id_token = None
+
+        def refresh(self, request: Any) -> None:
+            self._id_token = "users-id-token"
+
+    def no_service_account(self: IdTokenSource, audience: str) -> Any:
+        raise AuthError("no service account") from ValueError("no key")
+
+    monkeypatch.setattr(IdTokenSource, "_credentials", no_service_account)
+    monkeypatch.setattr(google.auth, "default", lambda: (UserCredentials(), "project"))
+    assert UserIdTokenSource().token("https://runner.example") == "users-id-token"
+    with pytest.raises(AuthError, match="no service account"):
+        IdTokenSource().token("https://runner.example")
+    monkeypatch.setattr(google.auth, "default", lambda: (object(), "project"))
+    with pytest.raises(AuthError, match=r"these credentials cannot mint an ID token \(no key\)"):
+        UserIdTokenSource().token("https://runner.example")
 
 
 def test_sealed_tokens_round_trip_and_are_not_readable() -> None:

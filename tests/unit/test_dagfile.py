@@ -14,8 +14,8 @@ import pytest
 import yaml
 from google.api_core import exceptions as api_exceptions
 
-from workflow.adapters import dag_sources
-from workflow.adapters.dag_sources import DagSources, read_dag_bytes
+from workflow.adapters.dag_sources import DagSources
+from workflow.adapters.local_dags import LocalDags
 from workflow.dagfile import load as yaml_load
 from workflow.dagfile import parse_dag, validate
 from workflow.dagfile.limits import (
@@ -217,12 +217,12 @@ def test_ids_may_use_dots_underscores_and_dashes_up_to_the_limit() -> None:
 
 @pytest.mark.parametrize("name", sorted(p.name for p in (REPO / "dags").glob("*.yaml")))
 def test_example_dags_in_the_repository_are_valid(name: str) -> None:
-    dag = DagSources().read(str(REPO / "dags" / name))
+    dag = LocalDags().read(str(REPO / "dags" / name))
     assert dag.steps
 
 
 def test_seed_engine_fork_join_posts_engine_and_url() -> None:
-    dag = DagSources().read(str(REPO / "dags" / "seed_engine_fork_join.yaml"))
+    dag = LocalDags().read(str(REPO / "dags" / "seed_engine_fork_join.yaml"))
     assert dag.roots() == ("step_1",)
     assert dag.successors("step_1") == ("step_2", "step_3")
     assert [s.depends_on for s in dag.steps[1:]] == [("step_1",), ("step_1",), ("step_2", "step_3")]
@@ -238,7 +238,7 @@ def test_seed_engine_fork_join_posts_engine_and_url() -> None:
 
 
 def test_seed_unquoted_args_post_the_text_as_written() -> None:
-    prepare, train = DagSources().read(str(REPO / "dags" / "seed_unquoted_args.yaml")).steps
+    prepare, train = LocalDags().read(str(REPO / "dags" / "seed_unquoted_args.yaml")).steps
     assert prepare.task.to_request() == {
         "job_name": "prepare",
         "imageUri": "gcr.io/project/prepare:1",
@@ -991,76 +991,6 @@ def test_ordinary_nesting_is_fine() -> None:
     assert dag.steps[0].task.labels == {"k": "v"}
 
 
-# ---------------------------------------------------------------- reading files
-
-
-def test_read_dag_from_a_local_path_and_a_file_url(tmp_path: Path) -> None:
-    path = tmp_path / "my dag.yaml"
-    path.write_text(SEED)
-    assert DagSources().read(str(path)).step_ids == ("prepare", "train")
-    url = "file://" + str(path).replace(" ", "%20")
-    assert DagSources().read(url).step_ids == ("prepare", "train")
-    assert read_dag_bytes(str(path)) == (SEED.encode(), str(path))
-
-
-def test_invalid_local_file_names_its_path(tmp_path: Path) -> None:
-    path = tmp_path / "bad.yaml"
-    path.write_text("steps: []\n")
-    with pytest.raises(DagInvalid) as info:
-        DagSources().read(str(path))
-    assert info.value.origin == str(path)
-    assert str(info.value).startswith(f"{path}: invalid DAG")
-
-
-def test_missing_local_file(tmp_path: Path) -> None:
-    missing = str(tmp_path / "missing.yaml")
-    with pytest.raises(DagNotFound, match=r"missing\.yaml: no such file"):
-        DagSources().read(missing)
-
-
-def test_directory_is_not_a_dag_file(tmp_path: Path) -> None:
-    with pytest.raises(DagNotFound, match="is a directory"):
-        DagSources().read(str(tmp_path))
-
-
-def test_unreadable_local_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    path = tmp_path / "secret.yaml"
-    path.write_text(SEED)
-
-    def refuse(file: str, mode: str) -> Any:
-        raise PermissionError(13, "Permission denied", file)
-
-    monkeypatch.setattr(dag_sources, "open", refuse, raising=False)
-    with pytest.raises(DagNotFound, match=r"secret\.yaml: permission denied"):
-        DagSources().read(str(path))
-
-
-def test_big_local_file_is_refused_without_reading_it(tmp_path: Path) -> None:
-    path = tmp_path / "huge.yaml"
-    with path.open("wb") as handle:
-        handle.truncate(50 * MAX_FILE_BYTES)  # sparse: costs no disk
-    with pytest.raises(DagInvalid) as info:
-        DagSources().read(str(path))
-    assert [str(p) for p in info.value.problems] == [
-        f"file is {50 * MAX_FILE_BYTES:,} bytes; the limit is {MAX_FILE_BYTES:,} bytes (1 MiB)"
-    ]
-
-
-@pytest.mark.parametrize(
-    ("path", "message"),
-    [
-        ("", "no DAG path given"),
-        ("https://example.com/dag.yaml", "unsupported scheme 'https'"),
-        ("gs://bucket-only", "expected gs://BUCKET/OBJECT"),
-        ("gs:///object", "expected gs://BUCKET/OBJECT"),
-        ("file://otherhost/dag.yaml", "is not local"),
-    ],
-)
-def test_unusable_paths(path: str, message: str) -> None:
-    with pytest.raises(DagNotFound, match=message):
-        DagSources().read(path)
-
-
 # ---------------------------------------------------------------- GCS source, with a fake client
 
 
@@ -1173,20 +1103,10 @@ def test_gcs_object_over_the_limit_is_not_downloaded() -> None:
     assert client.buckets[0].blobs[0].downloads == 0
 
 
-def test_gcs_client_is_remade_when_the_emulator_changes(monkeypatch: pytest.MonkeyPatch) -> None:
-    made: list[FakeClient] = []
-
-    def make() -> FakeClient:
-        made.append(FakeClient({"d.yaml": SEED.encode()}))
-        return made[-1]
-
-    sources = DagSources(make)
-    monkeypatch.setenv(dag_sources.EMULATOR_ENV, "http://127.0.0.1:1")
-    sources.read("gs://b/d.yaml")
-    sources.read("gs://b/d.yaml")
-    monkeypatch.setenv(dag_sources.EMULATOR_ENV, "http://127.0.0.1:2")
-    sources.read("gs://b/d.yaml")
-    assert len(made) == 2
+def test_the_functions_source_reads_gs_objects_only() -> None:
+    for path in ("/dags/x.yaml", "file:///dags/x.yaml", "gs://bucket-only", "gs:///object"):
+        with pytest.raises(DagNotFound, match="expected gs://BUCKET/OBJECT"):
+            DagSources(lambda: FakeClient({})).read(path)
 
 
 def test_importing_the_adapter_does_not_load_the_storage_library() -> None:

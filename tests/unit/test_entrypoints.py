@@ -15,17 +15,16 @@ from cloudevents.http import CloudEvent
 
 import main
 from enginekit import ListBus, ScriptedRunner
-from workflow.adapters.dag_sources import DagSources
 from workflow.adapters.embedded.events import RecordedEvents
 from workflow.adapters.embedded.sqlite_store import SqliteStateStore
 from workflow.adapters.http.auth import SealedTokens, StaticToken
+from workflow.adapters.local_dags import LocalDags
 from workflow.bootstrap import cloud as cloud_bootstrap
 from workflow.bootstrap import embedded as embedded_bootstrap
 from workflow.bootstrap.cloud import CloudRuntime
 from workflow.dagfile import parse_dag
 from workflow.entrypoints import (
     GCS_FINALIZED,
-    MAX_INLINE_WAIT,
     PUBSUB_PUBLISHED,
     REPUBLISH_AFTER,
     NotYet,
@@ -39,6 +38,7 @@ from workflow.model import codec
 from workflow.model.messages import DispatchStep, StartRun, TimeoutRun
 from workflow.model.records import RunRecord, StepRecord
 from workflow.model.states import RunStatus
+from workflow.settings import DEFAULT_MAX_INLINE_WAIT_SEC
 
 KEY = "q3v6oVn8kR9A0QG7lq2m2n7pPZxG2Jm0y9dQ9ZpVb3U="
 DAG = {"steps": [{"id": "a", "task": {"imageUri": "img/a"}}, {"id": "b", "dependsOn": ["a"],
@@ -51,7 +51,7 @@ ENV = {
 }
 
 
-class FileDags(DagSources):
+class FileDags(LocalDags):
     """gs://b/NAME reads tmp_path/NAME: the GCS object store stands in as files."""
 
     def __init__(self, root: Path) -> None:
@@ -228,7 +228,7 @@ def test_delayed_engine_message_waits_or_asks_for_redelivery(rt: CloudRuntime) -
     slept: list[float] = []
     data = codec.encode(DispatchStep("nope", "x"))
     with pytest.raises(NotYet):
-        engine_message(pubsub_event(data, not_before=str(1000 + MAX_INLINE_WAIT + 1)), rt,
+        engine_message(pubsub_event(data, not_before=str(1000 + DEFAULT_MAX_INLINE_WAIT_SEC + 1)), rt,
                        clock=lambda: 1000.0, sleep=slept.append)
     engine_message(pubsub_event(data, not_before="1003.5"), rt, clock=lambda: 1000.0, sleep=slept.append)
     assert slept == [3.5]
@@ -250,8 +250,6 @@ def test_entry_points_declare_and_check_their_event_type(rt: CloudRuntime) -> No
     assert main.on_dag_uploaded.event_type == GCS_FINALIZED  # type: ignore[attr-defined]
     assert main.on_start_message.event_type == PUBSUB_PUBLISHED  # type: ignore[attr-defined]
     assert main.on_engine_message.event_type == PUBSUB_PUBLISHED  # type: ignore[attr-defined]
-    assert main.on_start_request.trigger == "http"  # type: ignore[attr-defined]
-    assert main.on_start_message.trigger == PUBSUB_PUBLISHED  # type: ignore[attr-defined]
     main.on_engine_message(gcs_event("dags/x.yaml"))  # wrong type: ignored before any runtime is built
     assert main.runtime.cache_info().currsize == 0
 

@@ -10,7 +10,7 @@ import pytest
 
 from polling import wait_until
 from workflow.adapters.embedded.inprocess_bus import InProcessBus
-from workflow.adapters.http.task_runner import HttpTaskRunner
+from workflow.adapters.embedded.waiting_runner import WaitingTaskRunner
 from workflow.bootstrap.embedded import embedded, token_source
 from workflow.mock_runner import MockTaskRunner
 from workflow.model.dag import Dag, Step, Task
@@ -35,8 +35,8 @@ def refusing() -> Iterator[MockTaskRunner]:
 
 def run_to_end(url: str) -> RunRecord:
     bus = InProcessBus()
-    runner = HttpTaskRunner(token_source("tok"), waiting=bus.waiting, retries=3, backoff=0.01, backoff_max=0.05,
-                            timeout=(1.0, 1.0), status_deadline=2.0)
+    runner = WaitingTaskRunner(token_source("tok"), bus.waiting, retries=3, backoff=0.01, backoff_max=0.05,
+                               timeout=(1.0, 1.0), status_deadline=2.0)
     runtime = embedded(Settings(poll_interval=0.05), runner, bus=bus)
     try:
         runtime.bus.publish([StartRun(RUN_ID, DAG, url)])

@@ -1,28 +1,18 @@
-"""Where DAG files come from: local files, `file://` URLs and `gs://bucket/object`.
+"""DAG files in Cloud Storage: `gs://bucket/object`, through google-cloud-storage.
 
-Every failure to read becomes a project error: `DagNotFound` (missing file, object or
-bucket, permission denied, no credentials, malformed path), `DagInvalid` (file over
-`MAX_FILE_BYTES`, refused before it is read in full) or `TransientError` (network,
-server errors after the client's own retries). At most `MAX_FILE_BYTES` + 1 bytes
-are ever read.
-
-GCS goes through google-cloud-storage with application default credentials. When
-`STORAGE_EMULATOR_HOST` is set (e.g. `http://127.0.0.1:9023`) the library sends
+Every failure to read becomes a project error; an object over `MAX_FILE_BYTES` is
+refused before it is downloaded. With `STORAGE_EMULATOR_HOST` set (e.g. `http://127.0.0.1:9023`) the library sends
 requests there; this module then uses anonymous credentials and the project
-`GOOGLE_CLOUD_PROJECT` (default "local"). The client is created on first use and
-kept, and made again if those two variables change.
+`GOOGLE_CLOUD_PROJECT` (default "local"). The client is created on first use and kept.
 """
 
 from __future__ import annotations
 
 import importlib
 import os
-import re
-import stat
 import threading
 from collections.abc import Callable
 from typing import Any, Protocol
-from urllib.parse import unquote, urlsplit
 
 from google.api_core import exceptions as api_exceptions
 from google.auth import exceptions as auth_exceptions
@@ -38,8 +28,6 @@ PROJECT_ENV = "GOOGLE_CLOUD_PROJECT"
 GCS_TIMEOUT = 30.0
 """Seconds allowed for each GCS request (the client retries transient failures itself)."""
 
-_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
-
 
 class StorageClient(Protocol):
     """The part of `google.cloud.storage.Client` used here."""
@@ -48,18 +36,15 @@ class StorageClient(Protocol):
 
 
 class DagSources:
-    """The DagSource role: `read(path)` returns the validated `Dag` stored at `path`.
+    """The DagSource role: `read(path)` returns the validated `Dag` stored at `path`. Thread-safe.
 
-    `storage_client` makes the GCS client (default: google-cloud-storage, see the module
-    docstring); it is called on the first `gs://` read only and its client is reused.
-    Safe to share between threads.
+    `storage_client` makes the GCS client (default: google-cloud-storage), on the first read only.
     """
 
     def __init__(self, storage_client: Callable[[], StorageClient] | None = None) -> None:
         self._make_client = storage_client
         self._lock = threading.Lock()
         self._client: StorageClient | None = None
-        self._client_env: tuple[str | None, str | None] | None = None
 
     def read(self, path: str) -> Dag:
         """The validated DAG at `path`. Raises `DagNotFound`, `DagInvalid` or `TransientError`."""
@@ -67,18 +52,8 @@ class DagSources:
         return parse_dag(data, origin)
 
     def read_bytes(self, path: str) -> tuple[bytes, str]:
-        """The file's bytes (at most `MAX_FILE_BYTES`) and its origin label for messages."""
-        match = _SCHEME.match(path)
-        scheme = match.group(1).lower() if match else ""
-        if scheme == "gs":
-            return self._read_gcs(path), path
-        if scheme == "file":
-            return _read_local(path, _file_url_path(path)), path
-        if scheme:
-            raise DagNotFound(f"{path}: unsupported scheme {scheme!r}; use a local path, file:// or gs://")
-        if not path:
-            raise DagNotFound("no DAG path given")
-        return _read_local(path, path), path
+        """The object's bytes (at most `MAX_FILE_BYTES`) and its origin label for messages."""
+        return self._read_gcs(path), path
 
     def _read_gcs(self, path: str) -> bytes:
         bucket_name, object_name = _split_gs(path)
@@ -101,12 +76,9 @@ class DagSources:
         return data
 
     def _storage(self) -> StorageClient:
-        """The storage client, made on first use and again if the emulator settings change."""
-        env = (os.environ.get(EMULATOR_ENV) or None, os.environ.get(PROJECT_ENV) or None)
         with self._lock:
-            if self._client is None or env != self._client_env:
-                make = self._make_client or _default_storage_client
-                self._client, self._client_env = make(), env
+            if self._client is None:
+                self._client = (self._make_client or _default_storage_client)()
             return self._client
 
 
@@ -128,7 +100,7 @@ def _default_storage_client() -> StorageClient:
 def _split_gs(path: str) -> tuple[str, str]:
     """(bucket, object) of `gs://bucket/object`; `DagNotFound` if either is missing."""
     bucket_name, _, object_name = path[len("gs://") :].partition("/")
-    if not bucket_name or not object_name:
+    if path[: len("gs://")].lower() != "gs://" or not bucket_name or not object_name:
         raise DagNotFound(f"{path}: expected gs://BUCKET/OBJECT")
     return bucket_name, object_name
 
@@ -150,43 +122,3 @@ def _gcs_error(path: str, exc: Exception) -> Exception:
     if isinstance(exc, (api_exceptions.ServerError, api_exceptions.TooManyRequests, auth_exceptions.TransportError)):
         return TransientError(f"{path}: Cloud Storage is unavailable: {detail}")
     return DagNotFound(f"{path}: cannot be read: {detail}")
-
-
-def _file_url_path(url: str) -> str:
-    """The local path of a `file://` URL (host empty or localhost; %-escapes decoded)."""
-    parts = urlsplit(url)
-    if parts.netloc not in ("", "localhost"):
-        raise DagNotFound(f"{url}: file:// URLs must name a local file (host {parts.netloc!r} is not local)")
-    if not parts.path:
-        raise DagNotFound(f"{url}: no file path in the URL")
-    return unquote(parts.path)
-
-
-def _read_local(label: str, fs_path: str) -> bytes:
-    """The bytes of a local file; a regular file over the limit is refused before reading."""
-    try:
-        with open(fs_path, "rb") as handle:
-            info = os.fstat(handle.fileno())
-            if stat.S_ISREG(info.st_mode) and info.st_size > MAX_FILE_BYTES:
-                raise DagInvalid(label, [oversize_problem(info.st_size)])
-            data = handle.read(MAX_FILE_BYTES + 1)
-    except FileNotFoundError as exc:
-        raise DagNotFound(f"{label}: no such file") from exc
-    except IsADirectoryError as exc:
-        raise DagNotFound(f"{label}: is a directory, not a DAG file") from exc
-    except PermissionError as exc:
-        raise DagNotFound(f"{label}: permission denied") from exc
-    except OSError as exc:
-        raise DagNotFound(f"{label}: cannot be read: {exc.strerror or exc}") from exc
-    if len(data) > MAX_FILE_BYTES:
-        raise DagInvalid(label, [oversize_problem(None)])
-    return data
-
-
-_DEFAULT = DagSources()
-
-
-def read_dag_bytes(path: str) -> tuple[bytes, str]:
-    """The bytes of the DAG file at `path` (local path, `file://` or `gs://` URL) and its
-    origin label, through a shared `DagSources`. See `DagSources.read_bytes`."""
-    return _DEFAULT.read_bytes(path)

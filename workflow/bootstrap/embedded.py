@@ -7,8 +7,9 @@ from dataclasses import dataclass
 from ..adapters.embedded.events import RecordedEvents
 from ..adapters.embedded.inprocess_bus import InProcessBus
 from ..adapters.embedded.sqlite_store import SqliteStateStore
-from ..adapters.http.auth import IdTokenSource, StaticToken, TokenSource
-from ..adapters.http.task_runner import HttpTaskRunner
+from ..adapters.embedded.waiting_runner import WaitingTaskRunner
+from ..adapters.http.auth import StaticToken, TokenSource
+from ..adapters.http.user_tokens import UserIdTokenSource
 from ..engine import Ports, handle
 from ..model.messages import Message
 from ..ports import TaskRunner
@@ -17,7 +18,7 @@ from ..settings import Settings
 
 def token_source(jwt: str | None) -> TokenSource:
     """The `--tr-auth-jwt` value when given (sent as is), else ID tokens from google-auth."""
-    return StaticToken(jwt) if jwt is not None else IdTokenSource()
+    return StaticToken(jwt) if jwt is not None else UserIdTokenSource()
 
 
 @dataclass
@@ -53,7 +54,7 @@ def embedded(
     ports = Ports(
         store=store,
         bus=bus,
-        runner=runner or HttpTaskRunner(token_source(jwt), waiting=bus.waiting),
+        runner=runner or WaitingTaskRunner(token_source(jwt), bus.waiting),
         settings=settings,
         events=RecordedEvents(),
     )

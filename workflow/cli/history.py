@@ -25,8 +25,8 @@ from ..model.records import RunRecord, StepRecord
 from ..model.states import RunStatus, StepState
 from ..model.text import excerpt
 from ..ports import StateStore, TaskRunner
-from ..settings import Settings, seconds_arg
-from .options import Parser, add_cloud, add_db, add_execution, check_runtime, settings
+from ..settings import Settings
+from .options import Parser, add_cloud, add_db, add_execution, check_runtime, seconds_arg, settings
 from .output import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, Seen, as_json, changes, exit_code, print_run, print_runs
 from .run import check_task_runner, interrupted, watch
 

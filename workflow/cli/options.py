@@ -12,7 +12,7 @@ from ..adapters.http.auth import check_token
 from ..bootstrap.cloud import DATABASE_ENV, PROJECT_ENV
 from ..bootstrap.control import START_TOPIC_ENV
 from ..errors import InputError
-from ..settings import POLL_ENV, TIMEOUT_ENV, Settings, parse_seconds, seconds_arg
+from ..settings import POLL_ENV, TIMEOUT_ENV, Settings, parse_seconds
 
 DEFAULT_DB = "workflow-runs.sqlite3"
 
@@ -21,6 +21,14 @@ class Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
         self.print_usage(sys.stderr)
         raise InputError(message)
+
+
+def seconds_arg(raw: str) -> float:
+    """An argparse `type`: a finite number of seconds >= 0."""
+    try:
+        return parse_seconds(raw, "", allow_zero=True)
+    except InputError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def flags(*names: str) -> list[str]:

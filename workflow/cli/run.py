@@ -14,7 +14,7 @@ from typing import TextIO
 from urllib.parse import urlparse
 
 from .. import logs
-from ..adapters.dag_sources import DagSources
+from ..adapters.local_dags import LocalDags
 from ..bootstrap.embedded import EmbeddedRuntime, embedded, token_source
 from ..errors import InputError
 from ..model.messages import StartRun
@@ -73,7 +73,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None, runner: T
         logs.configure(logging.INFO if args.verbose else logging.WARNING)
         config = settings(args)
         url = _check_url(args.tr_url)
-        dag = DagSources().read(args.dag_path)
+        dag = LocalDags().read(args.dag_path)
         if runner is None:
             check_task_runner(url, args.jwt)
     except InputError as exc:

@@ -28,10 +28,11 @@ from types import FrameType
 from typing import Any
 
 from workflow import cli, logs
+from workflow.cli.options import seconds_arg
 from workflow.cli.output import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 from workflow.entrypoints import DAG_EXTENSIONS, upload_run_id
 from workflow.errors import InputError
-from workflow.settings import DEFAULT_STALE_AFTER_SEC, seconds_arg
+from workflow.settings import DEFAULT_STALE_AFTER_SEC
 
 from . import eventarc, processes, status
 from .processes import MissingTool, StartupError

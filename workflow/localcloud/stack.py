@@ -53,11 +53,11 @@ from types import TracebackType
 from typing import Any
 
 from workflow.adapters.gcp.firestore_store import FirestoreStateStore
-from workflow.entrypoints import MAX_INLINE_WAIT, upload_run_id
+from workflow.entrypoints import upload_run_id
 from workflow.mock_runner import MockTaskRunner
 from workflow.model.messages import SweepRuns
 from workflow.model.records import RunRecord, StepRecord
-from workflow.settings import DEFAULT_STALE_AFTER_SEC
+from workflow.settings import DEFAULT_MAX_INLINE_WAIT_SEC, DEFAULT_STALE_AFTER_SEC
 
 from . import eventarc, processes, pubsub_wiring
 from .processes import Service
@@ -170,12 +170,12 @@ class LocalCloud:
             raise ValueError(
                 f"poll must be between 0 and {MAX_POLL:g} s, got {poll:g}: the Pub/Sub emulator redelivers a "
                 "refused push about once a second, so a check due much more than "
-                f"{MAX_INLINE_WAIT:g} s ahead would use up its {MAX_DELIVERY_ATTEMPTS} delivery attempts, "
+                f"{DEFAULT_MAX_INLINE_WAIT_SEC:g} s ahead would use up its {MAX_DELIVERY_ATTEMPTS} delivery attempts, "
                 "be dead-lettered, and leave its run RUNNING for ever"
             )
-        if poll > MAX_INLINE_WAIT:
+        if poll > DEFAULT_MAX_INLINE_WAIT_SEC:
             LOG.warning("poll %.3g s > %.3g s: every check arrives early and is refused (logged as an error) "
-                        "until it is due", poll, MAX_INLINE_WAIT)
+                        "until it is due", poll, DEFAULT_MAX_INLINE_WAIT_SEC)
         self.project = project
         self.bucket = bucket
         self.prefix = prefix

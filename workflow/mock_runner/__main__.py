@@ -13,8 +13,8 @@ import sys
 import time
 from types import FrameType
 
+from workflow.cli.options import seconds_arg
 from workflow.mock_runner.server import DURATION_LABEL, FAIL_ATTEMPTS_LABEL, FINAL_LABEL, MockTaskRunner
-from workflow.settings import seconds_arg
 
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 

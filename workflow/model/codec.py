@@ -14,30 +14,14 @@ from typing import Any
 
 from ..errors import DagInvalid, PoisonMessage
 from .dag import Dag
-from .messages import (
-    CancelRun,
-    CheckJob,
-    DispatchStep,
-    Message,
-    ReconcileRun,
-    RerunRun,
-    RunFinished,
-    StartRun,
-    StepFinished,
-    SweepRuns,
-    TimeoutRun,
-)
+from .messages import Message
 from .states import RunStatus, StepState
 from .text import excerpt
 
 VERSION = 1
 ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 RESERVED_ID = re.compile(r"^__.*__$")  # Firestore reserves these document ids, as it does '.' and '..'
-_TYPES: dict[str, type[Any]] = {
-    cls.__name__: cls
-    for cls in (StartRun, DispatchStep, CheckJob, StepFinished, RunFinished, ReconcileRun, CancelRun, RerunRun,
-                TimeoutRun, SweepRuns)
-}
+_TYPES: dict[str, type[Any]] = {cls.__name__: cls for cls in typing.get_args(Message)}
 
 
 def to_dict(msg: Message) -> dict[str, Any]:
@@ -57,10 +41,8 @@ def encode(msg: Message) -> bytes:
 
 
 def from_dict(body: Any) -> Message:
-    """Rebuild a message; anything malformed raises PoisonMessage naming the problem.
-
-    Every field is checked against its dataclass type, and ids against `id_problem`.
-    """
+    """Rebuild a message, every field checked against its dataclass type and ids against
+    `id_problem`; anything malformed raises PoisonMessage naming the problem."""
     if not isinstance(body, dict):
         raise PoisonMessage("message is not a JSON object")
     if body.get("v") != VERSION:

@@ -95,12 +95,12 @@ class Policy:
 
     def to_dict(self) -> dict[str, Any]:
         """The DAG-file keys that differ from the default."""
-        keys = {"retries": self.retries, "retryDelaySec": self.retry_delay, "timeoutSec": self.timeout,
+        default = Policy()._keys()
+        return {key: value for key, value in self._keys().items() if value != default[key]}
+
+    def _keys(self) -> dict[str, Any]:
+        return {"retries": self.retries, "retryDelaySec": self.retry_delay, "timeoutSec": self.timeout,
                 "runIf": self.run_if.value}
-        default = Policy()
-        same = {"retries": default.retries, "retryDelaySec": default.retry_delay, "timeoutSec": default.timeout,
-                "runIf": default.run_if.value}
-        return {key: value for key, value in keys.items() if value != same[key]}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Policy:

@@ -27,11 +27,8 @@ class DispatchStep:
 
 @dataclass(frozen=True)
 class CheckJob:
-    """Ask the Task Runner for a job's state; `seq` numbers the checks of one job.
-
-    It carries what the check needs (the Task Runner, the sealed token, the submission
-    time, the job state seen last) so that a check reads nothing from the store.
-    """
+    """Ask the Task Runner for a job's state; `seq` numbers the checks of one job. It carries
+    what the check needs, so that a check reads nothing from the store."""
 
     run_id: str
     step_id: str
@@ -51,8 +48,7 @@ class CheckJob:
 
 @dataclass(frozen=True)
 class StepFinished:
-    """A step's end handed over as a message. The engine records ends where it sees them
-    (in the check); this message is still handled, for replays and older deployments."""
+    """A step's end as a message: no longer published (the check records it), still handled."""
 
     run_id: str
     step_id: str
@@ -71,8 +67,8 @@ class RunFinished:
 
 @dataclass(frozen=True)
 class TimeoutRun:
-    """The run's `timeoutSec` passes at `deadline` (Unix time): open steps are ended and
-    the run FAILED, unless it ended, or was rerun (`reruns` is the count it was armed at)."""
+    """The run's `timeoutSec` passes at `deadline`, unless it ended or was rerun since
+    `reruns` (the count it was armed at)."""
 
     run_id: str
     deadline: float
@@ -81,8 +77,7 @@ class TimeoutRun:
 
 @dataclass(frozen=True)
 class ReconcileRun:
-    """Rebuild what a run needs from its stored state alone: check its running jobs,
-    dispatch its ready steps, finish it if no step is open. A submission claimed at least
+    """Rebuild what a run needs from its stored state alone. A submission claimed at least
     `stale_after` seconds ago with nothing recorded is taken as interrupted."""
 
     run_id: str
@@ -101,9 +96,8 @@ class SweepRuns:
 
 @dataclass(frozen=True)
 class RerunRun:
-    """Run again a run's failed, cancelled and skipped steps (and with `from_step`, that step
-    and its descendants), keeping its successes. `reruns` is the number of reruns the
-    requester saw: a repeated request finds the count moved on and changes nothing."""
+    """Run again a run's failed, cancelled and skipped steps (and `from_step` with its
+    descendants). `reruns` is the count the requester saw: a repeat changes nothing."""
 
     run_id: str
     reruns: int

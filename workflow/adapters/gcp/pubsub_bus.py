@@ -1,10 +1,5 @@
-"""Bus on Pub/Sub: one topic for the engine's messages.
-
-Each message is the JSON of `workflow.model.codec` with attributes `type`, `run_id`,
-`step_id` and, for a delayed message, `not_before` (Unix time, seconds): Pub/Sub cannot
-delay a delivery, so the receiving entry point waits or asks for redelivery (see
-`workflow.entrypoints`). `publish` returns only when Pub/Sub has accepted every message.
-"""
+"""Bus on Pub/Sub: one topic for the engine's messages, in the form README (Messages) gives.
+`publish` returns only when Pub/Sub has accepted every message."""
 
 from __future__ import annotations
 

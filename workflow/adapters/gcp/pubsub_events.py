@@ -1,8 +1,5 @@
-"""Events on a Pub/Sub topic (`workflow-events`) that users subscribe to.
-
-Each event is the JSON of `RunEnded.to_dict()` with attributes `type`, `run_id` and
-`status`, so subscriptions can filter (e.g. `attributes.status = "FAILED"`).
-"""
+"""Run-ended events on a Pub/Sub topic (`workflow-events`), with attributes subscriptions
+can filter on (`type`, `run_id`, `status`)."""
 
 from __future__ import annotations
 

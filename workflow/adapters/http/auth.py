@@ -1,14 +1,4 @@
-"""Bearer tokens for the Task Runner. A token is never logged or stored.
-
-- StaticToken: the `--tr-auth-jwt` value, sent as is (`none` included).
-- IdTokenSource: an ID token whose audience is the Task Runner URL, from google-auth's
-  ambient credentials (service account key, impersonated service account, metadata
-  server), kept until shortly before it expires. gcloud user credentials cannot mint a
-  token for an arbitrary audience; for them the user's own ID token is used, which
-  Cloud Run accepts for users granted roles/run.invoker.
-- SealedTokens: a caller's token for one run, kept only encrypted (Fernet, with a key the
-  deployment holds), opened just before a request; other runs use a fallback source.
-"""
+"""Bearer tokens for the Task Runner (README: Tokens). A token is never logged or stored in clear."""
 
 from __future__ import annotations
 
@@ -48,16 +38,16 @@ def check_token(token: str, where: str) -> str:
 
 class TokenSource(Protocol):
     def token(self, audience: str, sealed: str = "", run_id: str = "") -> str:
-        """A bearer token for `audience` (`sealed`: the run `run_id`'s own sealed token, if any).
-
-        Raises AuthError with a way out when there is none.
-        """
+        """A bearer token for `audience` (`sealed`: the run `run_id`'s own sealed token, if any);
+        AuthError with a way out when there is none."""
 
     def describe(self, audience: str, sealed: str = "") -> str:
         """Which credential `token` gives for these arguments, in words; never the token."""
 
 
 class StaticToken:
+    """A token given as is (`--tr-auth-jwt`, `none` included)."""
+
     def __init__(self, value: str, origin: str = "the token given with --tr-auth-jwt") -> None:
         """`origin`: where the value came from, as error messages name it."""
         self._value = value
@@ -74,7 +64,8 @@ class StaticToken:
 
 
 class IdTokenSource:
-    """Thread-safe; one credentials object per audience, refreshed only when expired."""
+    """ID tokens for the Task Runner URL as audience, from google-auth's ambient credentials;
+    thread-safe, one credentials object per audience, refreshed only when expired."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -86,7 +77,7 @@ class IdTokenSource:
         with self._lock:
             creds = self._creds.get(audience)
             if creds is None:
-                creds = self._creds[audience] = _credentials_for(audience)
+                creds = self._creds[audience] = self._credentials(audience)
             if not creds.valid:
                 try:
                     creds.refresh(Request())
@@ -100,47 +91,22 @@ class IdTokenSource:
     def describe(self, audience: str, sealed: str = "") -> str:
         return f"an ID token from the ambient Google credentials for audience {audience}"
 
+    def _credentials(self, audience: str) -> Any:
+        """Credentials that mint ID tokens for `audience`: a service account key, an
+        impersonated service account or a metadata server; AuthError if there are none."""
+        from google.auth import exceptions
+        from google.auth.transport.requests import Request
+        from google.oauth2 import id_token
 
-def _credentials_for(audience: str) -> Any:
-    import google.auth
-    from google.auth import exceptions
-    from google.auth.transport.requests import Request
-    from google.oauth2 import credentials as user_credentials
-    from google.oauth2 import id_token
-
-    try:
-        return id_token.fetch_id_token_credentials(audience, request=Request())  # type: ignore[no-untyped-call]
-    except exceptions.DefaultCredentialsError as first:
         try:
-            creds, _ = google.auth.default()
-        except exceptions.DefaultCredentialsError:
-            raise AuthError(f"no Google credentials found to call {audience}; {HOW_TO}") from first
-        if isinstance(creds, user_credentials.Credentials):
-            return _UserIdToken(creds)
-        raise AuthError(f"these credentials cannot mint an ID token ({first}); {HOW_TO}") from first
-
-
-class _UserIdToken:
-    """gcloud user credentials: their own ID token, refreshed with the refresh token."""
-
-    def __init__(self, creds: Any) -> None:
-        self._creds = creds
-
-    @property
-    def valid(self) -> bool:
-        return bool(self._creds.valid and self._creds.id_token)
-
-    def refresh(self, request: Any) -> None:
-        self._creds.refresh(request)
-
-    @property
-    def token(self) -> str | None:
-        value = self._creds.id_token
-        return None if value is None else str(value)
+            return id_token.fetch_id_token_credentials(audience, request=Request())  # type: ignore[no-untyped-call]
+        except exceptions.DefaultCredentialsError as exc:
+            raise AuthError(f"no credentials that can mint an ID token for {audience} ({exc}); {HOW_TO}") from exc
 
 
 class SealedTokens:
-    """Seals a caller's token so it is stored and carried only encrypted; opens it per request."""
+    """Seals a caller's token so it is stored and carried only encrypted (Fernet, with the
+    deployment's key); opens it per request. Runs without one use the fallback source."""
 
     PREFIX = "fernet:"
 

@@ -1,22 +1,12 @@
-"""The Task Runner protocol over HTTP.
+"""The Task Runner protocol over HTTP: `POST {url}/job` with the task as JSON, and
+`GET {url}/jobstatus?job_id=ID`, each answering 200 `{"job": {"jobId", "state", "message"}}`.
 
-`POST {url}/job` with the task as JSON answers 200 `{"job": {"jobId", "state", "message"}}`;
-`GET {url}/jobstatus?job_id=ID` answers the same shape.
-
-Retries (urllib3, exponential backoff with jitter; every wait, a `Retry-After` included,
-is capped at `backoff_max` and logged at INFO):
-
-- `POST /job` is sent again only when the Task Runner certainly did not act on it: the
-  connection could not be established, or it answered 429 or 503. After a read timeout, a
-  connection dropped after sending, a 5xx other than 501/503 or an unreadable 200 the
-  outcome is unknown: SubmissionOutcomeUnknown, never a second POST.
-- `GET /jobstatus` is retried on connection errors, timeouts, 429 and 5xx, all within
-  `status_deadline` seconds in total (connects, reads, retries and waits); past it,
-  TaskRunnerUnavailable. So the step timeout holds within one polling interval plus
-  `status_deadline` s (10 s by default).
-
-No text the client puts in an exception or a log record holds the bearer token sent, and
-answer bodies are cut to a short excerpt.
+Retries are urllib3's, each wait capped at `backoff_max` and logged at INFO (README:
+Failure behaviour). A `POST /job` is sent again only when the Task Runner certainly did
+not act on it (no connection, 429, 503); any other failure leaves the outcome unknown:
+SubmissionOutcomeUnknown, never a second POST. A `GET /jobstatus` is retried within
+`status_deadline` seconds in total, then TaskRunnerUnavailable. No exception or log
+record holds the bearer token, and answer bodies are cut to a short excerpt.
 """
 
 from __future__ import annotations
@@ -25,7 +15,6 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 import urllib3
@@ -129,10 +118,8 @@ class HttpTaskRunner:
     """Thread-safe enough for a worker pool: one connection pool, stateless otherwise.
 
     `retries`: re-sends after the first try; `backoff`: the backoff factor and jitter;
-    `backoff_max`: the longest wait between two tries, in seconds (30 s by default), also for
-    a `Retry-After` the Task Runner asks for; `timeout`: (connect, read) seconds of one try;
-    `status_deadline`: the most one status request may take in total, retries and waits
-    included (10 s by default); `sleep`: how waits are spent (tests pass a recorder).
+    `backoff_max`: the longest wait between two tries, a `Retry-After` included;
+    `timeout`: (connect, read) seconds of one try; `sleep`: how waits are spent.
     """
 
     def __init__(
@@ -142,15 +129,11 @@ class HttpTaskRunner:
         backoff: float = 0.5,
         backoff_max: float = 30.0,
         timeout: tuple[float, float] = (5.0, 30.0),
-        waiting: Callable[[], AbstractContextManager[None]] = nullcontext,
         status_deadline: float = 10.0,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        """`waiting`: entered around each network exchange (the embedded bus lets other
-        handlers run meanwhile)."""
         self._tokens = tokens
         self._timeout = timeout
-        self._waiting = waiting
         self._status_deadline = status_deadline
         self._retry: dict[str, Any] = dict(total=retries, backoff_factor=backoff, backoff_max=backoff_max,
                            backoff_jitter=backoff, redirect=False, raise_on_status=False,
@@ -178,8 +161,8 @@ class HttpTaskRunner:
                 raise SubmissionOutcomeUnknown(_unknown(url, task, redact(str(exc), [token]))) from None
         body = _body(resp, token)
         if resp.status >= 500 and resp.status not in CERTAIN_REFUSALS:
-            raise SubmissionOutcomeUnknown(_unknown(url, task, f"HTTP {resp.status}: {body}"), resp.status, body)
-        raise SubmissionRefused(self._refusal(url, auth, resp.status, body), resp.status, body)
+            raise SubmissionOutcomeUnknown(_unknown(url, task, f"HTTP {resp.status}: {body}"))
+        raise SubmissionRefused(self._refusal(url, auth, resp.status, body))
 
     def status(self, url: str, job_id: str, auth: str = "", run_id: str = "") -> Job:
         token = self._token(url, auth, run_id, TaskRunnerUnavailable)
@@ -219,12 +202,11 @@ class HttpTaskRunner:
     def _send(self, method: str, url: str, path: str, token: str, retry: Retry, timeout: Timeout,
               **kwargs: Any) -> BaseHTTPResponse:
         headers = {"Authorization": f"Bearer {token}"}
-        with self._waiting():
-            try:
-                return self._pool.request(method, url.rstrip("/") + path, headers=headers, retries=retry,
-                                          timeout=timeout, **kwargs)
-            except ValueError as exc:  # a request the HTTP layer refused to send
-                raise _NotSent(redact(str(exc), [token])) from None
+        try:
+            return self._pool.request(method, url.rstrip("/") + path, headers=headers, retries=retry,
+                                      timeout=timeout, **kwargs)
+        except ValueError as exc:  # a request the HTTP layer refused to send
+            raise _NotSent(redact(str(exc), [token])) from None
 
     def _refusal(self, url: str, auth: str, status: int, body: str) -> str:
         if status not in (401, 403):
