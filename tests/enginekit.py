@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from workflow.adapters.embedded.events import RecordedEvents
@@ -38,6 +38,10 @@ class ListBus:
     def publish(self, messages: Sequence[Message], delay: float = 0.0) -> None:
         self.pending.extend(messages)
         self.delays.extend([delay] * len(messages))
+
+    def begin_publish(self, messages: Sequence[Message], delay: float = 0.0) -> Callable[[], None]:
+        self.publish(messages, delay)
+        return lambda: None
 
     def take(self) -> list[tuple[Message, float]]:
         """Everything published since the last take, with its delay (none when a test

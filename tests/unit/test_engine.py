@@ -188,6 +188,39 @@ def test_a_job_that_ends_at_submission_is_recorded_without_polling() -> None:
     assert run is not None and run.status is RunStatus.SUCCEEDED
 
 
+class OvertakenStore(SqliteStateStore):
+    """Hands the check a dispatch published to the handlers before the dispatch's record of
+    the submission lands, as a fast check overtakes that write on Pub/Sub."""
+
+    def __init__(self) -> None:
+        super().__init__(":memory:")
+        self.harness: Harness | None = None
+        self.recorded: list[bool] = []
+
+    def record_submission(self, step: StepRecord, job_id: str, job_state: str, at: float) -> bool:
+        assert self.harness is not None
+        for msg, _ in self.harness.bus.take():
+            assert isinstance(msg, CheckJob)
+            handle(msg, self.harness.ports)
+        self.recorded.append(super().record_submission(step, job_id, job_state, at))
+        return self.recorded[-1]
+
+
+@pytest.mark.parametrize("checks", [1, 3])
+def test_a_check_that_overtakes_the_record_of_its_submission_is_not_lost(checks: int) -> None:
+    store = OvertakenStore()
+    h = Harness(runner=ScriptedRunner(checks=checks), store=store)
+    store.harness = h
+    start(h, {"a": [], "b": ["a"]})
+    h.drain()
+    assert {s for s, _ in h.states("r1").values()} == {"SUCCEEDED"} and h.runner.submitted == ["a", "b"]
+    run = h.store.get_run("r1")
+    assert run is not None and run.status is RunStatus.SUCCEEDED
+    # a job ending at its first check is recorded before the submission, which then records nothing;
+    # a longer one is polled on while its step is still PENDING, and the record lands
+    assert store.recorded == ([False, False] if checks == 1 else [True, True])
+
+
 class CountingStore(SqliteStateStore):
     def __init__(self) -> None:
         super().__init__(":memory:")

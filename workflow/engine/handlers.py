@@ -183,14 +183,20 @@ def _submit(ports: Ports, step: StepRecord, claim_key: str) -> None:
         ports.store.settle(step.run_id, claim_key)
         return
     now = ports.clock()
-    ports.store.record_submission(step.run_id, step.step_id, job.job_id, job.state, now)
-    log.info("submitted job %s", job.job_id, extra=_ids(step.run_id, step.step_id))
     # Only the claim holder gets here, so check 0 needs no claim of its own; a redelivered
     # dispatch may add a second check 0, and the claims on later checks merge the two
-    # chains. A job that ended at once is recorded by that check without polling.
+    # chains. A job that ended at once is recorded by that check without polling. The check
+    # is published while the submission is recorded: the store never lets the record undo
+    # an end the check recorded first, and a check that finds the step still PENDING at its
+    # attempt keeps polling.
     check = replace(_first_check(step, job.job_id, job.state, now), job_message=job.message)
     ended = job_outcome(job.state) is not None
-    ports.bus.publish([check], delay=0.0 if ended else ports.settings.poll_interval)
+    confirmed = ports.bus.begin_publish([check], delay=0.0 if ended else ports.settings.poll_interval)
+    if ports.store.record_submission(step, job.job_id, job.state, now):
+        log.info("submitted job %s", job.job_id, extra=_ids(step.run_id, step.step_id))
+    else:
+        log.info("submitted job %s; the step moved on meanwhile", job.job_id, extra=_ids(step.run_id, step.step_id))
+    confirmed()
 
 
 def _first_check(step: StepRecord, job_id: str, job_state: str, submitted_at: float) -> CheckJob:
@@ -244,8 +250,11 @@ def check_job(msg: CheckJob, ports: Ports) -> None:
                 max_parallel=msg.max_parallel, retries=msg.retries)
         return
     step = _step(ports, msg.run_id, msg.step_id)
-    if step.state is not StepState.RUNNING or step.attempt != msg.attempt:
+    if step.attempt != msg.attempt or step.state not in (StepState.RUNNING, StepState.PENDING):
         return  # ended another way (cancelled, a duplicate chain) or run again since: stop polling
+    if step.state is StepState.PENDING:  # its dispatch is still recording the submission
+        _schedule_check(ports, replace(msg, seq=msg.seq + 1, job_state=job.state))
+        return
     if job.state != msg.job_state:
         ports.store.record_job_state(msg.run_id, msg.step_id, job.state)
     if msg.seq and msg.seq % _heartbeat_every(ports.settings) == 0:

@@ -173,15 +173,15 @@ class SqliteStateStore:
             ).fetchone()
         return None if row is None else float(row[0])
 
-    def record_submission(self, run_id: str, step_id: str, job_id: str, job_state: str, at: float) -> None:
+    def record_submission(self, step: StepRecord, job_id: str, job_state: str, at: float) -> bool:
         with self._tx() as db:
-            self._exec(
+            return self._exec(
                 db,
                 "UPDATE steps SET state=?, job_id=?, job_state=?, submitted_at=? "
-                "WHERE run_id=? AND step_id=? AND state=?",
-                (StepState.RUNNING.value, job_id, job_state, at, run_id, step_id,
-                 StepState.PENDING.value),
-            )
+                "WHERE run_id=? AND step_id=? AND state=? AND attempt=?",
+                (StepState.RUNNING.value, job_id, job_state, at, step.run_id, step.step_id,
+                 StepState.PENDING.value, step.attempt),
+            ).rowcount == 1
 
     def record_job_state(self, run_id: str, step_id: str, job_state: str) -> None:
         with self._tx() as db:

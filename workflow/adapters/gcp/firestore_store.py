@@ -29,6 +29,7 @@ from ...model.text import MESSAGE_LIMIT
 
 log = logging.getLogger("workflow.firestore")
 BATCH = 400  # writes per commit: below Firestore's 500 per batch
+MAX_REREADS = 5  # conditional writes tried before a document that keeps changing is a TransientError
 MAX_DOCUMENT_BYTES = 1_048_576  # Firestore's limit on one document's size
 MAX_REQUEST_BYTES = 10_485_760  # Firestore's limit on one commit request
 STEP_GROWTH_BYTES = 4 * MESSAGE_LIMIT + 4_096
@@ -145,13 +146,13 @@ class FirestoreStateStore:
 
     def get_step(self, run_id: str, step_id: str) -> StepRecord | None:
         snap = self._get(self._step_ref(run_id, step_id))
-        return _step(run_id, step_id, snap.to_dict()) if snap.exists else None
+        return _step(run_id, step_id, snap.to_dict(), snap.update_time) if snap.exists else None
 
     def list_steps(self, run_id: str) -> list[StepRecord]:
         with _translated():
             snaps = list(self._run_ref(run_id).collection("steps").order_by("pos").stream())
         self.reads += len(snaps)
-        return [_step(run_id, s.id, s.to_dict()) for s in snaps]
+        return [_step(run_id, s.id, s.to_dict(), s.update_time) for s in snaps]
 
     # -- claims ---------------------------------------------------------------------------
     def claim(self, run_id: str, key: str, now: float, lease: float) -> Claim:
@@ -185,9 +186,26 @@ class FirestoreStateStore:
         return float(doc["claimed_at"])
 
     # -- steps ----------------------------------------------------------------------------
-    def record_submission(self, run_id: str, step_id: str, job_id: str, job_state: str, at: float) -> None:
+    def record_submission(self, step: StepRecord, job_id: str, job_state: str, at: float) -> bool:
+        """One write, on condition that the step document is as `step` was read (its update
+        time); a document changed since is read again and written only if still PENDING at
+        the same attempt, so the end of a job that ended at once is never overwritten."""
         fields = {"state": StepState.RUNNING.value, "job_id": job_id, "job_state": job_state, "submitted_at": at}
-        self._one(self._step_ref(run_id, step_id), lambda r: r.update(fields))
+        ref, version = self._step_ref(step.run_id, step.step_id), step.version
+        for _ in range(MAX_REREADS):
+            if version is None:
+                snap = self._get(ref)
+                doc = (snap.to_dict() or {}) if snap.exists else {}
+                if doc.get("state") != StepState.PENDING.value or int(doc.get("attempt", 1)) != step.attempt:
+                    return False
+                version = snap.update_time
+            option = self._db.write_option(last_update_time=version)
+            try:
+                self._one(ref, lambda r: r.update(fields, option=option))  # noqa: B023 (called at once)
+                return True
+            except gexc.FailedPrecondition:
+                version = None
+        raise TransientError(f"step {step.step_id!r} of run {step.run_id!r} kept changing while recording its job")
 
     def record_job_state(self, run_id: str, step_id: str, job_state: str) -> None:
         self._one(self._step_ref(run_id, step_id), lambda r: r.update({"job_state": job_state}))
@@ -611,7 +629,7 @@ def _step_doc(pos: int, s: StepRecord) -> dict[str, Any]:
     }
 
 
-def _step(run_id: str, step_id: str, d: dict[str, Any]) -> StepRecord:
+def _step(run_id: str, step_id: str, d: dict[str, Any], version: object = None) -> StepRecord:
     definition = d["definition"]
     return StepRecord(
         run_id=run_id, step_id=step_id, task=Task.from_dict(definition["task"]), tr_url=d["tr_url"],
@@ -623,5 +641,5 @@ def _step(run_id: str, step_id: str, d: dict[str, Any]) -> StepRecord:
         history=tuple(Attempt.from_dict(a) for a in d.get("history") or ()),
         policy=Policy.from_dict(definition.get("policy") or {}),
         waits_for_any_end=tuple(definition.get("anyEnd") or ()), max_parallel=int(definition.get("maxParallel", 0)),
-        checked_at=d.get("checked_at"),
+        checked_at=d.get("checked_at"), version=version,
     )
