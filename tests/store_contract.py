@@ -79,6 +79,18 @@ class StoreContract:
         d = store.get_step(run_id, "d")
         assert (d.state, d.job_id, d.submitted_at) == (StepState.RUNNING, "job-d", 2.5)
 
+    def test_claim_reading_claims_as_claim_does_and_a_release_lets_the_next_caller_win(self, store: Any) -> None:
+        run_id = make_run(store, {"a": []})
+        claim, step = store.claim_reading(run_id, "submit:a", "a", 1.0)
+        assert claim is Claim.WON and step.step_id == "a" and step.state is StepState.PENDING
+        assert store.claim_reading(run_id, "submit:a", "a", 10**9)[0] is Claim.BUSY  # no lease: never taken over
+        store.release(run_id, "submit:a")
+        assert store.held_since(run_id, "submit:a") is None
+        assert store.claim_reading(run_id, "submit:a", "a", 2.0)[0] is Claim.WON
+        store.settle(run_id, "submit:a")
+        assert store.claim_reading(run_id, "submit:a", "a", 3.0)[0] is Claim.DONE
+        assert store.claim_reading(run_id, "submit:nope", "nope", 3.0) == (Claim.WON, None)
+
     def test_claim_lifecycle(self, store: Any) -> None:
         run_id = make_run(store, {"a": []})
         assert store.claim(run_id, "submit:a", 10.0, 5.0) is Claim.WON

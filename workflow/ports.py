@@ -49,6 +49,15 @@ class StateStore(Protocol):
     def settle(self, run_id: str, key: str) -> None:
         """Mark the claimed side effect as done. Idempotent."""
 
+    def claim_reading(self, run_id: str, key: str, step_id: str, now: float) -> tuple[Claim, StepRecord | None]:
+        """`claim(key)` with no lease (never taken over) and `get_step(step_id)`, which a
+        store may run at the same time: a dispatch that knows its attempt need not wait
+        for the read to claim."""
+
+    def release(self, run_id: str, key: str) -> None:
+        """Give back a claim its caller won and did not use (its side effect was not
+        performed), so that a later caller can win it."""
+
     def held_since(self, run_id: str, key: str) -> float | None:
         """When the unsettled claim `key` was taken; None if never claimed or settled. Reads only."""
 

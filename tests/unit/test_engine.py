@@ -369,6 +369,39 @@ def test_cancel_ends_open_steps_stops_polling_and_submits_nothing_more() -> None
     assert sorted(h.runner.submitted) == ["a", "c"]
 
 
+def test_a_dispatch_that_claims_while_it_reads_gives_back_a_claim_it_cannot_use() -> None:
+    h = Harness(runner=ScriptedRunner(checks=10**6))
+    interrupted(h, {"a": [], "b": ["a"], "c": []}, deliveries=2)  # a dispatched; c's dispatch lost
+    handle(CancelRun("r1"), h.ports)
+    for step in ("b", "c"):  # late dispatches, each knowing attempt 1: cancelled steps
+        handle(DispatchStep("r1", step, 1), h.ports)
+        assert h.store.held_since("r1", f"submit:{step}") is None  # given back, not left held
+    assert h.runner.submitted == ["a"]
+    h2 = Harness(runner=ScriptedRunner(checks=10**6))
+    start(h2, {"a": [], "b": []}, max_parallel=1)
+    h2.drain(until=h2.now + 0.1)  # both dispatched: one runs, the other waits for the slot
+    held = [s for s in ("a", "b") if h2.store.get_step("r1", s).state is StepState.RUNNING]  # type: ignore[union-attr]
+    assert len(held) == 1
+    other = ({"a", "b"} - set(held)).pop()
+    handle(DispatchStep("r1", other, 1), h2.ports)  # an attempt under a limit: the slot comes first
+    assert h2.runner.submitted == held and h2.store.held_since("r1", f"submit:{other}") is None
+
+
+def test_a_dispatch_knowing_an_earlier_attempt_submits_the_current_one_once() -> None:
+    h = Harness()
+    start(h, FORK_FAIL, images={"b": "img/error"})
+    h.drain()
+    h.runner.healed = True
+    handle(RerunRun("r1", 0), h.ports)
+    h.drain()  # d and f were skipped at attempt 1: their dispatches say 1, the steps are at 2
+    for step in ("d", "f"):
+        assert h.store.held_since("r1", f"submit:{step}") is None  # attempt 1's claim given back
+        assert h.store.claim("r1", f"submit:{step}#2", h.now, float("inf")) is Claim.BUSY  # held: submitted
+    handle(DispatchStep("r1", "d", 1), h.ports)
+    handle(DispatchStep("r1", "d", 2), h.ports)
+    assert h.runner.submitted.count("d") == 1 and h.runner.submitted.count("b") == 2
+
+
 def test_rerun_runs_failed_and_skipped_steps_again_keeping_successes_and_history() -> None:
     h = Harness()
     start(h, FORK_FAIL, images={"b": "img/error"})

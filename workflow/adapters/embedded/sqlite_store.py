@@ -8,6 +8,7 @@ records the predecessor's end.
 from __future__ import annotations
 
 import json
+import math
 import sqlite3
 import threading
 from collections import Counter
@@ -165,6 +166,13 @@ class SqliteStateStore:
     def settle(self, run_id: str, key: str) -> None:
         with self._tx() as db:
             self._settle(db, run_id, key)
+
+    def claim_reading(self, run_id: str, key: str, step_id: str, now: float) -> tuple[Claim, StepRecord | None]:
+        return self.claim(run_id, key, now, math.inf), self.get_step(run_id, step_id)
+
+    def release(self, run_id: str, key: str) -> None:
+        with self._tx() as db:
+            self._exec(db, "DELETE FROM claims WHERE run_id=? AND key=? AND settled=0", (run_id, key))
 
     def held_since(self, run_id: str, key: str) -> float | None:
         with self._tx() as db:

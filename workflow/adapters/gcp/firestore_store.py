@@ -12,8 +12,10 @@ brought one to zero, so a wide join never serialises on a lock.
 from __future__ import annotations
 
 import logging
+import math
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any, TypeVar
@@ -29,6 +31,7 @@ from ...model.text import MESSAGE_LIMIT
 
 log = logging.getLogger("workflow.firestore")
 BATCH = 400  # writes per commit: below Firestore's 500 per batch
+READERS = 8  # threads reading while the caller writes (claim_reading)
 MAX_REREADS = 5  # conditional writes tried before a document that keeps changing is a TransientError
 MAX_DOCUMENT_BYTES = 1_048_576  # Firestore's limit on one document's size
 MAX_REQUEST_BYTES = 10_485_760  # Firestore's limit on one commit request
@@ -60,6 +63,7 @@ class FirestoreStateStore:
         self.writes = 0
         self.doc_writes: Counter[str] = Counter()
         self._count_documents = count_documents
+        self._reader = ThreadPoolExecutor(max_workers=READERS, thread_name_prefix="firestore-read")
 
     # -- references ---------------------------------------------------------------------
     def _run_ref(self, run_id: str) -> Any:
@@ -177,6 +181,18 @@ class FirestoreStateStore:
 
     def settle(self, run_id: str, key: str) -> None:
         self._one(self._claim_ref(run_id, key), lambda r: r.set({"settled": True}, merge=True))
+
+    def claim_reading(self, run_id: str, key: str, step_id: str, now: float) -> tuple[Claim, StepRecord | None]:
+        """The read runs on another thread while this one claims: one round trip, not two."""
+        step = self._reader.submit(self.get_step, run_id, step_id)
+        try:
+            claim = self.claim(run_id, key, now, math.inf)
+        finally:
+            found = step.result()
+        return claim, found
+
+    def release(self, run_id: str, key: str) -> None:
+        self._one(self._claim_ref(run_id, key), lambda r: r.delete())  # only its holder releases it
 
     def held_since(self, run_id: str, key: str) -> float | None:
         snap = self._get(self._claim_ref(run_id, key))
