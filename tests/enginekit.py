@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 
 from workflow.adapters.embedded.events import RecordedEvents
 from workflow.adapters.embedded.sqlite_store import SqliteStateStore
-from workflow.engine import Ports, handle
+from workflow.bootstrap.embedded import embedded_ports
+from workflow.engine import handle
 from workflow.errors import StatusRefused, SubmissionRefused, TaskRunnerUnavailable
 from workflow.model.dag import Dag, Policy, Step, Task
 from workflow.model.messages import Message
@@ -123,8 +124,8 @@ class Harness:
     def __post_init__(self) -> None:
         self.bus = ListBus()
         self.events = RecordedEvents()
-        self.ports = Ports(self.store, self.bus, self.runner, self.settings, clock=lambda: self.now,
-                           events=self.events)
+        self.ports = embedded_ports(self.settings, self.runner, self.store, self.bus, clock=lambda: self.now,
+                                    events=self.events)
         self.delivered = 0
         self._waiting: list[tuple[float, int, Message]] = []
 
