@@ -49,6 +49,12 @@ class BusContract:
         assert got[DispatchStep("r2", "late")] >= before + 0.5 - 0.001  # a Pub/Sub attribute keeps milliseconds
         assert got[DispatchStep("r2", "now")] < got[DispatchStep("r2", "late")]
 
+    def test_begin_publish_counts_a_message_once_its_acceptance_is_confirmed(self, channel: Channel) -> None:
+        confirmed = channel.bus.begin_publish([DispatchStep("r4", "a"), DispatchStep("r4", "b")])
+        confirmed()
+        assert channel.bus.published == 2
+        assert {d.msg for d in channel.receive(2)} == {DispatchStep("r4", "a"), DispatchStep("r4", "b")}
+
     def test_publish_counts_what_was_accepted(self, channel: Channel) -> None:
         channel.bus.publish([DispatchStep("r3", f"s{i}") for i in range(25)])
         assert len(channel.receive(25)) == 25 and channel.bus.published == 25

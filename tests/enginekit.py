@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from workflow.adapters.embedded.events import RecordedEvents
 from workflow.adapters.embedded.sqlite_store import SqliteStateStore
-from workflow.engine import Ports, handle
+from workflow.bootstrap.embedded import embedded_ports
+from workflow.engine import handle
 from workflow.errors import StatusRefused, SubmissionRefused, TaskRunnerUnavailable
 from workflow.model.dag import Dag, Policy, Step, Task
 from workflow.model.messages import Message
@@ -38,6 +39,10 @@ class ListBus:
     def publish(self, messages: Sequence[Message], delay: float = 0.0) -> None:
         self.pending.extend(messages)
         self.delays.extend([delay] * len(messages))
+
+    def begin_publish(self, messages: Sequence[Message], delay: float = 0.0) -> Callable[[], None]:
+        self.publish(messages, delay)
+        return lambda: None
 
     def take(self) -> list[tuple[Message, float]]:
         """Everything published since the last take, with its delay (none when a test
@@ -119,8 +124,8 @@ class Harness:
     def __post_init__(self) -> None:
         self.bus = ListBus()
         self.events = RecordedEvents()
-        self.ports = Ports(self.store, self.bus, self.runner, self.settings, clock=lambda: self.now,
-                           events=self.events)
+        self.ports = embedded_ports(self.settings, self.runner, self.store, self.bus, clock=lambda: self.now,
+                                    events=self.events)
         self.delivered = 0
         self._waiting: list[tuple[float, int, Message]] = []
 

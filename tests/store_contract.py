@@ -49,7 +49,7 @@ class StoreContract:
         assert steps[1].depends_on == ("a",) and steps[0].successors == ("b",)
         assert steps[0].task == Task("a", "img/a", ("--x", "1")) and steps[1].waiting_on == 1
         assert store.claim(run_id, "submit:a", 3.0, 60.0) is Claim.WON
-        store.record_submission(run_id, "a", "job-a", "QUEUED", 3.0)
+        assert store.record_submission(store.get_step(run_id, "a"), "job-a", "QUEUED", 3.0) is True
         again = RunRecord(run_id, RunStatus.RUNNING, "http://other", step_count=2)
         assert store.create_run(again, []) is False
         a = store.get_step(run_id, "a")
@@ -59,6 +59,37 @@ class StoreContract:
         assert store.get_run("nope") is None and store.get_step(run_id, "nope") is None
         with pytest.raises(NotFound):
             store.complete_step(run_id, "nope", ok())
+
+    def test_a_submission_record_never_undoes_what_moved_the_step_on(self, store: Any) -> None:
+        run_id = make_run(store, {"a": [], "b": [], "c": [], "d": []})
+        read = {s.step_id: s for s in store.list_steps(run_id)}
+        # the check of a job that ended at once records its end before the dispatch records the job
+        assert store.complete_step(run_id, "a", ok(job="job-a")).recorded
+        assert store.record_submission(read["a"], "job-a", "QUEUED", 1.5) is False
+        assert store.get_step(run_id, "a").state is StepState.SUCCEEDED
+        store.cancel_steps(run_id, ["b"], "cancelled", 2.0)
+        assert store.record_submission(read["b"], "job-b", "QUEUED", 1.5) is False
+        assert store.get_step(run_id, "b").state is StepState.CANCELLED
+        assert store.retry_step(run_id, "c", Attempt(1, StepState.FAILED, retried=True), 3.0)
+        assert store.record_submission(read["c"], "job-c1", "QUEUED", 3.5) is False  # attempt 1's record
+        assert store.get_step(run_id, "c").job_id == ""
+        store.queue_steps(run_id, ["d"], 2.0)  # a write that leaves the step PENDING at its attempt
+        assert store.record_submission(read["d"], "job-d", "RUNNING", 2.5) is True
+        assert store.record_submission(read["d"], "job-d", "RUNNING", 2.5) is False  # recorded already
+        d = store.get_step(run_id, "d")
+        assert (d.state, d.job_id, d.submitted_at) == (StepState.RUNNING, "job-d", 2.5)
+
+    def test_claim_reading_claims_as_claim_does_and_a_release_lets_the_next_caller_win(self, store: Any) -> None:
+        run_id = make_run(store, {"a": []})
+        claim, step = store.claim_reading(run_id, "submit:a", "a", 1.0)
+        assert claim is Claim.WON and step.step_id == "a" and step.state is StepState.PENDING
+        assert store.claim_reading(run_id, "submit:a", "a", 10**9)[0] is Claim.BUSY  # no lease: never taken over
+        store.release(run_id, "submit:a")
+        assert store.held_since(run_id, "submit:a") is None
+        assert store.claim_reading(run_id, "submit:a", "a", 2.0)[0] is Claim.WON
+        store.settle(run_id, "submit:a")
+        assert store.claim_reading(run_id, "submit:a", "a", 3.0)[0] is Claim.DONE
+        assert store.claim_reading(run_id, "submit:nope", "nope", 3.0) == (Claim.WON, None)
 
     def test_claim_lifecycle(self, store: Any) -> None:
         run_id = make_run(store, {"a": []})
@@ -210,7 +241,7 @@ class StoreContract:
 
     def test_fail_steps_ends_open_steps_once_and_releases_nothing(self, store: Any) -> None:
         run_id = make_run(store, {"a": [], "b": ["a"]}, any_end=frozenset({"b"}))
-        store.record_submission(run_id, "a", "job-a", "RUNNING", 2.0)
+        assert store.record_submission(store.get_step(run_id, "a"), "job-a", "RUNNING", 2.0)
         done = store.fail_steps(run_id, ["a"], "run timed out", 3.0)
         assert done.recorded and done.unblocked == () and not done.run_complete
         assert not store.fail_steps(run_id, ["a"], "run timed out", 3.0).recorded
@@ -219,7 +250,7 @@ class StoreContract:
 
     def test_a_retry_starts_the_next_attempt_once_and_excludes_that_attempts_end(self, store: Any) -> None:
         run_id = make_run(store, {"a": [], "b": ["a"]})
-        store.record_submission(run_id, "a", "job-1", "RUNNING", 2.0)
+        assert store.record_submission(store.get_step(run_id, "a"), "job-1", "RUNNING", 2.0)
         ended = Attempt(1, StepState.FAILED, "job-1", "exit 1", 2.0, 3.0, retried=True)
         assert store.retry_step(run_id, "a", ended, 3.0) is True
         assert store.retry_step(run_id, "a", ended, 3.0) is False
@@ -229,7 +260,7 @@ class StoreContract:
         assert (a.state, a.attempt, a.job_id, a.history) == (StepState.PENDING, 2, "", (ended,))
         assert a.retries_taken == 1 and store.get_run(run_id).failed == 0
         assert store.claim(run_id, "submit:a#2", 5.0, 60.0) is Claim.WON
-        store.record_submission(run_id, "a", "job-2", "RUNNING", 5.0)
+        assert store.record_submission(store.get_step(run_id, "a"), "job-2", "RUNNING", 5.0)
         done = store.complete_step(run_id, "a", replace(late, at=6.0, job_id="job-2", attempt=2))
         assert done.recorded and done.unblocked == ("b",)
         ok_then = StepOutcome(StepState.FAILED, 7.0, "job-2", "x", "FAILED", attempt=2)

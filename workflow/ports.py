@@ -7,7 +7,7 @@ and no read-modify-write transaction on a document many handlers touch at once.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from .model.dag import Task
@@ -49,12 +49,23 @@ class StateStore(Protocol):
     def settle(self, run_id: str, key: str) -> None:
         """Mark the claimed side effect as done. Idempotent."""
 
+    def claim_reading(self, run_id: str, key: str, step_id: str, now: float) -> tuple[Claim, StepRecord | None]:
+        """`claim(key)` with no lease (never taken over) and `get_step(step_id)`, which a
+        store may run at the same time: a dispatch that knows its attempt need not wait
+        for the read to claim."""
+
+    def release(self, run_id: str, key: str) -> None:
+        """Give back a claim its caller won and did not use (its side effect was not
+        performed), so that a later caller can win it."""
+
     def held_since(self, run_id: str, key: str) -> float | None:
         """When the unsettled claim `key` was taken; None if never claimed or settled. Reads only."""
 
-    def record_submission(self, run_id: str, step_id: str, job_id: str, job_state: str, at: float) -> None:
-        """Mark the step RUNNING with its job. Called only by the holder of the step's
-        submission claim, before anything else can move the step on; idempotent."""
+    def record_submission(self, step: StepRecord, job_id: str, job_state: str, at: float) -> bool:
+        """Mark the step RUNNING with its job, if it is still PENDING at `step.attempt`;
+        True if recorded. Called only by the holder of the step's submission claim. Never
+        undoes what moved the step on since `step` was read (an end recorded by a check
+        that overlaps this call, a cancel, a rerun); idempotent."""
 
     def record_job_state(self, run_id: str, step_id: str, job_state: str) -> None:
         """Note the Task Runner's latest state for a RUNNING step (display only)."""
@@ -151,6 +162,11 @@ class Bus(Protocol):
         Returns only once every message is accepted (durable for a cloud bus); raises
         TransientError otherwise. Delivery order is not guaranteed.
         """
+
+    def begin_publish(self, messages: Sequence[Message], delay: float = 0.0) -> Callable[[], None]:
+        """`publish` in two halves, so that a handler can do other work while the bus
+        confirms: the call returned waits until every message is accepted, or raises
+        TransientError. The messages may be delivered before that call."""
 
 
 class Events(Protocol):

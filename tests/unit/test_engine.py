@@ -188,6 +188,39 @@ def test_a_job_that_ends_at_submission_is_recorded_without_polling() -> None:
     assert run is not None and run.status is RunStatus.SUCCEEDED
 
 
+class OvertakenStore(SqliteStateStore):
+    """Hands the check a dispatch published to the handlers before the dispatch's record of
+    the submission lands, as a fast check overtakes that write on Pub/Sub."""
+
+    def __init__(self) -> None:
+        super().__init__(":memory:")
+        self.harness: Harness | None = None
+        self.recorded: list[bool] = []
+
+    def record_submission(self, step: StepRecord, job_id: str, job_state: str, at: float) -> bool:
+        assert self.harness is not None
+        for msg, _ in self.harness.bus.take():
+            assert isinstance(msg, CheckJob)
+            handle(msg, self.harness.ports)
+        self.recorded.append(super().record_submission(step, job_id, job_state, at))
+        return self.recorded[-1]
+
+
+@pytest.mark.parametrize("checks", [1, 3])
+def test_a_check_that_overtakes_the_record_of_its_submission_is_not_lost(checks: int) -> None:
+    store = OvertakenStore()
+    h = Harness(runner=ScriptedRunner(checks=checks), store=store)
+    store.harness = h
+    start(h, {"a": [], "b": ["a"]})
+    h.drain()
+    assert {s for s, _ in h.states("r1").values()} == {"SUCCEEDED"} and h.runner.submitted == ["a", "b"]
+    run = h.store.get_run("r1")
+    assert run is not None and run.status is RunStatus.SUCCEEDED
+    # a job ending at its first check is recorded before the submission, which then records nothing;
+    # a longer one is polled on while its step is still PENDING, and the record lands
+    assert store.recorded == ([False, False] if checks == 1 else [True, True])
+
+
 class CountingStore(SqliteStateStore):
     def __init__(self) -> None:
         super().__init__(":memory:")
@@ -334,6 +367,39 @@ def test_cancel_ends_open_steps_stops_polling_and_submits_nothing_more() -> None
     assert run is not None and run.status is RunStatus.CANCELLED and run.cancelled == 3
     handle(DispatchStep("r1", "b"), h.ports)  # a late dispatch submits nothing
     assert sorted(h.runner.submitted) == ["a", "c"]
+
+
+def test_a_dispatch_that_claims_while_it_reads_gives_back_a_claim_it_cannot_use() -> None:
+    h = Harness(runner=ScriptedRunner(checks=10**6))
+    interrupted(h, {"a": [], "b": ["a"], "c": []}, deliveries=2)  # a dispatched; c's dispatch lost
+    handle(CancelRun("r1"), h.ports)
+    for step in ("b", "c"):  # late dispatches, each knowing attempt 1: cancelled steps
+        handle(DispatchStep("r1", step, 1), h.ports)
+        assert h.store.held_since("r1", f"submit:{step}") is None  # given back, not left held
+    assert h.runner.submitted == ["a"]
+    h2 = Harness(runner=ScriptedRunner(checks=10**6))
+    start(h2, {"a": [], "b": []}, max_parallel=1)
+    h2.drain(until=h2.now + 0.1)  # both dispatched: one runs, the other waits for the slot
+    held = [s for s in ("a", "b") if h2.store.get_step("r1", s).state is StepState.RUNNING]  # type: ignore[union-attr]
+    assert len(held) == 1
+    other = ({"a", "b"} - set(held)).pop()
+    handle(DispatchStep("r1", other, 1), h2.ports)  # an attempt under a limit: the slot comes first
+    assert h2.runner.submitted == held and h2.store.held_since("r1", f"submit:{other}") is None
+
+
+def test_a_dispatch_knowing_an_earlier_attempt_submits_the_current_one_once() -> None:
+    h = Harness()
+    start(h, FORK_FAIL, images={"b": "img/error"})
+    h.drain()
+    h.runner.healed = True
+    handle(RerunRun("r1", 0), h.ports)
+    h.drain()  # d and f were skipped at attempt 1: their dispatches say 1, the steps are at 2
+    for step in ("d", "f"):
+        assert h.store.held_since("r1", f"submit:{step}") is None  # attempt 1's claim given back
+        assert h.store.claim("r1", f"submit:{step}#2", h.now, float("inf")) is Claim.BUSY  # held: submitted
+    handle(DispatchStep("r1", "d", 1), h.ports)
+    handle(DispatchStep("r1", "d", 2), h.ports)
+    assert h.runner.submitted.count("d") == 1 and h.runner.submitted.count("b") == 2
 
 
 def test_rerun_runs_failed_and_skipped_steps_again_keeping_successes_and_history() -> None:

@@ -119,7 +119,7 @@ def test_upload_starts_one_run_per_generation(rt: CloudRuntime, tmp_path: Path) 
     run = rt.ports.store.get_run(run_id)
     assert run is not None and run.status is RunStatus.RUNNING and run.tr_url == "https://runner.example"
     assert run.source == "gs://b/dags/flow.yaml#17"
-    assert published(rt) == [DispatchStep(run_id, "a")]
+    assert published(rt) == [DispatchStep(run_id, "a", 1)]
     dag_uploaded(gcs_event("dags/flow.yaml", generation="18", metadata={"tr_url": "https://other.example"}), rt)
     other = rt.ports.store.get_run(upload_run_id("b", "dags/flow.yaml", "18"))
     assert other is not None and other.tr_url == "https://other.example"
@@ -154,7 +154,7 @@ def test_start_message_inline_with_a_token_keeps_it_sealed(rt: CloudRuntime) -> 
     assert "secret-jwt" not in step.tr_auth and step.tr_auth.startswith("fernet:")
     assert rt.tokens.token("https://tr.example", step.tr_auth, "r-1") == "secret-jwt"
     assert rt.tokens.token("https://tr.example", "") == "own"
-    assert published(rt) == [DispatchStep("r-1", "a")]
+    assert published(rt) == [DispatchStep("r-1", "a", 1)]
 
 
 def test_start_message_without_run_id_derives_it_from_the_message_id(rt: CloudRuntime, tmp_path: Path) -> None:
@@ -218,7 +218,7 @@ def test_malformed_start_messages_are_recorded_invalid_once(rt: CloudRuntime, da
 def test_engine_message_is_handled_and_poison_is_dropped(rt: CloudRuntime) -> None:
     start = StartRun("r-4", parse_dag(json.dumps(DAG).encode(), "t"), "https://tr.example")
     engine_message(pubsub_event(codec.encode(start)), rt)
-    assert published(rt) == [DispatchStep("r-4", "a")]
+    assert published(rt) == [DispatchStep("r-4", "a", 1)]
     engine_message(pubsub_event(b"{}"), rt)  # malformed: logged, acknowledged
     engine_message(pubsub_event(codec.encode(DispatchStep("r-4", "nope"))), rt)  # unknown step
     assert len(published(rt)) == 1
@@ -506,7 +506,7 @@ def test_a_post_in_the_go_tools_form_starts_a_run(client: Any, rt: CloudRuntime,
     run_id = answer.get_json()["run_id"]
     run = rt.ports.store.get_run(run_id)
     assert run is not None and run.status is RunStatus.RUNNING and run.tr_url == "https://tr.example"
-    assert run.source == "gs://b/x.yaml" and published(rt) == [DispatchStep(run_id, "a")]
+    assert run.source == "gs://b/x.yaml" and published(rt) == [DispatchStep(run_id, "a", 1)]
     assert client.post("/", json={"dag_path": "gs://b/x.yaml"}).get_json()["run_id"] != run_id
 
 
@@ -515,7 +515,7 @@ def test_a_repeated_run_id_over_http_starts_once(client: Any, rt: CloudRuntime) 
     answers = [client.post("/", json=body) for _ in range(2)]
     assert [a.status_code for a in answers] == [202, 202]
     assert [a.get_json() for a in answers] == [{"run_id": "h-1"}] * 2
-    assert published(rt) == [DispatchStep("h-1", "a")] and len(stored(rt)) == 1
+    assert published(rt) == [DispatchStep("h-1", "a", 1)] and len(stored(rt)) == 1
     step = rt.ports.store.get_step("h-1", "a")
     assert step is not None and rt.tokens.token("https://tr.example", step.tr_auth, "h-1") == "secret-jwt"
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..adapters.embedded.events import RecordedEvents
@@ -12,7 +14,7 @@ from ..adapters.http.auth import StaticToken, TokenSource
 from ..adapters.http.user_tokens import UserIdTokenSource
 from ..engine import Ports, handle
 from ..model.messages import Message
-from ..ports import TaskRunner
+from ..ports import Bus, Events, StateStore, TaskRunner
 from ..settings import Settings
 
 
@@ -51,16 +53,26 @@ def embedded(
     """
     store = store or SqliteStateStore(db_path)
     bus = bus or InProcessBus(workers=workers)
-    ports = Ports(
-        store=store,
-        bus=bus,
-        runner=runner or WaitingTaskRunner(token_source(jwt), bus.waiting),
-        settings=settings,
-        events=RecordedEvents(),
-    )
+    ports = embedded_ports(settings, runner or WaitingTaskRunner(token_source(jwt), bus.waiting), store, bus)
 
     def deliver(msg: Message) -> None:
         handle(msg, ports)
 
     bus.start(deliver)
     return EmbeddedRuntime(ports, bus, store)
+
+
+def embedded_ports(
+    settings: Settings,
+    runner: TaskRunner,
+    store: StateStore,
+    bus: Bus,
+    *,
+    clock: Callable[[], float] = time.time,
+    events: Events | None = None,
+) -> Ports:
+    """The embedded runtime's ports around any bus and clock, for a caller that delivers
+    the messages itself (the engine's tests, which deliver them one by one); `events`
+    defaults to recording run ends in memory."""
+    return Ports(store=store, bus=bus, runner=runner, settings=settings, clock=clock,
+                 events=RecordedEvents() if events is None else events)

@@ -97,7 +97,7 @@ def start_run(msg: StartRun, ports: Ports) -> None:
         raise PoisonMessage(f"run {msg.run_id!r} already exists with another DAG: start refused "
                             "(a run id names one run; choose another)")
     log.info("run %s", "started" if created else "already started", extra=_ids(msg.run_id))
-    ports.bus.publish([DispatchStep(msg.run_id, step_id) for step_id in dag.roots()])
+    ports.bus.publish([DispatchStep(msg.run_id, step_id, _known(1, dag.max_parallel)) for step_id in dag.roots()])
     if dag.timeout is not None:
         _arm_timeout(ports, run if created else ports.store.get_run(msg.run_id) or run, now)
 
@@ -118,7 +118,17 @@ def dispatch_step(msg: DispatchStep, ports: Ports) -> None:
     claim covers the window before that, and is settled only when the Task Runner refuses
     the job (the step is then FAILED without a job).
     """
-    step = _step(ports, msg.run_id, msg.step_id)
+    if msg.attempt:  # the step's attempt is known and no limit applies: claim while reading
+        key = _submit_key(msg.step_id, msg.attempt)
+        claim, found = ports.store.claim_reading(msg.run_id, key, msg.step_id, ports.clock())
+        step = _found(found, msg.run_id, msg.step_id)
+        if claim is Claim.WON:
+            if _submittable(step) and step.attempt == msg.attempt and not step.max_parallel:
+                _submit(ports, step, key)
+                return
+            ports.store.release(msg.run_id, key)  # not this step's turn: decide below as without it
+    else:
+        step = _step(ports, msg.run_id, msg.step_id)
     if step.state is StepState.RUNNING:
         # A redelivery after the submission was recorded: make sure a check is scheduled
         # (duplicate checks collapse on their claims).
@@ -138,7 +148,7 @@ def dispatch_step(msg: DispatchStep, ports: Ports) -> None:
                                                        now):
         log.info("waiting for a slot (maxParallel %d)", step.max_parallel, extra=_ids(step.run_id, step.step_id))
         return  # the release of a slot wakes it
-    key = _submit_key(step)
+    key = _submit_key(step.step_id, step.attempt)
     claim = ports.store.claim(msg.run_id, key, now, math.inf)  # a submission claim is never taken over
     if claim is Claim.WON:
         _submit(ports, step, key)
@@ -183,14 +193,20 @@ def _submit(ports: Ports, step: StepRecord, claim_key: str) -> None:
         ports.store.settle(step.run_id, claim_key)
         return
     now = ports.clock()
-    ports.store.record_submission(step.run_id, step.step_id, job.job_id, job.state, now)
-    log.info("submitted job %s", job.job_id, extra=_ids(step.run_id, step.step_id))
     # Only the claim holder gets here, so check 0 needs no claim of its own; a redelivered
     # dispatch may add a second check 0, and the claims on later checks merge the two
-    # chains. A job that ended at once is recorded by that check without polling.
+    # chains. A job that ended at once is recorded by that check without polling. The check
+    # is published while the submission is recorded: the store never lets the record undo
+    # an end the check recorded first, and a check that finds the step still PENDING at its
+    # attempt keeps polling.
     check = replace(_first_check(step, job.job_id, job.state, now), job_message=job.message)
     ended = job_outcome(job.state) is not None
-    ports.bus.publish([check], delay=0.0 if ended else ports.settings.poll_interval)
+    confirmed = ports.bus.begin_publish([check], delay=0.0 if ended else ports.settings.poll_interval)
+    if ports.store.record_submission(step, job.job_id, job.state, now):
+        log.info("submitted job %s", job.job_id, extra=_ids(step.run_id, step.step_id))
+    else:
+        log.info("submitted job %s; the step moved on meanwhile", job.job_id, extra=_ids(step.run_id, step.step_id))
+    confirmed()
 
 
 def _first_check(step: StepRecord, job_id: str, job_state: str, submitted_at: float) -> CheckJob:
@@ -206,9 +222,19 @@ def _unknown_submission(step: StepRecord) -> str:
     return why
 
 
-def _submit_key(step: StepRecord) -> str:
-    """The claim on submitting the current attempt's job (the first keeps the plain form)."""
-    return f"submit:{step.step_id}" if step.attempt == 1 else f"submit:{step.step_id}#{step.attempt}"
+def _known(attempt: int, max_parallel: int | None) -> int:
+    """The attempt a DispatchStep carries: none under a limit, where a slot comes before the claim."""
+    return 0 if max_parallel else attempt
+
+
+def _submit_key(step_id: str, attempt: int) -> str:
+    """The claim on submitting an attempt's job (the first keeps the plain form)."""
+    return f"submit:{step_id}" if attempt == 1 else f"submit:{step_id}#{attempt}"
+
+
+def _submittable(step: StepRecord) -> bool:
+    """PENDING with every dependency done, and not waiting to see whether one failed."""
+    return step.state is StepState.PENDING and step.waiting_on == 0 and step.policy.run_if is not RunIf.ANY_FAILED
 
 
 def check_job(msg: CheckJob, ports: Ports) -> None:
@@ -244,8 +270,11 @@ def check_job(msg: CheckJob, ports: Ports) -> None:
                 max_parallel=msg.max_parallel, retries=msg.retries)
         return
     step = _step(ports, msg.run_id, msg.step_id)
-    if step.state is not StepState.RUNNING or step.attempt != msg.attempt:
+    if step.attempt != msg.attempt or step.state not in (StepState.RUNNING, StepState.PENDING):
         return  # ended another way (cancelled, a duplicate chain) or run again since: stop polling
+    if step.state is StepState.PENDING:  # its dispatch is still recording the submission
+        _schedule_check(ports, replace(msg, seq=msg.seq + 1, job_state=job.state))
+        return
     if job.state != msg.job_state:
         ports.store.record_job_state(msg.run_id, msg.step_id, job.state)
     if msg.seq and msg.seq % _heartbeat_every(ports.settings) == 0:
@@ -304,7 +333,7 @@ def _retried(ports: Ports, run_id: str, step_id: str, outcome: StepOutcome, max_
                     step.retries_taken, step.policy.retries, delay, extra=_ids(run_id, step_id))
     if max_parallel:
         _free_slot(ports, run_id, step_id, outcome.attempt)
-    ports.bus.publish([DispatchStep(run_id, step_id)], delay=delay)
+    ports.bus.publish([DispatchStep(run_id, step_id, _known(step.attempt, max_parallel))], delay=delay)
     return True
 
 
@@ -343,8 +372,8 @@ def _carry_on(ports: Ports, run_id: str, done: Completion, max_parallel: int = 0
     if max_parallel and len(ready) > max_parallel:
         ports.store.queue_steps(run_id, ready[max_parallel:], ports.clock())
         del ready[max_parallel:]
-    if ready:
-        ports.bus.publish([DispatchStep(run_id, s) for s in ready])
+    if ready:  # a step is unblocked at its first attempt unless a rerun moved it on (the dispatch sees it)
+        ports.bus.publish([DispatchStep(run_id, s, _known(1, max_parallel)) for s in ready])
     if done.run_complete:
         _finish_run(ports, run_id)
 
@@ -548,7 +577,7 @@ def timeout_run(msg: TimeoutRun, ports: Ports) -> None:
 
 
 def _redispatch(ports: Ports, step: StepRecord, now: float, stale_after: float) -> None:
-    held = ports.store.held_since(step.run_id, _submit_key(step))
+    held = ports.store.held_since(step.run_id, _submit_key(step.step_id, step.attempt))
     if held is None:
         ports.bus.publish([DispatchStep(step.run_id, step.step_id)])
     elif now - held >= stale_after:
@@ -601,7 +630,10 @@ def _recorded_outcome(step: StepRecord) -> StepOutcome:
 
 
 def _step(ports: Ports, run_id: str, step_id: str) -> StepRecord:
-    step = ports.store.get_step(run_id, step_id)
+    return _found(ports.store.get_step(run_id, step_id), run_id, step_id)
+
+
+def _found(step: StepRecord | None, run_id: str, step_id: str) -> StepRecord:
     if step is None:
         raise PoisonMessage(f"run {run_id!r} has no step {step_id!r}")
     return step

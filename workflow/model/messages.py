@@ -23,6 +23,7 @@ class DispatchStep:
 
     run_id: str
     step_id: str
+    attempt: int = 0  # set when the publisher knows it and no maxParallel applies: claim while reading
 
 
 @dataclass(frozen=True)

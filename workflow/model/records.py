@@ -52,6 +52,7 @@ class StepRecord:
     waits_for_any_end: tuple[str, ...] = ()  # successors released by any end of this step, not only success
     max_parallel: int = 0  # the run's limit on jobs in flight (0: none), copied here as tr_url is
     checked_at: float | None = None  # the last heartbeat of the checks of its running job
+    version: object = field(default=None, compare=False, repr=False)  # the store's token of the read it came from
 
     @property
     def retries_taken(self) -> int:

@@ -83,6 +83,11 @@ class InProcessBus:
             if not self._local.worker:
                 self._cv.notify(len(messages))
 
+    def begin_publish(self, messages: Sequence[Message], delay: float = 0.0) -> Callable[[], None]:
+        """Queued at once: nothing is left to confirm."""
+        self.publish(messages, delay)
+        return _confirmed
+
     def idle(self) -> bool:
         """No message queued or being handled."""
         with self._cv:
@@ -174,3 +179,7 @@ class _WorkerFlag(threading.local):
 
 def _ids(msg: Message) -> dict[str, str]:
     return {"run_id": getattr(msg, "run_id", ""), "step_id": getattr(msg, "step_id", "")}
+
+
+def _confirmed() -> None:
+    """What `begin_publish` returns: the messages were queued before it returned."""

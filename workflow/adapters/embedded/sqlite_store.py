@@ -8,6 +8,7 @@ records the predecessor's end.
 from __future__ import annotations
 
 import json
+import math
 import sqlite3
 import threading
 from collections import Counter
@@ -166,6 +167,13 @@ class SqliteStateStore:
         with self._tx() as db:
             self._settle(db, run_id, key)
 
+    def claim_reading(self, run_id: str, key: str, step_id: str, now: float) -> tuple[Claim, StepRecord | None]:
+        return self.claim(run_id, key, now, math.inf), self.get_step(run_id, step_id)
+
+    def release(self, run_id: str, key: str) -> None:
+        with self._tx() as db:
+            self._exec(db, "DELETE FROM claims WHERE run_id=? AND key=? AND settled=0", (run_id, key))
+
     def held_since(self, run_id: str, key: str) -> float | None:
         with self._tx() as db:
             row = self._exec(
@@ -173,15 +181,15 @@ class SqliteStateStore:
             ).fetchone()
         return None if row is None else float(row[0])
 
-    def record_submission(self, run_id: str, step_id: str, job_id: str, job_state: str, at: float) -> None:
+    def record_submission(self, step: StepRecord, job_id: str, job_state: str, at: float) -> bool:
         with self._tx() as db:
-            self._exec(
+            return self._exec(
                 db,
                 "UPDATE steps SET state=?, job_id=?, job_state=?, submitted_at=? "
-                "WHERE run_id=? AND step_id=? AND state=?",
-                (StepState.RUNNING.value, job_id, job_state, at, run_id, step_id,
-                 StepState.PENDING.value),
-            )
+                "WHERE run_id=? AND step_id=? AND state=? AND attempt=?",
+                (StepState.RUNNING.value, job_id, job_state, at, step.run_id, step.step_id,
+                 StepState.PENDING.value, step.attempt),
+            ).rowcount == 1
 
     def record_job_state(self, run_id: str, step_id: str, job_state: str) -> None:
         with self._tx() as db:

@@ -12,8 +12,10 @@ brought one to zero, so a wide join never serialises on a lock.
 from __future__ import annotations
 
 import logging
+import math
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any, TypeVar
@@ -29,6 +31,8 @@ from ...model.text import MESSAGE_LIMIT
 
 log = logging.getLogger("workflow.firestore")
 BATCH = 400  # writes per commit: below Firestore's 500 per batch
+READERS = 8  # threads reading while the caller writes (claim_reading)
+MAX_REREADS = 5  # conditional writes tried before a document that keeps changing is a TransientError
 MAX_DOCUMENT_BYTES = 1_048_576  # Firestore's limit on one document's size
 MAX_REQUEST_BYTES = 10_485_760  # Firestore's limit on one commit request
 STEP_GROWTH_BYTES = 4 * MESSAGE_LIMIT + 4_096
@@ -59,6 +63,7 @@ class FirestoreStateStore:
         self.writes = 0
         self.doc_writes: Counter[str] = Counter()
         self._count_documents = count_documents
+        self._reader = ThreadPoolExecutor(max_workers=READERS, thread_name_prefix="firestore-read")
 
     # -- references ---------------------------------------------------------------------
     def _run_ref(self, run_id: str) -> Any:
@@ -145,13 +150,13 @@ class FirestoreStateStore:
 
     def get_step(self, run_id: str, step_id: str) -> StepRecord | None:
         snap = self._get(self._step_ref(run_id, step_id))
-        return _step(run_id, step_id, snap.to_dict()) if snap.exists else None
+        return _step(run_id, step_id, snap.to_dict(), snap.update_time) if snap.exists else None
 
     def list_steps(self, run_id: str) -> list[StepRecord]:
         with _translated():
             snaps = list(self._run_ref(run_id).collection("steps").order_by("pos").stream())
         self.reads += len(snaps)
-        return [_step(run_id, s.id, s.to_dict()) for s in snaps]
+        return [_step(run_id, s.id, s.to_dict(), s.update_time) for s in snaps]
 
     # -- claims ---------------------------------------------------------------------------
     def claim(self, run_id: str, key: str, now: float, lease: float) -> Claim:
@@ -177,6 +182,18 @@ class FirestoreStateStore:
     def settle(self, run_id: str, key: str) -> None:
         self._one(self._claim_ref(run_id, key), lambda r: r.set({"settled": True}, merge=True))
 
+    def claim_reading(self, run_id: str, key: str, step_id: str, now: float) -> tuple[Claim, StepRecord | None]:
+        """The read runs on another thread while this one claims: one round trip, not two."""
+        step = self._reader.submit(self.get_step, run_id, step_id)
+        try:
+            claim = self.claim(run_id, key, now, math.inf)
+        finally:
+            found = step.result()
+        return claim, found
+
+    def release(self, run_id: str, key: str) -> None:
+        self._one(self._claim_ref(run_id, key), lambda r: r.delete())  # only its holder releases it
+
     def held_since(self, run_id: str, key: str) -> float | None:
         snap = self._get(self._claim_ref(run_id, key))
         doc = (snap.to_dict() or {}) if snap.exists else {}
@@ -185,9 +202,26 @@ class FirestoreStateStore:
         return float(doc["claimed_at"])
 
     # -- steps ----------------------------------------------------------------------------
-    def record_submission(self, run_id: str, step_id: str, job_id: str, job_state: str, at: float) -> None:
+    def record_submission(self, step: StepRecord, job_id: str, job_state: str, at: float) -> bool:
+        """One write, on condition that the step document is as `step` was read (its update
+        time); a document changed since is read again and written only if still PENDING at
+        the same attempt, so the end of a job that ended at once is never overwritten."""
         fields = {"state": StepState.RUNNING.value, "job_id": job_id, "job_state": job_state, "submitted_at": at}
-        self._one(self._step_ref(run_id, step_id), lambda r: r.update(fields))
+        ref, version = self._step_ref(step.run_id, step.step_id), step.version
+        for _ in range(MAX_REREADS):
+            if version is None:
+                snap = self._get(ref)
+                doc = (snap.to_dict() or {}) if snap.exists else {}
+                if doc.get("state") != StepState.PENDING.value or int(doc.get("attempt", 1)) != step.attempt:
+                    return False
+                version = snap.update_time
+            option = self._db.write_option(last_update_time=version)
+            try:
+                self._one(ref, lambda r: r.update(fields, option=option))  # noqa: B023 (called at once)
+                return True
+            except gexc.FailedPrecondition:
+                version = None
+        raise TransientError(f"step {step.step_id!r} of run {step.run_id!r} kept changing while recording its job")
 
     def record_job_state(self, run_id: str, step_id: str, job_state: str) -> None:
         self._one(self._step_ref(run_id, step_id), lambda r: r.update({"job_state": job_state}))
@@ -611,7 +645,7 @@ def _step_doc(pos: int, s: StepRecord) -> dict[str, Any]:
     }
 
 
-def _step(run_id: str, step_id: str, d: dict[str, Any]) -> StepRecord:
+def _step(run_id: str, step_id: str, d: dict[str, Any], version: object = None) -> StepRecord:
     definition = d["definition"]
     return StepRecord(
         run_id=run_id, step_id=step_id, task=Task.from_dict(definition["task"]), tr_url=d["tr_url"],
@@ -623,5 +657,5 @@ def _step(run_id: str, step_id: str, d: dict[str, Any]) -> StepRecord:
         history=tuple(Attempt.from_dict(a) for a in d.get("history") or ()),
         policy=Policy.from_dict(definition.get("policy") or {}),
         waits_for_any_end=tuple(definition.get("anyEnd") or ()), max_parallel=int(definition.get("maxParallel", 0)),
-        checked_at=d.get("checked_at"),
+        checked_at=d.get("checked_at"), version=version,
     )

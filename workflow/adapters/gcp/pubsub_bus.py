@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from google.api_core import exceptions as gexc
@@ -34,23 +35,37 @@ class PubSubBus:
         self.published = 0
 
     def publish(self, messages: Sequence[Message], delay: float = 0.0) -> None:
+        self.begin_publish(messages, delay)()
+
+    def begin_publish(self, messages: Sequence[Message], delay: float = 0.0) -> Callable[[], None]:
         extra = {"not_before": f"{self._clock() + delay:.3f}"} if delay > 0 else {}
-        self._publish_all([(codec.encode(m), {**attributes(m), **extra}) for m in messages])
+        return self._begin([(codec.encode(m), {**attributes(m), **extra}) for m in messages])
 
     def publish_raw(self, data: bytes, attributes: dict[str, str]) -> None:
         """Publish one message as given, confirmed as `publish` is."""
-        self._publish_all([(data, attributes)])
+        self._begin([(data, attributes)])()
 
-    def _publish_all(self, items: list[tuple[bytes, dict[str, str]]]) -> None:
+    def _begin(self, items: list[tuple[bytes, dict[str, str]]]) -> Callable[[], None]:
         client = self._client()
         path = client.topic_path(self._project, self._topic)
-        try:
+        with self._failures():
             futures = [client.publish(path, data, **attrs) for data, attrs in items]
-            for f in futures:
-                f.result(timeout=PUBLISH_TIMEOUT)
+
+        def confirmed() -> None:
+            with self._failures():
+                for f in futures:
+                    f.result(timeout=PUBLISH_TIMEOUT)
+            with self._lock:
+                self.published += len(items)
+
+        return confirmed
+
+    @contextmanager
+    def _failures(self) -> Iterator[None]:
+        try:
+            yield
         except (gexc.GoogleAPICallError, gexc.RetryError, TimeoutError) as exc:
             raise TransientError(f"Pub/Sub publish to {self._topic} failed: {exc}") from exc
-        self.published += len(items)
 
     def _client(self) -> Any:
         with self._lock:
