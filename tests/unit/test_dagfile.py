@@ -263,7 +263,7 @@ def test_engine_task_needs_no_image_and_an_image_task_needs_no_engine() -> None:
     }
 
 
-@pytest.mark.parametrize("url", ["hello.a.run.app", "ftp://h/x", "https://", "/relative/path", "''"])
+@pytest.mark.parametrize("url", ["hello.a.run.app", "ftp://h/x", "https://", "/relative/path", "''", "'http://[x'"])
 def test_url_must_be_an_absolute_http_url(url: str) -> None:
     problem = one_problem(steps_yaml(f"{{id: a, task: {{engine: edge, url: {url}}}}}"))
     assert problem.startswith("steps[0] (id 'a').task.url: must be an absolute http:// or https:// URL, got ")
