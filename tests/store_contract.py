@@ -40,6 +40,10 @@ def ok(at: float = 2.0, job: str = "job-1") -> StepOutcome:
 
 
 class StoreContract:
+    def fail_reads(self, store: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+        """Make the store's next reads of a step fail (each adapter's module knows how)."""
+        raise NotImplementedError
+
     def test_create_run_is_idempotent_and_round_trips(self, store: Any) -> None:
         run_id = make_run(store, {"a": [], "b": ["a"]})
         run = store.get_run(run_id)
@@ -90,6 +94,15 @@ class StoreContract:
         store.settle(run_id, "submit:a")
         assert store.claim_reading(run_id, "submit:a", "a", 3.0)[0] is Claim.DONE
         assert store.claim_reading(run_id, "submit:nope", "nope", 3.0) == (Claim.WON, None)
+
+    def test_a_claim_whose_read_failed_is_given_back(self, store: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+        run_id = make_run(store, {"a": []})
+        with monkeypatch.context() as patched:
+            self.fail_reads(store, patched)
+            with pytest.raises(Exception, match="read failed"):
+                store.claim_reading(run_id, "submit:a", "a", 1.0)
+        assert store.held_since(run_id, "submit:a") is None
+        assert store.claim_reading(run_id, "submit:a", "a", 2.0)[0] is Claim.WON
 
     def test_claim_lifecycle(self, store: Any) -> None:
         run_id = make_run(store, {"a": []})

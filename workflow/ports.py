@@ -52,7 +52,7 @@ class StateStore(Protocol):
     def claim_reading(self, run_id: str, key: str, step_id: str, now: float) -> tuple[Claim, StepRecord | None]:
         """`claim(key)` with no lease (never taken over) and `get_step(step_id)`, which a
         store may run at the same time: a dispatch that knows its attempt need not wait
-        for the read to claim."""
+        for the read to claim. If the read fails, a claim won by this call is given back."""
 
     def release(self, run_id: str, key: str) -> None:
         """Give back a claim its caller won and did not use (its side effect was not

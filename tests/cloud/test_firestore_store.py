@@ -8,6 +8,7 @@ import pytest
 
 from store_contract import StoreContract, make_run, ok
 from workflow.adapters.gcp.firestore_store import BATCH, FirestoreStateStore
+from workflow.errors import TransientError
 
 pytestmark = pytest.mark.cloud
 
@@ -16,6 +17,12 @@ class TestFirestore(StoreContract):
     @pytest.fixture
     def store(self, firestore_client: Any) -> FirestoreStateStore:
         return FirestoreStateStore(firestore_client)
+
+    def fail_reads(self, store: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+        def broken(run_id: str, step_id: str) -> None:
+            raise TransientError("read failed")
+
+        monkeypatch.setattr(store, "get_step", broken)
 
 
 def test_a_fan_out_wider_than_one_batch_releases_every_successor_once(firestore_client: Any) -> None:

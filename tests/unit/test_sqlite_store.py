@@ -1,15 +1,26 @@
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from store_contract import StoreContract
+from workflow.adapters.embedded import sqlite_store
 from workflow.adapters.embedded.sqlite_store import SqliteStateStore
 
 
-class TestSqliteInMemory(StoreContract):
+class SqliteReads:
+    def fail_reads(self, store: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+        def broken(row: Any) -> None:
+            raise sqlite3.OperationalError("read failed")
+
+        monkeypatch.setattr(sqlite_store, "_step", broken)
+
+
+class TestSqliteInMemory(SqliteReads, StoreContract):
     @pytest.fixture
     def store(self) -> Iterator[SqliteStateStore]:
         s = SqliteStateStore(":memory:")
@@ -17,7 +28,7 @@ class TestSqliteInMemory(StoreContract):
         s.close()
 
 
-class TestSqliteFile(StoreContract):
+class TestSqliteFile(SqliteReads, StoreContract):
     @pytest.fixture
     def store(self, tmp_path: Path) -> Iterator[SqliteStateStore]:
         s = SqliteStateStore(str(tmp_path / "runs.sqlite3"))

@@ -134,9 +134,12 @@ class SqliteStateStore:
 
     def get_step(self, run_id: str, step_id: str) -> StepRecord | None:
         with self._tx() as db:
-            row = self._exec(
-                db, f"SELECT {_STEP_COLUMNS} FROM steps WHERE run_id=? AND step_id=?", (run_id, step_id)
-            ).fetchone()
+            return self._get_step(db, run_id, step_id)
+
+    def _get_step(self, db: sqlite3.Connection, run_id: str, step_id: str) -> StepRecord | None:
+        row = self._exec(
+            db, f"SELECT {_STEP_COLUMNS} FROM steps WHERE run_id=? AND step_id=?", (run_id, step_id)
+        ).fetchone()
         return None if row is None else _step(row)
 
     def list_steps(self, run_id: str) -> list[StepRecord]:
@@ -148,27 +151,29 @@ class SqliteStateStore:
 
     def claim(self, run_id: str, key: str, now: float, lease: float) -> Claim:
         with self._tx() as db:
-            cur = self._exec(db, "INSERT OR IGNORE INTO claims VALUES (?,?,?,0)", (run_id, key, now))
-            if cur.rowcount == 1:
-                return Claim.WON
-            row = self._exec(
-                db, "SELECT claimed_at, settled FROM claims WHERE run_id=? AND key=?", (run_id, key)
-            ).fetchone()
-            if row[1]:
-                return Claim.DONE
-            if now - row[0] <= lease:
-                return Claim.BUSY
-            self._exec(
-                db, "UPDATE claims SET claimed_at=? WHERE run_id=? AND key=?", (now, run_id, key)
-            )
+            return self._claim(db, run_id, key, now, lease)
+
+    def _claim(self, db: sqlite3.Connection, run_id: str, key: str, now: float, lease: float) -> Claim:
+        cur = self._exec(db, "INSERT OR IGNORE INTO claims VALUES (?,?,?,0)", (run_id, key, now))
+        if cur.rowcount == 1:
             return Claim.WON
+        row = self._exec(
+            db, "SELECT claimed_at, settled FROM claims WHERE run_id=? AND key=?", (run_id, key)
+        ).fetchone()
+        if row[1]:
+            return Claim.DONE
+        if now - row[0] <= lease:
+            return Claim.BUSY
+        self._exec(db, "UPDATE claims SET claimed_at=? WHERE run_id=? AND key=?", (now, run_id, key))
+        return Claim.WON
 
     def settle(self, run_id: str, key: str) -> None:
         with self._tx() as db:
             self._settle(db, run_id, key)
 
     def claim_reading(self, run_id: str, key: str, step_id: str, now: float) -> tuple[Claim, StepRecord | None]:
-        return self.claim(run_id, key, now, math.inf), self.get_step(run_id, step_id)
+        with self._tx() as db:  # one transaction: a failed read leaves no claim behind
+            return self._claim(db, run_id, key, now, math.inf), self._get_step(db, run_id, step_id)
 
     def release(self, run_id: str, key: str) -> None:
         with self._tx() as db:

@@ -183,13 +183,16 @@ class FirestoreStateStore:
         self._one(self._claim_ref(run_id, key), lambda r: r.set({"settled": True}, merge=True))
 
     def claim_reading(self, run_id: str, key: str, step_id: str, now: float) -> tuple[Claim, StepRecord | None]:
-        """The read runs on another thread while this one claims: one round trip, not two."""
+        """The read runs on another thread while this one claims: one round trip, not two.
+        A read that fails gives back the claim this call won."""
         step = self._reader.submit(self.get_step, run_id, step_id)
+        claim = self.claim(run_id, key, now, math.inf)
         try:
-            claim = self.claim(run_id, key, now, math.inf)
-        finally:
-            found = step.result()
-        return claim, found
+            return claim, step.result()
+        except Exception:
+            if claim is Claim.WON:
+                self.release(run_id, key)
+            raise
 
     def release(self, run_id: str, key: str) -> None:
         self._one(self._claim_ref(run_id, key), lambda r: r.delete())  # only its holder releases it
