@@ -28,10 +28,7 @@ class StateStore(Protocol):
     def get_run(self, run_id: str) -> RunRecord | None: ...
 
     def list_runs(self, limit: int, status: RunStatus | None = None) -> list[RunRecord]:
-        """The most recent runs first (by `created_at`), optionally of one status.
-
-        One query: the counts of ended steps live on the run record.
-        """
+        """The most recent runs first (by `created_at`), optionally of one status; one query."""
 
     def get_step(self, run_id: str, step_id: str) -> StepRecord | None: ...
 
@@ -70,35 +67,28 @@ class StateStore(Protocol):
     def record_job_state(self, run_id: str, step_id: str, job_state: str) -> None:
         """Note the Task Runner's latest state for a RUNNING step (display only)."""
 
-    def complete_step(
-        self, run_id: str, step_id: str, outcome: StepOutcome, successors: Sequence[str] | None = None,
-        free_slot: bool = False,
-    ) -> Completion:
+    def complete_step(self, run_id: str, step_id: str, outcome: StepOutcome, successors: Sequence[str] | None = None,
+                      free_slot: bool = False) -> Completion:
         """Record a step's end, once, atomically with its effects on the joins.
 
         The first call sets the step's terminal state, takes one off the run's count of
         open steps (adding one to its count of succeeded or failed steps) and one off the
         join counter of each successor it releases: all of them if the step SUCCEEDED,
-        else those in its `waits_for_any_end`. `unblocked`
-        lists the successors whose counter is now zero (each is reported by exactly one
-        first call); `run_complete` says no step is open. `successors`, when the caller
-        knows them, spares the store a read. A
-        repeated call changes nothing and reads the same facts back (recorded=False).
-        With `free_slot`, the attempt's slot is then released as `free_slot` does (in the
-        same transaction where the store has them), and `woke` names the step it woke.
+        else those in its `waits_for_any_end`. `unblocked` lists the successors whose
+        counter is now zero (each reported by exactly one first call); `run_complete` says
+        no step is open. A repeated call changes nothing and reads the same facts back
+        (recorded=False). `successors`, when the caller knows them, spares a read. With
+        `free_slot`, the attempt's slot is then released as `free_slot` does (in the same
+        transaction where the store has them), and `woke` names the step it woke.
         """
 
-    def skip_steps(
-        self, run_id: str, step_ids: Sequence[str], reason: str, at: float
-    ) -> Completion:
+    def skip_steps(self, run_id: str, step_ids: Sequence[str], reason: str, at: float) -> Completion:
         """Mark PENDING steps SKIPPED, each once, counting them off the run's open steps
         (and onto its skipped steps), and take one off the join counter of each step in
         their `waits_for_any_end`. `unblocked` lists those now at zero; a repeated call
         reads them back, as `complete_step` does."""
 
-    def fail_steps(
-        self, run_id: str, step_ids: Sequence[str], reason: str, at: float
-    ) -> Completion:
+    def fail_steps(self, run_id: str, step_ids: Sequence[str], reason: str, at: float) -> Completion:
         """Mark PENDING or RUNNING steps FAILED, each once, releasing no successor (the
         run is being stopped), counting them off the run's open steps."""
 
@@ -125,9 +115,7 @@ class StateStore(Protocol):
         A repeated call returns the step the first one woke, so a caller that crashed
         before dispatching it is repaired by its redelivery."""
 
-    def cancel_steps(
-        self, run_id: str, step_ids: Sequence[str], reason: str, at: float
-    ) -> Completion:
+    def cancel_steps(self, run_id: str, step_ids: Sequence[str], reason: str, at: float) -> Completion:
         """Mark PENDING or RUNNING steps CANCELLED, each once, counting them off the run's
         open steps. A step whose end is being recorded at the same moment ends one way only."""
 

@@ -66,30 +66,12 @@ def start_run(msg: StartRun, ports: Ports) -> None:
     """Record the run and its steps (idempotent), then dispatch the steps with no dependency."""
     now = ports.clock()
     dag = msg.dag
-    run = RunRecord(
-        run_id=msg.run_id,
-        status=RunStatus.RUNNING,
-        tr_url=msg.tr_url,
-        dag_name=dag.name,
-        source=msg.source,
-        created_at=now,
-        step_count=len(dag.steps),
-        timeout=dag.timeout,
-    )
+    run = RunRecord(run_id=msg.run_id, status=RunStatus.RUNNING, tr_url=msg.tr_url, dag_name=dag.name,
+                    source=msg.source, created_at=now, step_count=len(dag.steps), timeout=dag.timeout)
     steps = [
-        StepRecord(
-            run_id=msg.run_id,
-            step_id=s.id,
-            task=s.task,
-            tr_url=msg.tr_url,
-            tr_auth=msg.tr_auth,
-            depends_on=s.depends_on,
-            successors=dag.successors(s.id),
-            waiting_on=len(s.depends_on),
-            policy=s.policy,
-            waits_for_any_end=dag.waits_for_any_end(s.id),
-            max_parallel=dag.max_parallel or 0,
-        )
+        StepRecord(run_id=msg.run_id, step_id=s.id, task=s.task, tr_url=msg.tr_url, tr_auth=msg.tr_auth,
+                   depends_on=s.depends_on, successors=dag.successors(s.id), waiting_on=len(s.depends_on),
+                   policy=s.policy, waits_for_any_end=dag.waits_for_any_end(s.id), max_parallel=dag.max_parallel or 0)
         for s in dag.steps
     ]
     created = ports.store.create_run(run, steps)
@@ -130,8 +112,7 @@ def dispatch_step(msg: DispatchStep, ports: Ports) -> None:
     else:
         step = _step(ports, msg.run_id, msg.step_id)
     if step.state is StepState.RUNNING:
-        # A redelivery after the submission was recorded: make sure a check is scheduled
-        # (duplicate checks collapse on their claims).
+        # submitted by an earlier delivery: make sure a check is scheduled (duplicates collapse on their claims)
         _schedule_check(ports, _first_check(step, step.submitted_at or 0.0))
         return
     if step.state is StepState.FAILED and not step.job_id:
@@ -332,12 +313,9 @@ def _retried_after(step: StepRecord, attempt: int) -> bool:
 
 def _complete(ports: Ports, run_id: str, step_id: str, outcome: StepOutcome,
               successors: tuple[str, ...] | None = None, max_parallel: int = 0) -> None:
-    """Record a step's end once; free its slot; dispatch the successors it unblocks; skip
-    what it dooms.
-
-    Safe to repeat: a second call records nothing and reads the same facts back, so it
-    finishes whatever a first call that crashed half-way left undone.
-    """
+    """Record a step's end once, free its slot, dispatch the successors it unblocks and skip
+    what it dooms. Safe to repeat: a second call records nothing and reads the same facts
+    back, so it finishes what a first call that crashed half-way left undone."""
     done = ports.store.complete_step(run_id, step_id, outcome, successors, free_slot=max_parallel > 0)
     if done.recorded:  # once, however many deliveries repeat it
         log.info("step %s: %s", outcome.state.value, outcome.message, extra=_ids(run_id, step_id))
@@ -372,12 +350,9 @@ def _free_slot(ports: Ports, run_id: str, step_id: str, attempt: int) -> None:
 
 
 def _skip_descendants(ports: Ports, run_id: str, step_id: str, outcome: StepOutcome) -> Completion:
-    """Mark SKIPPED the descendants an unsuccessful end dooms (those that run only after a
-    success); dispatch nothing, but say which steps waiting for any end it unblocked.
-
-    Reads the step and the doomed descendants only. The end recorded first wins: a late
-    FAILED (a timeout racing the job's success, an attempt already retried) skips nothing.
-    """
+    """Mark SKIPPED the descendants that run only after a success; dispatch nothing, but say
+    which steps waiting for any end it unblocked. The end recorded first wins: a late FAILED
+    (a timeout racing the job's success, an attempt already retried) skips nothing."""
     step = _step(ports, run_id, step_id)
     if step.state in (StepState.PENDING, StepState.RUNNING, StepState.SUCCEEDED) or step.attempt != outcome.attempt:
         return Completion(False)

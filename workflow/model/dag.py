@@ -150,9 +150,7 @@ class Dag:
     name: str = ""
     max_parallel: int | None = None  # at most this many jobs in flight at once; None: no limit
     timeout: float | None = None  # the run's timeout: steps still open after it are ended
-    _successors: Mapping[str, tuple[str, ...]] = field(
-        default_factory=dict, init=False, repr=False, compare=False
-    )
+    _successors: Mapping[str, tuple[str, ...]] = field(default_factory=dict, init=False, repr=False, compare=False)
     _by_id: Mapping[str, Step] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:

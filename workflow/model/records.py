@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
+from itertools import takewhile
 from typing import Any
 
 from .dag import Policy, Task
@@ -57,12 +58,7 @@ class StepRecord:
     @property
     def retries_taken(self) -> int:
         """Retries since the step was (re)started: the trailing attempts that were retried."""
-        taken = 0
-        for earlier in reversed(self.history):
-            if not earlier.retried:
-                break
-            taken += 1
-        return taken
+        return sum(1 for _ in takewhile(lambda earlier: earlier.retried, reversed(self.history)))
 
 
 @dataclass(frozen=True)
