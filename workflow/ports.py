@@ -19,11 +19,9 @@ from .model.states import RunStatus
 
 class StateStore(Protocol):
     def create_run(self, run: RunRecord, steps: Sequence[StepRecord]) -> bool:
-        """Create the run and its steps unless the run exists. Idempotent.
-
-        True when this call created the run. A call repeated after a crash completes the
-        steps a first call left out and never resets a step that has moved on.
-        """
+        """Create the run and its steps unless the run exists; True when this call created it.
+        Idempotent: a call repeated after a crash completes the steps a first call left out
+        and never resets a step that has moved on."""
 
     def get_run(self, run_id: str) -> RunRecord | None: ...
 
@@ -36,12 +34,10 @@ class StateStore(Protocol):
         """Every step of the run, in DAG-file order."""
 
     def claim(self, run_id: str, key: str, now: float, lease: float) -> Claim:
-        """Ask for the right to perform the side effect named `key` once.
-
-        WON for the first caller, and for a caller arriving more than `lease` seconds
-        after an unsettled claim (its holder is presumed dead); DONE once settled;
-        BUSY while another caller holds an unexpired claim.
-        """
+        """Ask for the right to perform the side effect named `key` once: WON for the first
+        caller, and for a caller arriving more than `lease` seconds after an unsettled claim
+        (its holder is presumed dead); DONE once settled; BUSY while another caller holds an
+        unexpired claim."""
 
     def settle(self, run_id: str, key: str) -> None:
         """Mark the claimed side effect as done. Idempotent."""
@@ -123,11 +119,9 @@ class StateStore(Protocol):
         """Start the next attempt of each of `steps` (ended steps of the run, given as they
         must become: PENDING, next attempt, their earlier attempt added to `history`, join
         counters recomputed), reopen the run (RUNNING, counts moved back) and note the rerun.
-
         Only if the run has had exactly `reruns` reruns: True when this call did it; a
         repeated request changes nothing. Atomic on SQLite; on Firestore the rerun marker
-        is written last, so a crashed call is completed by its redelivery.
-        """
+        is written last, so a crashed call is completed by its redelivery."""
 
     def heartbeat(self, run_id: str, step_id: str, at: float, spacing: float) -> None:
         """Note that the checks of the step's running job are alive (`checked_at`), and so
@@ -146,10 +140,8 @@ class StateStore(Protocol):
 class Bus(Protocol):
     def publish(self, messages: Sequence[Message], delay: float = 0.0) -> None:
         """Accept messages for at-least-once delivery, each no earlier than `delay` s from now.
-
         Returns only once every message is accepted (durable for a cloud bus); raises
-        TransientError otherwise. Delivery order is not guaranteed.
-        """
+        TransientError otherwise. Delivery order is not guaranteed."""
 
     def begin_publish(self, messages: Sequence[Message], delay: float = 0.0) -> Callable[[], None]:
         """`publish` in two halves, so that a handler can do other work while the bus
@@ -165,10 +157,8 @@ class Events(Protocol):
 
 class TaskRunner(Protocol):
     def submit(self, url: str, task: Task, auth: str = "", run_id: str = "") -> Job:
-        """Submit a job. Raises SubmissionRefused (4xx, or retries exhausted).
-
-        `auth` is a sealed token for the run `run_id`, or "" for the runtime's own credentials.
-        """
+        """Submit a job. Raises SubmissionRefused (4xx, or retries exhausted). `auth` is a
+        sealed token for the run `run_id`, or "" for the runtime's own credentials."""
 
     def status(self, url: str, job_id: str, auth: str = "", run_id: str = "") -> Job:
         """A job's current state. Raises StatusRefused (4xx), or TaskRunnerUnavailable

@@ -94,12 +94,10 @@ def _same_steps(stored: list[StepRecord], wanted: list[StepRecord]) -> bool:
 
 
 def dispatch_step(msg: DispatchStep, ports: Ports) -> None:
-    """Submit the step's job once, then schedule its first check.
-
-    Once the submission is recorded, the step's RUNNING state stops any second one; the
-    claim covers the window before that, and is settled only when the Task Runner refuses
-    the job (the step is then FAILED without a job).
-    """
+    """Submit the step's job once, then schedule its first check. Once the submission is
+    recorded, the step's RUNNING state stops any second one; the claim covers the window
+    before that, and is settled only when the submission fails (the step is then FAILED
+    without a job)."""
     if msg.attempt:  # the step's attempt is known and no limit applies: claim while reading
         key = _submit_key(msg.step_id, msg.attempt)
         claim, found = ports.store.claim_reading(msg.run_id, key, msg.step_id, ports.clock())
@@ -213,10 +211,8 @@ def _submittable(step: StepRecord) -> bool:
 
 def check_job(msg: CheckJob, ports: Ports) -> None:
     """Poll a running job: record the step's end, time it out, or schedule the next check.
-
-    Reads the step (to stop polling a step that ended another way, e.g. cancelled) while
-    the job runs. A duplicate check after the step ended records nothing new.
-    """
+    While the job runs, reads the step, to stop polling one that ended another way (e.g.
+    cancelled). A duplicate check after the step ended records nothing new."""
     if job_outcome(msg.job_state) is not None:
         job = Job(msg.job_id, msg.job_state, msg.job_message)  # it ended when submitted
     else:
@@ -328,11 +324,9 @@ def _complete(ports: Ports, run_id: str, step_id: str, outcome: StepOutcome,
 
 
 def _carry_on(ports: Ports, run_id: str, done: Completion, max_parallel: int = 0) -> None:
-    """Dispatch what an end unblocked; finish the run if nothing is open.
-
-    Under a limit, steps past the first `max_parallel` are queued for a slot rather than
-    dispatched only to find none; queued first, so a slot freed meanwhile wakes one.
-    """
+    """Dispatch what an end unblocked; finish the run if nothing is open. Under a limit,
+    steps past the first `max_parallel` are queued for a slot rather than dispatched only
+    to find none; queued first, so a slot freed meanwhile wakes one."""
     ready = list(done.unblocked)
     if max_parallel and len(ready) > max_parallel:
         ports.store.queue_steps(run_id, ready[max_parallel:], ports.clock())
@@ -413,10 +407,8 @@ def rerun_run(msg: RerunRun, ports: Ports) -> None:
 
 def _to_rerun(steps: list[StepRecord], msg: RerunRun) -> list[StepRecord]:
     """The steps to run again, each as it must become (next attempt, join counter recounted).
-
     A PENDING step of an ended run was reset by a rerun that crashed half-way: it is taken
-    as it is, so a redelivered request completes that rerun without counting it twice.
-    """
+    as it is, so a redelivered request completes that rerun without counting it twice."""
     by_id = {s.step_id: s for s in steps}
     if msg.from_step and msg.from_step not in by_id:
         raise PoisonMessage(f"run {msg.run_id!r} has no step {msg.from_step!r}")
@@ -443,10 +435,8 @@ _RERUN_STATES = frozenset({StepState.FAILED, StepState.CANCELLED, StepState.SKIP
 
 def cancel_run(msg: CancelRun, ports: Ports) -> None:
     """No new submission; every open step CANCELLED; the run ends CANCELLED. Idempotent.
-
     The Task Runner protocol has no cancel request: jobs already submitted keep running
-    there (their ids stay on their steps). Checks of a cancelled step stop at their next turn.
-    """
+    there (their ids stay on their steps). Checks of a cancelled step stop at their next turn."""
     steps = ports.store.list_steps(msg.run_id)
     open_ids = [s.step_id for s in steps if not s.state.terminal]
     done = ports.store.cancel_steps(msg.run_id, open_ids, msg.reason, ports.clock())

@@ -97,12 +97,9 @@ class StepOutcome:
 
 @dataclass(frozen=True)
 class Completion:
-    """What recording a step's end changed.
-
-    `recorded` is False when the end was already recorded (a redelivery); `unblocked`
-    and `run_complete` are then read back, so a redelivery can finish the work that a
-    crashed first attempt recorded but did not publish.
-    """
+    """What recording a step's end changed. `recorded` is False when the end was already
+    recorded (a redelivery); `unblocked` and `run_complete` are then read back, so a
+    redelivery can finish the work that a crashed first attempt recorded but did not publish."""
 
     recorded: bool
     unblocked: tuple[str, ...] = ()
