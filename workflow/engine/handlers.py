@@ -110,7 +110,7 @@ def dispatch_step(msg: DispatchStep, ports: Ports) -> None:
     else:
         step = _step(ports, msg.run_id, msg.step_id)
     if step.state is StepState.RUNNING:
-        # submitted by an earlier delivery: make sure a check is scheduled (duplicates collapse on their claims)
+        # Submitted by an earlier delivery: make sure a check is scheduled (duplicates collapse on their claims).
         _schedule_check(ports, _first_check(step, step.submitted_at or 0.0))
         return
     if step.state is StepState.FAILED and not step.job_id:
