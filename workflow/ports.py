@@ -19,19 +19,14 @@ from .model.states import RunStatus
 
 class StateStore(Protocol):
     def create_run(self, run: RunRecord, steps: Sequence[StepRecord]) -> bool:
-        """Create the run and its steps unless the run exists. Idempotent.
-
-        True when this call created the run. A call repeated after a crash completes the
-        steps a first call left out and never resets a step that has moved on.
-        """
+        """Create the run and its steps unless the run exists; True when this call created it.
+        Idempotent: a call repeated after a crash completes the steps a first call left out
+        and never resets a step that has moved on."""
 
     def get_run(self, run_id: str) -> RunRecord | None: ...
 
     def list_runs(self, limit: int, status: RunStatus | None = None) -> list[RunRecord]:
-        """The most recent runs first (by `created_at`), optionally of one status.
-
-        One query: the counts of ended steps live on the run record.
-        """
+        """The most recent runs first (by `created_at`), optionally of one status; one query."""
 
     def get_step(self, run_id: str, step_id: str) -> StepRecord | None: ...
 
@@ -39,12 +34,10 @@ class StateStore(Protocol):
         """Every step of the run, in DAG-file order."""
 
     def claim(self, run_id: str, key: str, now: float, lease: float) -> Claim:
-        """Ask for the right to perform the side effect named `key` once.
-
-        WON for the first caller, and for a caller arriving more than `lease` seconds
-        after an unsettled claim (its holder is presumed dead); DONE once settled;
-        BUSY while another caller holds an unexpired claim.
-        """
+        """Ask for the right to perform the side effect named `key` once: WON for the first
+        caller, and for a caller arriving more than `lease` seconds after an unsettled claim
+        (its holder is presumed dead); DONE once settled; BUSY while another caller holds an
+        unexpired claim."""
 
     def settle(self, run_id: str, key: str) -> None:
         """Mark the claimed side effect as done. Idempotent."""
@@ -70,35 +63,28 @@ class StateStore(Protocol):
     def record_job_state(self, run_id: str, step_id: str, job_state: str) -> None:
         """Note the Task Runner's latest state for a RUNNING step (display only)."""
 
-    def complete_step(
-        self, run_id: str, step_id: str, outcome: StepOutcome, successors: Sequence[str] | None = None,
-        free_slot: bool = False,
-    ) -> Completion:
+    def complete_step(self, run_id: str, step_id: str, outcome: StepOutcome, successors: Sequence[str] | None = None,
+                      free_slot: bool = False) -> Completion:
         """Record a step's end, once, atomically with its effects on the joins.
 
         The first call sets the step's terminal state, takes one off the run's count of
         open steps (adding one to its count of succeeded or failed steps) and one off the
         join counter of each successor it releases: all of them if the step SUCCEEDED,
-        else those in its `waits_for_any_end`. `unblocked`
-        lists the successors whose counter is now zero (each is reported by exactly one
-        first call); `run_complete` says no step is open. `successors`, when the caller
-        knows them, spares the store a read. A
-        repeated call changes nothing and reads the same facts back (recorded=False).
-        With `free_slot`, the attempt's slot is then released as `free_slot` does (in the
-        same transaction where the store has them), and `woke` names the step it woke.
+        else those in its `waits_for_any_end`. `unblocked` lists the successors whose
+        counter is now zero (each reported by exactly one first call); `run_complete` says
+        no step is open. A repeated call changes nothing and reads the same facts back
+        (recorded=False). `successors`, when the caller knows them, spares a read. With
+        `free_slot`, the attempt's slot is then released as `free_slot` does (in the same
+        transaction where the store has them), and `woke` names the step it woke.
         """
 
-    def skip_steps(
-        self, run_id: str, step_ids: Sequence[str], reason: str, at: float
-    ) -> Completion:
+    def skip_steps(self, run_id: str, step_ids: Sequence[str], reason: str, at: float) -> Completion:
         """Mark PENDING steps SKIPPED, each once, counting them off the run's open steps
         (and onto its skipped steps), and take one off the join counter of each step in
         their `waits_for_any_end`. `unblocked` lists those now at zero; a repeated call
         reads them back, as `complete_step` does."""
 
-    def fail_steps(
-        self, run_id: str, step_ids: Sequence[str], reason: str, at: float
-    ) -> Completion:
+    def fail_steps(self, run_id: str, step_ids: Sequence[str], reason: str, at: float) -> Completion:
         """Mark PENDING or RUNNING steps FAILED, each once, releasing no successor (the
         run is being stopped), counting them off the run's open steps."""
 
@@ -125,9 +111,7 @@ class StateStore(Protocol):
         A repeated call returns the step the first one woke, so a caller that crashed
         before dispatching it is repaired by its redelivery."""
 
-    def cancel_steps(
-        self, run_id: str, step_ids: Sequence[str], reason: str, at: float
-    ) -> Completion:
+    def cancel_steps(self, run_id: str, step_ids: Sequence[str], reason: str, at: float) -> Completion:
         """Mark PENDING or RUNNING steps CANCELLED, each once, counting them off the run's
         open steps. A step whose end is being recorded at the same moment ends one way only."""
 
@@ -135,11 +119,9 @@ class StateStore(Protocol):
         """Start the next attempt of each of `steps` (ended steps of the run, given as they
         must become: PENDING, next attempt, their earlier attempt added to `history`, join
         counters recomputed), reopen the run (RUNNING, counts moved back) and note the rerun.
-
         Only if the run has had exactly `reruns` reruns: True when this call did it; a
         repeated request changes nothing. Atomic on SQLite; on Firestore the rerun marker
-        is written last, so a crashed call is completed by its redelivery.
-        """
+        is written last, so a crashed call is completed by its redelivery."""
 
     def heartbeat(self, run_id: str, step_id: str, at: float, spacing: float) -> None:
         """Note that the checks of the step's running job are alive (`checked_at`), and so
@@ -158,10 +140,8 @@ class StateStore(Protocol):
 class Bus(Protocol):
     def publish(self, messages: Sequence[Message], delay: float = 0.0) -> None:
         """Accept messages for at-least-once delivery, each no earlier than `delay` s from now.
-
         Returns only once every message is accepted (durable for a cloud bus); raises
-        TransientError otherwise. Delivery order is not guaranteed.
-        """
+        TransientError otherwise. Delivery order is not guaranteed."""
 
     def begin_publish(self, messages: Sequence[Message], delay: float = 0.0) -> Callable[[], None]:
         """`publish` in two halves, so that a handler can do other work while the bus
@@ -177,10 +157,8 @@ class Events(Protocol):
 
 class TaskRunner(Protocol):
     def submit(self, url: str, task: Task, auth: str = "", run_id: str = "") -> Job:
-        """Submit a job. Raises SubmissionRefused (4xx, or retries exhausted).
-
-        `auth` is a sealed token for the run `run_id`, or "" for the runtime's own credentials.
-        """
+        """Submit a job. Raises SubmissionRefused (4xx, or retries exhausted). `auth` is a
+        sealed token for the run `run_id`, or "" for the runtime's own credentials."""
 
     def status(self, url: str, job_id: str, auth: str = "", run_id: str = "") -> Job:
         """A job's current state. Raises StatusRefused (4xx), or TaskRunnerUnavailable

@@ -1,5 +1,5 @@
 """The engine: stateless handlers, one per message type."""
 
-from .handlers import HANDLERS, Ports, handle
+from .handlers import Ports, handle
 
-__all__ = ["HANDLERS", "Ports", "handle"]
+__all__ = ["Ports", "handle"]

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -66,30 +66,12 @@ def start_run(msg: StartRun, ports: Ports) -> None:
     """Record the run and its steps (idempotent), then dispatch the steps with no dependency."""
     now = ports.clock()
     dag = msg.dag
-    run = RunRecord(
-        run_id=msg.run_id,
-        status=RunStatus.RUNNING,
-        tr_url=msg.tr_url,
-        dag_name=dag.name,
-        source=msg.source,
-        created_at=now,
-        step_count=len(dag.steps),
-        timeout=dag.timeout,
-    )
+    run = RunRecord(run_id=msg.run_id, status=RunStatus.RUNNING, tr_url=msg.tr_url, dag_name=dag.name,
+                    source=msg.source, created_at=now, step_count=len(dag.steps), timeout=dag.timeout)
     steps = [
-        StepRecord(
-            run_id=msg.run_id,
-            step_id=s.id,
-            task=s.task,
-            tr_url=msg.tr_url,
-            tr_auth=msg.tr_auth,
-            depends_on=s.depends_on,
-            successors=dag.successors(s.id),
-            waiting_on=len(s.depends_on),
-            policy=s.policy,
-            waits_for_any_end=dag.waits_for_any_end(s.id),
-            max_parallel=dag.max_parallel or 0,
-        )
+        StepRecord(run_id=msg.run_id, step_id=s.id, task=s.task, tr_url=msg.tr_url, tr_auth=msg.tr_auth,
+                   depends_on=s.depends_on, successors=dag.successors(s.id), waiting_on=len(s.depends_on),
+                   policy=s.policy, waits_for_any_end=dag.waits_for_any_end(s.id), max_parallel=dag.max_parallel or 0)
         for s in dag.steps
     ]
     created = ports.store.create_run(run, steps)
@@ -97,7 +79,7 @@ def start_run(msg: StartRun, ports: Ports) -> None:
         raise PoisonMessage(f"run {msg.run_id!r} already exists with another DAG: start refused "
                             "(a run id names one run; choose another)")
     log.info("run %s", "started" if created else "already started", extra=_ids(msg.run_id))
-    ports.bus.publish([DispatchStep(msg.run_id, step_id, _known(1, dag.max_parallel)) for step_id in dag.roots()])
+    _dispatch(ports, msg.run_id, dag.roots(), 1, dag.max_parallel or 0)
     if dag.timeout is not None:
         _arm_timeout(ports, run if created else ports.store.get_run(msg.run_id) or run, now)
 
@@ -112,12 +94,10 @@ def _same_steps(stored: list[StepRecord], wanted: list[StepRecord]) -> bool:
 
 
 def dispatch_step(msg: DispatchStep, ports: Ports) -> None:
-    """Submit the step's job once, then schedule its first check.
-
-    Once the submission is recorded, the step's RUNNING state stops any second one; the
-    claim covers the window before that, and is settled only when the Task Runner refuses
-    the job (the step is then FAILED without a job).
-    """
+    """Submit the step's job once, then schedule its first check. Once the submission is
+    recorded, the step's RUNNING state stops any second one; the claim covers the window
+    before that, and is settled only when the submission fails (the step is then FAILED
+    without a job)."""
     if msg.attempt:  # the step's attempt is known and no limit applies: claim while reading
         key = _submit_key(msg.step_id, msg.attempt)
         claim, found = ports.store.claim_reading(msg.run_id, key, msg.step_id, ports.clock())
@@ -130,9 +110,8 @@ def dispatch_step(msg: DispatchStep, ports: Ports) -> None:
     else:
         step = _step(ports, msg.run_id, msg.step_id)
     if step.state is StepState.RUNNING:
-        # A redelivery after the submission was recorded: make sure a check is scheduled
-        # (duplicate checks collapse on their claims).
-        _schedule_check(ports, _first_check(step, step.job_id, step.job_state, step.submitted_at or 0.0))
+        # Submitted by an earlier delivery: make sure a check is scheduled (duplicates collapse on their claims).
+        _schedule_check(ports, _first_check(step, step.submitted_at or 0.0))
         return
     if step.state is StepState.FAILED and not step.job_id:
         # Refused at submission: finish what a first delivery may have left half done.
@@ -146,7 +125,7 @@ def dispatch_step(msg: DispatchStep, ports: Ports) -> None:
     now = ports.clock()
     if step.max_parallel and not ports.store.take_slot(step.run_id, step.step_id, step.attempt, step.max_parallel,
                                                        now):
-        log.info("waiting for a slot (maxParallel %d)", step.max_parallel, extra=_ids(step.run_id, step.step_id))
+        log.info("waiting for a slot (maxParallel %d)", step.max_parallel, extra=_ids(step))
         return  # the release of a slot wakes it
     key = _submit_key(step.step_id, step.attempt)
     claim = ports.store.claim(msg.run_id, key, now, math.inf)  # a submission claim is never taken over
@@ -165,12 +144,10 @@ def _held_elsewhere(ports: Ports, step: StepRecord, key: str, now: float) -> Non
         return  # settled meanwhile
     left = held + ports.settings.submit_lease - now
     if left > 0:
-        log.info("submission in progress elsewhere; looking again in %.0f s", left,
-                 extra=_ids(step.run_id, step.step_id))
-        ports.bus.publish([DispatchStep(step.run_id, step.step_id)], delay=left)
+        log.info("submission in progress elsewhere; looking again in %.0f s", left, extra=_ids(step))
+        _dispatch(ports, step.run_id, [step.step_id], delay=left)
         return
-    _finish(ports, step.run_id, step.step_id, step.attempt, StepState.FAILED, None, _unknown_submission(step),
-            max_parallel=step.max_parallel)
+    _finish(ports, step, StepState.FAILED, None, _unknown_submission(step))
     ports.store.settle(step.run_id, key)
 
 
@@ -180,16 +157,14 @@ def _submit(ports: Ports, step: StepRecord, claim_key: str) -> None:
     except SubmissionRefused as exc:
         unknown = isinstance(exc, SubmissionOutcomeUnknown)  # the job may exist: never retried
         why = str(exc) if unknown else f"submission refused: {exc}"
-        log.warning("%s", why, extra=_ids(step.run_id, step.step_id))
-        _finish(ports, step.run_id, step.step_id, step.attempt, StepState.FAILED, None, why,
-                max_parallel=step.max_parallel, retries=0 if unknown else step.policy.retries)
+        log.warning("%s", why, extra=_ids(step))
+        _finish(ports, step, StepState.FAILED, None, why, retries=0 if unknown else step.policy.retries)
         ports.store.settle(step.run_id, claim_key)
         return
     except Exception as exc:  # a fault of ours mid-request: the job may exist, so never retry it
-        log.exception("submission failed unexpectedly", extra=_ids(step.run_id, step.step_id))
+        log.exception("submission failed unexpectedly", extra=_ids(step))
         why = f"{_unknown_submission(step)} ({type(exc).__name__}: {excerpt(str(exc), 300)})"
-        _finish(ports, step.run_id, step.step_id, step.attempt, StepState.FAILED, None, why,
-                max_parallel=step.max_parallel)
+        _finish(ports, step, StepState.FAILED, None, why)
         ports.store.settle(step.run_id, claim_key)
         return
     now = ports.clock()
@@ -199,32 +174,29 @@ def _submit(ports: Ports, step: StepRecord, claim_key: str) -> None:
     # is published while the submission is recorded: the store never lets the record undo
     # an end the check recorded first, and a check that finds the step still PENDING at its
     # attempt keeps polling.
-    check = replace(_first_check(step, job.job_id, job.state, now), job_message=job.message)
+    check = _first_check(step, now, job)
     ended = job_outcome(job.state) is not None
     confirmed = ports.bus.begin_publish([check], delay=0.0 if ended else ports.settings.poll_interval)
     if ports.store.record_submission(step, job.job_id, job.state, now):
-        log.info("submitted job %s", job.job_id, extra=_ids(step.run_id, step.step_id))
+        log.info("submitted job %s", job.job_id, extra=_ids(step))
     else:
-        log.info("submitted job %s; the step moved on meanwhile", job.job_id, extra=_ids(step.run_id, step.step_id))
+        log.info("submitted job %s; the step moved on meanwhile", job.job_id, extra=_ids(step))
     confirmed()
 
 
-def _first_check(step: StepRecord, job_id: str, job_state: str, submitted_at: float) -> CheckJob:
-    return CheckJob(step.run_id, step.step_id, job_id, 0, step.tr_url, step.tr_auth, submitted_at, job_state,
-                    attempt=step.attempt, successors=step.successors, timeout=step.policy.timeout or 0.0,
-                    retries=step.policy.retries, max_parallel=step.max_parallel)
+def _first_check(step: StepRecord, submitted_at: float, job: Job | None = None) -> CheckJob:
+    """Check 0 of `job`, or of the job recorded on the step."""
+    job = job or Job(step.job_id, step.job_state)
+    return CheckJob(step.run_id, step.step_id, job.job_id, 0, step.tr_url, step.tr_auth, submitted_at, job.state,
+                    job.message, attempt=step.attempt, successors=step.successors,
+                    timeout=step.policy.timeout or 0.0, retries=step.policy.retries, max_parallel=step.max_parallel)
 
 
 def _unknown_submission(step: StepRecord) -> str:
     why = (f"submission outcome unknown: it was interrupted, so a job named {step.task.name!r} may be running "
            "at the Task Runner; check there before running this step again")
-    log.warning("step %s: %s", step.step_id, why, extra=_ids(step.run_id, step.step_id))
+    log.warning("step %s: %s", step.step_id, why, extra=_ids(step))
     return why
-
-
-def _known(attempt: int, max_parallel: int | None) -> int:
-    """The attempt a DispatchStep carries: none under a limit, where a slot comes before the claim."""
-    return 0 if max_parallel else attempt
 
 
 def _submit_key(step_id: str, attempt: int) -> str:
@@ -239,46 +211,38 @@ def _submittable(step: StepRecord) -> bool:
 
 def check_job(msg: CheckJob, ports: Ports) -> None:
     """Poll a running job: record the step's end, time it out, or schedule the next check.
-
-    Reads the step (to stop polling a step that ended another way, e.g. cancelled) while
-    the job runs. A duplicate check after the step ended records nothing new.
-    """
+    While the job runs, reads the step, to stop polling one that ended another way (e.g.
+    cancelled). A duplicate check after the step ended records nothing new."""
     if job_outcome(msg.job_state) is not None:
         job = Job(msg.job_id, msg.job_state, msg.job_message)  # it ended when submitted
     else:
         try:
             job = ports.runner.status(msg.tr_url, msg.job_id, msg.tr_auth, msg.run_id)
         except StatusRefused as exc:  # the job's fate is unknown: not retried
-            last = Job(msg.job_id, msg.job_state)
-            _finish(ports, msg.run_id, msg.step_id, msg.attempt, StepState.FAILED, last, str(exc),
-                    max_parallel=msg.max_parallel)
+            _finish(ports, msg, StepState.FAILED, Job(msg.job_id, msg.job_state), str(exc))
             return
         except TaskRunnerUnavailable as exc:
             # Not the job's fault: keep polling; the step timeout bounds how long.
-            log.warning("status unknown: %s", exc, extra=_ids(msg.run_id, msg.step_id))
+            log.warning("status unknown: %s", exc, extra=_ids(msg))
             job = Job(msg.job_id, msg.job_state)
     outcome = job_outcome(job.state)
     if outcome is not None:
-        _finish(ports, msg.run_id, msg.step_id, msg.attempt, outcome, job, job.message, msg.successors,
-                max_parallel=msg.max_parallel, retries=msg.retries if job.state == JOB_FAILED else 0)
+        _finish(ports, msg, outcome, job, job.message, retries=msg.retries if job.state == JOB_FAILED else 0)
         return
     elapsed = ports.clock() - msg.submitted_at
     limit = msg.timeout or ports.settings.step_timeout
     if elapsed > limit:
         reason = f"timed out after {elapsed:.0f} s (limit {limit:.0f} s)"
-        _finish(ports, msg.run_id, msg.step_id, msg.attempt, StepState.FAILED, job, reason,
-                max_parallel=msg.max_parallel, retries=msg.retries)
+        _finish(ports, msg, StepState.FAILED, job, reason, retries=msg.retries)
         return
     step = _step(ports, msg.run_id, msg.step_id)
     if step.attempt != msg.attempt or step.state not in (StepState.RUNNING, StepState.PENDING):
         return  # ended another way (cancelled, a duplicate chain) or run again since: stop polling
-    if step.state is StepState.PENDING:  # its dispatch is still recording the submission
-        _schedule_check(ports, replace(msg, seq=msg.seq + 1, job_state=job.state))
-        return
-    if job.state != msg.job_state:
-        ports.store.record_job_state(msg.run_id, msg.step_id, job.state)
-    if msg.seq and msg.seq % _heartbeat_every(ports.settings) == 0:
-        ports.store.heartbeat(msg.run_id, msg.step_id, ports.clock(), ports.settings.stale_after / 3)
+    if step.state is StepState.RUNNING:  # PENDING: its dispatch is still recording the submission
+        if job.state != msg.job_state:
+            ports.store.record_job_state(msg.run_id, msg.step_id, job.state)
+        if msg.seq and msg.seq % _heartbeat_every(ports.settings) == 0:
+            ports.store.heartbeat(msg.run_id, msg.step_id, ports.clock(), ports.settings.stale_after / 3)
     _schedule_check(ports, replace(msg, seq=msg.seq + 1, job_state=job.state))
 
 
@@ -296,18 +260,18 @@ def run_finished(msg: RunFinished, ports: Ports) -> None:
     """An event for observers; the engine has nothing left to do."""
 
 
-def _finish(ports: Ports, run_id: str, step_id: str, attempt: int, state: StepState, job: Job | None,
-            message: str, successors: tuple[str, ...] | None = None, *, max_parallel: int = 0,
+def _finish(ports: Ports, ended: StepRecord | CheckJob, state: StepState, job: Job | None, message: str, *,
             retries: int = 0) -> None:
-    """The attempt ended: retry the step if it may be (`retries`: the step's, when this end
-    is one that is retried), else record its end, here in the handler that saw it."""
+    """The attempt `ended` (a step as read, or its check) ended: retry the step if it may be
+    (`retries`: the step's, when this end is one that is retried), else record its end, here
+    in the handler that saw it."""
     job_id, job_state = (job.job_id, job.state) if job else ("", "")
     if not message and job_state:
         message = f"job {job_state}"
-    outcome = StepOutcome(state, ports.clock(), job_id, excerpt(message), job_state, attempt)
-    if retries and _retried(ports, run_id, step_id, outcome, max_parallel):
+    outcome = StepOutcome(state, ports.clock(), job_id, excerpt(message), job_state, ended.attempt)
+    if retries and _retried(ports, ended.run_id, ended.step_id, outcome, ended.max_parallel):
         return
-    _complete(ports, run_id, step_id, outcome, successors, max_parallel)
+    _complete(ports, ended.run_id, ended.step_id, outcome, ended.successors, ended.max_parallel)
 
 
 def _retried(ports: Ports, run_id: str, step_id: str, outcome: StepOutcome, max_parallel: int) -> bool:
@@ -333,7 +297,7 @@ def _retried(ports: Ports, run_id: str, step_id: str, outcome: StepOutcome, max_
                     step.retries_taken, step.policy.retries, delay, extra=_ids(run_id, step_id))
     if max_parallel:
         _free_slot(ports, run_id, step_id, outcome.attempt)
-    ports.bus.publish([DispatchStep(run_id, step_id, _known(step.attempt, max_parallel))], delay=delay)
+    _dispatch(ports, run_id, [step_id], step.attempt, max_parallel, delay)
     return True
 
 
@@ -345,17 +309,14 @@ def _retried_after(step: StepRecord, attempt: int) -> bool:
 
 def _complete(ports: Ports, run_id: str, step_id: str, outcome: StepOutcome,
               successors: tuple[str, ...] | None = None, max_parallel: int = 0) -> None:
-    """Record a step's end once; free its slot; dispatch the successors it unblocks; skip
-    what it dooms.
-
-    Safe to repeat: a second call records nothing and reads the same facts back, so it
-    finishes whatever a first call that crashed half-way left undone.
-    """
+    """Record a step's end once, free its slot, dispatch the successors it unblocks and skip
+    what it dooms. Safe to repeat: a second call records nothing and reads the same facts
+    back, so it finishes what a first call that crashed half-way left undone."""
     done = ports.store.complete_step(run_id, step_id, outcome, successors, free_slot=max_parallel > 0)
     if done.recorded:  # once, however many deliveries repeat it
         log.info("step %s: %s", outcome.state.value, outcome.message, extra=_ids(run_id, step_id))
     if done.woke:
-        ports.bus.publish([DispatchStep(run_id, done.woke)])
+        _dispatch(ports, run_id, [done.woke])
     if outcome.state is not StepState.SUCCEEDED:
         skipped = _skip_descendants(ports, run_id, step_id, outcome)
         done = Completion(done.recorded, done.unblocked + skipped.unblocked, done.run_complete or skipped.run_complete)
@@ -363,17 +324,15 @@ def _complete(ports: Ports, run_id: str, step_id: str, outcome: StepOutcome,
 
 
 def _carry_on(ports: Ports, run_id: str, done: Completion, max_parallel: int = 0) -> None:
-    """Dispatch what an end unblocked; finish the run if nothing is open.
-
-    Under a limit, steps past the first `max_parallel` are queued for a slot rather than
-    dispatched only to find none; queued first, so a slot freed meanwhile wakes one.
-    """
+    """Dispatch what an end unblocked; finish the run if nothing is open. Under a limit,
+    steps past the first `max_parallel` are queued for a slot rather than dispatched only
+    to find none; queued first, so a slot freed meanwhile wakes one."""
     ready = list(done.unblocked)
     if max_parallel and len(ready) > max_parallel:
         ports.store.queue_steps(run_id, ready[max_parallel:], ports.clock())
         del ready[max_parallel:]
     if ready:  # a step is unblocked at its first attempt unless a rerun moved it on (the dispatch sees it)
-        ports.bus.publish([DispatchStep(run_id, s, _known(1, max_parallel)) for s in ready])
+        _dispatch(ports, run_id, ready, 1, max_parallel)
     if done.run_complete:
         _finish_run(ports, run_id)
 
@@ -381,16 +340,13 @@ def _carry_on(ports: Ports, run_id: str, done: Completion, max_parallel: int = 0
 def _free_slot(ports: Ports, run_id: str, step_id: str, attempt: int) -> None:
     woke = ports.store.free_slot(run_id, step_id, attempt)
     if woke:
-        ports.bus.publish([DispatchStep(run_id, woke)])
+        _dispatch(ports, run_id, [woke])
 
 
 def _skip_descendants(ports: Ports, run_id: str, step_id: str, outcome: StepOutcome) -> Completion:
-    """Mark SKIPPED the descendants an unsuccessful end dooms (those that run only after a
-    success); dispatch nothing, but say which steps waiting for any end it unblocked.
-
-    Reads the step and the doomed descendants only. The end recorded first wins: a late
-    FAILED (a timeout racing the job's success, an attempt already retried) skips nothing.
-    """
+    """Mark SKIPPED the descendants that run only after a success; dispatch nothing, but say
+    which steps waiting for any end it unblocked. The end recorded first wins: a late FAILED
+    (a timeout racing the job's success, an attempt already retried) skips nothing."""
     step = _step(ports, run_id, step_id)
     if step.state in (StepState.PENDING, StepState.RUNNING, StepState.SUCCEEDED) or step.attempt != outcome.attempt:
         return Completion(False)
@@ -423,7 +379,7 @@ def _skip(ports: Ports, step: StepRecord, reason: str) -> None:
     below = _skip_all(ports, step.run_id, _doomed(ports, step), f"upstream step '{step.step_id}' skipped", now)
     done = ports.store.skip_steps(step.run_id, [step.step_id], reason, now)
     if done.recorded:
-        log.info("step SKIPPED: %s", reason, extra=_ids(step.run_id, step.step_id))
+        log.info("step SKIPPED: %s", reason, extra=_ids(step))
     _carry_on(ports, step.run_id, Completion(done.recorded, below.unblocked + done.unblocked, done.run_complete),
               step.max_parallel)
 
@@ -435,29 +391,24 @@ def _any_failed(ports: Ports, step: StepRecord) -> bool:
 def rerun_run(msg: RerunRun, ports: Ports) -> None:
     """Start the next attempt of the run's failed, cancelled and skipped steps (and of
     `from_step` and its descendants), keeping its successes; dispatch those now ready."""
-    run = ports.store.get_run(msg.run_id)
-    if run is None:
-        raise PoisonMessage(f"no run {msg.run_id!r}")
-    steps = ports.store.list_steps(msg.run_id)
-    if len(run.reruns) == msg.reruns and run.status is RunStatus.RUNNING:
-        raise PoisonMessage(f"run {msg.run_id!r} is still running: cancel it first, or resume it")
+    run = _run(ports, msg.run_id)
     if len(run.reruns) == msg.reruns:
-        chosen = _to_rerun(steps, msg)
+        if run.status is RunStatus.RUNNING:
+            raise PoisonMessage(f"run {msg.run_id!r} is still running: cancel it first, or resume it")
+        chosen = _to_rerun(ports.store.list_steps(msg.run_id), msg)
         ports.store.rerun_steps(msg.run_id, msg.reruns, chosen, ports.clock())
         log.info("rerun of %d step(s)", len(chosen), extra=_ids(msg.run_id))
     elif len(run.reruns) != msg.reruns + 1:
         return  # an older request
     # this rerun is recorded (now, or by an earlier delivery): dispatch what is ready
     ready = [s for s in ports.store.list_steps(msg.run_id) if s.state is StepState.PENDING and s.waiting_on == 0]
-    ports.bus.publish([DispatchStep(msg.run_id, s.step_id) for s in ready])
+    _dispatch(ports, msg.run_id, [s.step_id for s in ready])
 
 
 def _to_rerun(steps: list[StepRecord], msg: RerunRun) -> list[StepRecord]:
     """The steps to run again, each as it must become (next attempt, join counter recounted).
-
     A PENDING step of an ended run was reset by a rerun that crashed half-way: it is taken
-    as it is, so a redelivered request completes that rerun without counting it twice.
-    """
+    as it is, so a redelivered request completes that rerun without counting it twice."""
     by_id = {s.step_id: s for s in steps}
     if msg.from_step and msg.from_step not in by_id:
         raise PoisonMessage(f"run {msg.run_id!r} has no step {msg.from_step!r}")
@@ -484,10 +435,8 @@ _RERUN_STATES = frozenset({StepState.FAILED, StepState.CANCELLED, StepState.SKIP
 
 def cancel_run(msg: CancelRun, ports: Ports) -> None:
     """No new submission; every open step CANCELLED; the run ends CANCELLED. Idempotent.
-
     The Task Runner protocol has no cancel request: jobs already submitted keep running
-    there (their ids stay on their steps). Checks of a cancelled step stop at their next turn.
-    """
+    there (their ids stay on their steps). Checks of a cancelled step stop at their next turn."""
     steps = ports.store.list_steps(msg.run_id)
     open_ids = [s.step_id for s in steps if not s.state.terminal]
     done = ports.store.cancel_steps(msg.run_id, open_ids, msg.reason, ports.clock())
@@ -501,9 +450,7 @@ def reconcile_run(msg: ReconcileRun, ports: Ports) -> None:
     """Re-issue what a RUNNING run needs, from the store alone (after an interruption or a
     lost message). Never submits a job twice: a submission that may have happened without
     being recorded fails its step with "submission outcome unknown" instead."""
-    run = ports.store.get_run(msg.run_id)
-    if run is None:
-        raise PoisonMessage(f"no run {msg.run_id!r}")
+    run = _run(ports, msg.run_id)
     if run.status.terminal:
         return
     now = ports.clock()
@@ -517,8 +464,7 @@ def reconcile_run(msg: ReconcileRun, ports: Ports) -> None:
             _free_slot(ports, step.run_id, step.step_id, step.attempt - (not step.state.terminal))
         if step.state is StepState.RUNNING:
             # a chain of checks numbered past any earlier chain's claims
-            check = _first_check(step, step.job_id, step.job_state, step.submitted_at or now)
-            ports.bus.publish([replace(check, seq=int(now * 1000))])
+            ports.bus.publish([replace(_first_check(step, step.submitted_at or now), seq=int(now * 1000))])
             # the new chain counts as alive from now: reconciles that follow (sweeps held back
             # by an outage) leave it alone rather than start another
             ports.store.heartbeat(step.run_id, step.step_id, now, 0.0)
@@ -552,9 +498,7 @@ def _arm_timeout(ports: Ports, run: RunRecord, now: float) -> None:
 def timeout_run(msg: TimeoutRun, ports: Ports) -> None:
     """The run's timeoutSec passed: its running and ready steps FAILED, the others SKIPPED
     (nothing released, nothing dispatched), the run FAILED. Once: an ended run is left alone."""
-    run = ports.store.get_run(msg.run_id)
-    if run is None:
-        raise PoisonMessage(f"no run {msg.run_id!r}")
+    run = _run(ports, msg.run_id)
     if run.status.terminal or len(run.reruns) != msg.reruns:
         return  # ended in time, or rerun since (a rerun is not bound by the first deadline)
     now = ports.clock()
@@ -579,9 +523,11 @@ def timeout_run(msg: TimeoutRun, ports: Ports) -> None:
 def _redispatch(ports: Ports, step: StepRecord, now: float, stale_after: float) -> None:
     held = ports.store.held_since(step.run_id, _submit_key(step.step_id, step.attempt))
     if held is None:
-        ports.bus.publish([DispatchStep(step.run_id, step.step_id)])
+        _dispatch(ports, step.run_id, [step.step_id])
     elif now - held >= stale_after:
-        _finish(ports, step.run_id, step.step_id, step.attempt, StepState.FAILED, None, _unknown_submission(step))
+        why = excerpt(_unknown_submission(step))
+        outcome = StepOutcome(StepState.FAILED, ports.clock(), message=why, attempt=step.attempt)
+        _complete(ports, step.run_id, step.step_id, outcome)
     # else: a submission is in progress elsewhere; its holder records it
 
 
@@ -629,6 +575,20 @@ def _recorded_outcome(step: StepRecord) -> StepOutcome:
     return StepOutcome(step.state, step.finished_at or 0.0, step.job_id, step.message, step.job_state, step.attempt)
 
 
+def _dispatch(ports: Ports, run_id: str, step_ids: Sequence[str], attempt: int = 0, max_parallel: int = 0,
+              delay: float = 0.0) -> None:
+    """Publish a DispatchStep per step, carrying `attempt` unless a limit applies (a slot
+    comes before the claim) or it is not known (0)."""
+    ports.bus.publish([DispatchStep(run_id, s, 0 if max_parallel else attempt) for s in step_ids], delay=delay)
+
+
+def _run(ports: Ports, run_id: str) -> RunRecord:
+    run = ports.store.get_run(run_id)
+    if run is None:
+        raise PoisonMessage(f"no run {run_id!r}")
+    return run
+
+
 def _step(ports: Ports, run_id: str, step_id: str) -> StepRecord:
     return _found(ports.store.get_step(run_id, step_id), run_id, step_id)
 
@@ -639,8 +599,11 @@ def _found(step: StepRecord | None, run_id: str, step_id: str) -> StepRecord:
     return step
 
 
-def _ids(run_id: str, step_id: str = "") -> dict[str, Any]:
-    return {"run_id": run_id, "step_id": step_id}
+def _ids(of: StepRecord | CheckJob | str, step_id: str = "") -> dict[str, Any]:
+    """The ids a log line carries: a step's (as read, or from its check), or a run id and a step id."""
+    if isinstance(of, str):
+        return {"run_id": of, "step_id": step_id}
+    return {"run_id": of.run_id, "step_id": of.step_id}
 
 
 HANDLERS: dict[type[Any], Callable[[Any, Ports], None]] = {

@@ -49,16 +49,10 @@ class Task:
     def from_dict(cls, data: Mapping[str, Any]) -> Task:
         """Build from an already validated DAG-file mapping."""
         args = data.get("args")
-        return cls(
-            name=data["name"],
-            image_uri=data.get("imageUri"),
-            args=tuple(args) if isinstance(args, (list, tuple)) else args,
-            scale_tier=data.get("scaleTier"),
-            master_type=data.get("masterType"),
-            labels=data.get("labels"),
-            engine=data.get("engine"),
-            url=data.get("url"),
-        )
+        return cls(name=data["name"], image_uri=data.get("imageUri"),
+                   args=tuple(args) if isinstance(args, (list, tuple)) else args, scale_tier=data.get("scaleTier"),
+                   master_type=data.get("masterType"), labels=data.get("labels"), engine=data.get("engine"),
+                   url=data.get("url"))
 
 
 def _list_or_none(args: tuple[str, ...] | None) -> list[str] | None:
@@ -106,12 +100,9 @@ class Policy:
     def from_dict(cls, data: Mapping[str, Any]) -> Policy:
         """Build from validated DAG-file keys (absent keys keep their defaults)."""
         timeout = data.get("timeoutSec")
-        return cls(
-            retries=int(data.get("retries", 0)),
-            retry_delay=float(data.get("retryDelaySec", RETRY_DELAY)),
-            timeout=None if timeout is None else float(timeout),
-            run_if=RunIf(data.get("runIf", RunIf.ALL_SUCCEEDED.value)),
-        )
+        return cls(retries=int(data.get("retries", 0)), retry_delay=float(data.get("retryDelaySec", RETRY_DELAY)),
+                   timeout=None if timeout is None else float(timeout),
+                   run_if=RunIf(data.get("runIf", RunIf.ALL_SUCCEEDED.value)))
 
 
 @dataclass(frozen=True)
@@ -123,23 +114,13 @@ class Step:
     policy: Policy = field(default_factory=Policy)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "description": self.description,
-            "dependsOn": list(self.depends_on),
-            "task": self.task.to_dict(),
-            **self.policy.to_dict(),
-        }
+        return {"id": self.id, "description": self.description, "dependsOn": list(self.depends_on),
+                "task": self.task.to_dict(), **self.policy.to_dict()}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Step:
-        return cls(
-            id=data["id"],
-            task=Task.from_dict(data["task"]),
-            depends_on=tuple(data.get("dependsOn") or ()),
-            description=data.get("description") or "",
-            policy=Policy.from_dict(data),
-        )
+        return cls(id=data["id"], task=Task.from_dict(data["task"]), depends_on=tuple(data.get("dependsOn") or ()),
+                   description=data.get("description") or "", policy=Policy.from_dict(data))
 
 
 @dataclass(frozen=True)
@@ -150,9 +131,7 @@ class Dag:
     name: str = ""
     max_parallel: int | None = None  # at most this many jobs in flight at once; None: no limit
     timeout: float | None = None  # the run's timeout: steps still open after it are ended
-    _successors: Mapping[str, tuple[str, ...]] = field(
-        default_factory=dict, init=False, repr=False, compare=False
-    )
+    _successors: Mapping[str, tuple[str, ...]] = field(default_factory=dict, init=False, repr=False, compare=False)
     _by_id: Mapping[str, Step] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -191,12 +170,8 @@ class Dag:
     def from_dict(cls, data: Mapping[str, Any]) -> Dag:
         """Rebuild from `to_dict` output (trusted input: no validation here)."""
         timeout = data.get("timeoutSec")
-        return cls(
-            steps=tuple(Step.from_dict(s) for s in data["steps"]),
-            name=data.get("name") or "",
-            max_parallel=data.get("maxParallel"),
-            timeout=None if timeout is None else float(timeout),
-        )
+        return cls(steps=tuple(Step.from_dict(s) for s in data["steps"]), name=data.get("name") or "",
+                   max_parallel=data.get("maxParallel"), timeout=None if timeout is None else float(timeout))
 
 
 def reachable(successors: Mapping[str, Sequence[str]], start: str) -> set[str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
+from itertools import takewhile
 from typing import Any
 
 from .dag import Policy, Task
@@ -57,12 +58,7 @@ class StepRecord:
     @property
     def retries_taken(self) -> int:
         """Retries since the step was (re)started: the trailing attempts that were retried."""
-        taken = 0
-        for earlier in reversed(self.history):
-            if not earlier.retried:
-                break
-            taken += 1
-        return taken
+        return sum(1 for _ in takewhile(lambda earlier: earlier.retried, reversed(self.history)))
 
 
 @dataclass(frozen=True)
@@ -101,12 +97,9 @@ class StepOutcome:
 
 @dataclass(frozen=True)
 class Completion:
-    """What recording a step's end changed.
-
-    `recorded` is False when the end was already recorded (a redelivery); `unblocked`
-    and `run_complete` are then read back, so a redelivery can finish the work that a
-    crashed first attempt recorded but did not publish.
-    """
+    """What recording a step's end changed. `recorded` is False when the end was already
+    recorded (a redelivery); `unblocked` and `run_complete` are then read back, so a
+    redelivery can finish the work that a crashed first attempt recorded but did not publish."""
 
     recorded: bool
     unblocked: tuple[str, ...] = ()

@@ -35,12 +35,9 @@ class RunStatus(StrEnum):
 JOB_SUCCEEDED = "SUCCEEDED"
 JOB_FAILED = "FAILED"
 JOB_CANCELLED = "CANCELLED"
+_JOB_ENDS = {JOB_SUCCEEDED: StepState.SUCCEEDED, JOB_FAILED: StepState.FAILED, JOB_CANCELLED: StepState.FAILED}
 
 
 def job_outcome(job_state: str) -> StepState | None:
     """The step state a Task Runner job state ends in, or None while the job runs."""
-    if job_state == JOB_SUCCEEDED:
-        return StepState.SUCCEEDED
-    if job_state in (JOB_FAILED, JOB_CANCELLED):
-        return StepState.FAILED
-    return None
+    return _JOB_ENDS.get(job_state)
