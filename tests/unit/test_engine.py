@@ -216,9 +216,42 @@ def test_a_check_that_overtakes_the_record_of_its_submission_is_not_lost(checks:
     assert {s for s, _ in h.states("r1").values()} == {"SUCCEEDED"} and h.runner.submitted == ["a", "b"]
     run = h.store.get_run("r1")
     assert run is not None and run.status is RunStatus.SUCCEEDED
-    # a job ending at its first check is recorded before the submission, which then records nothing;
-    # a longer one is polled on while its step is still PENDING, and the record lands
-    assert store.recorded == ([False, False] if checks == 1 else [True, True])
+    # the check records the end of a job that ended at its first check, or records the
+    # submission of a longer one itself (the True, inside the dispatch's record): the
+    # dispatch's record then changes nothing
+    assert store.recorded == ([False, False] if checks == 1 else [True, False, True, False])
+    a = h.store.get_step("r1", "a")
+    assert a is not None and a.job_id == "a-1" and a.submitted_at is not None
+
+
+class RecordFailsOnce(SqliteStateStore):
+    """Fails the first record of a submission, as a store outage would, after the dispatch
+    has published its first check."""
+
+    def __init__(self) -> None:
+        super().__init__(":memory:")
+        self.failed = False
+
+    def record_submission(self, step: StepRecord, job_id: str, job_state: str, at: float) -> bool:
+        if not self.failed:
+            self.failed = True
+            raise TransientError("Firestore: 503 unavailable")
+        return super().record_submission(step, job_id, job_state, at)
+
+
+def test_a_submission_whose_record_failed_is_recorded_by_its_check_and_never_repeated() -> None:
+    # the job runs past the submission lease: without its check's record, the redelivered
+    # dispatch would find the lease over and fail the step as "submission outcome unknown"
+    h = Harness(runner=ScriptedRunner(checks=20), settings=Settings(poll_interval=60), store=RecordFailsOnce())
+    start(h, {"a": [], "b": ["a"]})
+    handle(h.bus.pending.pop(0), h.ports)  # StartRun
+    dispatch = h.bus.pending.pop(0)
+    with pytest.raises(TransientError):
+        handle(dispatch, h.ports)
+    h.bus.pending.append(dispatch)  # redelivered by the bus
+    h.drain()
+    assert h.runner.submitted == ["a", "b"] and {s for s, _ in h.states("r1").values()} == {"SUCCEEDED"}
+    assert h.states("r1")["a"] == ("SUCCEEDED", "a-1") and h.now > 1000 + h.settings.submit_lease
 
 
 class CountingStore(SqliteStateStore):
@@ -291,9 +324,9 @@ def test_a_refusal_recorded_before_a_crash_is_finished_by_the_redelivered_dispat
     assert run is not None and run.status is RunStatus.FAILED
 
 
-def interrupted(h: Harness, spec: dict[str, list[str]], deliveries: int) -> None:
+def interrupted(h: Harness, spec: dict[str, list[str]], deliveries: int, **kw: object) -> None:
     """Start a run and deliver only its first `deliveries` messages: the rest are lost."""
-    start(h, spec)
+    start(h, spec, **kw)
     for _ in range(deliveries):
         handle(h.bus.pending.pop(0), h.ports)
     h.bus.pending.clear()
@@ -320,6 +353,18 @@ def test_reconcile_fails_a_step_whose_submission_may_have_happened_and_never_res
     a = h.store.get_step("r1", "a")
     assert a is not None and a.state is StepState.FAILED and "submission outcome unknown" in a.message
     assert h.states("r1")["b"][0] == "SKIPPED" and h.runner.submitted == []
+    run = h.store.get_run("r1")
+    assert run is not None and run.status is RunStatus.FAILED
+
+
+def test_reconcile_frees_the_slot_of_a_step_it_fails_for_an_unknown_submission() -> None:
+    h = Harness()
+    interrupted(h, {"a": [], "b": []}, deliveries=1, max_parallel=1)  # StartRun only
+    assert h.store.take_slot("r1", "a", 1, 1, h.now)
+    assert h.store.claim("r1", "submit:a", h.now, lease=300) is Claim.WON  # a process died holding both
+    handle(ReconcileRun("r1"), h.ports)
+    h.drain()
+    assert h.states("r1")["a"][0] == "FAILED" and h.states("r1")["b"] == ("SUCCEEDED", "b-1")
     run = h.store.get_run("r1")
     assert run is not None and run.status is RunStatus.FAILED
 

@@ -238,7 +238,11 @@ def check_job(msg: CheckJob, ports: Ports) -> None:
     step = _step(ports, msg.run_id, msg.step_id)
     if step.attempt != msg.attempt or step.state not in (StepState.RUNNING, StepState.PENDING):
         return  # ended another way (cancelled, a duplicate chain) or run again since: stop polling
-    if step.state is StepState.RUNNING:  # PENDING: its dispatch is still recording the submission
+    if step.state is StepState.PENDING:
+        # The dispatch has not recorded the submission this check carries: it is still at
+        # it, or it failed after publishing this check. Either record wins, with the same job.
+        ports.store.record_submission(step, msg.job_id, job.state, msg.submitted_at)
+    else:
         if job.state != msg.job_state:
             ports.store.record_job_state(msg.run_id, msg.step_id, job.state)
         if msg.seq and msg.seq % _heartbeat_every(ports.settings) == 0:
@@ -268,7 +272,8 @@ def _finish(ports: Ports, ended: StepRecord | CheckJob, state: StepState, job: J
     job_id, job_state = (job.job_id, job.state) if job else ("", "")
     if not message and job_state:
         message = f"job {job_state}"
-    outcome = StepOutcome(state, ports.clock(), job_id, excerpt(message), job_state, ended.attempt)
+    outcome = StepOutcome(state, ports.clock(), job_id, excerpt(message), job_state, ended.attempt,
+                          ended.submitted_at)
     if retries and _retried(ports, ended.run_id, ended.step_id, outcome, ended.max_parallel):
         return
     _complete(ports, ended.run_id, ended.step_id, outcome, ended.successors, ended.max_parallel)
@@ -524,10 +529,8 @@ def _redispatch(ports: Ports, step: StepRecord, now: float, stale_after: float) 
     held = ports.store.held_since(step.run_id, _submit_key(step.step_id, step.attempt))
     if held is None:
         _dispatch(ports, step.run_id, [step.step_id])
-    elif now - held >= stale_after:
-        why = excerpt(_unknown_submission(step))
-        outcome = StepOutcome(StepState.FAILED, ports.clock(), message=why, attempt=step.attempt)
-        _complete(ports, step.run_id, step.step_id, outcome)
+    elif now - held >= stale_after:  # as _held_elsewhere: fails the step and frees its slot
+        _finish(ports, step, StepState.FAILED, None, _unknown_submission(step))
     # else: a submission is in progress elsewhere; its holder records it
 
 

@@ -93,6 +93,7 @@ class StepOutcome:
     message: str = ""
     job_state: str = ""
     attempt: int = 1
+    submitted_at: float | None = None  # when its job was submitted, if it was: kept if none is recorded
 
 
 @dataclass(frozen=True)

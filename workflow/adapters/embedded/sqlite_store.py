@@ -218,10 +218,10 @@ class SqliteStateStore:
         row = self._exec(
             db,
             "UPDATE steps SET state=?, job_id=CASE WHEN ?='' THEN job_id ELSE ? END, "
-            "job_state=?, message=?, finished_at=? WHERE run_id=? AND step_id=? AND state IN (?,?) "
-            "AND attempt=? RETURNING definition",
+            "job_state=?, message=?, finished_at=?, submitted_at=COALESCE(submitted_at, ?) "
+            "WHERE run_id=? AND step_id=? AND state IN (?,?) AND attempt=? RETURNING definition",
             (outcome.state.value, outcome.job_id, outcome.job_id, outcome.job_state, outcome.message,
-             outcome.at, run_id, step_id, *_OPEN, outcome.attempt),
+             outcome.at, outcome.submitted_at, run_id, step_id, *_OPEN, outcome.attempt),
         ).fetchone()
         if row is not None:
             release = _released(row[0], outcome.state)

@@ -254,6 +254,8 @@ class FirestoreStateStore:
                                   "finished_at": outcome.at, "job_state": outcome.job_state}
         if outcome.job_id:
             fields["job_id"] = outcome.job_id
+        if outcome.submitted_at is not None:  # the same time the dispatch records, which it may not have yet
+            fields["submitted_at"] = outcome.submitted_at
         # One marker per attempt: an earlier attempt's late result finds its marker and records nothing.
         marker = _end_marker(step_id, outcome.attempt)
 
