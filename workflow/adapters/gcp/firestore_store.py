@@ -54,15 +54,9 @@ def _translated() -> Iterator[None]:
 
 
 class FirestoreStateStore:
-    def __init__(self, client: firestore.Client, root: str = "runs", count_documents: bool = False) -> None:
-        """`count_documents`: keep `doc_writes`, the writes by document path, for benchmarks
-        (it grows with every document written, so never in a long-lived function)."""
+    def __init__(self, client: firestore.Client, root: str = "runs") -> None:
         self._db = client
         self._root = root
-        self.reads = 0
-        self.writes = 0
-        self.doc_writes: Counter[str] = Counter()
-        self._count_documents = count_documents
         self._reader = ThreadPoolExecutor(max_workers=READERS, thread_name_prefix="firestore-read")
 
     # -- references ---------------------------------------------------------------------
@@ -79,32 +73,25 @@ class FirestoreStateStore:
         return self._run_ref(run_id).collection("claims").document(key)
 
     def _get(self, ref: Any) -> Any:
-        self.reads += 1
         with _translated():
             return ref.get()
 
     def _one(self, ref: Any, write: Callable[[Any], Any]) -> None:
-        """One write outside a batch, counted."""
-        self.writes += 1
-        if self._count_documents:
-            self.doc_writes[ref.path] += 1
+        """One write outside a batch."""
         with _translated():
             write(ref)
 
-    def _commit(self, batch: Any, writes: int) -> list[Any]:
-        self.writes += writes
-        if self._count_documents:
-            self.doc_writes.update(_written(batch))
+    def _commit(self, batch: Any) -> list[Any]:
         with _translated():
             results: list[Any] = batch.commit()
         return results
 
-    def _once(self, writes: Callable[[Any], int]) -> list[Any] | None:
+    def _once(self, writes: Callable[[Any], None]) -> list[Any] | None:
         """Commit a batch built by `writes`; None when its leading create found the marker."""
         batch = self._db.batch()
-        n = writes(batch)
+        writes(batch)
         try:
-            return self._commit(batch, n)
+            return self._commit(batch)
         except gexc.AlreadyExists:
             return None
 
@@ -118,7 +105,7 @@ class FirestoreStateStore:
         for chunk in _batches(sized):  # steps first: the run document commits
             self._create_all([(self._step_ref(s.run_id, s.step_id), doc) for s, doc, _ in chunk])
         doc = _run_doc(run, open_steps=len(steps))
-        return self._once(lambda b: (b.create(self._run_ref(run.run_id), doc), 1)[1]) is not None
+        return self._once(lambda b: b.create(self._run_ref(run.run_id), doc)) is not None
 
     def _create_all(self, docs: list[tuple[Any, dict[str, Any]]]) -> None:
         """Create every document that does not exist yet; never overwrite one."""
@@ -126,7 +113,7 @@ class FirestoreStateStore:
         for ref, doc in docs:
             batch.create(ref, doc)
         try:
-            self._commit(batch, len(docs))
+            self._commit(batch)
         except gexc.AlreadyExists:  # a crashed earlier attempt wrote some: go one by one
             for ref, doc in docs:
                 try:
@@ -145,7 +132,6 @@ class FirestoreStateStore:
         query = query.order_by("created_at", direction=firestore.Query.DESCENDING).limit(limit)
         with _translated():
             snaps = list(query.stream())
-        self.reads += max(len(snaps), 1)
         return [_run(s.id, s.to_dict() or {}) for s in snaps]
 
     def get_step(self, run_id: str, step_id: str) -> StepRecord | None:
@@ -155,7 +141,6 @@ class FirestoreStateStore:
     def list_steps(self, run_id: str) -> list[StepRecord]:
         with _translated():
             snaps = list(self._run_ref(run_id).collection("steps").order_by("pos").stream())
-        self.reads += len(snaps)
         return [_step(run_id, s.id, s.to_dict(), s.update_time) for s in snaps]
 
     # -- claims ---------------------------------------------------------------------------
@@ -254,13 +239,12 @@ class FirestoreStateStore:
         # One marker per attempt: an earlier attempt's late result finds its marker and records nothing.
         marker = _end_marker(step_id, outcome.attempt)
 
-        def first(batch: Any) -> int:
+        def first(batch: Any) -> None:
             batch.create(self._end_ref(run_id, marker), {"at": outcome.at})
             batch.update(ref, fields)
             batch.update(self._run_ref(run_id), _count_off(1, outcome.state, outcome.at))
             for succ in release[:BATCH]:
                 batch.update(self._step_ref(run_id, succ), {"waiting_on": firestore.Increment(-1)})
-            return 3 + len(release[:BATCH])
 
         try:
             results = self._once(first)
@@ -282,11 +266,10 @@ class FirestoreStateStore:
         for n, start in enumerate(range(BATCH, len(release), BATCH), start=1):
             chunk = release[start:start + BATCH]
 
-            def writes(batch: Any, chunk: list[str] = chunk, n: int = n) -> int:
+            def writes(batch: Any, chunk: list[str] = chunk, n: int = n) -> None:
                 batch.create(self._end_ref(run_id, f"{marker}#{n}"), {})
                 for succ in chunk:
                     batch.update(self._step_ref(run_id, succ), {"waiting_on": firestore.Increment(-1)})
-                return 1 + len(chunk)
 
             results = self._once(writes)
             if results is not None:
@@ -303,13 +286,12 @@ class FirestoreStateStore:
             results = None
             if doc["state"] == StepState.PENDING.value:
                 def writes(batch: Any, ref: Any = snap.reference, marker: str = marker,
-                           release: list[str] = release) -> int:
+                           release: list[str] = release) -> None:
                     batch.create(self._end_ref(run_id, marker), {"at": at})
                     batch.update(ref, {"state": StepState.SKIPPED.value, "message": reason, "finished_at": at})
                     batch.update(self._run_ref(run_id), _count_off(1, StepState.SKIPPED, at))
                     for succ in release[:BATCH]:
                         batch.update(self._step_ref(run_id, succ), {"waiting_on": firestore.Increment(-1)})
-                    return 3 + len(release[:BATCH])
 
                 results = self._once(writes)
             if results is not None:
@@ -328,13 +310,12 @@ class FirestoreStateStore:
 
     def retry_step(self, run_id: str, step_id: str, ended: Attempt, at: float) -> bool:
         """Under the attempt's end marker, so it excludes any other end of that attempt."""
-        def writes(batch: Any) -> int:
+        def writes(batch: Any) -> None:
             batch.create(self._end_ref(run_id, _end_marker(step_id, ended.attempt)), {"at": at, "retried": True})
             batch.update(self._step_ref(run_id, step_id), {
                 "state": StepState.PENDING.value, "attempt": ended.attempt + 1,
                 "history": firestore.ArrayUnion([ended.to_dict()]), "job_id": "", "job_state": "", "message": "",
                 "submitted_at": None, "finished_at": None})
-            return 2
 
         try:
             return self._once(writes) is not None
@@ -351,10 +332,9 @@ class FirestoreStateStore:
                 return True
             free = [str(k) for k in range(limit) if str(k) not in held]
             if free:
-                def writes(batch: Any, slot: str = free[0]) -> int:
+                def writes(batch: Any, slot: str = free[0]) -> None:
                     batch.create(self._run_ref(run_id).collection("slots").document(slot), {"holder": me, "at": now})
                     batch.update(step_ref, {"queued_at": None})
-                    return 2
 
                 if self._once(writes) is not None:
                     return True
@@ -375,7 +355,7 @@ class FirestoreStateStore:
             batch = self._db.batch()
             for snap in waiting[start:start + BATCH]:
                 batch.update(snap.reference, {"queued_at": now})
-            self._commit(batch, len(waiting[start:start + BATCH]))
+            self._commit(batch)
 
     def free_slot(self, run_id: str, step_id: str, attempt: int) -> str | None:
         me = f"{step_id}#{attempt}"
@@ -390,16 +370,14 @@ class FirestoreStateStore:
             filter=firestore.FieldFilter("queued_at", ">", 0)).order_by("queued_at").limit(3)
         with _translated():
             waiting = list(query.stream())
-        self.reads += max(len(waiting), 1)
         for candidate in waiting:
             if candidate.get("state") != StepState.PENDING.value:
                 continue
 
-            def writes(batch: Any, candidate: Any = candidate) -> int:
+            def writes(batch: Any, candidate: Any = candidate) -> None:
                 batch.create(marker, {"step": candidate.id})
                 batch.update(candidate.reference, {"queued_at": None},
                              option=self._db.write_option(last_update_time=candidate.update_time))
-                return 2
 
             try:
                 if self._once(writes) is None:  # another delivery of this release woke one
@@ -412,7 +390,6 @@ class FirestoreStateStore:
     def _held_slots(self, run_id: str) -> dict[str, str]:
         with _translated():
             slots = list(self._run_ref(run_id).collection("slots").stream())
-        self.reads += max(len(slots), 1)
         return {s.id: str(s.get("holder")) for s in slots}
 
     def cancel_steps(self, run_id: str, step_ids: Sequence[str], reason: str, at: float) -> Completion:
@@ -424,12 +401,11 @@ class FirestoreStateStore:
         recorded = False
         left = None
         for step_id, attempt in self._attempts(run_id, step_ids):
-            def writes(batch: Any, step_id: str = step_id, attempt: int = attempt) -> int:
+            def writes(batch: Any, step_id: str = step_id, attempt: int = attempt) -> None:
                 batch.create(self._end_ref(run_id, _end_marker(step_id, attempt)), {"at": at})
                 batch.update(self._step_ref(run_id, step_id),
                              {"state": state.value, "message": reason, "finished_at": at})
                 batch.update(self._run_ref(run_id), _count_off(1, state, at))
-                return 3
 
             results = self._once(writes)
             if results is not None:
@@ -447,14 +423,14 @@ class FirestoreStateStore:
             batch = self._db.batch()
             for s in chunk:
                 batch.update(self._step_ref(run_id, s.step_id), _attempt_fields(s))
-            self._commit(batch, len(chunk))
+            self._commit(batch)
         again = {s.step_id for s in steps}
         for slot, holder in self._held_slots(run_id).items():  # held by an attempt that never ended well
             if holder.rsplit("#", 1)[0] in again:
                 self._one(self._run_ref(run_id).collection("slots").document(slot), lambda r: r.delete())
         moved = Counter(_ENDED_FIELD[s.history[-1].state] for s in steps)
 
-        def writes(batch: Any) -> int:
+        def writes(batch: Any) -> None:
             batch.create(self._claim_ref(run_id, f"rerun#{reruns + 1}"), {"settled": True, "claimed_at": at})
             batch.update(self._run_ref(run_id), {
                 "status": RunStatus.RUNNING.value, "finished_at": None, "reruns": firestore.ArrayUnion([at]),
@@ -462,7 +438,6 @@ class FirestoreStateStore:
                 "open_steps": firestore.Increment(len(steps)),
                 **{field: firestore.Increment(-n) for field, n in moved.items()},
             })
-            return 2
 
         return self._once(writes) is not None
 
@@ -479,7 +454,6 @@ class FirestoreStateStore:
                  .order_by("updated_at").limit(limit))
         with _translated():
             snaps = list(query.stream())
-        self.reads += max(len(snaps), 1)
         return [_run(s.id, s.to_dict() or {}) for s in snaps]
 
     def finish_run(self, run_id: str, status: RunStatus, at: float) -> bool:
@@ -489,10 +463,9 @@ class FirestoreStateStore:
         reruns = len((snap.to_dict() or {}).get("reruns") or [])
         marker = "finish" if reruns == 0 else f"finish#{reruns}"
 
-        def writes(batch: Any) -> int:
+        def writes(batch: Any) -> None:
             batch.create(self._claim_ref(run_id, marker), {"settled": True, "claimed_at": at})
             batch.update(self._run_ref(run_id), {"status": status.value, "finished_at": at})
-            return 2
 
         return self._once(writes) is not None
 
@@ -507,7 +480,6 @@ class FirestoreStateStore:
         refs = [self._step_ref(run_id, s) for s in step_ids]
         with _translated():
             snaps = {s.id: s for s in self._db.get_all(refs)}
-        self.reads += len(refs)
         return [snaps[s] for s in step_ids if snaps[s].exists]
 
     def _unblocked(self, run_id: str, release: list[str]) -> tuple[str, ...]:
@@ -516,7 +488,6 @@ class FirestoreStateStore:
         refs = [self._step_ref(run_id, s) for s in release]
         with _translated():
             snaps = {s.id: s for s in self._db.get_all(refs)}
-        self.reads += len(refs)
         return tuple(s for s in release if snaps[s].exists and snaps[s].get("waiting_on") == 0)
 
     def _open_steps(self, run_id: str) -> int:
@@ -595,16 +566,6 @@ def _batches(sized: Sequence[SizedDoc]) -> Iterator[list[SizedDoc]]:
         total += item[2]
     if chunk:
         yield chunk
-
-
-def _written(batch: Any) -> list[str]:
-    """The paths of the documents a batch writes (read from its protobufs; counting only)."""
-    paths = []
-    for write in getattr(batch, "_write_pbs", ()):
-        kind = write._pb.WhichOneof("operation")
-        name = write.update.name if kind == "update" else write.delete if kind == "delete" else ""
-        paths.append(name.split("/documents/", 1)[-1])
-    return paths
 
 
 def _after(result: Any) -> int:
