@@ -41,8 +41,6 @@ def _serve(handler: Callable[[Any, CloudRuntime], None], event: Any) -> None:
         ids = entrypoints.event_ids(event)
         log.warning("retry later (run %s): %s", ids.get("run_id", "?"), exc, extra=ids)
         raise ServiceUnavailable(str(exc)) from exc
-    finally:
-        entrypoints.report_ops(rt)
 
 
 @functions_framework.cloud_event
@@ -71,11 +69,7 @@ def on_engine_message(event: Any) -> None:
 def on_start_request(request: Any) -> tuple[str, int, dict[str, str]]:
     """POST a start request (JSON, as on the start topic): 202 {"run_id"}, or 400 with the report;
     a cancel, rerun or resume request: 202 handed over, 400 invalid, 409 nothing to do."""
-    rt = runtime()
-    try:
-        status, body = entrypoints.start_over_http(request, rt)
-    finally:
-        entrypoints.report_ops(rt)
+    status, body = entrypoints.start_over_http(request, runtime())
     headers = {"Content-Type": "application/json"} | ({"Allow": "POST"} if status == 405 else {})
     return json.dumps(body), status, headers
 

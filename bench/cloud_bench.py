@@ -5,9 +5,10 @@ Runs a 1 -> 200 -> 1 fan-out/fan-in and a 50-step chain, started by a message on
 topic, with instant jobs (the mock Task Runner ends a job at its first check) and a polling
 interval of 0. Prints wall time, steps/s, the p50/p95 latency from a job seen finished (the
 mock's answer to the status request) to its successors' submission, and Firestore reads,
-writes and Pub/Sub messages per step (counted by the functions themselves). In the same run
-it measures the baseline: as many plain messages pushed through a function that writes one
-Firestore document each. Last, a cost per 1,000 steps from those counts and list prices,
+writes and Pub/Sub messages per step (counted inside the functions, which the local cloud
+serves from `workflow/localcloud/counted_main.py` for this). In the same run it measures
+the baseline: as many plain messages pushed through a function that writes one Firestore
+document each. Last, a cost per 1,000 steps from those counts and list prices,
 next to AWS Step Functions and Google Cloud Workflows for the same DAG.
 """
 
@@ -160,7 +161,7 @@ def push(cloud: LocalCloud, topic: str, collection: str, count: int) -> float:
 
 
 def main() -> None:
-    with LocalCloud(poll=0, mock_duration=0, extra_env={"WORKFLOW_REPORT_OPS": "1", **SERVER}) as cloud:
+    with LocalCloud(poll=0, mock_duration=0, count_ops=True, extra_env=SERVER) as cloud:
         run_dag(cloud, fan(10))  # warm-up: first calls into the emulators and functions are slow
         results = [run_dag(cloud, fan(200)), run_dag(cloud, chain(50)), run_dag(cloud, fan(200, 20))]
         fan_messages = round(results[0]["messages"] * results[0]["steps"])

@@ -15,7 +15,6 @@ import hashlib
 import json
 import logging
 import math
-import os
 import re
 import time
 import uuid
@@ -73,16 +72,6 @@ class Started:
 
     run_id: str
     problems: tuple[str, ...] = ()
-
-
-def report_ops(rt: CloudRuntime) -> None:
-    """With WORKFLOW_REPORT_OPS=1: one log line of the instance's cumulative counters (benchmarks)."""
-    if rt.report_ops:
-        counts = {name: getattr(obj, name, None) for obj, name in
-                  ((rt.ports.store, "reads"), (rt.ports.store, "writes"), (rt.ports.bus, "published"))}
-        counts["pid"] = os.getpid()
-        counts["doc_writes"] = dict(getattr(rt.ports.store, "doc_writes", {}))
-        log.info("ops %s", json.dumps(counts))
 
 
 def accepts(event_type: str) -> Callable[[F], F]:

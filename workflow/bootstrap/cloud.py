@@ -30,7 +30,6 @@ class CloudRuntime:
     dags: DagSources
     tokens: SealedTokens
     edge: EdgeSettings
-    report_ops: bool = False  # log this instance's store and bus counters after each event
 
 
 def cloud(
@@ -70,7 +69,6 @@ def cloud(
         dags=dags or DagSources(),
         tokens=tokens,
         edge=EdgeSettings.from_env(env),
-        report_ops=_reports_ops(env),
     )
 
 
@@ -91,12 +89,7 @@ def firestore_store(env: Mapping[str, str]) -> StateStore:
     from ..adapters.gcp.firestore_store import FirestoreStateStore
 
     client = firestore.Client(project=project_of(env), database=database_of(env))
-    return FirestoreStateStore(client, count_documents=_reports_ops(env))
-
-
-def _reports_ops(env: Mapping[str, str]) -> bool:
-    """WORKFLOW_REPORT_OPS=1: count and log store and bus operations (benchmarks)."""
-    return env.get("WORKFLOW_REPORT_OPS") == "1"
+    return FirestoreStateStore(client)
 
 
 def _pubsub_bus(env: Mapping[str, str]) -> Bus:

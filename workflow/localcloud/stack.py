@@ -76,6 +76,8 @@ DEFAULT_SWEEP_EVERY = 30.0
 MAX_POLL = 15.0
 """Above this a check, refused while early and redelivered every ~1 s, runs out of delivery attempts."""
 FUNCTION_SOURCE = "main.py"
+COUNTED_SOURCE = "workflow/localcloud/counted_main.py"
+"""`main.py`'s functions, counting their Firestore operations and messages (`count_ops`)."""
 UPLOAD_TARGET = "on_dag_uploaded"
 START_TARGET = "on_start_message"
 ENGINE_TARGET = "on_engine_message"
@@ -151,13 +153,15 @@ class LocalCloud:
         sweep_every: float = DEFAULT_SWEEP_EVERY,
         stale_after: float = DEFAULT_STALE_AFTER_SEC,
         engine_gate: bool = False,
+        count_ops: bool = False,
     ) -> None:
         """`poll`: WORKFLOW_CHECK_STATE_DURATION_SEC of the functions; `mock_duration`: the
         mock's default job duration (a task's label `mock_duration_sec` overrides it);
         `retry_backoff`: (min, max) seconds of the push subscriptions' redelivery backoff
         (None: the emulator's default); `extra_env`: more variables for the functions;
         `sweep_every`: seconds between two sweeps (0: none); `stale_after`: how long a run
-        shows no progress before a sweep reconciles it (WORKFLOW_STALE_AFTER_SEC)."""
+        shows no progress before a sweep reconciles it (WORKFLOW_STALE_AFTER_SEC); `count_ops`:
+        serve the functions from `COUNTED_SOURCE`, which logs what they cost after each call."""
         if engine_deliveries < 1:
             raise ValueError(f"engine_deliveries must be >= 1, got {engine_deliveries}")
         if not (sweep_every >= 0 and stale_after > 0):
@@ -192,6 +196,7 @@ class LocalCloud:
         self.sweeper: SweepTimer | None = None
         self.gate: PushGate | None = None
         self._engine_gate = engine_gate
+        self.function_source = COUNTED_SOURCE if count_ops else FUNCTION_SOURCE
         self.mock = MockTaskRunner(duration=mock_duration)
         self.token_key = _generate_token_key()
         self.firestore: Service | None = None
@@ -236,7 +241,7 @@ class LocalCloud:
         started = _all_or_nothing(
             [
                 functools.partial(
-                    processes.start_function, FUNCTION_SOURCE, target, self._own_env(target),
+                    processes.start_function, self.function_source, target, self._own_env(target),
                     signature_type=SIGNATURE_TYPES.get(target, "cloudevent"), timeout=self.startup_timeout,
                 )
                 for target in TARGETS
@@ -389,7 +394,7 @@ class LocalCloud:
             if old.process.returncode is None and not old.process.stopped:
                 raise RuntimeError(f"{target} is still running: kill it first")
             self.functions[target] = processes.start_function(
-                FUNCTION_SOURCE, target, self._own_env(target),
+                self.function_source, target, self._own_env(target),
                 signature_type=SIGNATURE_TYPES.get(target, "cloudevent"), timeout=self.startup_timeout, port=old.port,
             )
             return self.functions[target]

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import math
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import replace
@@ -54,15 +54,9 @@ def _translated() -> Iterator[None]:
 
 
 class FirestoreStateStore:
-    def __init__(self, client: firestore.Client, root: str = "runs", count_documents: bool = False) -> None:
-        """`count_documents`: keep `doc_writes`, the writes by document path, for benchmarks
-        (it grows with every document written, so never in a long-lived function)."""
+    def __init__(self, client: firestore.Client, root: str = "runs") -> None:
         self._db = client
         self._root = root
-        self.reads = 0
-        self.writes = 0
-        self.doc_writes: Counter[str] = Counter()
-        self._count_documents = count_documents
         self._reader = ThreadPoolExecutor(max_workers=READERS, thread_name_prefix="firestore-read")
 
     # -- references ---------------------------------------------------------------------
@@ -78,33 +72,56 @@ class FirestoreStateStore:
     def _claim_ref(self, run_id: str, key: str) -> Any:
         return self._run_ref(run_id).collection("claims").document(key)
 
+    def _slot_ref(self, run_id: str, slot: str) -> Any:
+        return self._run_ref(run_id).collection("slots").document(slot)
+
+    # -- reads and writes, with Firestore's errors translated ------------------------------
     def _get(self, ref: Any) -> Any:
-        self.reads += 1
         with _translated():
             return ref.get()
 
-    def _one(self, ref: Any, write: Callable[[Any], Any]) -> None:
-        """One write outside a batch, counted."""
-        self.writes += 1
-        if self._count_documents:
-            self.doc_writes[ref.path] += 1
+    def _get_all(self, run_id: str, step_ids: Sequence[str]) -> dict[str, Any]:
+        """The snapshots of the steps `step_ids` (existing or not), by id, in one request."""
         with _translated():
-            write(ref)
+            return {s.id: s for s in self._db.get_all([self._step_ref(run_id, s) for s in step_ids])}
 
-    def _commit(self, batch: Any, writes: int) -> list[Any]:
-        self.writes += writes
-        if self._count_documents:
-            self.doc_writes.update(_written(batch))
+    def _query(self, query: Any) -> list[Any]:
+        with _translated():
+            return list(query.stream())
+
+    def _update(self, ref: Any, fields: dict[str, Any]) -> None:
+        with _translated():
+            ref.update(fields)
+
+    def _update_unless_changed(self, ref: Any, fields: dict[str, Any], version: Any) -> bool:
+        """Update `ref` if its last write is still the one at `version`; False if not."""
+        try:
+            with _translated():
+                ref.update(fields, option=self._db.write_option(last_update_time=version))
+        except gexc.FailedPrecondition:
+            return False
+        return True
+
+    def _delete(self, ref: Any) -> None:
+        with _translated():
+            ref.delete()
+
+    def _commit(self, batch: Any) -> list[Any]:
         with _translated():
             results: list[Any] = batch.commit()
         return results
 
-    def _once(self, writes: Callable[[Any], int]) -> list[Any] | None:
-        """Commit a batch built by `writes`; None when its leading create found the marker."""
+    def _creating(self, marker: Any, doc: dict[str, Any]) -> Any:
+        """A batch whose first write creates `marker`: `_once` commits it at most once."""
         batch = self._db.batch()
-        n = writes(batch)
+        batch.create(marker, doc)
+        return batch
+
+    def _once(self, batch: Any) -> list[Any] | None:
+        """The batch's write results; None, with nothing written, when a document it creates
+        (its marker) exists."""
         try:
-            return self._commit(batch, n)
+            return self._commit(batch)
         except gexc.AlreadyExists:
             return None
 
@@ -118,21 +135,16 @@ class FirestoreStateStore:
         for chunk in _batches(sized):  # steps first: the run document commits
             self._create_all([(self._step_ref(s.run_id, s.step_id), doc) for s, doc, _ in chunk])
         doc = _run_doc(run, open_steps=len(steps))
-        return self._once(lambda b: (b.create(self._run_ref(run.run_id), doc), 1)[1]) is not None
+        return self._once(self._creating(self._run_ref(run.run_id), doc)) is not None
 
     def _create_all(self, docs: list[tuple[Any, dict[str, Any]]]) -> None:
         """Create every document that does not exist yet; never overwrite one."""
         batch = self._db.batch()
         for ref, doc in docs:
             batch.create(ref, doc)
-        try:
-            self._commit(batch, len(docs))
-        except gexc.AlreadyExists:  # a crashed earlier attempt wrote some: go one by one
+        if self._once(batch) is None:  # a crashed earlier attempt wrote some: go one by one
             for ref, doc in docs:
-                try:
-                    self._one(ref, lambda r: r.create(doc))  # noqa: B023 (called at once)
-                except gexc.AlreadyExists:
-                    pass
+                self._once(self._creating(ref, doc))
 
     def get_run(self, run_id: str) -> RunRecord | None:
         snap = self._get(self._run_ref(run_id))
@@ -143,44 +155,33 @@ class FirestoreStateStore:
         if status is not None:
             query = query.where(filter=firestore.FieldFilter("status", "==", status.value))
         query = query.order_by("created_at", direction=firestore.Query.DESCENDING).limit(limit)
-        with _translated():
-            snaps = list(query.stream())
-        self.reads += max(len(snaps), 1)
-        return [_run(s.id, s.to_dict() or {}) for s in snaps]
+        return [_run(s.id, s.to_dict() or {}) for s in self._query(query)]
 
     def get_step(self, run_id: str, step_id: str) -> StepRecord | None:
         snap = self._get(self._step_ref(run_id, step_id))
         return _step(run_id, step_id, snap.to_dict(), snap.update_time) if snap.exists else None
 
     def list_steps(self, run_id: str) -> list[StepRecord]:
-        with _translated():
-            snaps = list(self._run_ref(run_id).collection("steps").order_by("pos").stream())
-        self.reads += len(snaps)
+        snaps = self._query(self._run_ref(run_id).collection("steps").order_by("pos"))
         return [_step(run_id, s.id, s.to_dict(), s.update_time) for s in snaps]
 
     # -- claims ---------------------------------------------------------------------------
     def claim(self, run_id: str, key: str, now: float, lease: float) -> Claim:
         ref = self._claim_ref(run_id, key)
-        try:
-            self._one(ref, lambda r: r.create({"claimed_at": now, "settled": False}))
+        if self._once(self._creating(ref, {"claimed_at": now, "settled": False})) is not None:
             return Claim.WON
-        except gexc.AlreadyExists:
-            pass
         snap = self._get(ref)
         doc = snap.to_dict() or {}
         if doc.get("settled"):
             return Claim.DONE
         if now - float(doc.get("claimed_at", now)) <= lease:
             return Claim.BUSY
-        try:  # take over, unless someone else did since we read
-            option = self._db.write_option(last_update_time=snap.update_time)
-            self._one(ref, lambda r: r.update({"claimed_at": now}, option=option))
-            return Claim.WON
-        except gexc.FailedPrecondition:
-            return Claim.BUSY
+        taken_over = self._update_unless_changed(ref, {"claimed_at": now}, snap.update_time)
+        return Claim.WON if taken_over else Claim.BUSY
 
     def settle(self, run_id: str, key: str) -> None:
-        self._one(self._claim_ref(run_id, key), lambda r: r.set({"settled": True}, merge=True))
+        with _translated():
+            self._claim_ref(run_id, key).set({"settled": True}, merge=True)
 
     def claim_reading(self, run_id: str, key: str, step_id: str, now: float) -> tuple[Claim, StepRecord | None]:
         """The read runs on another thread while this one claims: one round trip, not two.
@@ -195,7 +196,7 @@ class FirestoreStateStore:
             raise
 
     def release(self, run_id: str, key: str) -> None:
-        self._one(self._claim_ref(run_id, key), lambda r: r.delete())  # only its holder releases it
+        self._delete(self._claim_ref(run_id, key))  # only its holder releases it
 
     def held_since(self, run_id: str, key: str) -> float | None:
         snap = self._get(self._claim_ref(run_id, key))
@@ -218,16 +219,13 @@ class FirestoreStateStore:
                 if doc.get("state") != StepState.PENDING.value or int(doc.get("attempt", 1)) != step.attempt:
                     return False
                 version = snap.update_time
-            option = self._db.write_option(last_update_time=version)
-            try:
-                self._one(ref, lambda r: r.update(fields, option=option))  # noqa: B023 (called at once)
+            if self._update_unless_changed(ref, fields, version):
                 return True
-            except gexc.FailedPrecondition:
-                version = None
+            version = None
         raise TransientError(f"step {step.step_id!r} of run {step.run_id!r} kept changing while recording its job")
 
     def record_job_state(self, run_id: str, step_id: str, job_state: str) -> None:
-        self._one(self._step_ref(run_id, step_id), lambda r: r.update({"job_state": job_state}))
+        self._update(self._step_ref(run_id, step_id), {"job_state": job_state})
 
     def complete_step(
         self, run_id: str, step_id: str, outcome: StepOutcome, successors: Sequence[str] | None = None,
@@ -258,72 +256,71 @@ class FirestoreStateStore:
             fields["submitted_at"] = outcome.submitted_at
         # One marker per attempt: an earlier attempt's late result finds its marker and records nothing.
         marker = _end_marker(step_id, outcome.attempt)
-
-        def first(batch: Any) -> int:
-            batch.create(self._end_ref(run_id, marker), {"at": outcome.at})
-            batch.update(ref, fields)
-            batch.update(self._run_ref(run_id), _count_off(1, outcome.state, outcome.at))
-            for succ in release[:BATCH]:
-                batch.update(self._step_ref(run_id, succ), {"waiting_on": firestore.Increment(-1)})
-            return 3 + len(release[:BATCH])
-
         try:
-            results = self._once(first)
+            results = self._once(self._ending(run_id, step_id, marker, fields, outcome.at, release))
         except gexc.NotFound as exc:
             raise NotFound(f"run {run_id!r} has no step {step_id!r}") from exc
-        if results is None:  # a redelivery: read the facts back, finish any chunk left out
+        if results is None:  # a redelivery: read the facts back
             snap = snap or self._get(ref)
             recorded = StepState(snap.get("state")) if snap.exists else StepState.PENDING
             release = _released(snap.get("definition"), recorded) if recorded.terminal else []
-            self._release_rest(run_id, marker, release)
-            return Completion(False, self._unblocked(run_id, release), self._open_steps(run_id) == 0)
-        unblocked = [s for s, r in zip(release[:BATCH], results[3:], strict=True) if _after(r) == 0]
-        unblocked += self._release_rest(run_id, marker, release)
+            return Completion(False, self._read_back(run_id, marker, release), self._open_steps(run_id) == 0)
+        unblocked = self._unblocked_now(run_id, marker, release, results)
         return Completion(True, tuple(unblocked), _after(results[2]) == 0)
+
+    def _ending(self, run_id: str, step_id: str, marker: str, fields: dict[str, Any], at: float,
+                release: Sequence[str] = ()) -> Any:
+        """A step's end under its end marker: the step's `fields` (with its `state`), the run's
+        counters (write result 2), the join counters of the first BATCH of `release` (3 on)."""
+        batch = self._creating(self._end_ref(run_id, marker), {"at": at})
+        batch.update(self._step_ref(run_id, step_id), fields)
+        batch.update(self._run_ref(run_id), _count_off(1, StepState(fields["state"]), at))
+        self._count_down(batch, run_id, release[:BATCH])
+        return batch
+
+    def _count_down(self, batch: Any, run_id: str, successors: Sequence[str]) -> None:
+        for succ in successors:
+            batch.update(self._step_ref(run_id, succ), {"waiting_on": firestore.Increment(-1)})
+
+    def _unblocked_now(self, run_id: str, marker: str, release: list[str], results: list[Any]) -> list[str]:
+        """The successors an end just committed (`results`, of `_ending`) brought to zero,
+        with those of the chunks past the first batch."""
+        return _at_zero(release[:BATCH], results[3:]) + self._release_rest(run_id, marker, release)
+
+    def _read_back(self, run_id: str, marker: str, release: list[str]) -> tuple[str, ...]:
+        """For an end committed before: finish any chunk left out, then read which successors
+        wait on nothing."""
+        self._release_rest(run_id, marker, release)
+        return self._unblocked(run_id, release)
 
     def _release_rest(self, run_id: str, marker: str, release: list[str]) -> list[str]:
         """Join counters past the first batch, each chunk once (its own marker)."""
         unblocked: list[str] = []
         for n, start in enumerate(range(BATCH, len(release), BATCH), start=1):
             chunk = release[start:start + BATCH]
-
-            def writes(batch: Any, chunk: list[str] = chunk, n: int = n) -> int:
-                batch.create(self._end_ref(run_id, f"{marker}#{n}"), {})
-                for succ in chunk:
-                    batch.update(self._step_ref(run_id, succ), {"waiting_on": firestore.Increment(-1)})
-                return 1 + len(chunk)
-
-            results = self._once(writes)
+            batch = self._creating(self._end_ref(run_id, f"{marker}#{n}"), {})
+            self._count_down(batch, run_id, chunk)
+            results = self._once(batch)
             if results is not None:
-                unblocked += [s for s, r in zip(chunk, results[1:], strict=True) if _after(r) == 0]
+                unblocked += _at_zero(chunk, results[1:])
         return unblocked
 
     def skip_steps(self, run_id: str, step_ids: Sequence[str], reason: str, at: float) -> Completion:
         """Each step under its end marker, with the join counters it releases."""
         recorded, left, unblocked = False, None, []
+        fields = {"state": StepState.SKIPPED.value, "message": reason, "finished_at": at}
         for snap in self._snaps(run_id, step_ids):
             doc = snap.to_dict() or {}
             release = _released(doc["definition"], StepState.SKIPPED)
             marker = _end_marker(snap.id, int(doc.get("attempt", 1)))
             results = None
             if doc["state"] == StepState.PENDING.value:
-                def writes(batch: Any, ref: Any = snap.reference, marker: str = marker,
-                           release: list[str] = release) -> int:
-                    batch.create(self._end_ref(run_id, marker), {"at": at})
-                    batch.update(ref, {"state": StepState.SKIPPED.value, "message": reason, "finished_at": at})
-                    batch.update(self._run_ref(run_id), _count_off(1, StepState.SKIPPED, at))
-                    for succ in release[:BATCH]:
-                        batch.update(self._step_ref(run_id, succ), {"waiting_on": firestore.Increment(-1)})
-                    return 3 + len(release[:BATCH])
-
-                results = self._once(writes)
+                results = self._once(self._ending(run_id, snap.id, marker, fields, at, release))
             if results is not None:
                 recorded, left = True, _after(results[2])
-                unblocked += [s for s, r in zip(release[:BATCH], results[3:], strict=True) if _after(r) == 0]
-                unblocked += self._release_rest(run_id, marker, release)
-            elif doc["state"] in (StepState.PENDING.value, StepState.SKIPPED.value):  # skipped before: read back
-                self._release_rest(run_id, marker, release)
-                unblocked += self._unblocked(run_id, release)
+                unblocked += self._unblocked_now(run_id, marker, release, results)
+            elif doc["state"] in (StepState.PENDING.value, StepState.SKIPPED.value):  # skipped before
+                unblocked += self._read_back(run_id, marker, release)
         if left is None:
             left = self._open_steps(run_id)
         return Completion(recorded, tuple(dict.fromkeys(unblocked)), left == 0)
@@ -333,16 +330,13 @@ class FirestoreStateStore:
 
     def retry_step(self, run_id: str, step_id: str, ended: Attempt, at: float) -> bool:
         """Under the attempt's end marker, so it excludes any other end of that attempt."""
-        def writes(batch: Any) -> int:
-            batch.create(self._end_ref(run_id, _end_marker(step_id, ended.attempt)), {"at": at, "retried": True})
-            batch.update(self._step_ref(run_id, step_id), {
-                "state": StepState.PENDING.value, "attempt": ended.attempt + 1,
-                "history": firestore.ArrayUnion([ended.to_dict()]), "job_id": "", "job_state": "", "message": "",
-                "submitted_at": None, "finished_at": None})
-            return 2
-
+        batch = self._creating(self._end_ref(run_id, _end_marker(step_id, ended.attempt)), {"at": at, "retried": True})
+        batch.update(self._step_ref(run_id, step_id), {
+            "state": StepState.PENDING.value, "attempt": ended.attempt + 1,
+            "history": firestore.ArrayUnion([ended.to_dict()]), "job_id": "", "job_state": "", "message": "",
+            "submitted_at": None, "finished_at": None})
         try:
-            return self._once(writes) is not None
+            return self._once(batch) is not None
         except gexc.NotFound as exc:
             raise NotFound(f"run {run_id!r} has no step {step_id!r}") from exc
 
@@ -356,18 +350,15 @@ class FirestoreStateStore:
                 return True
             free = [str(k) for k in range(limit) if str(k) not in held]
             if free:
-                def writes(batch: Any, slot: str = free[0]) -> int:
-                    batch.create(self._run_ref(run_id).collection("slots").document(slot), {"holder": me, "at": now})
-                    batch.update(step_ref, {"queued_at": None})
-                    return 2
-
-                if self._once(writes) is not None:
+                batch = self._creating(self._slot_ref(run_id, free[0]), {"holder": me, "at": now})
+                batch.update(step_ref, {"queued_at": None})
+                if self._once(batch) is not None:
                     return True
                 continue  # taken meanwhile, perhaps by another delivery of this step: look again
             if queued:
                 return False
             if (self._get(step_ref).to_dict() or {}).get("queued_at") is None:  # wait from the first time it had to
-                self._one(step_ref, lambda r: r.update({"queued_at": now}))
+                self._update(step_ref, {"queued_at": now})
             queued = True  # look once more: a slot freed before this was written woke no one
         return False
 
@@ -380,7 +371,7 @@ class FirestoreStateStore:
             batch = self._db.batch()
             for snap in waiting[start:start + BATCH]:
                 batch.update(snap.reference, {"queued_at": now})
-            self._commit(batch, len(waiting[start:start + BATCH]))
+            self._commit(batch)
 
     def free_slot(self, run_id: str, step_id: str, attempt: int) -> str | None:
         me = f"{step_id}#{attempt}"
@@ -390,24 +381,17 @@ class FirestoreStateStore:
             return str(snap.get("step")) or None
         for slot, holder in self._held_slots(run_id).items():
             if holder == me:
-                self._one(self._run_ref(run_id).collection("slots").document(slot), lambda r: r.delete())
+                self._delete(self._slot_ref(run_id, slot))
         query = self._run_ref(run_id).collection("steps").where(
             filter=firestore.FieldFilter("queued_at", ">", 0)).order_by("queued_at").limit(3)
-        with _translated():
-            waiting = list(query.stream())
-        self.reads += max(len(waiting), 1)
-        for candidate in waiting:
+        for candidate in self._query(query):
             if candidate.get("state") != StepState.PENDING.value:
                 continue
-
-            def writes(batch: Any, candidate: Any = candidate) -> int:
-                batch.create(marker, {"step": candidate.id})
-                batch.update(candidate.reference, {"queued_at": None},
-                             option=self._db.write_option(last_update_time=candidate.update_time))
-                return 2
-
+            batch = self._creating(marker, {"step": candidate.id})
+            batch.update(candidate.reference, {"queued_at": None},
+                         option=self._db.write_option(last_update_time=candidate.update_time))
             try:
-                if self._once(writes) is None:  # another delivery of this release woke one
+                if self._once(batch) is None:  # another delivery of this release woke one
                     return str(self._get(marker).get("step")) or None
             except gexc.FailedPrecondition:
                 continue  # woken by another release meanwhile
@@ -415,9 +399,7 @@ class FirestoreStateStore:
         return None
 
     def _held_slots(self, run_id: str) -> dict[str, str]:
-        with _translated():
-            slots = list(self._run_ref(run_id).collection("slots").stream())
-        self.reads += max(len(slots), 1)
+        slots = self._query(self._run_ref(run_id).collection("slots"))
         return {s.id: str(s.get("holder")) for s in slots}
 
     def cancel_steps(self, run_id: str, step_ids: Sequence[str], reason: str, at: float) -> Completion:
@@ -428,15 +410,9 @@ class FirestoreStateStore:
         """Each step's end under its own end marker, so it races a recorded end safely."""
         recorded = False
         left = None
+        fields = {"state": state.value, "message": reason, "finished_at": at}
         for step_id, attempt in self._attempts(run_id, step_ids):
-            def writes(batch: Any, step_id: str = step_id, attempt: int = attempt) -> int:
-                batch.create(self._end_ref(run_id, _end_marker(step_id, attempt)), {"at": at})
-                batch.update(self._step_ref(run_id, step_id),
-                             {"state": state.value, "message": reason, "finished_at": at})
-                batch.update(self._run_ref(run_id), _count_off(1, state, at))
-                return 3
-
-            results = self._once(writes)
+            results = self._once(self._ending(run_id, step_id, _end_marker(step_id, attempt), fields, at))
             if results is not None:
                 recorded, left = True, _after(results[2])
         if left is None:
@@ -448,44 +424,36 @@ class FirestoreStateStore:
         if not snap.exists or len((snap.to_dict() or {}).get("reruns") or []) != reruns:
             return False
         for start in range(0, len(steps), BATCH):  # steps first, set to fixed values: safe to repeat
-            chunk = steps[start:start + BATCH]
             batch = self._db.batch()
-            for s in chunk:
+            for s in steps[start:start + BATCH]:
                 batch.update(self._step_ref(run_id, s.step_id), _attempt_fields(s))
-            self._commit(batch, len(chunk))
+            self._commit(batch)
         again = {s.step_id for s in steps}
         for slot, holder in self._held_slots(run_id).items():  # held by an attempt that never ended well
             if holder.rsplit("#", 1)[0] in again:
-                self._one(self._run_ref(run_id).collection("slots").document(slot), lambda r: r.delete())
+                self._delete(self._slot_ref(run_id, slot))
         moved = Counter(_ENDED_FIELD[s.history[-1].state] for s in steps)
-
-        def writes(batch: Any) -> int:
-            batch.create(self._claim_ref(run_id, f"rerun#{reruns + 1}"), {"settled": True, "claimed_at": at})
-            batch.update(self._run_ref(run_id), {
-                "status": RunStatus.RUNNING.value, "finished_at": None, "reruns": firestore.ArrayUnion([at]),
-                "updated_at": at,
-                "open_steps": firestore.Increment(len(steps)),
-                **{field: firestore.Increment(-n) for field, n in moved.items()},
-            })
-            return 2
-
-        return self._once(writes) is not None
+        batch = self._creating(self._claim_ref(run_id, f"rerun#{reruns + 1}"), {"settled": True, "claimed_at": at})
+        batch.update(self._run_ref(run_id), {
+            "status": RunStatus.RUNNING.value, "finished_at": None, "reruns": firestore.ArrayUnion([at]),
+            "updated_at": at,
+            "open_steps": firestore.Increment(len(steps)),
+            **{field: firestore.Increment(-n) for field, n in moved.items()},
+        })
+        return self._once(batch) is not None
 
     def heartbeat(self, run_id: str, step_id: str, at: float, spacing: float) -> None:
-        self._one(self._step_ref(run_id, step_id), lambda r: r.update({"checked_at": at}))
+        self._update(self._step_ref(run_id, step_id), {"checked_at": at})
         run = self._get(self._run_ref(run_id))  # a read, to spare a wide run's document a write per job
         if run.exists and float((run.to_dict() or {}).get("updated_at") or 0) < at - spacing:
-            self._one(run.reference, lambda r: r.update({"updated_at": at}))
+            self._update(run.reference, {"updated_at": at})
 
     def stale_runs(self, before: float, limit: int) -> list[RunRecord]:
         query = (self._db.collection(self._root)
                  .where(filter=firestore.FieldFilter("status", "==", RunStatus.RUNNING.value))
                  .where(filter=firestore.FieldFilter("updated_at", "<", before))
                  .order_by("updated_at").limit(limit))
-        with _translated():
-            snaps = list(query.stream())
-        self.reads += max(len(snaps), 1)
-        return [_run(s.id, s.to_dict() or {}) for s in snaps]
+        return [_run(s.id, s.to_dict() or {}) for s in self._query(query)]
 
     def finish_run(self, run_id: str, status: RunStatus, at: float) -> bool:
         snap = self._get(self._run_ref(run_id))
@@ -493,35 +461,25 @@ class FirestoreStateStore:
             return False
         reruns = len((snap.to_dict() or {}).get("reruns") or [])
         marker = "finish" if reruns == 0 else f"finish#{reruns}"
-
-        def writes(batch: Any) -> int:
-            batch.create(self._claim_ref(run_id, marker), {"settled": True, "claimed_at": at})
-            batch.update(self._run_ref(run_id), {"status": status.value, "finished_at": at})
-            return 2
-
-        return self._once(writes) is not None
+        batch = self._creating(self._claim_ref(run_id, marker), {"settled": True, "claimed_at": at})
+        batch.update(self._run_ref(run_id), {"status": status.value, "finished_at": at})
+        return self._once(batch) is not None
 
     def _attempts(self, run_id: str, step_ids: Sequence[str]) -> list[tuple[str, int]]:
         """Each existing step with its current attempt."""
         return [(s.id, int((s.to_dict() or {}).get("attempt", 1))) for s in self._snaps(run_id, step_ids)]
 
     def _snaps(self, run_id: str, step_ids: Sequence[str]) -> list[Any]:
-        """The existing steps among `step_ids`, in that order (one read each)."""
+        """The existing steps among `step_ids`, in that order."""
         if not step_ids:
             return []
-        refs = [self._step_ref(run_id, s) for s in step_ids]
-        with _translated():
-            snaps = {s.id: s for s in self._db.get_all(refs)}
-        self.reads += len(refs)
+        snaps = self._get_all(run_id, step_ids)
         return [snaps[s] for s in step_ids if snaps[s].exists]
 
     def _unblocked(self, run_id: str, release: list[str]) -> tuple[str, ...]:
         if not release:
             return ()
-        refs = [self._step_ref(run_id, s) for s in release]
-        with _translated():
-            snaps = {s.id: s for s in self._db.get_all(refs)}
-        self.reads += len(refs)
+        snaps = self._get_all(run_id, release)
         return tuple(s for s in release if snaps[s].exists and snaps[s].get("waiting_on") == 0)
 
     def _open_steps(self, run_id: str) -> int:
@@ -602,19 +560,14 @@ def _batches(sized: Sequence[SizedDoc]) -> Iterator[list[SizedDoc]]:
         yield chunk
 
 
-def _written(batch: Any) -> list[str]:
-    """The paths of the documents a batch writes (read from its protobufs; counting only)."""
-    paths = []
-    for write in getattr(batch, "_write_pbs", ()):
-        kind = write._pb.WhichOneof("operation")
-        name = write.update.name if kind == "update" else write.delete if kind == "delete" else ""
-        paths.append(name.split("/documents/", 1)[-1])
-    return paths
-
-
 def _after(result: Any) -> int:
     """The value the first increment of a write left, from the commit's write result."""
     return int(result.transform_results[0].integer_value)
+
+
+def _at_zero(step_ids: Sequence[str], results: Sequence[Any]) -> list[str]:
+    """The steps whose join counter the matching write result left at zero."""
+    return [s for s, r in zip(step_ids, results, strict=True) if _after(r) == 0]
 
 
 def _run_doc(run: RunRecord, open_steps: int) -> dict[str, Any]:
