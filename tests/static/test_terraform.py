@@ -482,8 +482,10 @@ def _blocks_of(kind: str, btype: str) -> dict[str, Any]:
 TOOLING_PACKAGES = ("workflow/localcloud", "workflow/mock_runner")
 # Python lines of the archive: 6,701 when it shipped the tooling too, 3,737 once it did not
 # (55.8 %); retries, concurrency limits, timeouts and run control then added about 650 lines
-# of product. The budget makes the next growth a decision, not a drift.
-ARCHIVE_LINE_BUDGET = 4_600
+# of product (4,435), and moving what only the command line and the benchmarks use out of it
+# (local DAG files, user credentials, the embedded bus's hook, operation counters) took it to
+# about 4,130. The budget makes the next growth a decision, not a drift.
+ARCHIVE_LINE_BUDGET = 4_200
 # The expression of local.function_source_files, with its fileset() patterns as the only variables.
 ARCHIVE_EXPRESSION = re.compile(
     r"\$\{sort\(concat\(\[(?P<literal>[^\]]*)\], tolist\(setsubtract\("
