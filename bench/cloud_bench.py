@@ -15,6 +15,7 @@ next to AWS Step Functions and Google Cloud Workflows for the same DAG.
 from __future__ import annotations
 
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -127,9 +128,30 @@ def run_dag(cloud: LocalCloud, dag: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def baseline(cloud: LocalCloud, count: int) -> float:
+def emulator_cpu(cloud: LocalCloud) -> dict[str, float]:
+    """CPU seconds each emulator's process group has used so far (from /proc)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    groups = {"firestore": cloud.firestore, "pubsub": cloud.pubsub}
+    used = dict.fromkeys(groups, 0.0)
+    for entry in Path("/proc").iterdir():
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        for name, service in groups.items():
+            if service is not None and int(fields[2]) == service.process.pgid:
+                used[name] += (int(fields[11]) + int(fields[12])) / tick
+    return used
+
+
+def cpu_since(cloud: LocalCloud, before: dict[str, float]) -> dict[str, float]:
+    return {k: v - before[k] for k, v in emulator_cpu(cloud).items()}
+
+
+def baseline(cloud: LocalCloud, count: int) -> tuple[float, dict[str, float]]:
     """Seconds to push `count` messages through a function writing one document each
-    (after 20 warm-up messages, as the engine's runs follow a warm-up run)."""
+    (after 20 warm-up messages, as the engine's runs follow a warm-up run), and the
+    emulators' CPU seconds meanwhile."""
     collection = f"baseline-{uuid.uuid4().hex[:8]}"
     # Its own runtime dir: gunicorn keeps a control socket there, one per server.
     env = {**cloud.env, **SERVER, "BASELINE_COLLECTION": collection, "XDG_RUNTIME_DIR": tempfile.mkdtemp()}
@@ -138,7 +160,8 @@ def baseline(cloud: LocalCloud, count: int) -> float:
         topic = f"baseline-{uuid.uuid4().hex[:8]}"
         pubsub_wiring.wire_push_trigger(cloud.project, topic, fn.url, host=cloud.pubsub_host)
         push(cloud, topic, collection, 20)
-        return push(cloud, topic, collection, count)
+        before = emulator_cpu(cloud)
+        return push(cloud, topic, collection, count), cpu_since(cloud, before)
     finally:
         fn.stop()
 
@@ -163,9 +186,12 @@ def push(cloud: LocalCloud, topic: str, collection: str, count: int) -> float:
 def main() -> None:
     with LocalCloud(poll=0, mock_duration=0, count_ops=True, extra_env=SERVER) as cloud:
         run_dag(cloud, fan(10))  # warm-up: first calls into the emulators and functions are slow
-        results = [run_dag(cloud, fan(200)), run_dag(cloud, chain(50)), run_dag(cloud, fan(200, 20))]
+        before = emulator_cpu(cloud)
+        results = [run_dag(cloud, fan(200))]
+        fan_cpu = cpu_since(cloud, before)
+        results += [run_dag(cloud, chain(50)), run_dag(cloud, fan(200, 20))]
         fan_messages = round(results[0]["messages"] * results[0]["steps"])
-        base = baseline(cloud, fan_messages)
+        base, base_cpu = baseline(cloud, fan_messages)
     print("cloud runtime on the local cloud (Firestore and Pub/Sub emulators, functions-framework)")
     print(f"{'DAG':<10}{'steps':>6}{'wall s':>8}{'steps/s':>9}{'p50 ms':>8}{'p95 ms':>8}"
           f"{'reads':>7}{'writes':>8}{'msgs':>6}{'calls':>7}   (per step)")
@@ -177,6 +203,8 @@ def main() -> None:
     f, limited = results[0], results[2]
     print(f"\nbaseline: {fan_messages} plain messages, one document each: {base:.2f} s")
     print(f"fan-200 run / baseline: {f['wall_s'] / base:.2f}x (target <= 2x)")
+    print(f"emulator CPU, fan-200 / baseline: Firestore {fan_cpu['firestore']:.1f} s / {base_cpu['firestore']:.1f} s, "
+          f"Pub/Sub {fan_cpu['pubsub']:.1f} s / {base_cpu['pubsub']:.1f} s (on {os.cpu_count()} CPUs)")
     joins = f["writes"]
     print(f"Firestore writes per step in fan-200 (each has 1 or 200 incoming edges): {joins:.2f}")
     print(f"fan-200 under maxParallel 20: {limited['wall_s']:.2f} s, {limited['wall_s'] / f['wall_s']:.2f}x the "
