@@ -128,30 +128,30 @@ def run_dag(cloud: LocalCloud, dag: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def emulator_cpu(cloud: LocalCloud) -> dict[str, float]:
-    """CPU seconds each emulator's process group has used so far (from /proc)."""
-    tick = os.sysconf("SC_CLK_TCK")
-    groups = {"firestore": cloud.firestore, "pubsub": cloud.pubsub}
+def cpu(cloud: LocalCloud, functions: list[Any]) -> dict[str, float]:
+    """CPU seconds used so far by the emulators' process groups and by `functions`' (from
+    /proc; a process that has ended is no longer counted, so sample while they run)."""
+    groups = {"firestore": [cloud.firestore], "pubsub": [cloud.pubsub], "functions": functions}
+    pgids = {s.process.pgid: name for name, services in groups.items() for s in services if s is not None}
     used = dict.fromkeys(groups, 0.0)
     for entry in Path("/proc").iterdir():
         try:
             fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
         except (OSError, IndexError):
             continue
-        for name, service in groups.items():
-            if service is not None and int(fields[2]) == service.process.pgid:
-                used[name] += (int(fields[11]) + int(fields[12])) / tick
+        if int(fields[2]) in pgids:
+            used[pgids[int(fields[2])]] += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
     return used
 
 
-def cpu_since(cloud: LocalCloud, before: dict[str, float]) -> dict[str, float]:
-    return {k: v - before[k] for k, v in emulator_cpu(cloud).items()}
+def cpu_since(cloud: LocalCloud, functions: list[Any], before: dict[str, float]) -> dict[str, float]:
+    return {k: v - before[k] for k, v in cpu(cloud, functions).items()}
 
 
 def baseline(cloud: LocalCloud, count: int) -> tuple[float, dict[str, float]]:
     """Seconds to push `count` messages through a function writing one document each
     (after 20 warm-up messages, as the engine's runs follow a warm-up run), and the
-    emulators' CPU seconds meanwhile."""
+    emulators' and the function's CPU seconds meanwhile."""
     collection = f"baseline-{uuid.uuid4().hex[:8]}"
     # Its own runtime dir: gunicorn keeps a control socket there, one per server.
     env = {**cloud.env, **SERVER, "BASELINE_COLLECTION": collection, "XDG_RUNTIME_DIR": tempfile.mkdtemp()}
@@ -160,8 +160,8 @@ def baseline(cloud: LocalCloud, count: int) -> tuple[float, dict[str, float]]:
         topic = f"baseline-{uuid.uuid4().hex[:8]}"
         pubsub_wiring.wire_push_trigger(cloud.project, topic, fn.url, host=cloud.pubsub_host)
         push(cloud, topic, collection, 20)
-        before = emulator_cpu(cloud)
-        return push(cloud, topic, collection, count), cpu_since(cloud, before)
+        before = cpu(cloud, [fn])
+        return push(cloud, topic, collection, count), cpu_since(cloud, [fn], before)
     finally:
         fn.stop()
 
@@ -186,9 +186,9 @@ def push(cloud: LocalCloud, topic: str, collection: str, count: int) -> float:
 def main() -> None:
     with LocalCloud(poll=0, mock_duration=0, count_ops=True, extra_env=SERVER) as cloud:
         run_dag(cloud, fan(10))  # warm-up: first calls into the emulators and functions are slow
-        before = emulator_cpu(cloud)
+        before = cpu(cloud, list(cloud.functions.values()))
         results = [run_dag(cloud, fan(200))]
-        fan_cpu = cpu_since(cloud, before)
+        fan_cpu = cpu_since(cloud, list(cloud.functions.values()), before)
         results += [run_dag(cloud, chain(50)), run_dag(cloud, fan(200, 20))]
         fan_messages = round(results[0]["messages"] * results[0]["steps"])
         base, base_cpu = baseline(cloud, fan_messages)
@@ -203,8 +203,8 @@ def main() -> None:
     f, limited = results[0], results[2]
     print(f"\nbaseline: {fan_messages} plain messages, one document each: {base:.2f} s")
     print(f"fan-200 run / baseline: {f['wall_s'] / base:.2f}x (target <= 2x)")
-    print(f"emulator CPU, fan-200 / baseline: Firestore {fan_cpu['firestore']:.1f} s / {base_cpu['firestore']:.1f} s, "
-          f"Pub/Sub {fan_cpu['pubsub']:.1f} s / {base_cpu['pubsub']:.1f} s (on {os.cpu_count()} CPUs)")
+    print("CPU s, fan-200 / baseline: " + ", ".join(f"{k} {fan_cpu[k]:.1f} / {base_cpu[k]:.1f}" for k in fan_cpu)
+          + f"; total {sum(fan_cpu.values()):.1f} / {sum(base_cpu.values()):.1f} on {os.cpu_count()} CPUs")
     joins = f["writes"]
     print(f"Firestore writes per step in fan-200 (each has 1 or 200 incoming edges): {joins:.2f}")
     print(f"fan-200 under maxParallel 20: {limited['wall_s']:.2f} s, {limited['wall_s'] / f['wall_s']:.2f}x the "
