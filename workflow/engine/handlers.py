@@ -173,7 +173,7 @@ def _submit(ports: Ports, step: StepRecord, claim_key: str) -> None:
     # chains. A job that ended at once is recorded by that check without polling. The check
     # is published while the submission is recorded: the store never lets the record undo
     # an end the check recorded first, and a check that finds the step still PENDING at its
-    # attempt keeps polling.
+    # attempt records the job itself.
     check = _first_check(step, now, job)
     ended = job_outcome(job.state) is not None
     confirmed = ports.bus.begin_publish([check], delay=0.0 if ended else ports.settings.poll_interval)
