@@ -27,8 +27,7 @@ from urllib.parse import urlsplit
 from .adapters.http.auth import check_token
 from .bootstrap.cloud import CloudRuntime
 from .dagfile import parse_dag
-from .engine import handle
-from .engine.handlers import announce
+from .engine import announce, handle
 from .errors import AuthError, DagInvalid, InputError, PoisonMessage, TransientError
 from .model import codec
 from .model.dag import Dag
@@ -113,7 +112,7 @@ def dag_uploaded(event: Any, rt: CloudRuntime) -> None:
         log.info("ignored gs://%s/%s: not a DAG file under %r", bucket, name, rt.edge.dag_prefix)
         return
     run_id = upload_run_id(bucket, name, generation)
-    if rt.ports.store.get_run(run_id) is not None:
+    if rt.ports.store.runs.get_run(run_id) is not None:
         log.info("upload already started run %s", run_id, extra={"run_id": run_id})
         return
     metadata = obj.get("metadata") or {}
@@ -179,7 +178,7 @@ def _started(request: _Request, rt: CloudRuntime) -> Started:
     """Start the run a start request asks for, or record it INVALID; idempotent per run id:
     a repeated run id changes nothing and answers as the first request did."""
     run_id = request.run_id
-    existing = rt.ports.store.get_run(run_id)
+    existing = rt.ports.store.runs.get_run(run_id)
     if existing is not None:
         log.info("run %s already started", run_id, extra={"run_id": run_id})
         return Started(run_id, existing.problems if existing.status is RunStatus.INVALID else ())
@@ -330,7 +329,7 @@ def _record_invalid(rt: CloudRuntime, request: _Request, problems: list[str]) ->
     now = rt.ports.clock()
     run = RunRecord(run_id, RunStatus.INVALID, redact(shown_url, secrets), source=redact(request.source, secrets),
                     created_at=now, finished_at=now, problems=tuple(problems))
-    rt.ports.store.create_run(run, [])
+    rt.ports.store.runs.create_run(run, [])
     announce(rt.ports, RunEnded.of(run, []))  # once: a claim guards it
     return Started(run_id, tuple(problems))
 
@@ -410,7 +409,7 @@ def run_request(body: Mapping[str, Any], rt: CloudRuntime) -> RunRequest:
 
 def _against_run(message: RunControl, rt: CloudRuntime) -> tuple[str, tuple[str, ...]]:
     """(why there is nothing to do, what is wrong) for `message` given its run's state."""
-    run = rt.ports.store.get_run(message.run_id)
+    run = rt.ports.store.runs.get_run(message.run_id)
     if run is None:
         return "", (f"no run {message.run_id!r}",)
     if not isinstance(message, RerunRun):
@@ -422,7 +421,7 @@ def _against_run(message: RunControl, rt: CloudRuntime) -> tuple[str, tuple[str,
         return f"rerun number {message.reruns + 1} was already done (the run has had {done})", ()
     if not run.status.terminal:
         return "it is still RUNNING: cancel it first, or resume it", ()
-    if message.from_step and rt.ports.store.get_step(run.run_id, message.from_step) is None:
+    if message.from_step and rt.ports.store.steps.get_step(run.run_id, message.from_step) is None:
         return "", (f"run {run.run_id} has no step {message.from_step!r}",)
     return "", ()
 

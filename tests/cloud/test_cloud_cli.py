@@ -32,7 +32,7 @@ pytestmark = pytest.mark.cloud
 
 ROOT = Path(__file__).resolve().parents[2]
 TAG = "cli"  # the label holding a test's unique tag
-BUSY = "workflow.engine.handlers.Busy: "  # a duplicate delivery finding the other at work: redelivered
+BUSY = "workflow.engine.context.Busy: "  # a duplicate delivery finding the other at work: redelivered
 
 
 @pytest.fixture(scope="module")

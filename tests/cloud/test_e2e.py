@@ -59,7 +59,7 @@ def cloud(require_tool: Callable[[Callable[[], LocalCloud]], LocalCloud]) -> Ite
         _stop(stack)
 
 
-BUSY = "workflow.engine.handlers.Busy: "
+BUSY = "workflow.engine.context.Busy: "
 """What a duplicate delivery raises when it finds the other one at work: it is redelivered."""
 
 

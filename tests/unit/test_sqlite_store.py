@@ -8,8 +8,7 @@ from typing import Any
 import pytest
 
 from store_contract import StoreContract
-from workflow.adapters.embedded import sqlite_store
-from workflow.adapters.embedded.sqlite_store import SqliteStateStore
+from workflow.adapters.embedded.sqlite_store import SqliteStateStore, database
 
 
 class SqliteReads:
@@ -17,7 +16,7 @@ class SqliteReads:
         def broken(row: Any) -> None:
             raise sqlite3.OperationalError("read failed")
 
-        monkeypatch.setattr(sqlite_store, "_step", broken)
+        monkeypatch.setattr(database, "step_of", broken)
 
 
 class TestSqliteInMemory(SqliteReads, StoreContract):

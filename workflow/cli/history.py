@@ -45,7 +45,7 @@ def runs(argv: Sequence[str], out: TextIO) -> int:
     with _reading(args) as (store, _):
         shown = None
         while True:
-            found = store.list_runs(args.limit, args.status)
+            found = store.runs.list_runs(args.limit, args.status)
             if found != shown:
                 _print_list(found, args.json, out, again=shown is not None)
                 shown = found
@@ -79,14 +79,14 @@ def status(argv: Sequence[str], out: TextIO) -> int:
         run = _appeared(store, args, where)
         shown = None
         while True:
-            steps = store.list_steps(args.run_id)
+            steps = store.steps.list_steps(args.run_id)
             if (run, steps) != shown:
                 _print_status(run, steps, args.json, out, again=shown is not None)
                 shown = (run, steps)
             if not args.watch or run.status.terminal:
                 return exit_code(run.status)
             time.sleep(args.interval)
-            run = store.get_run(args.run_id) or run
+            run = store.runs.get_run(args.run_id) or run
 
 
 APPEAR_WITHIN = 30.0  # seconds `status --watch` waits for a run not recorded yet (an upload being handled)
@@ -96,7 +96,7 @@ def _appeared(store: StateStore, args: argparse.Namespace, where: str) -> RunRec
     """The run; with --watch, waited for up to APPEAR_WITHIN s. InputError if there is none."""
     give_up = time.monotonic() + (APPEAR_WITHIN if args.watch else 0.0)
     while True:
-        run = store.get_run(args.run_id)
+        run = store.runs.get_run(args.run_id)
         if run is not None:
             return run
         if time.monotonic() >= give_up:
@@ -197,11 +197,11 @@ def cancel(argv: Sequence[str], out: TextIO) -> int:
         return _nothing_to("cancel", run, out)
     rt = embedded(Settings(), jwt="none", db_path=args.db, workers=1)  # never calls the Task Runner
     try:
-        running = [s for s in rt.store.list_steps(run.run_id) if s.state is StepState.RUNNING]
+        running = [s for s in rt.store.steps.list_steps(run.run_id) if s.state is StepState.RUNNING]
         rt.bus.publish([CancelRun(run.run_id, "run cancelled from the command line")])
         while not rt.bus.idle():
             time.sleep(0.05)
-        ended = rt.store.get_run(run.run_id)
+        ended = rt.store.runs.get_run(run.run_id)
     finally:
         rt.close()
     print(f"run {run.run_id} {ended.status.value if ended else 'CANCELLED'}", file=out)
@@ -248,9 +248,9 @@ def _await(ctl: CloudControl, before: RunRecord, seen: Callable[[RunRecord, RunR
     now, shown = before, False
     while not (shown and now.status.terminal) and time.monotonic() < deadline:
         time.sleep(CLOUD_POLL)
-        now = ctl.store.get_run(before.run_id) or now
+        now = ctl.store.runs.get_run(before.run_id) or now
         shown = seen(before, now)
-    print_run(now, ctl.store.list_steps(now.run_id), out)
+    print_run(now, ctl.store.steps.list_steps(now.run_id), out)
     follow = f"'python main.py status --cloud {now.run_id} --watch' follows it"
     if not shown:
         print(f"error: run {now.run_id} does not show the {action} request after {args.wait:g} s: are the "
@@ -296,10 +296,10 @@ def _parsed(p: argparse.ArgumentParser, argv: Sequence[str]) -> argparse.Namespa
 
 def _existing(store: StateStore, args: argparse.Namespace, where: str) -> tuple[RunRecord, list[StepRecord]]:
     """The run and its steps; InputError if there is no such run, or no such --from step."""
-    run = store.get_run(args.run_id)
+    run = store.runs.get_run(args.run_id)
     if run is None:
         raise _no_run(args, where)
-    steps = store.list_steps(args.run_id)
+    steps = store.steps.list_steps(args.run_id)
     if getattr(args, "from_step", "") and args.from_step not in {s.step_id for s in steps}:
         raise InputError(f"run {run.run_id} has no step {args.from_step!r}")
     return run, steps

@@ -1,0 +1,43 @@
+"""StateStore on Firestore (native mode), free of hot-document transactions. One module
+per role; what Firestore holds is in `layout.py`."""
+
+from __future__ import annotations
+
+from typing import Self
+
+from .claims import FirestoreClaims
+from .layout import (
+    BATCH,
+    BATCH_BYTES,
+    MAX_DOCUMENT_BYTES,
+    STEP_GROWTH_BYTES,
+    _batches,
+    check_sizes,
+    sized_step_docs,
+)
+from .runs import FirestoreRuns
+from .steps import FirestoreSteps
+
+
+class FirestoreStateStore(FirestoreRuns, FirestoreSteps, FirestoreClaims):
+    """Plays every role of the StateStore port: runs, steps (with their slots) and claims."""
+
+    @property
+    def runs(self) -> Self:
+        return self
+
+    @property
+    def steps(self) -> Self:
+        return self
+
+    @property
+    def claims(self) -> Self:
+        return self
+
+    @property
+    def slots(self) -> Self:
+        return self
+
+
+__all__ = ["BATCH", "BATCH_BYTES", "MAX_DOCUMENT_BYTES", "STEP_GROWTH_BYTES", "FirestoreStateStore", "_batches",
+           "check_sizes", "sized_step_docs"]

@@ -1,0 +1,57 @@
+"""RerunRun: run an ended run's failed, cancelled and skipped steps again (and a chosen
+step and its descendants), keeping its successes (the store's RERUN transition)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from ..errors import PoisonMessage
+from ..model.dag import reachable
+from ..model.join import waiting_on
+from ..model.messages import RerunRun
+from ..model.records import Attempt, StepRecord
+from ..model.states import RunStatus, StepState
+from ..model.transitions import RERUN
+from .context import Ports, dispatch, ids, log, run_of
+
+
+def rerun_run(msg: RerunRun, ports: Ports) -> None:
+    """Start the next attempt of the run's failed, cancelled and skipped steps (and of
+    `from_step` and its descendants), keeping its successes; dispatch those now ready."""
+    run = run_of(ports, msg.run_id)
+    if len(run.reruns) == msg.reruns:
+        if run.status is RunStatus.RUNNING:
+            raise PoisonMessage(f"run {msg.run_id!r} is still running: cancel it first, or resume it")
+        chosen = _to_rerun(ports.store.steps.list_steps(msg.run_id), msg)
+        ports.store.runs.rerun_steps(msg.run_id, msg.reruns, chosen, ports.clock())
+        log.info("rerun of %d step(s)", len(chosen), extra=ids(msg.run_id))
+    elif len(run.reruns) != msg.reruns + 1:
+        return  # an older request
+    # this rerun is recorded (now, or by an earlier delivery): dispatch what is ready
+    steps = ports.store.steps.list_steps(msg.run_id)
+    dispatch(ports, msg.run_id, [s.step_id for s in steps if s.state is StepState.PENDING and s.waiting_on == 0])
+
+
+def _to_rerun(steps: list[StepRecord], msg: RerunRun) -> list[StepRecord]:
+    """The steps to run again, each as it must become (next attempt, join counter recounted).
+    A PENDING step of an ended run was reset by a rerun that crashed half-way: it is taken
+    as it is, so a redelivered request completes that rerun without counting it twice."""
+    by_id = {s.step_id: s for s in steps}
+    if msg.from_step and msg.from_step not in by_id:
+        raise PoisonMessage(f"run {msg.run_id!r} has no step {msg.from_step!r}")
+    again = {s.step_id for s in steps if s.state in RERUN.from_states}
+    if msg.from_step:
+        again |= {msg.from_step} | reachable({s.step_id: s.successors for s in steps}, msg.from_step)
+    result = []
+    for s in steps:
+        if s.step_id not in again:
+            continue
+        waiting = waiting_on(s.depends_on, again, lambda d: by_id[d].state is StepState.SUCCEEDED)
+        if s.state is StepState.PENDING:
+            result.append(replace(s, waiting_on=waiting))
+            continue
+        earlier = Attempt(s.attempt, s.state, s.job_id, s.message, s.submitted_at, s.finished_at)
+        result.append(replace(s, state=StepState.PENDING, attempt=s.attempt + 1, history=(*s.history, earlier),
+                              waiting_on=waiting, job_id="", job_state="", message="", submitted_at=None,
+                              finished_at=None))
+    return result
