@@ -1,5 +1,5 @@
-"""README's snippets marked `<!-- runnable: localcloud -->` run as written against the local cloud,
-from a directory outside the repository, with the environment `localcloud up` prints."""
+"""The docs' snippets marked `<!-- runnable: localcloud -->` (docs/local-cloud.md) run as written against
+the local cloud, from a directory outside the repository, with the environment `localcloud up` prints."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ BLOCK = re.compile(r"<!-- runnable: (\w+) -->\n```(\w+)\n(.*?)```", re.S)
 
 
 def snippets(tier: str) -> list[str]:
-    return [code for found, _, code in BLOCK.findall((ROOT / "README.md").read_text()) if found == tier]
+    return [code for found, _, code in BLOCK.findall((ROOT / "docs" / "local-cloud.md").read_text()) if found == tier]
 
 
 def test_readme_marks_its_local_cloud_snippet() -> None:

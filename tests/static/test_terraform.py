@@ -1012,7 +1012,7 @@ def test_cloud_scheduler_is_enabled_and_its_agent_may_publish_only_on_the_engine
 
 
 def test_the_deployer_may_manage_scheduler_jobs() -> None:
-    readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    readme = (REPO_ROOT / "docs" / "deploy.md").read_text(encoding="utf-8")
     bootstrap = readme[readme.index("for role in roles/serviceusage"):]
     assert "roles/cloudscheduler.admin" in bootstrap[: bootstrap.index("done")]
     assert re.search(r"^\| \| `roles/cloudscheduler\.admin` \(project\) \|", readme, re.M)
