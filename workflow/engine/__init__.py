@@ -1,5 +1,5 @@
 """The engine: stateless handlers, one per message type."""
 
-from .handlers import Ports, handle
+from .handlers import Ports, announce, handle
 
-__all__ = ["Ports", "handle"]
+__all__ = ["Ports", "announce", "handle"]
