@@ -262,11 +262,11 @@ class CloudCli:
 
 @pytest.fixture
 def cli(rt: CloudRuntime, monkeypatch: pytest.MonkeyPatch) -> CloudCli:
-    from workflow.cli import history
+    from workflow.cli import cloud_requests
 
     fake = CloudCli(rt)
-    monkeypatch.setattr(history, "control", lambda **where: fake.control)
-    monkeypatch.setattr(history, "CLOUD_POLL", 0.01)
+    monkeypatch.setattr(cloud_requests, "control", lambda **where: fake.control)
+    monkeypatch.setattr(cloud_requests, "CLOUD_POLL", 0.01)
     monkeypatch.delenv("GOOGLE_CLOUD_PROJECT", raising=False)
     return fake
 
