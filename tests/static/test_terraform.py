@@ -589,7 +589,7 @@ def test_fileset_mirror_matches_terraform_semantics() -> None:
 
 def test_source_archive_allow_list_covers_the_runtime_code() -> None:
     files = archive_files()
-    assert {"main.py", "requirements.txt", "workflow/__init__.py", "workflow/entrypoints.py"} <= set(files)
+    assert {"main.py", "requirements.txt", "workflow/__init__.py", "workflow/entrypoints/__init__.py"} <= set(files)
     for excluded in ("tests/", ".venv", "terraform/", "bench/", "scripts/"):
         assert not [f for f in files if f.startswith(excluded)], f"{excluded} in the function archive"
     extensions = set(tf_locals()["function_source_extensions"])

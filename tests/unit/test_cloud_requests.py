@@ -19,11 +19,12 @@ from enginekit import ListBus, ScriptedRunner
 from workflow.adapters.embedded.events import RecordedEvents
 from workflow.adapters.embedded.sqlite_store import SqliteStateStore
 from workflow.adapters.http.auth import StaticToken
+from workflow.admission.run_requests import parse_run_request, run_request
 from workflow.bootstrap import cloud as cloud_bootstrap
 from workflow.bootstrap.cloud import CloudRuntime
 from workflow.bootstrap.control import CloudControl, control
 from workflow.engine import handle
-from workflow.entrypoints import PUBSUB_PUBLISHED, parse_run_request, run_request, start_message
+from workflow.entrypoints import PUBSUB_PUBLISHED, start_message
 from workflow.errors import InputError, TransientError
 from workflow.model.messages import CancelRun, ReconcileRun, RerunRun
 from workflow.model.states import RunStatus, StepState
@@ -261,11 +262,11 @@ class CloudCli:
 
 @pytest.fixture
 def cli(rt: CloudRuntime, monkeypatch: pytest.MonkeyPatch) -> CloudCli:
-    from workflow.cli import history
+    from workflow.cli import cloud_requests
 
     fake = CloudCli(rt)
-    monkeypatch.setattr(history, "control", lambda **where: fake.control)
-    monkeypatch.setattr(history, "CLOUD_POLL", 0.01)
+    monkeypatch.setattr(cloud_requests, "control", lambda **where: fake.control)
+    monkeypatch.setattr(cloud_requests, "CLOUD_POLL", 0.01)
     monkeypatch.delenv("GOOGLE_CLOUD_PROJECT", raising=False)
     return fake
 

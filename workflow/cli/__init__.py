@@ -12,12 +12,16 @@ import sys
 from collections.abc import Sequence
 from typing import TextIO
 
+from ..errors import InputError
 from ..ports import TaskRunner
-from .history import COMMANDS, command
-from .output import print_summary
+from .acting import cancel, rerun, resume
+from .output import EXIT_INTERRUPTED, EXIT_USAGE, print_summary
+from .reading import runs, status
 from .run import main as run
 
 __all__ = ["main", "print_summary"]
+
+COMMANDS = {"runs": runs, "status": status, "resume": resume, "rerun": rerun, "cancel": cancel}
 
 
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None, runner: TaskRunner | None = None) -> int:
@@ -26,3 +30,15 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None, runner: T
     if args and args[0] in COMMANDS:
         return command(args[0], args[1:], out or sys.stdout, runner)
     return run(args, out, runner)
+
+
+def command(name: str, argv: Sequence[str], out: TextIO, runner: TaskRunner | None) -> int:
+    try:
+        if name in ("resume", "rerun"):
+            return COMMANDS[name](argv, out, runner)  # type: ignore[call-arg]
+        return COMMANDS[name](argv, out)
+    except InputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:  # `--watch` ends this way; a run being executed handles it itself
+        return EXIT_INTERRUPTED

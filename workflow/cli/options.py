@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from dataclasses import replace
 
 from ..adapters.http.auth import check_token
@@ -58,6 +59,13 @@ def add_cloud(p: argparse.ArgumentParser, *, requests: bool = False) -> None:
         g.add_argument("--timeout", dest="wait", type=seconds_arg, default=300.0, metavar="SECONDS",
                        help="wait at most this long for the run to show the request and end (default: "
                             "%(default)g); exit 3 if it does not show the request by then")
+
+
+def parsed(p: argparse.ArgumentParser, argv: Sequence[str]) -> argparse.Namespace:
+    """The arguments, checked to be those of one runtime."""
+    args = p.parse_args(argv)
+    check_runtime(args)
+    return args
 
 
 def check_runtime(args: argparse.Namespace) -> None:

@@ -148,3 +148,16 @@ def as_json(value: Any) -> str:
     if isinstance(value, list):
         return json.dumps([clean(v) for v in value], default=str, indent=2)
     return json.dumps(clean(value), default=str, indent=2)
+
+
+def nothing_to(verb: str, run: RunRecord, out: TextIO) -> int:
+    """Say why there is nothing to do for `run`; its exit code."""
+    state = f"already ended {run.status.value}" if run.status.terminal else "is still RUNNING (cancel it first)"
+    print(f"run {run.run_id} {state}: nothing to {verb}", file=out)
+    return exit_code(run.status)
+
+
+def print_kept_jobs(running: Sequence[StepRecord], out: TextIO) -> None:
+    for step in running:
+        print(f"  job {step.job_id} of step {step.step_id} keeps running at the Task Runner "
+              "(the protocol has no cancel request)", file=out)

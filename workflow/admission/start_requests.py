@@ -1,0 +1,224 @@
+"""A start request: checked (every problem found, none raised), then the run started, or
+recorded INVALID with its report and its end announced; idempotent per run id."""
+
+import dataclasses
+import json
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from ..adapters.http.auth import check_token
+from ..bootstrap.cloud import CloudRuntime
+from ..dagfile import parse_dag
+from ..engine import announce, handle
+from ..errors import AuthError, DagInvalid, InputError
+from ..model import codec
+from ..model.dag import Dag
+from ..model.events import RunEnded
+from ..model.messages import StartRun
+from ..model.records import RunRecord
+from ..model.states import RunStatus
+from ..model.text import excerpt, redact
+from ..model.urls import origin_of
+from ..settings import ALLOW_HTTP_ENV, ALLOWED_ORIGINS_ENV, DAG_BUCKETS_ENV, TR_URL_ENV, EdgeSettings
+
+log = logging.getLogger("workflow.entrypoints")  # the functions' log lines keep one logger name
+
+START_KEYS = frozenset({"action", "dag_path", "dag", "tr_hostname", "tr_url", "tr_auth_jwt", "run_id"})
+MAX_START_BYTES = 1_048_576
+MAX_TR_URL = 2_048
+MAX_DAG_PATH = 1_024
+
+
+@dataclass(frozen=True)
+class StartRequest:
+    """A start request after its checks: `problems` lists everything wrong with it."""
+
+    run_id: str
+    source: str
+    tr_url: Any
+    jwt: Any
+    problems: list[str]
+    body: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Started:
+    """The outcome of a start request: the run id and, for an INVALID run, its report."""
+
+    run_id: str
+    problems: tuple[str, ...] = ()
+
+
+def json_object(data: bytes) -> tuple[dict[str, Any] | None, str]:
+    """(the JSON object, "") or (None, why not)."""
+    if len(data) > MAX_START_BYTES:
+        return None, f"the start request is {len(data):,}+ bytes long (at most {MAX_START_BYTES:,})"
+    try:
+        body = json.loads(data)
+    except RecursionError:
+        return None, "the start request is nested too deeply to be read"
+    except ValueError as exc:
+        return None, f"the start request is not JSON ({excerpt(str(exc), 120)})"
+    if not isinstance(body, dict):
+        return None, f"the start request is a JSON {type(body).__name__}, not an object"
+    return body, ""
+
+
+def checked_start(data: bytes, fallback_id: str, edge: EdgeSettings, aliases: Mapping[str, str]) -> StartRequest:
+    """The start request in `data` (its `aliases` renamed), with every problem it has."""
+    body, problem = json_object(data)
+    if body is None:
+        return StartRequest(fallback_id, "inline", "", None, [problem])
+    problems = _renamed(body, aliases)
+    run_id = body.get("run_id", fallback_id)
+    id_problem = codec.id_problem(run_id, "run_id")
+    if id_problem:
+        run_id = fallback_id
+        problems.append(id_problem)
+    unknown = sorted(set(body) - START_KEYS)
+    if unknown:
+        problems.append(f"unknown key(s) {excerpt(', '.join(unknown), 300)} (known: {', '.join(sorted(START_KEYS))})")
+    given = body.get("tr_hostname") or body.get("tr_url")
+    tr_url = given or edge.default_tr_url
+    problems += tr_url_problems(tr_url, edge, "tr_hostname" if given else TR_URL_ENV)
+    problems += _token_problems(body)
+    problems += _dag_problems(body, edge)
+    path = body.get("dag_path")
+    source = excerpt(path, 200) if isinstance(path, str) else "inline"
+    return StartRequest(run_id, source, tr_url, body.get("tr_auth_jwt"), problems, body)
+
+
+def _renamed(body: dict[str, Any], aliases: Mapping[str, str]) -> list[str]:
+    """Rename the aliased keys in place; a problem for each key given under both names."""
+    problems = []
+    for alias, key in aliases.items():
+        if alias in body:
+            if key in body:
+                problems.append(f"give {alias!r} or {key!r}, not both")
+            body[key] = body.pop(alias)
+    return problems
+
+
+def tr_url_problems(url: Any, edge: EdgeSettings, where: str) -> list[str]:
+    """Why the functions must not send requests (with their identity's token) to `url`."""
+    if not isinstance(url, str):
+        return [f"{where} must be a string, not {type(url).__name__}"]
+    if len(url) > MAX_TR_URL:
+        return [f"{where} is {len(url):,} characters long (at most {MAX_TR_URL:,})"]
+    try:
+        parts = urlsplit(url)
+        _ = parts.port
+    except ValueError:
+        parts = None
+    if parts is None or parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        return [f"no usable Task Runner URL in {where} ({excerpt(url, 100)!r}): set {TR_URL_ENV}, or "
+                "tr_hostname in the start message, or the object's metadata tr_url"]
+    if "@" in parts.netloc:
+        return [f"{where}: a Task Runner URL with userinfo (user@host) is refused"]
+    origin = excerpt(origin_of(url), 300)
+    problems = []
+    if origin_of(url) not in edge.allowed_tr_origins:
+        allowed = ", ".join(sorted(edge.allowed_tr_origins)) or "none"
+        problems.append(f"{where}: Task Runner origin {origin} is not allowed ({ALLOWED_ORIGINS_ENV}: {allowed})")
+    if parts.scheme.lower() == "http" and not edge.allow_http_tr:
+        problems.append(f"{where}: Task Runner origin {origin} is plain http, refused ({ALLOW_HTTP_ENV}=1 "
+                        "allows it, for local use only)")
+    return problems
+
+
+def _token_problems(body: dict[str, Any]) -> list[str]:
+    if "tr_auth_jwt" not in body:
+        return []
+    jwt = body["tr_auth_jwt"]
+    if not isinstance(jwt, str):
+        return [f"tr_auth_jwt must be a string, not {type(jwt).__name__}"]
+    try:
+        check_token(jwt, "tr_auth_jwt")
+    except AuthError as exc:
+        return [str(exc)]
+    return []
+
+
+def _dag_problems(body: dict[str, Any], edge: EdgeSettings) -> list[str]:
+    if ("dag" in body) == ("dag_path" in body):
+        return ["give exactly one of 'dag' (the DAG itself) or 'dag_path' (gs://bucket/object)"]
+    if "dag_path" not in body:
+        return []
+    path = body["dag_path"]
+    if not isinstance(path, str):
+        return [f"dag_path must be a string, not {type(path).__name__}"]
+    if len(path) > MAX_DAG_PATH:
+        return [f"dag_path is {len(path):,} characters long (at most {MAX_DAG_PATH:,})"]
+    bucket, _, name = path.removeprefix("gs://").partition("/")
+    if not path.startswith("gs://") or not name or bucket not in edge.dag_buckets:
+        buckets = ", ".join(sorted(edge.dag_buckets)) or "none"
+        return [f"dag_path {excerpt(path, 200)!r} is not gs://BUCKET/OBJECT in an allowed bucket "
+                f"({DAG_BUCKETS_ENV}: {buckets})"]
+    return []
+
+
+def start_requested(request: StartRequest, rt: CloudRuntime) -> Started:
+    """Start the run a start request asks for, or record it INVALID; a repeated run id
+    changes nothing and answers as the first request did."""
+    run_id = request.run_id
+    existing = rt.ports.store.runs.get_run(run_id)
+    if existing is not None:
+        log.info("run %s already started", run_id, extra={"run_id": run_id})
+        return Started(run_id, existing.problems if existing.status is RunStatus.INVALID else ())
+    return _start(rt, request, lambda: _requested_dag(request.body, rt))
+
+
+def start_upload(run_id: str, path: str, generation: str, given_tr_url: Any, rt: CloudRuntime) -> None:
+    """Start the run the upload of `path` makes (once per generation), or record it INVALID."""
+    if rt.ports.store.runs.get_run(run_id) is not None:
+        log.info("upload already started run %s", run_id, extra={"run_id": run_id})
+        return
+    tr_url = given_tr_url or rt.edge.default_tr_url
+    where = "the object's metadata tr_url" if given_tr_url else TR_URL_ENV
+    request = StartRequest(run_id, f"{path}#{generation}", tr_url, None, tr_url_problems(tr_url, rt.edge, where))
+    _start(rt, request, lambda: rt.dags.read(path))
+
+
+def _requested_dag(body: dict[str, Any], rt: CloudRuntime) -> Dag:
+    if "dag_path" in body:
+        return rt.dags.read(body["dag_path"])
+    try:
+        text = json.dumps(body["dag"])
+    except RecursionError:
+        raise InputError("the start message's 'dag' is nested too deeply") from None
+    return parse_dag(text.encode(), "the start message's 'dag'")
+
+
+def _start(rt: CloudRuntime, request: StartRequest, load: Callable[[], Dag]) -> Started:
+    """Start the run, or record it INVALID with every problem (and acknowledge)."""
+    problems = list(request.problems)
+    try:
+        if not problems:
+            dag = load()
+            sealed = rt.tokens.seal(request.jwt, run_id=request.run_id, origin=request.tr_url) if request.jwt else ""
+            handle(StartRun(request.run_id, dag, request.tr_url.rstrip("/"), source=request.source,
+                            tr_auth=sealed), rt.ports)
+            return Started(request.run_id)
+    except DagInvalid as exc:
+        problems = [str(p) for p in exc.problems]
+    except (InputError, RecursionError) as exc:
+        problems = [str(exc) if isinstance(exc, InputError) else "the DAG is nested too deeply"]
+    return _record_invalid(rt, request, problems)
+
+
+def _record_invalid(rt: CloudRuntime, request: StartRequest, problems: list[str]) -> Started:
+    """Record the run INVALID with its report; nothing of a caller's token is kept or logged."""
+    run_id = request.run_id
+    secrets = [request.jwt] if isinstance(request.jwt, str) else []
+    problems = [redact(p, secrets) for p in problems]
+    log.warning("run %s INVALID: %s", run_id, "; ".join(problems), extra={"run_id": run_id})
+    shown_url = request.tr_url if isinstance(request.tr_url, str) and not request.problems else ""
+    now = rt.ports.clock()
+    run = RunRecord(run_id, RunStatus.INVALID, redact(shown_url, secrets), source=redact(request.source, secrets),
+                    created_at=now, finished_at=now, problems=tuple(problems))
+    rt.ports.store.runs.create_run(run, [])
+    announce(rt.ports, RunEnded.of(run, []))  # once: a claim guards it
+    return Started(run_id, tuple(problems))

@@ -1,0 +1,118 @@
+"""`resume`, `rerun` and `cancel`: act on a run, on the embedded runtime (`--db`), or with
+`--cloud` by a request published on the start topic, which the functions handle."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, TextIO
+
+from .. import logs
+from ..bootstrap.embedded import embedded
+from ..model.messages import CancelRun, Message, ReconcileRun, RerunRun
+from ..model.records import RunRecord
+from ..model.states import RunStatus, StepState
+from ..ports import TaskRunner
+from ..settings import Settings
+from .cloud_requests import request
+from .options import Parser, add_cloud, add_db, add_execution, parsed, settings
+from .output import Seen, changes, exit_code, nothing_to, print_kept_jobs
+from .run import check_task_runner, interrupted, watch
+from .stores import existing, open_store
+
+
+def resume(argv: Sequence[str], out: TextIO, runner: TaskRunner | None = None) -> int:
+    p = Parser(prog="python main.py resume",
+               description="Continue an interrupted run: check its running jobs and dispatch what is ready. "
+                           "A job already submitted is never submitted again. With --cloud, a resume request "
+                           "is published instead: the functions reconcile the run as after a lost message (a "
+                           "submission claimed over 10 minutes ago with no job recorded fails its step), and "
+                           "the run is followed to its end.")
+    p.add_argument("run_id", metavar="RUN_ID")
+    add_execution(p)
+    add_cloud(p, requests=True)
+    args = parsed(p, argv)
+    if args.cloud:
+        return request(args, out, "resume", lambda run: {} if not run.status.terminal else None,
+                       lambda before, now: True)
+    return _execute(args, out, runner, lambda run: ReconcileRun(run.run_id) if not run.status.terminal else None,
+                    "resume")
+
+
+def rerun(argv: Sequence[str], out: TextIO, runner: TaskRunner | None = None) -> int:
+    p = Parser(prog="python main.py rerun",
+               description="Run an ended run's failed, cancelled and skipped steps again (with --from, that "
+                           "step and its descendants too), keeping its successes and every earlier attempt.")
+    p.add_argument("run_id", metavar="RUN_ID")
+    p.add_argument("--from", dest="from_step", default="", metavar="STEP",
+                   help="also run STEP and every step after it again")
+    add_execution(p)
+    add_cloud(p, requests=True)
+    args = parsed(p, argv)
+    if args.cloud:
+        return request(args, out, "rerun", _rerun_request, lambda before, now: len(now.reruns) > len(before.reruns))
+    return _execute(args, out, runner,
+                    lambda run: RerunRun(run.run_id, len(run.reruns), args.from_step) if run.status.terminal else None,
+                    "rerun")
+
+
+def _rerun_request(run: RunRecord) -> dict[str, Any] | None:
+    return {"reruns": len(run.reruns)} if run.status.terminal else None
+
+
+def _execute(args: argparse.Namespace, out: TextIO, runner: TaskRunner | None,
+             message_for: Callable[[RunRecord], Message | None], verb: str) -> int:
+    """Execute `message_for` the run on the embedded runtime and follow the run to its end."""
+    logs.configure(logging.INFO if args.verbose else logging.WARNING)
+    config = settings(args)
+    with open_store(args.db) as store:
+        run, steps = existing(store, args, args.db)
+    message = message_for(run)
+    if message is not None and runner is None:
+        check_task_runner(run.tr_url, args.jwt)  # fail now, with a way out, not at the first check
+    if message is None:
+        return nothing_to(verb, run, out)
+    rt = embedded(config, runner, jwt=args.jwt, db_path=args.db)
+    try:
+        seen: Seen = {}
+        for step in steps:
+            changes(step, seen)  # what happened before is not news
+        print(f"{verb}: run {run.run_id}; times are UTC", file=out, flush=True)
+        rt.bus.publish([message])
+        return exit_code(watch(rt, run.run_id, out, seen=seen))
+    except KeyboardInterrupt:
+        return interrupted(run.run_id, args.db)
+    finally:
+        rt.close()
+
+
+def cancel(argv: Sequence[str], out: TextIO) -> int:
+    p = Parser(prog="python main.py cancel",
+               description="Cancel a run, also while another process executes it: nothing more is submitted, "
+                           "its open steps end CANCELLED. Jobs already submitted keep running at the Task "
+                           "Runner (its protocol has no cancel request); their ids are listed.")
+    p.add_argument("run_id", metavar="RUN_ID")
+    add_db(p)
+    add_cloud(p, requests=True)
+    args = parsed(p, argv)
+    if args.cloud:
+        return request(args, out, "cancel", lambda run: None if run.status.terminal else {},
+                       lambda before, now: now.status.terminal)
+    with open_store(args.db) as store:
+        run, _ = existing(store, args, args.db)
+    if run.status.terminal:
+        return nothing_to("cancel", run, out)
+    rt = embedded(Settings(), jwt="none", db_path=args.db, workers=1)  # never calls the Task Runner
+    try:
+        running = [s for s in rt.store.list_steps(run.run_id) if s.state is StepState.RUNNING]
+        rt.bus.publish([CancelRun(run.run_id, "run cancelled from the command line")])
+        while not rt.bus.idle():
+            time.sleep(0.05)
+        ended = rt.store.get_run(run.run_id)
+    finally:
+        rt.close()
+    print(f"run {run.run_id} {ended.status.value if ended else 'CANCELLED'}", file=out)
+    print_kept_jobs(running, out)
+    return exit_code(RunStatus.CANCELLED)

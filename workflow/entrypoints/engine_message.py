@@ -1,0 +1,71 @@
+"""One of the engine's own messages, decoded and handed to the engine when due (a message
+not yet due waits inline, or goes back to Pub/Sub, or is published afresh)."""
+
+import logging
+import math
+import time
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from ..bootstrap.cloud import CloudRuntime
+from ..engine import handle
+from ..errors import PoisonMessage, TransientError
+from ..model import codec
+from ..model.text import excerpt
+from .events import pubsub_message
+
+log = logging.getLogger("workflow.entrypoints")
+
+REPUBLISH_AFTER = 60.0
+"""Seconds a message not yet due bounces (4 deliveries, fewer than the 5 a dead-letter
+policy allows at least) before it is published again, still due when it was."""
+
+
+class NotYet(TransientError):
+    """A delayed message arrived early: hand it back so Pub/Sub redelivers it later."""
+
+
+def engine_message(event: Any, rt: CloudRuntime, clock: Callable[[], float] = time.time,
+                   sleep: Callable[[float], None] = time.sleep) -> None:
+    data, attributes, message_id = pubsub_message(event)
+    ids = {"run_id": attributes.get("run_id", ""), "step_id": attributes.get("step_id", "")}
+    try:
+        msg = codec.decode(data)
+        due = _not_before(attributes.get("not_before"))
+    except PoisonMessage as exc:
+        log.error("dropped malformed message %s: %s", message_id, exc, extra=ids)
+        return
+    wait = due - clock()
+    if wait > rt.edge.max_inline_wait:
+        if clock() - _published_at(event, clock()) > REPUBLISH_AFTER:
+            # before its redeliveries run out (dead letter), publish it afresh, still due at `due`
+            rt.ports.bus.publish([msg], delay=wait)
+            return
+        raise NotYet(f"message {message_id} is due in {wait:.1f} s")
+    if wait > 0:
+        sleep(wait)
+    try:
+        handle(msg, rt.ports)
+    except PoisonMessage as exc:
+        log.error("dropped message %s: %s", message_id, exc, extra=ids)
+
+
+def _published_at(event: Any, default: float) -> float:
+    """When Pub/Sub accepted the message (its `publishTime`), in Unix seconds."""
+    raw = str(((event.data or {}).get("message") or {}).get("publishTime") or "")
+    try:
+        return datetime.fromisoformat(raw).timestamp()
+    except ValueError:
+        return default
+
+
+def _not_before(raw: str | None) -> float:
+    """The `not_before` attribute in Unix seconds (0 when absent); PoisonMessage if malformed."""
+    try:
+        value = float(raw or 0)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        raise PoisonMessage(f"attribute not_before={excerpt(str(raw), 40)!r} is not a Unix time")
+    return value

@@ -1,0 +1,45 @@
+"""The HTTP start function: a POSTed start request or run request, answered in JSON."""
+
+import logging
+import uuid
+from typing import Any
+
+from ..admission.run_requests import RunRequest, run_request
+from ..admission.start_requests import MAX_START_BYTES, checked_start, json_object, start_requested
+from ..bootstrap.cloud import CloudRuntime
+from ..errors import TransientError
+from ..model.text import excerpt
+
+log = logging.getLogger("workflow.entrypoints")
+
+HTTP_ALIASES = {"workflow-path": "dag_path", "tr-url": "tr_hostname"}  # the Go tool's service
+
+
+def start_over_http(request: Any, rt: CloudRuntime) -> tuple[int, dict[str, Any]]:
+    """(HTTP status, JSON body) for a werkzeug request: 202 started, 400 INVALID, 405, 415, 503."""
+    if request.method != "POST":
+        return 405, {"error": "use POST with a JSON start request"}
+    if request.mimetype != "application/json":
+        return 415, {"error": f"Content-Type must be application/json, not {excerpt(request.mimetype, 100)!r}"}
+    data = request.stream.read(MAX_START_BYTES + 1)  # one byte more than allowed: enough to refuse
+    body, _ = json_object(data)
+    if body is not None and body.get("action", "start") != "start":
+        return _answer(run_request(body, rt))
+    checked = checked_start(data, f"start-http-{uuid.uuid4().hex}", rt.edge, HTTP_ALIASES)
+    try:
+        started = start_requested(checked, rt)
+    except TransientError as exc:
+        log.warning("run %s: retry later: %s", checked.run_id, exc, extra={"run_id": checked.run_id})
+        return 503, {"run_id": checked.run_id, "error": f"try again later: {exc}"}
+    if started.problems:
+        return 400, {"run_id": started.run_id, "problems": list(started.problems)}
+    return 202, {"run_id": started.run_id}
+
+
+def _answer(request: RunRequest) -> tuple[int, dict[str, Any]]:
+    """The HTTP answer to a run request: 202 handed over, 400 invalid, 409 nothing to do."""
+    if request.problems:
+        return 400, {"run_id": request.run_id, "problems": list(request.problems)}
+    if request.ignored:
+        return 409, {"run_id": request.run_id, "error": request.ignored}
+    return 202, {"run_id": request.run_id, "action": request.action}

@@ -1,0 +1,17 @@
+"""A message on the start topic: a start request, or a request (`"action"`) about a run."""
+
+from typing import Any
+
+from ..admission.run_requests import run_request
+from ..admission.start_requests import checked_start, json_object, start_requested
+from ..bootstrap.cloud import CloudRuntime
+from .events import pubsub_message
+
+
+def start_message(event: Any, rt: CloudRuntime) -> None:
+    data, _, message_id = pubsub_message(event)
+    body, _ = json_object(data)
+    if body is not None and body.get("action", "start") != "start":
+        run_request(body, rt)
+        return
+    start_requested(checked_start(data, f"start-{message_id}", rt.edge, {}), rt)

@@ -1,0 +1,31 @@
+"""A DAG file uploaded to GCS starts a run, one per object generation; other objects are ignored."""
+
+import hashlib
+import logging
+import re
+from typing import Any
+
+from ..admission.start_requests import start_upload
+from ..bootstrap.cloud import CloudRuntime
+
+log = logging.getLogger("workflow.entrypoints")
+
+DAG_EXTENSIONS = (".yaml", ".yml", ".json")
+
+
+def dag_uploaded(event: Any, rt: CloudRuntime) -> None:
+    obj = event.data or {}
+    bucket, name, generation = str(obj.get("bucket", "")), str(obj.get("name", "")), str(obj.get("generation", ""))
+    if not name.startswith(rt.edge.dag_prefix) or not name.lower().endswith(DAG_EXTENSIONS):
+        log.info("ignored gs://%s/%s: not a DAG file under %r", bucket, name, rt.edge.dag_prefix)
+        return
+    metadata = obj.get("metadata") or {}
+    given = metadata.get("tr_url") or metadata.get("tr_hostname")
+    start_upload(upload_run_id(bucket, name, generation), f"gs://{bucket}/{name}", generation, given, rt)
+
+
+def upload_run_id(bucket: str, name: str, generation: str) -> str:
+    """Deterministic: one upload (bucket, object, generation) is one run."""
+    digest = hashlib.sha256(f"{bucket}/{name}#{generation}".encode()).hexdigest()[:16]
+    stem = re.sub(r"[^A-Za-z0-9_-]+", "-", name.rsplit("/", 1)[-1].rsplit(".", 1)[0])[:60].strip("-")
+    return f"{stem or 'dag'}-{digest}"
