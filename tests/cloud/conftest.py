@@ -17,8 +17,8 @@ from unittest import mock
 
 import pytest
 
-from workflow.localcloud import processes
-from workflow.localcloud.processes import MissingTool, Service
+from devtools.localcloud import processes
+from devtools.localcloud.processes import MissingTool, Service
 
 PROJECT = "localcloud-test"
 
@@ -132,6 +132,6 @@ def firestore_client(firestore_emulator: Service) -> Any:
 @pytest.fixture(scope="session")
 def storage_client(storage_emulator: Service) -> Any:
     """A google-cloud-storage client bound to the GCS emulator, anonymous."""
-    from workflow.localcloud.eventarc import storage_client as make
+    from devtools.localcloud.eventarc import storage_client as make
 
     return make(storage_emulator.url, PROJECT)

@@ -22,9 +22,9 @@ from typing import Any
 import pytest
 import requests
 
+from devtools.localcloud import processes
+from devtools.localcloud.stack import LocalCloud, RunTimeout
 from polling import wait_until
-from workflow.localcloud import processes
-from workflow.localcloud.stack import LocalCloud, RunTimeout
 from workflow.model.records import RunRecord
 from workflow.model.states import RunStatus, StepState
 

@@ -14,13 +14,13 @@ import pytest
 from google.cloud.firestore_v1.batch import WriteBatch
 from google.cloud.firestore_v1.document import DocumentReference
 
+from devtools.localcloud import processes
+from devtools.localcloud.op_counts import counting
+from devtools.localcloud.processes import Service
+from devtools.localcloud.stack import COUNTED_SOURCE, FUNCTION_SOURCE, LocalCloud
 from polling import wait_until
 from store_contract import make_run, ok
 from workflow.adapters.gcp.firestore_store import FirestoreStateStore
-from workflow.localcloud import processes
-from workflow.localcloud.op_counts import counting
-from workflow.localcloud.processes import Service
-from workflow.localcloud.stack import COUNTED_SOURCE, FUNCTION_SOURCE, LocalCloud
 from workflow.model.records import Claim
 
 pytestmark = pytest.mark.cloud

@@ -21,15 +21,15 @@ from typing import Any
 import pytest
 import requests
 
+from devtools.localcloud import eventarc, processes, pubsub_wiring
+from devtools.localcloud.processes import ManagedProcess, MissingTool, Service, StartupError
 from polling import wait_until
-from workflow.localcloud import eventarc, processes, pubsub_wiring
-from workflow.localcloud.processes import ManagedProcess, MissingTool, Service, StartupError
 
 LOG = logging.getLogger(__name__)
 
 pytestmark = pytest.mark.cloud
 
-BASELINE = "workflow/localcloud/baseline.py"
+BASELINE = "devtools/localcloud/baseline.py"
 
 
 
@@ -399,7 +399,7 @@ def test_functions_framework_reads_the_finalize_event_delivered_twice(
 def test_baseline_message_decoding_without_a_server(monkeypatch: pytest.MonkeyPatch) -> None:
     from cloudevents.http import CloudEvent
 
-    from workflow.localcloud import baseline
+    from devtools.localcloud import baseline
 
     written: dict[str, Any] = {}
 

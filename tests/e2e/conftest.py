@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from devtools.mock_runner import MockTaskRunner
 from workflow.adapters.embedded.sqlite_store import SqliteStateStore
-from workflow.mock_runner import MockTaskRunner
 from workflow.model.states import RunStatus
 
 TOKEN = "test-token"

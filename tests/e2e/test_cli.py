@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from workflow.mock_runner import MockTaskRunner, fingerprint
+from devtools.mock_runner import MockTaskRunner, fingerprint
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "test-token"  # what the `mock` fixture (conftest.py) requires
@@ -302,7 +302,7 @@ esac
     assert done.returncode == 0, done.stderr
     lines = calls.read_text().splitlines()
     assert "-m pip install" in lines[1] and "-r requirements-dev.txt" in lines[1]
-    assert lines[-1] == "-m workflow.localcloud up --poll 1" and "installing what the local cloud needs" in done.stderr
+    assert lines[-1] == "-m devtools.localcloud up --poll 1" and "installing what the local cloud needs" in done.stderr
 
 
 def test_the_local_cloud_script_runs_the_local_cloud_command() -> None:

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from devtools.mock_runner import MockTaskRunner
 from polling import wait_until
-from workflow.mock_runner import MockTaskRunner
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "test-token"  # what the `mock` fixture (conftest.py) requires

@@ -14,12 +14,12 @@ from typing import Any
 
 import pytest
 
+from devtools.localcloud.processes import free_port
+from devtools.mock_runner import MockTaskRunner
 from polling import wait_until
 from workflow.adapters.embedded.inprocess_bus import InProcessBus
 from workflow.adapters.embedded.waiting_runner import WaitingTaskRunner
 from workflow.bootstrap.embedded import embedded, token_source
-from workflow.localcloud.processes import free_port
-from workflow.mock_runner import MockTaskRunner
 from workflow.model.dag import Dag, Step, Task
 from workflow.model.messages import StartRun
 from workflow.model.records import RunRecord, StepRecord

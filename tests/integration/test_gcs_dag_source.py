@@ -14,10 +14,10 @@ from typing import Any
 
 import pytest
 
+from devtools.localcloud import processes
 from workflow.adapters.dag_sources import EMULATOR_ENV, DagSources
 from workflow.dagfile.limits import MAX_FILE_BYTES
 from workflow.errors import DagInvalid, DagNotFound
-from workflow.localcloud import processes
 
 SEED = b"""\
 name: fork-join

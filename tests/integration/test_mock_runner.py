@@ -18,10 +18,7 @@ from typing import Any
 import pytest
 import requests
 
-from polling import wait_until
-from workflow.adapters.http.auth import StaticToken
-from workflow.adapters.http.task_runner import HttpTaskRunner
-from workflow.mock_runner import (
+from devtools.mock_runner import (
     DURATION_LABEL,
     FAIL_ATTEMPTS_LABEL,
     FINAL_LABEL,
@@ -29,7 +26,10 @@ from workflow.mock_runner import (
     fingerprint,
     job_state,
 )
-from workflow.mock_runner.server import Request, RunnerState, max_overlap
+from devtools.mock_runner.server import Request, RunnerState, max_overlap
+from polling import wait_until
+from workflow.adapters.http.auth import StaticToken
+from workflow.adapters.http.task_runner import HttpTaskRunner
 from workflow.model.dag import Task
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -577,7 +577,7 @@ def read_line(process: subprocess.Popen[str], limit: float = TIMEOUT) -> str:
 def test_cli_serves_on_a_free_port_and_stops_on_sigterm() -> None:
     token = "cli-secret-token"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
-    command = [sys.executable, "-m", "workflow.mock_runner", "--port", "0", "--duration", "0", "--token", token]
+    command = [sys.executable, "-m", "devtools.mock_runner", "--port", "0", "--duration", "0", "--token", token]
     process = subprocess.Popen(
         command, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         start_new_session=True,

@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
+from devtools.mock_runner import MockTaskRunner, fingerprint
 from workflow.adapters.http.auth import SealedTokens, StaticToken
 from workflow.adapters.http.task_runner import HttpTaskRunner
 from workflow.errors import StatusRefused, SubmissionOutcomeUnknown, SubmissionRefused, TaskRunnerUnavailable
-from workflow.mock_runner import MockTaskRunner, fingerprint
 from workflow.model.dag import Task
 
 TASK = Task("train", "gcr.io/p/train:1", {"epochs": "3"}, scale_tier="BASIC", labels={"team": "ml"})

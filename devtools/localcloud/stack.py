@@ -1,7 +1,7 @@
 """The whole cloud runtime on one machine: emulators, the four functions, their triggers, a mock.
 
 `LocalCloud` starts, each on a free loopback port and (for a server process) in its own
-process group through `workflow.localcloud.processes`:
+process group through `devtools.localcloud.processes`:
 
 - the Firestore, Pub/Sub and GCS emulators;
 - the bundled mock Task Runner, in this process (`mock`: read its `submissions()`);
@@ -52,9 +52,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from devtools.mock_runner import MockTaskRunner
 from workflow.adapters.gcp.firestore_store import FirestoreStateStore
 from workflow.entrypoints import upload_run_id
-from workflow.mock_runner import MockTaskRunner
 from workflow.model.messages import SweepRuns
 from workflow.model.records import RunRecord, StepRecord
 from workflow.settings import DEFAULT_MAX_INLINE_WAIT_SEC, DEFAULT_STALE_AFTER_SEC
@@ -76,7 +76,7 @@ DEFAULT_SWEEP_EVERY = 30.0
 MAX_POLL = 15.0
 """Above this a check, refused while early and redelivered every ~1 s, runs out of delivery attempts."""
 FUNCTION_SOURCE = "main.py"
-COUNTED_SOURCE = "workflow/localcloud/counted_main.py"
+COUNTED_SOURCE = "devtools/localcloud/counted_main.py"
 """`main.py`'s functions, counting their Firestore operations and messages (`count_ops`)."""
 UPLOAD_TARGET = "on_dag_uploaded"
 START_TARGET = "on_start_message"

@@ -1,7 +1,7 @@
-"""`python -m workflow.localcloud {up,upload,status}`: the cloud runtime on this machine.
+"""`python -m devtools.localcloud {up,upload,status}`: the cloud runtime on this machine.
 
 - `up` starts the emulators, the mock Task Runner, the four functions and their triggers
-  (see `workflow.localcloud.stack`), prints where everything is and the `export` lines a
+  (see `devtools.localcloud.stack`), prints where everything is and the `export` lines a
   shell needs, writes them to the state file and runs until Ctrl-C or SIGTERM; then it
   stops everything and removes the state file.
 - `upload FILE` uploads a DAG file to the bucket (which starts a run) and prints its run id.
@@ -48,7 +48,7 @@ from .stack import (
 )
 
 DEFAULT_STATE_FILE = ".localcloud.json"
-PROG = "python -m workflow.localcloud"
+PROG = "python -m devtools.localcloud"
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 

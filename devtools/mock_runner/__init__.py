@@ -6,10 +6,10 @@ In tests::
         ...  # point the executor at runner.url, then assert on runner.requests()
         assert runner.in_flight()["max"] <= 2  # a run's maxParallel held
 
-From a shell: ``python -m workflow.mock_runner --port 8080``.
+From a shell: ``python -m devtools.mock_runner --port 8080``.
 """
 
-from workflow.mock_runner.server import (
+from devtools.mock_runner.server import (
     DURATION_LABEL,
     FAIL_ATTEMPTS_LABEL,
     FAULT_PATHS,
