@@ -7,17 +7,17 @@ In tests::
         assert runner.in_flight()["max"] <= 2  # a run's maxParallel held
 
 From a shell: ``python -m devtools.mock_runner --port 8080``.
+
+Modules: `jobs` (what a submission asks for, how a job's state unfolds), `faults` (injected
+answers), `state` (jobs, records and faults of one mock, the token check), `app` (the
+Werkzeug routes), `server` (the threaded server's life cycle: :class:`MockTaskRunner`).
 """
 
-from devtools.mock_runner.server import (
-    DURATION_LABEL,
-    FAIL_ATTEMPTS_LABEL,
-    FAULT_PATHS,
-    FINAL_LABEL,
-    MockTaskRunner,
-    fingerprint,
-    job_state,
-)
+from .app import wsgi_app
+from .faults import FAULT_PATHS
+from .jobs import DURATION_LABEL, FAIL_ATTEMPTS_LABEL, FINAL_LABEL, job_state, max_overlap
+from .server import MockTaskRunner
+from .state import RunnerState, fingerprint
 
 __all__ = [
     "DURATION_LABEL",
@@ -25,6 +25,9 @@ __all__ = [
     "FAULT_PATHS",
     "FINAL_LABEL",
     "MockTaskRunner",
+    "RunnerState",
     "fingerprint",
     "job_state",
+    "max_overlap",
+    "wsgi_app",
 ]

@@ -13,7 +13,7 @@ import sys
 import time
 from types import FrameType
 
-from devtools.mock_runner.server import DURATION_LABEL, FAIL_ATTEMPTS_LABEL, FINAL_LABEL, MockTaskRunner
+from devtools.mock_runner import DURATION_LABEL, FAIL_ATTEMPTS_LABEL, FINAL_LABEL, MockTaskRunner
 from workflow.cli.options import seconds_arg
 
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
