@@ -27,7 +27,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from devtools.localcloud import processes, pubsub_wiring
+from devtools.localcloud import functions, pubsub_wiring
 from devtools.localcloud.stack import LocalCloud
 
 # Every function, ours and the baseline's, serves this many requests at once.
@@ -155,7 +155,7 @@ def baseline(cloud: LocalCloud, count: int) -> tuple[float, dict[str, float]]:
     collection = f"baseline-{uuid.uuid4().hex[:8]}"
     # Its own runtime dir: gunicorn keeps a control socket there, one per server.
     env = {**cloud.env, **SERVER, "BASELINE_COLLECTION": collection, "XDG_RUNTIME_DIR": tempfile.mkdtemp()}
-    fn = processes.start_function(Path("devtools/localcloud/baseline.py"), "write_one", env)
+    fn = functions.start_function(Path("devtools/localcloud/baseline.py"), "write_one", env)
     try:
         topic = f"baseline-{uuid.uuid4().hex[:8]}"
         pubsub_wiring.wire_push_trigger(cloud.project, topic, fn.url, host=cloud.pubsub_host)

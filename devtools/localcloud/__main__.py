@@ -34,18 +34,11 @@ from workflow.entrypoints import DAG_EXTENSIONS, upload_run_id
 from workflow.errors import InputError
 from workflow.settings import DEFAULT_STALE_AFTER_SEC
 
-from . import eventarc, processes, status
+from . import eventarc, processes, servers, status
+from .client import upload_object
 from .processes import MissingTool, StartupError
-from .stack import (
-    DEFAULT_SWEEP_EVERY,
-    ENGINE_TOPIC,
-    MAX_POLL,
-    START_TOPIC,
-    TARGETS,
-    LocalCloud,
-    require_tools,
-    upload_object,
-)
+from .stack import LocalCloud
+from .wiring import DEFAULT_SWEEP_EVERY, ENGINE_TOPIC, MAX_POLL, START_TOPIC, TARGETS, require_tools
 
 DEFAULT_STATE_FILE = ".localcloud.json"
 PROG = "python -m devtools.localcloud"
@@ -310,7 +303,7 @@ def upload(args: argparse.Namespace) -> int:
     env = {str(k): str(v) for k, v in state["env"].items()}
     bucket, prefix = str(state.get("bucket", "dags")), str(state.get("prefix", "dags/"))
     storage_url = env.get("STORAGE_EMULATOR_HOST", "")
-    if not processes.http_responds(storage_url + "/", any_status=True, timeout=3.0):
+    if not servers.http_responds(storage_url + "/", any_status=True, timeout=3.0):
         raise InputError(f"the storage emulator at {storage_url!r} (from {args.state_file}) does not answer: "
                          f"is '{PROG} up' still running?")
     name = args.name or f"{prefix}{source.name}"

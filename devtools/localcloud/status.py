@@ -16,7 +16,7 @@ from typing import Any
 
 from workflow.errors import InputError
 
-from . import processes
+from . import servers
 
 EMULATOR_HOSTS = ("FIRESTORE_EMULATOR_HOST", "PUBSUB_EMULATOR_HOST")
 
@@ -70,7 +70,7 @@ def locate(state_file: Path, environ: Mapping[str, str]) -> Target:
 
 def check_answers(target: Target, timeout: float = 3.0) -> None:
     """InputError when the Firestore emulator does not answer."""
-    if not processes.http_responds(f"http://{target.host_port}/", any_status=True, timeout=timeout):
+    if not servers.http_responds(f"http://{target.host_port}/", any_status=True, timeout=timeout):
         raise InputError(
             f"the Firestore emulator at {target.host_port} (from the {target.origin}) does not answer: "
             "is 'python -m devtools.localcloud up' still running?"

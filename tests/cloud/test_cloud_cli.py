@@ -23,7 +23,8 @@ import pytest
 import requests
 
 from devtools.localcloud import processes
-from devtools.localcloud.stack import LocalCloud, RunTimeout
+from devtools.localcloud.client import RunTimeout
+from devtools.localcloud.stack import LocalCloud
 from polling import wait_until
 from workflow.model.records import RunRecord
 from workflow.model.states import RunStatus, StepState

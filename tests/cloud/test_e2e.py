@@ -21,7 +21,9 @@ import yaml
 from google.cloud.firestore_v1.base_query import FieldFilter
 
 from devtools.localcloud import eventarc, processes, pubsub_wiring
-from devtools.localcloud.stack import ENGINE_TARGET, EVENTS_TOPIC, UPLOAD_TARGET, LocalCloud, RunTimeout
+from devtools.localcloud.client import RunTimeout
+from devtools.localcloud.stack import LocalCloud
+from devtools.localcloud.wiring import ENGINE_TARGET, EVENTS_TOPIC, UPLOAD_TARGET
 from devtools.mock_runner import fingerprint
 from polling import wait_until
 from workflow.model.records import RunRecord, StepRecord

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from devtools.localcloud import processes
-from devtools.localcloud.stack import require_tools
+from devtools.localcloud.wiring import require_tools
 
 pytestmark = pytest.mark.cloud
 

@@ -11,7 +11,7 @@ from unittest import mock
 import pytest
 
 from devtools.localcloud import pubsub_wiring
-from devtools.localcloud.processes import Service
+from devtools.localcloud.servers import Service
 from workflow.adapters.gcp.pubsub_bus import PubSubBus
 from workflow.model import codec
 from workflow.model.messages import CheckJob, DispatchStep

@@ -10,7 +10,7 @@ import pytest
 
 from bus_contract import BusContract, Channel, Delivered
 from devtools.localcloud import pubsub_wiring
-from devtools.localcloud.processes import Service
+from devtools.localcloud.servers import Service
 from polling import wait_until
 from workflow.adapters.gcp.pubsub_bus import PubSubBus
 from workflow.model import codec

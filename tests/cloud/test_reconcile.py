@@ -22,8 +22,10 @@ import pytest
 
 from devtools.localcloud import processes, pubsub_wiring
 from devtools.localcloud.__main__ import build_parser, up
+from devtools.localcloud.client import RunTimeout
 from devtools.localcloud.scheduler import SweepTimer
-from devtools.localcloud.stack import DEAD_LETTER_TOPIC, ENGINE_TARGET, LocalCloud, RunTimeout
+from devtools.localcloud.stack import LocalCloud
+from devtools.localcloud.wiring import DEAD_LETTER_TOPIC, ENGINE_TARGET
 from polling import wait_until
 from workflow.errors import InputError
 from workflow.model import codec

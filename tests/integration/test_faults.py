@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from devtools.localcloud.processes import free_port
+from devtools.localcloud.servers import free_port
 from devtools.mock_runner import MockTaskRunner
 from polling import wait_until
 from workflow.adapters.embedded.inprocess_bus import InProcessBus
