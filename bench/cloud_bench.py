@@ -6,7 +6,7 @@ topic, with instant jobs (the mock Task Runner ends a job at its first check) an
 interval of 0. Prints wall time, steps/s, the p50/p95 latency from a job seen finished (the
 mock's answer to the status request) to its successors' submission, and Firestore reads,
 writes and Pub/Sub messages per step (counted inside the functions, which the local cloud
-serves from `workflow/localcloud/counted_main.py` for this). In the same run it measures
+serves from `devtools/localcloud/counted_main.py` for this). In the same run it measures
 the baseline: as many plain messages pushed through a function that writes one Firestore
 document each. Last, a cost per 1,000 steps from those counts and list prices,
 next to AWS Step Functions and Google Cloud Workflows for the same DAG.
@@ -27,8 +27,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from workflow.localcloud import processes, pubsub_wiring
-from workflow.localcloud.stack import LocalCloud
+from devtools.localcloud import functions, pubsub_wiring
+from devtools.localcloud.stack import LocalCloud
 
 # Every function, ours and the baseline's, serves this many requests at once.
 SERVER = {"THREADS": "16", "WORKERS": "2"}
@@ -155,7 +155,7 @@ def baseline(cloud: LocalCloud, count: int) -> tuple[float, dict[str, float]]:
     collection = f"baseline-{uuid.uuid4().hex[:8]}"
     # Its own runtime dir: gunicorn keeps a control socket there, one per server.
     env = {**cloud.env, **SERVER, "BASELINE_COLLECTION": collection, "XDG_RUNTIME_DIR": tempfile.mkdtemp()}
-    fn = processes.start_function(Path("workflow/localcloud/baseline.py"), "write_one", env)
+    fn = functions.start_function(Path("devtools/localcloud/baseline.py"), "write_one", env)
     try:
         topic = f"baseline-{uuid.uuid4().hex[:8]}"
         pubsub_wiring.wire_push_trigger(cloud.project, topic, fn.url, host=cloud.pubsub_host)

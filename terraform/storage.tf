@@ -57,9 +57,9 @@ resource "google_storage_bucket" "function_source" {
 
 # ---------------------------------------------------------------------------
 # Function source archive: an explicit allow-list (main.py, requirements.txt
-# and the workflow package), so tests, virtualenvs, caches and the terraform
-# directory can never end up in the upload. Developer tooling inside the
-# package (the local cloud and the mock Task Runner) is left out as well.
+# and the workflow package), so tests, virtualenvs, caches, the terraform
+# directory and the developer tools (devtools/: the local cloud and the mock
+# Task Runner) can never end up in the upload.
 # ---------------------------------------------------------------------------
 
 locals {
@@ -69,12 +69,10 @@ locals {
   # contains any other file type, so nothing is silently left out.
   function_source_extensions = ["py", "pyi", "typed", "json", "yaml", "yml"]
 
-  # Developer tooling, run from a checkout only (python -m workflow.localcloud,
-  # python -m workflow.mock_runner), and what only the command line uses (the CLI and
-  # the embedded runtime: SQLite, the in-process bus; local DAG files; gcloud user
-  # credentials). A static test fails if shipped code imports any of it.
+  # What only the command line uses (the CLI and the embedded runtime: SQLite, the
+  # in-process bus; local DAG files; gcloud user credentials). A static test fails if
+  # shipped code imports any of it.
   function_source_excluded = [
-    "workflow/localcloud/**", "workflow/mock_runner/**",
     "workflow/cli/**", "workflow/adapters/embedded/**", "workflow/bootstrap/embedded.py",
     "workflow/bootstrap/control.py", "workflow/adapters/local_dags.py",
     "workflow/adapters/http/user_tokens.py",

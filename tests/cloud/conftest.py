@@ -17,8 +17,9 @@ from unittest import mock
 
 import pytest
 
-from workflow.localcloud import processes
-from workflow.localcloud.processes import MissingTool, Service
+from devtools.localcloud import emulators, functions, processes
+from devtools.localcloud.processes import MissingTool
+from devtools.localcloud.servers import Service
 
 PROJECT = "localcloud-test"
 
@@ -65,19 +66,19 @@ def project() -> str:
 @pytest.fixture(scope="session")
 def firestore_emulator() -> Iterator[Service]:
     """The session's Firestore emulator."""
-    yield from _serve(lambda: processes.start_firestore_emulator(PROJECT))
+    yield from _serve(lambda: emulators.start_firestore_emulator(PROJECT))
 
 
 @pytest.fixture(scope="session")
 def pubsub_emulator() -> Iterator[Service]:
     """The session's Pub/Sub emulator."""
-    yield from _serve(lambda: processes.start_pubsub_emulator(PROJECT))
+    yield from _serve(lambda: emulators.start_pubsub_emulator(PROJECT))
 
 
 @pytest.fixture(scope="session")
 def storage_emulator() -> Iterator[Service]:
     """The session's GCS emulator (in memory)."""
-    yield from _serve(processes.start_storage_emulator)
+    yield from _serve(emulators.start_storage_emulator)
 
 
 @pytest.fixture(scope="session")
@@ -111,7 +112,7 @@ def start_function(cloud_env: dict[str, str]) -> Iterator[Callable[..., Service]
 
     def start(source: str | Path, target: str, **env: str) -> Service:
         merged = {**cloud_env, **env}
-        service = require(lambda: processes.start_function(source, target, merged))
+        service = require(lambda: functions.start_function(source, target, merged))
         started.append(service)
         return service
 
@@ -132,6 +133,6 @@ def firestore_client(firestore_emulator: Service) -> Any:
 @pytest.fixture(scope="session")
 def storage_client(storage_emulator: Service) -> Any:
     """A google-cloud-storage client bound to the GCS emulator, anonymous."""
-    from workflow.localcloud.eventarc import storage_client as make
+    from devtools.localcloud.eventarc import storage_client as make
 
     return make(storage_emulator.url, PROJECT)

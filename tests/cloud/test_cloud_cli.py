@@ -9,10 +9,8 @@ the engine. What the mock received tells which jobs were submitted, and when.
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -22,9 +20,11 @@ from typing import Any
 import pytest
 import requests
 
+from devtools.localcloud import processes
+from devtools.localcloud.client import RunTimeout
+from devtools.localcloud.stack import LocalCloud
 from polling import wait_until
-from workflow.localcloud import processes
-from workflow.localcloud.stack import LocalCloud, RunTimeout
+from support import run_main
 from workflow.model.records import RunRecord
 from workflow.model.states import RunStatus, StepState
 
@@ -56,10 +56,8 @@ def tag(cloud: LocalCloud) -> Iterator[str]:
 
 def main_py(cloud: LocalCloud, *args: str, timeout: float = 120.0) -> subprocess.CompletedProcess[str]:
     """`python main.py ARGS --cloud --project P`, with the emulator variables `up` exports."""
-    env = {**os.environ, **cloud.env, "WORKFLOW_FIRESTORE_DATABASE": "", "WORKFLOW_START_TOPIC": ""}
-    return subprocess.run([sys.executable, str(ROOT / "main.py"), *args, "--cloud", "--project", cloud.project],
-                          capture_output=True, text=True, timeout=timeout, cwd=ROOT, env=env,
-                          stdin=subprocess.DEVNULL, check=False)
+    env = {**cloud.env, "WORKFLOW_FIRESTORE_DATABASE": "", "WORKFLOW_START_TOPIC": ""}
+    return run_main(*args, "--cloud", "--project", cloud.project, cwd=ROOT, env=env, timeout=timeout)
 
 
 def task(image: str, tag: str, duration: str) -> dict[str, Any]:

@@ -20,10 +20,12 @@ import requests
 import yaml
 from google.cloud.firestore_v1.base_query import FieldFilter
 
+from devtools.localcloud import eventarc, processes, pubsub_wiring
+from devtools.localcloud.client import RunTimeout
+from devtools.localcloud.stack import LocalCloud
+from devtools.localcloud.wiring import ENGINE_TARGET, EVENTS_TOPIC, UPLOAD_TARGET
+from devtools.mock_runner import fingerprint
 from polling import wait_until
-from workflow.localcloud import eventarc, processes, pubsub_wiring
-from workflow.localcloud.stack import ENGINE_TARGET, EVENTS_TOPIC, UPLOAD_TARGET, LocalCloud, RunTimeout
-from workflow.mock_runner import fingerprint
 from workflow.model.records import RunRecord, StepRecord
 from workflow.model.states import RunStatus, StepState
 

@@ -6,10 +6,10 @@ from typing import Any
 
 import pytest
 
+from devtools.localcloud.op_counts import counting
 from store_contract import StoreContract, make_run, ok
 from workflow.adapters.gcp.firestore_store import BATCH, FirestoreStateStore
 from workflow.errors import TransientError
-from workflow.localcloud.op_counts import counting
 
 pytestmark = pytest.mark.cloud
 

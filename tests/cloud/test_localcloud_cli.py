@@ -1,4 +1,4 @@
-"""`python -m workflow.localcloud up | upload | status` in subprocesses, against the repository's example DAGs."""
+"""`python -m devtools.localcloud up | upload | status` in subprocesses, against the repository's example DAGs."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from workflow.localcloud import processes
-from workflow.localcloud.stack import require_tools
+from devtools.localcloud import processes
+from devtools.localcloud.wiring import require_tools
 
 pytestmark = pytest.mark.cloud
 
@@ -26,7 +26,7 @@ UP_TIMEOUT = 120.0
 
 def cli(*args: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "workflow.localcloud", *args],
+        [sys.executable, "-m", "devtools.localcloud", *args],
         cwd=ROOT, capture_output=True, text=True, timeout=timeout, check=False,
     )
 
@@ -74,7 +74,7 @@ def test_up_upload_status_then_sigterm_stops_everything(
     log = tmp_path / "up.log"
     with log.open("wb") as out:
         up = subprocess.Popen(
-            [sys.executable, "-m", "workflow.localcloud", "up", "--state-file", str(state), "--poll", "0.2"],
+            [sys.executable, "-m", "devtools.localcloud", "up", "--state-file", str(state), "--poll", "0.2"],
             cwd=ROOT, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
         )
     groups: dict[str, int] = {}

@@ -14,13 +14,14 @@ import pytest
 from google.cloud.firestore_v1.batch import WriteBatch
 from google.cloud.firestore_v1.document import DocumentReference
 
+from devtools.localcloud import functions
+from devtools.localcloud.op_counts import counting
+from devtools.localcloud.servers import Service
+from devtools.localcloud.stack import LocalCloud
+from devtools.localcloud.wiring import COUNTED_SOURCE, FUNCTION_SOURCE
 from polling import wait_until
 from store_contract import make_run, ok
 from workflow.adapters.gcp.firestore_store import FirestoreStateStore
-from workflow.localcloud import processes
-from workflow.localcloud.op_counts import counting
-from workflow.localcloud.processes import Service
-from workflow.localcloud.stack import COUNTED_SOURCE, FUNCTION_SOURCE, LocalCloud
 from workflow.model.records import Claim
 
 pytestmark = pytest.mark.cloud
@@ -74,7 +75,7 @@ def test_nothing_is_counted_outside_counting(firestore_client: Any) -> None:
 def test_the_local_cloud_serves_the_counting_functions_only_when_asked() -> None:
     assert LocalCloud().function_source == FUNCTION_SOURCE
     assert LocalCloud(count_ops=True).function_source == COUNTED_SOURCE
-    assert processes.function_source(COUNTED_SOURCE).name == "counted_main.py"
+    assert functions.function_source(COUNTED_SOURCE).name == "counted_main.py"
 
 
 def post(url: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:

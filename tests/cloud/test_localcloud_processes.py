@@ -21,15 +21,16 @@ from typing import Any
 import pytest
 import requests
 
+from devtools.localcloud import emulators, eventarc, processes, pubsub_wiring, servers
+from devtools.localcloud.processes import ManagedProcess, MissingTool, StartupError
+from devtools.localcloud.servers import Service
 from polling import wait_until
-from workflow.localcloud import eventarc, processes, pubsub_wiring
-from workflow.localcloud.processes import ManagedProcess, MissingTool, Service, StartupError
 
 LOG = logging.getLogger(__name__)
 
 pytestmark = pytest.mark.cloud
 
-BASELINE = "workflow/localcloud/baseline.py"
+BASELINE = "devtools/localcloud/baseline.py"
 
 
 
@@ -53,8 +54,8 @@ class Capture:
             def log_message(self, format: str, *args: Any) -> None:
                 LOG.debug(format, *args)
 
-        self.server = ThreadingHTTPServer((processes.LOOPBACK, 0), Handler)
-        self.url = f"http://{processes.LOOPBACK}:{self.server.server_port}"
+        self.server = ThreadingHTTPServer((servers.LOOPBACK, 0), Handler)
+        self.url = f"http://{servers.LOOPBACK}:{self.server.server_port}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 
@@ -118,23 +119,23 @@ def test_firestore_reset_empties_the_project(
 ) -> None:
     collection = firestore_client.collection(unique_id("c"))
     collection.document("d").set({"x": 1})
-    processes.reset_firestore(firestore_emulator.host_port, "localcloud-test")
+    emulators.reset_firestore(firestore_emulator.host_port, "localcloud-test")
     assert list(collection.stream()) == []
 
 
 def test_stop_ends_the_whole_group_and_frees_the_port(
     project: str, require_tool: Callable[[Callable[[], Service]], Service]
 ) -> None:
-    service = require_tool(lambda: processes.start_firestore_emulator(project))
+    service = require_tool(lambda: emulators.start_firestore_emulator(project))
     pgid, port = service.process.pgid, service.port
     assert processes.group_exists(pgid)
-    assert not processes.port_is_free(port)
+    assert not servers.port_is_free(port)
 
     service.stop()
 
     with pytest.raises(ProcessLookupError):
         os.killpg(pgid, 0)
-    assert processes.port_is_free(port)
+    assert servers.port_is_free(port)
     assert service.process not in processes.live_processes()
     service.stop()  # idempotent
 
@@ -170,12 +171,12 @@ def test_wait_ready_times_out_with_the_log_tail() -> None:
 
 def test_missing_gcloud_names_the_tool_and_how_to_install_it(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))
-    processes.sdk_root.cache_clear()
+    emulators.sdk_root.cache_clear()
     try:
         with pytest.raises(MissingTool) as caught:
-            processes.start_pubsub_emulator("p")
+            emulators.start_pubsub_emulator("p")
     finally:
-        processes.sdk_root.cache_clear()
+        emulators.sdk_root.cache_clear()
     assert caught.value.tool == "gcloud"
     assert "gcloud components install cloud-firestore-emulator pubsub-emulator" in str(caught.value)
     assert "apt-get install google-cloud-cli-firestore-emulator" in str(caught.value)
@@ -399,7 +400,7 @@ def test_functions_framework_reads_the_finalize_event_delivered_twice(
 def test_baseline_message_decoding_without_a_server(monkeypatch: pytest.MonkeyPatch) -> None:
     from cloudevents.http import CloudEvent
 
-    from workflow.localcloud import baseline
+    from devtools.localcloud import baseline
 
     written: dict[str, Any] = {}
 

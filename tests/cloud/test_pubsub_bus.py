@@ -10,9 +10,9 @@ from unittest import mock
 
 import pytest
 
+from devtools.localcloud import pubsub_wiring
+from devtools.localcloud.servers import Service
 from workflow.adapters.gcp.pubsub_bus import PubSubBus
-from workflow.localcloud import pubsub_wiring
-from workflow.localcloud.processes import Service
 from workflow.model import codec
 from workflow.model.messages import CheckJob, DispatchStep
 

@@ -9,10 +9,10 @@ from unittest import mock
 import pytest
 
 from bus_contract import BusContract, Channel, Delivered
+from devtools.localcloud import pubsub_wiring
+from devtools.localcloud.servers import Service
 from polling import wait_until
 from workflow.adapters.gcp.pubsub_bus import PubSubBus
-from workflow.localcloud import pubsub_wiring
-from workflow.localcloud.processes import Service
 from workflow.model import codec
 
 pytestmark = pytest.mark.cloud

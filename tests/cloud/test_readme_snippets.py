@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from workflow.localcloud import processes
-from workflow.localcloud.stack import LocalCloud
+from devtools.localcloud import processes
+from devtools.localcloud.stack import LocalCloud
 
 pytestmark = pytest.mark.cloud
 

@@ -20,12 +20,14 @@ from typing import Any
 
 import pytest
 
+from devtools.localcloud import processes, pubsub_wiring
+from devtools.localcloud.__main__ import build_parser, up
+from devtools.localcloud.client import RunTimeout
+from devtools.localcloud.scheduler import SweepTimer
+from devtools.localcloud.stack import LocalCloud
+from devtools.localcloud.wiring import DEAD_LETTER_TOPIC, ENGINE_TARGET
 from polling import wait_until
 from workflow.errors import InputError
-from workflow.localcloud import processes, pubsub_wiring
-from workflow.localcloud.__main__ import build_parser, up
-from workflow.localcloud.scheduler import SweepTimer
-from workflow.localcloud.stack import DEAD_LETTER_TOPIC, ENGINE_TARGET, LocalCloud, RunTimeout
 from workflow.model import codec
 from workflow.model.messages import SweepRuns
 from workflow.model.records import RunRecord, StepRecord

@@ -7,11 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from devtools.mock_runner import MockTaskRunner
+from support import TOKEN
 from workflow.adapters.embedded.sqlite_store import SqliteStateStore
-from workflow.mock_runner import MockTaskRunner
 from workflow.model.states import RunStatus
-
-TOKEN = "test-token"
 
 
 @pytest.fixture

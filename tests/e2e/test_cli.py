@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from workflow.mock_runner import MockTaskRunner, fingerprint
+from devtools.mock_runner import MockTaskRunner, fingerprint
+from support import TOKEN, run_cli, run_main
 
 ROOT = Path(__file__).resolve().parents[2]
-TOKEN = "test-token"  # what the `mock` fixture (conftest.py) requires
 
 FORK_JOIN = """
 name: fork-join
@@ -57,14 +55,6 @@ steps:
     dependsOn: [b]
     task: {imageUri: img/c}
 """
-
-
-def run_cli(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    full_env = {**os.environ, "WORKFLOW_CHECK_STATE_DURATION_SEC": "0.05", **(env or {})}
-    return subprocess.run(
-        [sys.executable, str(ROOT / "main.py"), *args, "--db", str(tmp_path / "runs.sqlite3")],
-        capture_output=True, text=True, timeout=60, env=full_env, stdin=subprocess.DEVNULL, cwd=tmp_path,
-    )
 
 
 def dag_file(tmp_path: Path, text: str) -> str:
@@ -180,8 +170,7 @@ def test_a_task_runner_that_does_not_answer_is_named_before_the_run_starts(tmp_p
 
 
 def test_help_documents_options_and_environment(tmp_path: Path) -> None:
-    res = subprocess.run([sys.executable, str(ROOT / "main.py"), "--help"], capture_output=True, text=True,
-                         timeout=30)
+    res = run_main("--help", cwd=tmp_path, timeout=30)
     assert res.returncode == 0
     for word in ("--dag-path", "--workflow-path", "--tr-hostname", "--tr-url", "--tr-auth-jwt", "--db",
                  "WORKFLOW_CHECK_STATE_DURATION_SEC", "WORKFLOW_STEP_TIMEOUT_SEC", "exit codes"):
@@ -302,7 +291,7 @@ esac
     assert done.returncode == 0, done.stderr
     lines = calls.read_text().splitlines()
     assert "-m pip install" in lines[1] and "-r requirements-dev.txt" in lines[1]
-    assert lines[-1] == "-m workflow.localcloud up --poll 1" and "installing what the local cloud needs" in done.stderr
+    assert lines[-1] == "-m devtools.localcloud up --poll 1" and "installing what the local cloud needs" in done.stderr
 
 
 def test_the_local_cloud_script_runs_the_local_cloud_command() -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from test_cli import TOKEN, dag_file, run_cli
 
-from workflow.mock_runner import MockTaskRunner
+from devtools.mock_runner import MockTaskRunner
 
 FLAKY = """
 name: flaky

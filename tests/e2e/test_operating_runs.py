@@ -11,11 +11,12 @@ from pathlib import Path
 
 import pytest
 
+from devtools.mock_runner import MockTaskRunner
 from polling import wait_until
-from workflow.mock_runner import MockTaskRunner
+from support import TOKEN, run_main
+from support import run_cli as cli
 
 ROOT = Path(__file__).resolve().parents[2]
-TOKEN = "test-token"  # what the `mock` fixture (conftest.py) requires
 SLOW_FIRST = """
 name: slow-first
 steps:
@@ -25,12 +26,6 @@ steps:
     dependsOn: [slow]
     task: {imageUri: img/after, labels: {mock_duration_sec: "0.1"}}
 """
-
-
-def cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, str(ROOT / "main.py"), *args, "--db", str(tmp_path / "runs.sqlite3")],
-                          capture_output=True, text=True, timeout=60, cwd=tmp_path, stdin=subprocess.DEVNULL,
-                          env={**os.environ, "WORKFLOW_CHECK_STATE_DURATION_SEC": "0.05"})
 
 
 def test_an_interrupted_run_is_resumed_without_resubmitting_its_running_job(
@@ -154,10 +149,7 @@ def test_rerun_without_a_usable_credential_says_how_to_get_one_before_anything_r
     assert cli(tmp_path, "--dag-path", str(dag), "--tr-hostname", mock.url, "--tr-auth-jwt", TOKEN,
                "--run-id", "r-n").returncode == 1
     before = len(mock.submissions())
-    done = subprocess.run(
-        [sys.executable, str(ROOT / "main.py"), "rerun", "r-n", "--db", str(tmp_path / "runs.sqlite3")],
-        capture_output=True, text=True, timeout=60, cwd=tmp_path, stdin=subprocess.DEVNULL,
-        env={**os.environ, "GOOGLE_APPLICATION_CREDENTIALS": str(tmp_path / "no-such-key.json")},
-    )
+    done = run_main("rerun", "r-n", "--db", str(tmp_path / "runs.sqlite3"), cwd=tmp_path,
+                    env={"GOOGLE_APPLICATION_CREDENTIALS": str(tmp_path / "no-such-key.json")})
     assert done.returncode == 2 and "--tr-auth-jwt" in done.stderr and "Traceback" not in done.stderr
     assert len(mock.submissions()) == before

@@ -14,18 +14,17 @@ from typing import Any
 
 import pytest
 
+from devtools.mock_runner import MockTaskRunner
 from polling import wait_until
+from support import SECRET, free_port
 from workflow.adapters.embedded.inprocess_bus import InProcessBus
 from workflow.adapters.embedded.waiting_runner import WaitingTaskRunner
 from workflow.bootstrap.embedded import embedded, token_source
-from workflow.localcloud.processes import free_port
-from workflow.mock_runner import MockTaskRunner
 from workflow.model.dag import Dag, Step, Task
 from workflow.model.messages import StartRun
 from workflow.model.records import RunRecord, StepRecord
 from workflow.settings import Settings
 
-SECRET = "tok-SECRET-123"
 SETTINGS = Settings(poll_interval=0.1, step_timeout=3.0)
 CLIENT: dict[str, Any] = {
     "retries": 3, "backoff": 0.05, "backoff_max": 0.2, "timeout": (0.5, 0.5), "status_deadline": 1.0,

@@ -14,10 +14,10 @@ from typing import Any
 
 import pytest
 
+from devtools.localcloud import emulators, processes
 from workflow.adapters.dag_sources import EMULATOR_ENV, DagSources
 from workflow.dagfile.limits import MAX_FILE_BYTES
 from workflow.errors import DagInvalid, DagNotFound
-from workflow.localcloud import processes
 
 SEED = b"""\
 name: fork-join
@@ -37,7 +37,7 @@ def emulator_host() -> Iterator[str]:
     """The URL of a running in-memory emulator (the local cloud's launcher), stopped after
     this module's tests."""
     try:
-        service = processes.start_storage_emulator()
+        service = emulators.start_storage_emulator()
     except processes.MissingTool as exc:
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(str(exc))

@@ -13,23 +13,26 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 import requests
+from werkzeug.test import Client
 
-from polling import wait_until
-from workflow.adapters.http.auth import StaticToken
-from workflow.adapters.http.task_runner import HttpTaskRunner
-from workflow.mock_runner import (
+from devtools.mock_runner import (
     DURATION_LABEL,
     FAIL_ATTEMPTS_LABEL,
     FINAL_LABEL,
     MockTaskRunner,
+    RunnerState,
     fingerprint,
     job_state,
+    max_overlap,
+    wsgi_app,
 )
-from workflow.mock_runner.server import Request, RunnerState, max_overlap
+from polling import wait_until
+from workflow.adapters.http.auth import StaticToken
+from workflow.adapters.http.task_runner import HttpTaskRunner
 from workflow.model.dag import Task
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -367,15 +370,26 @@ class ManualClock:
         return self.now
 
 
+class Answer(NamedTuple):
+    status: int
+    body: bytes
+
+
+def handle(state: RunnerState, method: str, path: str, query: dict[str, str], body: bytes) -> Answer:
+    """One request answered by the mock's WSGI app for `state`, in this process (no socket)."""
+    answer = Client(wsgi_app(state)).open(path, method=method, query_string=query, data=body)
+    return Answer(answer.status_code, answer.get_data())
+
+
 def submit_in_process(state: RunnerState, job_name: str = "train", **labels: str) -> dict[str, Any]:
     """The answer to one ``POST /job`` handled by `state` (status code and body)."""
     body = json.dumps({"job_name": job_name, "imageUri": "gcr.io/p/train:1", "labels": labels}).encode()
-    answer = state.handle(Request("POST", "/job", {}, body, None))
+    answer = handle(state, "POST", "/job", {}, body)
     return {"status": answer.status, **json.loads(answer.body)}
 
 
 def state_in_process(state: RunnerState, job_id: str) -> str:
-    answer = state.handle(Request("GET", "/jobstatus", {"job_id": job_id}, b"", None))
+    answer = handle(state, "GET", "/jobstatus", {"job_id": job_id}, b"")
     assert answer.status == 200, answer.body
     return str(json.loads(answer.body)["job"]["state"])
 
@@ -408,7 +422,7 @@ def test_a_failed_attempt_says_why_and_ends_after_its_duration() -> None:
     clock.now = 2.5
     assert state_in_process(state, first) == "RUNNING"
     clock.now = 3.0
-    failed = json.loads(state.handle(Request("GET", "/jobstatus", {"job_id": first}, b"", None)).body)["job"]
+    failed = json.loads(handle(state, "GET", "/jobstatus", {"job_id": first}, b"").body)["job"]
     assert failed["state"] == "FAILED"
     assert "attempt 1" in failed["message"] and FAIL_ATTEMPTS_LABEL in failed["message"]
     second = submit_in_process(state, **{FAIL_ATTEMPTS_LABEL: "1"})["job"]["jobId"]
@@ -577,7 +591,7 @@ def read_line(process: subprocess.Popen[str], limit: float = TIMEOUT) -> str:
 def test_cli_serves_on_a_free_port_and_stops_on_sigterm() -> None:
     token = "cli-secret-token"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
-    command = [sys.executable, "-m", "workflow.mock_runner", "--port", "0", "--duration", "0", "--token", token]
+    command = [sys.executable, "-m", "devtools.mock_runner", "--port", "0", "--duration", "0", "--token", token]
     process = subprocess.Popen(
         command, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         start_new_session=True,

@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import logging
-import socket
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
+from devtools.mock_runner import MockTaskRunner, fingerprint
+from support import SECRET, free_port
 from workflow.adapters.http.auth import SealedTokens, StaticToken
 from workflow.adapters.http.task_runner import HttpTaskRunner
 from workflow.errors import StatusRefused, SubmissionOutcomeUnknown, SubmissionRefused, TaskRunnerUnavailable
-from workflow.mock_runner import MockTaskRunner, fingerprint
 from workflow.model.dag import Task
 
 TASK = Task("train", "gcr.io/p/train:1", {"epochs": "3"}, scale_tier="BASIC", labels={"team": "ml"})
@@ -145,12 +145,6 @@ def test_429_and_503_are_resent_waits_capped_and_logged(mock: MockTaskRunner, ca
                         "Task Runner answered 429 to POST /job; retrying in 1.0 s (attempt 3 of 4)"]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_refused_connection_is_retried_until_the_runner_is_up(
     caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str]
 ) -> None:
@@ -215,7 +209,6 @@ def test_repeated_503_on_status_stops_at_the_deadline(mock: MockTaskRunner) -> N
 
 # --- secrets and bounded texts ----------------------------------------------------------------
 
-SECRET = "tok-SECRET-123"
 
 
 @pytest.mark.parametrize("status", [400, 401, 500])

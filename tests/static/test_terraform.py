@@ -478,8 +478,8 @@ def _blocks_of(kind: str, btype: str) -> dict[str, Any]:
     return found
 
 
-# Developer tooling that must stay out of the function archive.
-TOOLING_PACKAGES = ("workflow/localcloud", "workflow/mock_runner")
+# Developer tooling that must stay out of the function archive: outside the package it is built from.
+TOOLING_PACKAGES = ("devtools",)
 # Python lines of the archive: 6,701 when it shipped the tooling too, 3,737 once it did not
 # (55.8 %); retries, concurrency limits, timeouts and run control then added about 650 lines
 # of product (4,435), and moving what only the command line and the benchmarks use out of it
@@ -586,7 +586,7 @@ def test_fileset_mirror_matches_terraform_semantics() -> None:
     assert "workflow/model/text.py" in fileset("workflow/**/*.{py,json}")
     assert "workflow/__init__.py" in fileset("workflow/**/*.py")
     assert "main.py" not in fileset("workflow/**/*.py")
-    assert fileset("workflow/mock_runner/**") >= {"workflow/mock_runner/server.py", "workflow/mock_runner/__init__.py"}
+    assert fileset("devtools/mock_runner/**") >= {"devtools/mock_runner/server.py", "devtools/mock_runner/__init__.py"}
     assert not fileset("workflow/no_such_dir/**")
 
 
@@ -605,7 +605,7 @@ def test_source_archive_allow_list_covers_the_runtime_code() -> None:
 
 
 def test_source_archive_ships_no_tooling() -> None:
-    assert set(tf_locals()["function_source_excluded"]) >= {f"{pkg}/**" for pkg in TOOLING_PACKAGES}
+    assert {f for f in archive_files() if not f.startswith("workflow/")} == {"main.py", "requirements.txt"}
     tooling = [f for f in archive_files() if f.startswith(tuple(f"{pkg}/" for pkg in TOOLING_PACKAGES))]
     assert not tooling, f"developer tooling in the function archive: {tooling}"
 

@@ -415,7 +415,7 @@ def test_a_step_too_large_for_a_firestore_document_makes_the_run_invalid(tmp_pat
     assert published(rt) == [] and rt.ports.store.list_steps("big") == []
 
 
-SECRET = "tok-SECRET-123"
+from support import SECRET  # noqa: E402
 
 
 def secret_paths() -> list[bytes]:

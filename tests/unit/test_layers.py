@@ -20,7 +20,7 @@ def test_only_bootstrap_wires_ports() -> None:
     """Tests and tools build their runtimes through workflow.bootstrap, as the entry points do."""
     wiring = [
         f"{path.relative_to(ROOT)}:{n}"
-        for folder in ("workflow", "tests", "bench")
+        for folder in ("workflow", "devtools", "tests", "bench")
         for path in sorted((ROOT / folder).rglob("*.py"))
         if "bootstrap" not in path.parts and path.name != "test_layers.py"
         for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1)

@@ -8,18 +8,18 @@ from collections.abc import Iterator
 
 import pytest
 
+from devtools.mock_runner import MockTaskRunner
 from polling import wait_until
 from workflow.adapters.embedded.inprocess_bus import InProcessBus
 from workflow.adapters.embedded.waiting_runner import WaitingTaskRunner
 from workflow.bootstrap.embedded import embedded, token_source
-from workflow.mock_runner import MockTaskRunner
 from workflow.model.dag import Dag, Step, Task
 from workflow.model.messages import StartRun
 from workflow.model.records import RunRecord
 from workflow.settings import Settings
 
 RUN_ID = "run-logged"
-MOCK_LOGGER = "workflow.mock_runner"  # the Task Runner's side, not the engine's
+MOCK_LOGGER = "devtools.mock_runner"  # the Task Runner's side, not the engine's
 DAG = Dag(tuple(Step(s, Task(s, f"img/{s}", labels={"mock_duration_sec": "0.1"}), deps)
                 for s, deps in [("a", ()), ("b", ("a",))]), name="two-steps")
 

@@ -7,10 +7,10 @@ from contextlib import contextmanager
 
 import pytest
 
+from devtools.mock_runner import MockTaskRunner
 from workflow.adapters.embedded.waiting_runner import WaitingTaskRunner
 from workflow.adapters.http.auth import StaticToken
 from workflow.errors import SubmissionRefused
-from workflow.mock_runner import MockTaskRunner
 from workflow.model.dag import Task
 
 

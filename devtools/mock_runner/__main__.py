@@ -13,8 +13,8 @@ import sys
 import time
 from types import FrameType
 
+from devtools.mock_runner import DURATION_LABEL, FAIL_ATTEMPTS_LABEL, FINAL_LABEL, MockTaskRunner
 from workflow.cli.options import seconds_arg
-from workflow.mock_runner.server import DURATION_LABEL, FAIL_ATTEMPTS_LABEL, FINAL_LABEL, MockTaskRunner
 
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -38,7 +38,7 @@ def _token(text: str) -> str:
 def build_parser() -> argparse.ArgumentParser:
     """The command line: every option documented in ``--help``."""
     parser = argparse.ArgumentParser(
-        prog="python -m workflow.mock_runner",
+        prog="python -m devtools.mock_runner",
         description=(
             "Mock Task Runner: answers POST /job and GET /jobstatus like the real service. "
             "Jobs walk QUEUED, PREPARING, RUNNING (a third of the duration each) and end "

@@ -1,7 +1,7 @@
-"""`python -m workflow.localcloud {up,upload,status}`: the cloud runtime on this machine.
+"""`python -m devtools.localcloud {up,upload,status}`: the cloud runtime on this machine.
 
 - `up` starts the emulators, the mock Task Runner, the four functions and their triggers
-  (see `workflow.localcloud.stack`), prints where everything is and the `export` lines a
+  (see `devtools.localcloud.stack`), prints where everything is and the `export` lines a
   shell needs, writes them to the state file and runs until Ctrl-C or SIGTERM; then it
   stops everything and removes the state file.
 - `upload FILE` uploads a DAG file to the bucket (which starts a run) and prints its run id.
@@ -34,21 +34,14 @@ from workflow.entrypoints import DAG_EXTENSIONS, upload_run_id
 from workflow.errors import InputError
 from workflow.settings import DEFAULT_STALE_AFTER_SEC
 
-from . import eventarc, processes, status
+from . import eventarc, processes, servers, status
+from .client import upload_object
 from .processes import MissingTool, StartupError
-from .stack import (
-    DEFAULT_SWEEP_EVERY,
-    ENGINE_TOPIC,
-    MAX_POLL,
-    START_TOPIC,
-    TARGETS,
-    LocalCloud,
-    require_tools,
-    upload_object,
-)
+from .stack import LocalCloud
+from .wiring import DEFAULT_SWEEP_EVERY, ENGINE_TOPIC, MAX_POLL, START_TOPIC, TARGETS, require_tools
 
 DEFAULT_STATE_FILE = ".localcloud.json"
-PROG = "python -m workflow.localcloud"
+PROG = "python -m devtools.localcloud"
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
@@ -310,7 +303,7 @@ def upload(args: argparse.Namespace) -> int:
     env = {str(k): str(v) for k, v in state["env"].items()}
     bucket, prefix = str(state.get("bucket", "dags")), str(state.get("prefix", "dags/"))
     storage_url = env.get("STORAGE_EMULATOR_HOST", "")
-    if not processes.http_responds(storage_url + "/", any_status=True, timeout=3.0):
+    if not servers.http_responds(storage_url + "/", any_status=True, timeout=3.0):
         raise InputError(f"the storage emulator at {storage_url!r} (from {args.state_file}) does not answer: "
                          f"is '{PROG} up' still running?")
     name = args.name or f"{prefix}{source.name}"

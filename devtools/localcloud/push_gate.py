@@ -21,7 +21,7 @@ import urllib3
 from werkzeug.serving import BaseWSGIServer, make_server
 from werkzeug.wrappers import Request, Response
 
-from .processes import LOOPBACK, free_port
+from .servers import LOOPBACK, free_port
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment

@@ -17,9 +17,9 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import main
-from workflow.localcloud import op_counts
+from devtools.localcloud import op_counts
 
-log = logging.getLogger("workflow.localcloud.ops")
+log = logging.getLogger("devtools.localcloud.ops")
 COUNTS = op_counts.install()
 F = TypeVar("F", bound=Callable[..., Any])
 

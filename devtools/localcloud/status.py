@@ -1,4 +1,4 @@
-"""Where the local cloud's emulators are, for `python -m workflow.localcloud status`, which
+"""Where the local cloud's emulators are, for `python -m devtools.localcloud status`, which
 runs the command line's `runs --cloud` and `status --cloud` against them.
 
 Where they are comes from the state file written by `up` (its `env`), else from the
@@ -16,7 +16,7 @@ from typing import Any
 
 from workflow.errors import InputError
 
-from . import processes
+from . import servers
 
 EMULATOR_HOSTS = ("FIRESTORE_EMULATOR_HOST", "PUBSUB_EMULATOR_HOST")
 
@@ -63,17 +63,17 @@ def locate(state_file: Path, environ: Mapping[str, str]) -> Target:
     if not host or not project:
         raise InputError(
             f"no local cloud found: no state file {state_file}, and FIRESTORE_EMULATOR_HOST and "
-            "GOOGLE_CLOUD_PROJECT are not both set; start one with 'python -m workflow.localcloud up'"
+            "GOOGLE_CLOUD_PROJECT are not both set; start one with 'python -m devtools.localcloud up'"
         )
     return Target(host, project, origin, {k: env[k] for k in EMULATOR_HOSTS if env.get(k)})
 
 
 def check_answers(target: Target, timeout: float = 3.0) -> None:
     """InputError when the Firestore emulator does not answer."""
-    if not processes.http_responds(f"http://{target.host_port}/", any_status=True, timeout=timeout):
+    if not servers.http_responds(f"http://{target.host_port}/", any_status=True, timeout=timeout):
         raise InputError(
             f"the Firestore emulator at {target.host_port} (from the {target.origin}) does not answer: "
-            "is 'python -m workflow.localcloud up' still running?"
+            "is 'python -m devtools.localcloud up' still running?"
         )
 
 

@@ -1,7 +1,7 @@
 """The whole cloud runtime on one machine: emulators, the four functions, their triggers, a mock.
 
 `LocalCloud` starts, each on a free loopback port and (for a server process) in its own
-process group through `workflow.localcloud.processes`:
+process group through `devtools.localcloud.processes`:
 
 - the Firestore, Pub/Sub and GCS emulators;
 - the bundled mock Task Runner, in this process (`mock`: read its `submissions()`);
@@ -27,113 +27,58 @@ function through a `PushGate` (`gate`), which can lose chosen messages for tests
 on the same port.
 
 `stop()` stops everything that was started (idempotent; also run when `start()` fails).
-Nothing here reads or changes this process's environment, except for the moment a
-Firestore client is built (the client only learns of the emulator from it).
+What a test does with it once started (upload, publish, wait for a run) is `CloudClient`'s
+(`client`); how the pieces connect is in `wiring`.
 """
 
 from __future__ import annotations
 
 import functools
-import importlib.util
-import json
 import logging
-import mimetypes
-import os
 import shutil
 import tempfile
-import threading
 import time
-import urllib.error
-import urllib.request
-from collections.abc import Callable, Iterator, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor, wait
-from contextlib import contextmanager
+from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from workflow.adapters.gcp.firestore_store import FirestoreStateStore
-from workflow.entrypoints import upload_run_id
-from workflow.mock_runner import MockTaskRunner
+from devtools.mock_runner import MockTaskRunner
 from workflow.model.messages import SweepRuns
-from workflow.model.records import RunRecord, StepRecord
 from workflow.settings import DEFAULT_MAX_INLINE_WAIT_SEC, DEFAULT_STALE_AFTER_SEC
 
-from . import eventarc, processes, pubsub_wiring
-from .processes import Service
+from . import emulators, eventarc, functions, pubsub_wiring
+from .client import CloudClient
 from .push_gate import PushGate
 from .scheduler import SweepTimer
+from .servers import Service
+from .wiring import (
+    COUNTED_SOURCE,
+    DEAD_LETTER_TOPIC,
+    DEFAULT_PROJECT,
+    DEFAULT_SWEEP_EVERY,
+    ENGINE_TARGET,
+    ENGINE_TOPIC,
+    EVENTS_TOPIC,
+    FUNCTION_SOURCE,
+    HTTP_START_TARGET,
+    MAX_DELIVERY_ATTEMPTS,
+    MAX_POLL,
+    SIGNATURE_TYPES,
+    START_TARGET,
+    START_TOPIC,
+    TARGETS,
+    UPLOAD_TARGET,
+    all_or_nothing,
+    generate_token_key,
+    quietly,
+    wire_topics,
+)
 
 LOG = logging.getLogger(__name__)
 
-DEFAULT_PROJECT = "localcloud"
-START_TOPIC = "workflow-start"
-ENGINE_TOPIC = "workflow-engine"
-DEAD_LETTER_TOPIC = "workflow-dead-letter"
-EVENTS_TOPIC = "workflow-events"  # run-ended events, for subscribers outside the executor
-MAX_DELIVERY_ATTEMPTS = 10
-DEFAULT_SWEEP_EVERY = 30.0
-MAX_POLL = 15.0
-"""Above this a check, refused while early and redelivered every ~1 s, runs out of delivery attempts."""
-FUNCTION_SOURCE = "main.py"
-COUNTED_SOURCE = "workflow/localcloud/counted_main.py"
-"""`main.py`'s functions, counting their Firestore operations and messages (`count_ops`)."""
-UPLOAD_TARGET = "on_dag_uploaded"
-START_TARGET = "on_start_message"
-ENGINE_TARGET = "on_engine_message"
-HTTP_START_TARGET = "on_start_request"
-TARGETS = (UPLOAD_TARGET, START_TARGET, ENGINE_TARGET, HTTP_START_TARGET)
-SIGNATURE_TYPES = {HTTP_START_TARGET: "http"}  # the others take CloudEvents
-_ENV_LOCK = threading.Lock()
 
-
-class RunTimeout(TimeoutError):
-    """A run did not reach a terminal status in time; the message lists its steps."""
-
-
-@contextmanager
-def _environment(values: Mapping[str, str]) -> Iterator[None]:
-    """Set `values` in os.environ for the block (serialised), then restore what was there."""
-    with _ENV_LOCK:
-        saved = {key: os.environ.get(key) for key in values}
-        os.environ.update(values)
-        try:
-            yield
-        finally:
-            for key, value in saved.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
-
-
-def firestore_client(host_port: str, project: str) -> Any:
-    """A Firestore client bound to the emulator at `host_port` (anonymous)."""
-    from google.cloud import firestore
-
-    with _environment({"FIRESTORE_EMULATOR_HOST": host_port}):
-        return firestore.Client(project=project)
-
-
-def require_tools() -> None:
-    """Raise MissingTool (saying how to install it) for the first tool the stack lacks."""
-    processes.emulator_launcher("cloud-firestore-emulator", processes.FIRESTORE_LAUNCHER)
-    processes.emulator_launcher("pubsub-emulator", processes.PUBSUB_LAUNCHER)
-    for module, script, hint in (
-        ("gcp_storage_emulator", "gcp-storage-emulator", processes.STORAGE_HINT),
-        ("functions_framework", "functions-framework", processes.FUNCTIONS_HINT),
-    ):
-        if importlib.util.find_spec(module) is None and shutil.which(script) is None:
-            raise processes.MissingTool(script, hint)
-
-
-def _generate_token_key() -> str:
-    from cryptography.fernet import Fernet
-
-    return Fernet.generate_key().decode()
-
-
-class LocalCloud:
+class LocalCloud(CloudClient):
     """The cloud runtime on emulators; a context manager (`with LocalCloud() as cloud:`)."""
 
     def __init__(
@@ -180,8 +125,7 @@ class LocalCloud:
         if poll > DEFAULT_MAX_INLINE_WAIT_SEC:
             LOG.warning("poll %.3g s > %.3g s: every check arrives early and is refused (logged as an error) "
                         "until it is due", poll, DEFAULT_MAX_INLINE_WAIT_SEC)
-        self.project = project
-        self.bucket = bucket
+        super().__init__(project, bucket)
         self.prefix = prefix
         self.poll = poll
         self.engine_deliveries = engine_deliveries
@@ -198,7 +142,7 @@ class LocalCloud:
         self._engine_gate = engine_gate
         self.function_source = COUNTED_SOURCE if count_ops else FUNCTION_SOURCE
         self.mock = MockTaskRunner(duration=mock_duration)
-        self.token_key = _generate_token_key()
+        self.token_key = generate_token_key()
         self.firestore: Service | None = None
         self.pubsub: Service | None = None
         self.storage: Service | None = None
@@ -206,10 +150,8 @@ class LocalCloud:
         self.triggers: list[pubsub_wiring.PushTrigger] = []
         self.forwarder: eventarc.FinalizeForwarder | None = None
         self.startup_seconds = 0.0
-        self._lock = threading.RLock()
         self._started = False
         self._stopped = False
-        self._clients: dict[str, Any] = {}
         self._runtime_dir: Path | None = None
 
     # -- life cycle -----------------------------------------------------------------------
@@ -231,17 +173,17 @@ class LocalCloud:
 
     def _start_all(self) -> None:
         self.mock.start()
-        self.firestore, self.pubsub, self.storage = _all_or_nothing(
+        self.firestore, self.pubsub, self.storage = all_or_nothing(
             [
-                lambda: processes.start_firestore_emulator(self.project, timeout=self.startup_timeout),
-                lambda: processes.start_pubsub_emulator(self.project, timeout=self.startup_timeout),
-                lambda: processes.start_storage_emulator(timeout=self.startup_timeout),
+                lambda: emulators.start_firestore_emulator(self.project, timeout=self.startup_timeout),
+                lambda: emulators.start_pubsub_emulator(self.project, timeout=self.startup_timeout),
+                lambda: emulators.start_storage_emulator(timeout=self.startup_timeout),
             ]
         )
-        started = _all_or_nothing(
+        started = all_or_nothing(
             [
                 functools.partial(
-                    processes.start_function, self.function_source, target, self._own_env(target),
+                    functions.start_function, self.function_source, target, self._own_env(target),
                     signature_type=SIGNATURE_TYPES.get(target, "cloudevent"), timeout=self.startup_timeout,
                 )
                 for target in TARGETS
@@ -250,7 +192,9 @@ class LocalCloud:
         self.functions = dict(zip(TARGETS, started, strict=True))
         if self._engine_gate:
             self.gate = PushGate(self.function_url(ENGINE_TARGET)).start()
-        self._wire_topics()
+        engine_url = self.gate.url if self.gate is not None else self.function_url(ENGINE_TARGET)
+        self.triggers = wire_topics(self.project, self.pubsub_host, self.function_url(START_TARGET), engine_url,
+                                    self.engine_deliveries, self.retry_backoff)
         self.storage_client().create_bucket(self.bucket)
         self.forwarder = eventarc.FinalizeForwarder(
             self.storage_client(),
@@ -259,31 +203,7 @@ class LocalCloud:
             interval=self.forward_interval,
         ).start()
         if self.sweep_every > 0:
-            self.sweeper = SweepTimer(self._publish_engine, self.sweep_every, SweepRuns(self.stale_after)).start()
-
-    def _publish_engine(self, data: bytes, attributes: dict[str, str]) -> None:
-        self.publisher().publish(self.engine_topic, data, **attributes).result(timeout=30.0)
-
-    def _wire_topics(self) -> None:
-        host = self.pubsub_host
-        common: dict[str, Any] = {
-            "host": host,
-            "dead_letter_topic_id": DEAD_LETTER_TOPIC,
-            "max_delivery_attempts": MAX_DELIVERY_ATTEMPTS,
-            "retry_backoff": self.retry_backoff,
-        }
-        pubsub_wiring.ensure_topic(pubsub_wiring.topic_admin(host), self.project, EVENTS_TOPIC)
-        self.triggers.append(
-            pubsub_wiring.wire_push_trigger(self.project, START_TOPIC, self.function_url(START_TARGET), **common)
-        )
-        engine_url = self.gate.url if self.gate is not None else self.function_url(ENGINE_TARGET)
-        for n in range(1, self.engine_deliveries + 1):
-            subscription = f"{ENGINE_TOPIC}-push" if n == 1 else f"{ENGINE_TOPIC}-push-{n}"
-            self.triggers.append(
-                pubsub_wiring.wire_push_trigger(
-                    self.project, ENGINE_TOPIC, engine_url, subscription_id=subscription, **common,
-                )
-            )
+            self.sweeper = SweepTimer(self.publish_engine, self.sweep_every, SweepRuns(self.stale_after)).start()
 
     def stop(self) -> None:
         """Stop the forwarder, the functions, the emulators and the mock. Idempotent."""
@@ -292,20 +212,17 @@ class LocalCloud:
                 return
             self._stopped = True
         if self.sweeper is not None:
-            _quietly("the sweep timer", self.sweeper.stop)
+            quietly("the sweep timer", self.sweeper.stop)
         if self.forwarder is not None:
-            _quietly("the finalize forwarder", lambda: self.forwarder.stop() if self.forwarder else None)
-        for name, client in self._clients.items():
-            closer = getattr(client, "stop", None) if name == "publisher" else getattr(client, "close", None)
-            if callable(closer):
-                _quietly(f"the {name} client", closer)
+            quietly("the finalize forwarder", lambda: self.forwarder.stop() if self.forwarder else None)
+        self.close_clients(quietly)
         if self.gate is not None:
-            _quietly("the push gate", self.gate.stop)
+            quietly("the push gate", self.gate.stop)
         services = [*self.functions.values(), self.firestore, self.pubsub, self.storage]
         for service in services:
             if service is not None:
-                _quietly(service.name, service.stop)
-        _quietly("the mock Task Runner", self.mock.stop)
+                quietly(service.name, service.stop)
+        quietly("the mock Task Runner", self.mock.stop)
         if self._runtime_dir is not None:
             shutil.rmtree(self._runtime_dir, ignore_errors=True)
         LOG.info("local cloud stopped")
@@ -393,7 +310,7 @@ class LocalCloud:
             old = self._function(target)
             if old.process.returncode is None and not old.process.stopped:
                 raise RuntimeError(f"{target} is still running: kill it first")
-            self.functions[target] = processes.start_function(
+            self.functions[target] = functions.start_function(
                 self.function_source, target, self._own_env(target),
                 signature_type=SIGNATURE_TYPES.get(target, "cloudevent"), timeout=self.startup_timeout, port=old.port,
             )
@@ -412,16 +329,6 @@ class LocalCloud:
         own = self._runtime_dir / target
         own.mkdir(mode=0o700, exist_ok=True)
         return {**self.function_env(), "XDG_RUNTIME_DIR": str(own)}
-
-    @property
-    def start_topic(self) -> str:
-        """`projects/P/topics/workflow-start`."""
-        return pubsub_wiring.topic_path(self.project, START_TOPIC)
-
-    @property
-    def engine_topic(self) -> str:
-        """`projects/P/topics/workflow-engine`."""
-        return pubsub_wiring.topic_path(self.project, ENGINE_TOPIC)
 
     def describe(self) -> dict[str, Any]:
         """Where everything is, JSON-serialisable (the `up` command's state file)."""
@@ -470,167 +377,13 @@ class LocalCloud:
             except OSError as err:
                 found.append(f"{target}: log unreadable: {err}")
                 continue
-            found += [f"{target}: {summary}" for line in text.splitlines() if (summary := _error_summary(line))]
+            found += [f"{target}: {summary}" for line in text.splitlines()
+                      if (summary := functions.error_summary(line))]
         return found
 
-    # -- clients --------------------------------------------------------------------------
-    def _client(self, name: str, make: Callable[[], Any]) -> Any:
-        with self._lock:
-            if name not in self._clients:
-                self._clients[name] = make()
-            return self._clients[name]
-
-    def firestore_client(self) -> Any:
-        """A Firestore client bound to the emulator (shared; made on first use)."""
-        return self._client("firestore", lambda: firestore_client(self.firestore_host, self.project))
-
-    def storage_client(self) -> Any:
-        """A google-cloud-storage client bound to the GCS emulator, anonymous (shared)."""
-        return self._client("storage", lambda: eventarc.storage_client(self.storage_url, self.project))
-
-    def publisher(self) -> Any:
-        """A google-cloud-pubsub PublisherClient bound to the Pub/Sub emulator (shared)."""
-        return self._client("publisher", lambda: pubsub_wiring.publisher(self.pubsub_host))
-
-    def store(self) -> FirestoreStateStore:
-        """The engine's state store over `firestore_client()`."""
-        return FirestoreStateStore(self.firestore_client())
-
-    # -- doing things ---------------------------------------------------------------------
-    def upload(
-        self,
-        source: str | Path | bytes,
-        name: str,
-        metadata: Mapping[str, str] | None = None,
-        *,
-        bucket: str | None = None,
-    ) -> tuple[str, str]:
-        """Upload a file (path) or bytes as object `name`; return (name, generation)."""
-        return upload_object(self.storage_client(), bucket or self.bucket, source, name, metadata)
-
-    def run_id_for(self, name: str, generation: str | int) -> str:
-        """The id of the run an upload of `name` at `generation` to the bucket starts."""
-        return upload_run_id(self.bucket, name, str(generation))
-
-    def publish_start(self, request: Mapping[str, Any], timeout: float = 30.0) -> str:
-        """Publish a start request (JSON) on the start topic; return the message id."""
-        data = json.dumps(request).encode()
-        message_id: str = self.publisher().publish(self.start_topic, data).result(timeout=timeout)
-        return message_id
-
-    def post_start(self, request: Mapping[str, Any], timeout: float = 30.0) -> tuple[int, dict[str, Any]]:
-        """POST a start request to the HTTP start function: (HTTP status, JSON answer)."""
-        post = urllib.request.Request(self.start_url, data=json.dumps(request).encode(), method="POST",
-                                      headers={"Content-Type": "application/json"})
-        try:
-            with urllib.request.urlopen(post, timeout=timeout) as answer:
-                return answer.status, json.loads(answer.read())
-        except urllib.error.HTTPError as refused:
-            with refused:
-                return refused.code, json.loads(refused.read())
-
-    def run(self, run_id: str) -> RunRecord | None:
-        """The run's record, or None."""
-        return self.store().get_run(run_id)
-
-    def steps(self, run_id: str) -> list[StepRecord]:
-        """The run's steps, in DAG order."""
-        return self.store().list_steps(run_id)
-
-    def wait_run(self, run_id: str, timeout: float = 60.0, interval: float = 0.1) -> RunRecord:
-        """Poll Firestore until the run's status is terminal; return its record.
-
-        Raises RunTimeout (naming the run's status and each step's state) after `timeout` s.
-        """
-        store = self.store()
-        deadline = time.monotonic() + timeout
-        while True:
-            run = store.get_run(run_id)
-            if run is not None and run.status.terminal:
-                return run
-            if time.monotonic() >= deadline:
-                steps = store.list_steps(run_id)
-                states = ", ".join(f"{s.step_id}={s.state.value}" for s in steps[:50]) or "no steps"
-                status = run.status.value if run is not None else "no run record"
-                raise RunTimeout(f"run {run_id} not finished after {timeout:g} s: {status}; {states}")
-            time.sleep(interval)
-
-
-# ---------------------------------------------------------------------------------------
-
-
-def upload_object(
-    client: Any, bucket: str, source: str | Path | bytes, name: str, metadata: Mapping[str, str] | None = None
-) -> tuple[str, str]:
-    """Upload a file (path) or bytes to gs://bucket/name with `client`; return (name, generation)."""
-    data = source if isinstance(source, bytes) else Path(source).read_bytes()
-    blob = client.bucket(bucket).blob(name)
-    if metadata:
-        blob.metadata = dict(metadata)
-    blob.upload_from_string(data, content_type=_content_type(name))
-    return name, str(blob.generation)
-
-
-def _all_or_nothing(starters: list[Callable[[], Service]]) -> list[Service]:
-    """Run the starters concurrently; if one fails (or this thread is interrupted), stop every
-    server that started, also one whose start completes later, and raise."""
-    pool = ThreadPoolExecutor(len(starters), thread_name_prefix="localcloud-start")
-    futures: list[Future[Service]] = [pool.submit(start) for start in starters]
-    try:
-        wait(futures)
-        failed = [e for e in (f.exception() for f in futures) if e is not None]
-        if failed:
-            raise failed[0]
-        return [f.result() for f in futures]
-    except BaseException:
-        for future in futures:
-            future.add_done_callback(_stop_started)
-        raise
-    finally:
-        pool.shutdown(wait=False)
-
-
-def _stop_started(future: Future[Service]) -> None:
-    if not future.cancelled() and future.exception() is None:
-        _quietly("a started server", future.result().stop)
 
 
 def _need(service: Service | None, what: str) -> Service:
     if service is None:
         raise RuntimeError(f"the {what} is not running")
     return service
-
-
-def _quietly(what: str, action: Callable[[], object]) -> None:
-    try:
-        action()
-    except Exception:  # stopping one piece must not keep the others running
-        LOG.exception("could not stop %s", what)
-
-
-def _error_summary(line: str) -> str | None:
-    """For a log line at ERROR or above (or a traceback's start): its message and the exception
-    raised (the last line of the traceback); None for any other line."""
-    if line.startswith("Traceback"):
-        return line
-    if not line.startswith("{"):
-        return None
-    try:
-        entry = json.loads(line)
-    except ValueError:
-        return None
-    if not isinstance(entry, dict) or entry.get("severity") not in ("ERROR", "CRITICAL"):
-        return None
-    summary = str(entry.get("message", ""))
-    trace = str(entry.get("exception") or "").strip()
-    if trace:
-        summary += " | " + trace.splitlines()[-1]
-    return summary
-
-
-def _content_type(name: str) -> str:
-    lowered = name.lower()
-    if lowered.endswith((".yaml", ".yml")):
-        return "application/yaml"
-    guessed, _ = mimetypes.guess_type(lowered)
-    return guessed or "application/octet-stream"

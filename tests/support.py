@@ -1,0 +1,43 @@
+"""Shared by the test tiers: a free loopback port, the product's command line in a
+subprocess, and the tokens the tests hand out."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SECRET = "tok-SECRET-123"
+"""A token that must never show in a log line, an error or a record."""
+TOKEN = "test-token"
+"""What the command-line tests' mock Task Runner requires (the `mock` fixture of tests/e2e)."""
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port of `host` that nobody listens on right now (the OS picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def run_main(
+    *args: str, cwd: Path, env: Mapping[str, str] | None = None, timeout: float = 60.0
+) -> subprocess.CompletedProcess[str]:
+    """`python main.py ARGS` from `cwd`, with this environment plus `env`, stdin closed; never raises
+    for an exit code."""
+    return subprocess.run(
+        [sys.executable, str(ROOT / "main.py"), *args],
+        capture_output=True, text=True, timeout=timeout, cwd=cwd, env={**os.environ, **(env or {})},
+        stdin=subprocess.DEVNULL, check=False,
+    )
+
+
+def run_cli(tmp_path: Path, *args: str, env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """The embedded command line on `tmp_path`'s store: `python main.py ARGS --db TMP/runs.sqlite3`
+    from `tmp_path`, checking jobs every 0.05 s."""
+    return run_main(*args, "--db", str(tmp_path / "runs.sqlite3"), cwd=tmp_path,
+                    env={"WORKFLOW_CHECK_STATE_DURATION_SEC": "0.05", **(env or {})})
