@@ -1,6 +1,6 @@
 # Engine state store. Skipped when the database already exists
 # (create_firestore_database = false). `terraform destroy` abandons it
-# instead of deleting workflow state; see README.md (Deploy).
+# instead of deleting workflow state; see docs/deploy.md.
 
 resource "google_firestore_database" "main" {
   count = var.create_firestore_database ? 1 : 0

@@ -1,5 +1,5 @@
 # Identities and least-privilege bindings. No project-wide primitive roles,
-# no public members. See README.md (Deploy) for the reason behind each binding.
+# no public members. See docs/deploy.md for the reason behind each binding.
 
 # ---------------------------------------------------------------------------
 # Runtime identity of the functions
@@ -171,7 +171,7 @@ resource "google_service_account_iam_member" "pubsub_agent_token_creator" {
 # NOTE: dead-lettering also needs roles/pubsub.subscriber for the Pub/Sub
 # service agent on each Eventarc-managed subscription. Those subscriptions
 # are created by Eventarc, not by Terraform, so that binding is made by the
-# "attach-dead-letter" step of cloudbuild.yaml (see README.md (Deploy)).
+# "attach-dead-letter" step of cloudbuild.yaml (see docs/deploy.md).
 
 # ---------------------------------------------------------------------------
 # Optional human / CI access

@@ -17,7 +17,7 @@ resource "google_pubsub_topic" "engine" {
 }
 
 # A run's end (SUCCEEDED, FAILED, CANCELLED, INVALID), once per end, as JSON
-# (README: Run-ended events). Subscribers bring their own subscriptions.
+# (docs/cloud-runtime.md: Run-ended events). Subscribers bring their own subscriptions.
 resource "google_pubsub_topic" "events" {
   # checkov:skip=CKV_GCP_83:Google-managed encryption at rest; CMEK needs a KMS key and service-agent grants this deployment does not manage. Set kms_key_name if policy requires CMEK.
   name = "${var.name_prefix}-events"

@@ -1,6 +1,6 @@
 # The sweep: Cloud Scheduler publishes SweepRuns on the engine topic on a cron
 # schedule; on_engine_message reconciles the RUNNING runs that showed no
-# progress for stale_after_sec (README: The sweep).
+# progress for stale_after_sec (docs/cloud-runtime.md: The sweep).
 
 locals {
   # workflow.model.messages.SweepRuns as the codec's JSON (schema version 1).

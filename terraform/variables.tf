@@ -150,7 +150,7 @@ variable "event_subscribers" {
 }
 
 variable "max_inline_wait_sec" {
-  description = "Longest a delayed engine message (a job check) is held in the function until it is due (WORKFLOW_MAX_INLINE_WAIT_SEC); one due later is handed back for redelivery. Holding costs instance time, a redelivery one more invocation: README, Polling without a live process. Must stay below the subscriptions' ack deadline (function_timeout_sec, set by the build)."
+  description = "Longest a delayed engine message (a job check) is held in the function until it is due (WORKFLOW_MAX_INLINE_WAIT_SEC); one due later is handed back for redelivery. Holding costs instance time, a redelivery one more invocation: docs/cloud-runtime.md, Polling without a live process. Must stay below the subscriptions' ack deadline (function_timeout_sec, set by the build)."
   type        = number
   default     = 8
 

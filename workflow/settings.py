@@ -74,7 +74,7 @@ DAG_PREFIX_ENV = "WORKFLOW_DAG_PREFIX"
 
 @dataclass(frozen=True)
 class EdgeSettings:
-    """What the cloud functions accept from outside (README: Security): the Task Runner
+    """What the cloud functions accept from outside (docs/security.md): the Task Runner
     origins (default: the origin of `default_tr_url`) and the buckets of a `dag_path`."""
 
     default_tr_url: str = ""

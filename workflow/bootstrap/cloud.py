@@ -45,8 +45,8 @@ def cloud(
 ) -> CloudRuntime:
     """Ports for Cloud Functions: Firestore, Pub/Sub, GCS, the HTTP Task Runner.
 
-    Builds only what is not given. Configured by the environment (see README: Cloud
-    runtime); clients are created here, once per function instance, never at import time.
+    Builds only what is not given. Configured by the environment (see docs/cloud-runtime.md);
+    clients are created here, once per function instance, never at import time.
     An invalid setting raises InputError naming the variable.
     """
     from ..adapters.dag_sources import DagSources

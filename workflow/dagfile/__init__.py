@@ -1,6 +1,6 @@
 """DAG files: `parse_dag(data, origin)` turns a file's bytes into a validated `Dag` or raises
 `DagInvalid` listing every problem, each naming its step and key or line, within `limits`.
-The format is the Go tool's, in YAML or JSON; README.md's "DAG format" section is the reference::
+The format is the Go tool's, in YAML or JSON; docs/dag-format.md is the reference::
 
     name: fork-join                 # optional; so are maxParallel and timeoutSec (the run's)
     defaults: {retries: 1}          # optional: retries, retryDelaySec, timeoutSec, runIf for steps without them

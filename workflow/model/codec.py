@@ -1,6 +1,6 @@
 """JSON form of the messages, for the edges (Pub/Sub, logs). Schema version 1.
 
-Every message is an object `{"v": 1, "type": <class name>, ...fields}`; see README for each.
+Every message is an object `{"v": 1, "type": <class name>, ...fields}`; see docs/cloud-runtime.md (Messages) for each.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Bus on Pub/Sub: one topic for the engine's messages, in the form README (Messages) gives.
+"""Bus on Pub/Sub: one topic for the engine's messages, in the form docs/cloud-runtime.md (Messages) gives.
 `publish` returns only when Pub/Sub has accepted every message."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Bearer tokens for the Task Runner (README: Tokens). A token is never logged or stored in clear."""
+"""Bearer tokens for the Task Runner (docs/cloud-runtime.md: Tokens). A token is never logged or stored in clear."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """The Task Runner protocol over HTTP: `POST {url}/job` with the task as JSON, and
 `GET {url}/jobstatus?job_id=ID`, each answering 200 `{"job": {"jobId", "state", "message"}}`.
 
-Retries are urllib3's, each wait capped at `backoff_max` and logged at INFO (README:
+Retries are urllib3's, each wait capped at `backoff_max` and logged at INFO (docs/design.md:
 Failure behaviour). A `POST /job` is sent again only when the Task Runner certainly did
 not act on it (no connection, 429, 503); any other failure leaves the outcome unknown:
 SubmissionOutcomeUnknown, never a second POST. A `GET /jobstatus` is retried within
