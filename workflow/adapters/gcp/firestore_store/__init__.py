@@ -3,8 +3,7 @@ per role; what Firestore holds is in `layout.py`."""
 
 from __future__ import annotations
 
-from typing import Self
-
+from ...roles import EveryRole
 from .claims import FirestoreClaims
 from .layout import (
     BATCH,
@@ -19,24 +18,8 @@ from .runs import FirestoreRuns
 from .steps import FirestoreSteps
 
 
-class FirestoreStateStore(FirestoreRuns, FirestoreSteps, FirestoreClaims):
+class FirestoreStateStore(FirestoreRuns, FirestoreSteps, FirestoreClaims, EveryRole):
     """Plays every role of the StateStore port: runs, steps (with their slots) and claims."""
-
-    @property
-    def runs(self) -> Self:
-        return self
-
-    @property
-    def steps(self) -> Self:
-        return self
-
-    @property
-    def claims(self) -> Self:
-        return self
-
-    @property
-    def slots(self) -> Self:
-        return self
 
 
 __all__ = ["BATCH", "BATCH_BYTES", "MAX_DOCUMENT_BYTES", "STEP_GROWTH_BYTES", "FirestoreStateStore", "_batches",
