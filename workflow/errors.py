@@ -68,6 +68,11 @@ class StatusRefused(TaskRunnerError):
     """A status request got a 4xx: the job cannot be followed. Fails the step."""
 
 
+class OriginRefused(SubmissionRefused, StatusRefused):
+    """The Task Runner URL's origin is not one this runtime may send its token to: nothing
+    was sent. A submission fails its step; a check naming another URL than its step's is poison."""
+
+
 class TaskRunnerUnavailable(TaskRunnerError, TransientError):
     """A status request failed after its retries: retry the check later, do not fail the step."""
 

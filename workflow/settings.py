@@ -6,9 +6,11 @@ import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
 from .errors import InputError
+from .model.text import excerpt
 from .model.urls import origin_of
 
 POLL_ENV = "WORKFLOW_CHECK_STATE_DURATION_SEC"
@@ -70,6 +72,8 @@ ALLOWED_ORIGINS_ENV = "WORKFLOW_ALLOWED_TR_ORIGINS"
 ALLOW_HTTP_ENV = "WORKFLOW_ALLOW_HTTP_TR"
 DAG_BUCKETS_ENV = "WORKFLOW_DAG_BUCKETS"
 DAG_PREFIX_ENV = "WORKFLOW_DAG_PREFIX"
+MAX_TR_URL = 2_048
+DAG_EXTENSIONS = (".yaml", ".yml", ".json")
 
 
 @dataclass(frozen=True)
@@ -100,6 +104,32 @@ class EdgeSettings:
             dag_prefix=env.get(DAG_PREFIX_ENV, "dags/"),
             max_inline_wait=seconds(env, MAX_INLINE_WAIT_ENV, DEFAULT_MAX_INLINE_WAIT_SEC, allow_zero=True),
         )
+
+    def tr_url_problems(self, url: Any, where: str) -> list[str]:
+        """Why the functions must not send requests (with their identity's token) to `url`."""
+        if not isinstance(url, str):
+            return [f"{where} must be a string, not {type(url).__name__}"]
+        if len(url) > MAX_TR_URL:
+            return [f"{where} is {len(url):,} characters long (at most {MAX_TR_URL:,})"]
+        try:
+            parts = urlsplit(url)
+            _ = parts.port
+        except ValueError:
+            parts = None
+        if parts is None or parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+            return [f"no usable Task Runner URL in {where} ({excerpt(url, 100)!r}): set {TR_URL_ENV}, or "
+                    "tr_hostname in the start message, or the object's metadata tr_url"]
+        if "@" in parts.netloc:
+            return [f"{where}: a Task Runner URL with userinfo (user@host) is refused"]
+        origin = excerpt(origin_of(url), 300)
+        problems = []
+        if origin_of(url) not in self.allowed_tr_origins:
+            allowed = ", ".join(sorted(self.allowed_tr_origins)) or "none"
+            problems.append(f"{where}: Task Runner origin {origin} is not allowed ({ALLOWED_ORIGINS_ENV}: {allowed})")
+        if parts.scheme.lower() == "http" and not self.allow_http_tr:
+            problems.append(f"{where}: Task Runner origin {origin} is plain http, refused ({ALLOW_HTTP_ENV}=1 "
+                            "allows it, for local use only)")
+        return problems
 
 
 def _listed(raw: str) -> list[str]:

@@ -549,8 +549,8 @@ def test_http_refuses_other_methods_and_non_json(client: Any, rt: CloudRuntime) 
     not_json = client.post("/", data=b"{nope", content_type="application/json")
     assert not_json.status_code == 400 and "not JSON" in not_json.get_json()["problems"][0]
     huge = client.post("/", data=b" " * (1024 * 1024 + 10), content_type="application/json")
-    assert huge.status_code == 400 and "at most 1,048,576" in huge.get_json()["problems"][0]
-    assert [r.status for r, _ in stored(rt)] == [RunStatus.INVALID] * 2 and published(rt) == []
+    assert huge.status_code == 413 and "at most 1,048,576" in huge.get_json()["error"]  # and no run recorded
+    assert [r.status for r, _ in stored(rt)] == [RunStatus.INVALID] and published(rt) == []
 
 
 def test_a_transient_failure_over_http_answers_503_naming_the_run(

@@ -7,7 +7,6 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 from ..adapters.http.auth import check_token
 from ..bootstrap.cloud import CloudRuntime
@@ -21,14 +20,12 @@ from ..model.messages import StartRun
 from ..model.records import RunRecord
 from ..model.states import RunStatus
 from ..model.text import excerpt, redact
-from ..model.urls import origin_of
-from ..settings import ALLOW_HTTP_ENV, ALLOWED_ORIGINS_ENV, DAG_BUCKETS_ENV, TR_URL_ENV, EdgeSettings
+from ..settings import DAG_BUCKETS_ENV, DAG_EXTENSIONS, TR_URL_ENV, EdgeSettings
 
 log = logging.getLogger("workflow.entrypoints")  # the functions' log lines keep one logger name
 
 START_KEYS = frozenset({"action", "dag_path", "dag", "tr_hostname", "tr_url", "tr_auth_jwt", "run_id"})
 MAX_START_BYTES = 1_048_576
-MAX_TR_URL = 2_048
 MAX_DAG_PATH = 1_024
 
 
@@ -83,7 +80,7 @@ def checked_start(data: bytes, fallback_id: str, edge: EdgeSettings, aliases: Ma
         problems.append(f"unknown key(s) {excerpt(', '.join(unknown), 300)} (known: {', '.join(sorted(START_KEYS))})")
     given = body.get("tr_hostname") or body.get("tr_url")
     tr_url = given or edge.default_tr_url
-    problems += tr_url_problems(tr_url, edge, "tr_hostname" if given else TR_URL_ENV)
+    problems += edge.tr_url_problems(tr_url, "tr_hostname" if given else TR_URL_ENV)
     problems += _token_problems(body)
     problems += _dag_problems(body, edge)
     path = body.get("dag_path")
@@ -99,33 +96,6 @@ def _renamed(body: dict[str, Any], aliases: Mapping[str, str]) -> list[str]:
             if key in body:
                 problems.append(f"give {alias!r} or {key!r}, not both")
             body[key] = body.pop(alias)
-    return problems
-
-
-def tr_url_problems(url: Any, edge: EdgeSettings, where: str) -> list[str]:
-    """Why the functions must not send requests (with their identity's token) to `url`."""
-    if not isinstance(url, str):
-        return [f"{where} must be a string, not {type(url).__name__}"]
-    if len(url) > MAX_TR_URL:
-        return [f"{where} is {len(url):,} characters long (at most {MAX_TR_URL:,})"]
-    try:
-        parts = urlsplit(url)
-        _ = parts.port
-    except ValueError:
-        parts = None
-    if parts is None or parts.scheme.lower() not in ("http", "https") or not parts.hostname:
-        return [f"no usable Task Runner URL in {where} ({excerpt(url, 100)!r}): set {TR_URL_ENV}, or "
-                "tr_hostname in the start message, or the object's metadata tr_url"]
-    if "@" in parts.netloc:
-        return [f"{where}: a Task Runner URL with userinfo (user@host) is refused"]
-    origin = excerpt(origin_of(url), 300)
-    problems = []
-    if origin_of(url) not in edge.allowed_tr_origins:
-        allowed = ", ".join(sorted(edge.allowed_tr_origins)) or "none"
-        problems.append(f"{where}: Task Runner origin {origin} is not allowed ({ALLOWED_ORIGINS_ENV}: {allowed})")
-    if parts.scheme.lower() == "http" and not edge.allow_http_tr:
-        problems.append(f"{where}: Task Runner origin {origin} is plain http, refused ({ALLOW_HTTP_ENV}=1 "
-                        "allows it, for local use only)")
     return problems
 
 
@@ -157,6 +127,8 @@ def _dag_problems(body: dict[str, Any], edge: EdgeSettings) -> list[str]:
         buckets = ", ".join(sorted(edge.dag_buckets)) or "none"
         return [f"dag_path {excerpt(path, 200)!r} is not gs://BUCKET/OBJECT in an allowed bucket "
                 f"({DAG_BUCKETS_ENV}: {buckets})"]
+    if not name.lower().endswith(DAG_EXTENSIONS):  # an env file or a key is never read, nor quoted in a report
+        return [f"dag_path {excerpt(path, 200)!r} is not a DAG file: its name must end in {', '.join(DAG_EXTENSIONS)}"]
     return []
 
 
@@ -178,7 +150,7 @@ def start_upload(run_id: str, path: str, generation: str, given_tr_url: Any, rt:
         return
     tr_url = given_tr_url or rt.edge.default_tr_url
     where = "the object's metadata tr_url" if given_tr_url else TR_URL_ENV
-    request = StartRequest(run_id, f"{path}#{generation}", tr_url, None, tr_url_problems(tr_url, rt.edge, where))
+    request = StartRequest(run_id, f"{path}#{generation}", tr_url, None, rt.edge.tr_url_problems(tr_url, where))
     _start(rt, request, lambda: rt.dags.read(path))
 
 

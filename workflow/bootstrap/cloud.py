@@ -56,10 +56,11 @@ def cloud(
         none = env.get("WORKFLOW_TR_AUTH_MODE") == "none"
         own = StaticToken("none", origin="WORKFLOW_TR_AUTH_MODE=none") if none else IdTokenSource()
         tokens = SealedTokens(env.get("WORKFLOW_TOKEN_KEY") or None, fallback=own)
+    edge = EdgeSettings.from_env(env)  # checked where requests enter, and again by the client on every call
     ports = Ports(
         store=store or firestore_store(env),
         bus=bus or _pubsub_bus(env),
-        runner=runner or HttpTaskRunner(tokens),
+        runner=runner or HttpTaskRunner(tokens, edge=edge),
         settings=Settings.from_env(env),
         clock=clock,
         events=events or _pubsub_events(env),
@@ -68,7 +69,7 @@ def cloud(
         ports=ports,
         dags=dags or DagSources(),
         tokens=tokens,
-        edge=EdgeSettings.from_env(env),
+        edge=edge,
     )
 
 

@@ -53,13 +53,12 @@ def rerun(argv: Sequence[str], out: TextIO, runner: TaskRunner | None = None) ->
     args = parsed(p, argv)
     if args.cloud:
         return request(args, out, "rerun", _rerun_request, lambda before, now: len(now.reruns) > len(before.reruns))
-    return _execute(args, out, runner,
-                    lambda run: RerunRun(run.run_id, len(run.reruns), args.from_step) if run.status.terminal else None,
-                    "rerun")
+    return _execute(args, out, runner, lambda run: RerunRun(run.run_id, len(run.reruns), args.from_step)
+                    if run.status.rerunnable else None, "rerun")
 
 
 def _rerun_request(run: RunRecord) -> dict[str, Any] | None:
-    return {"reruns": len(run.reruns)} if run.status.terminal else None
+    return {"reruns": len(run.reruns)} if run.status.rerunnable else None
 
 
 def _execute(args: argparse.Namespace, out: TextIO, runner: TaskRunner | None,

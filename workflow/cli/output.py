@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from typing import Any, TextIO
 
 from ..model.records import RunRecord, StepRecord
-from ..model.states import RunStatus
+from ..model.states import INVALID_IS_FINAL, RunStatus
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -152,6 +152,9 @@ def as_json(value: Any) -> str:
 
 def nothing_to(verb: str, run: RunRecord, out: TextIO) -> int:
     """Say why there is nothing to do for `run`; its exit code."""
+    if run.status is RunStatus.INVALID and verb in ("rerun", "resume"):
+        print(f"run {run.run_id}: {INVALID_IS_FINAL}", file=out)
+        return EXIT_USAGE
     state = f"already ended {run.status.value}" if run.status.terminal else "is still RUNNING (cancel it first)"
     print(f"run {run.run_id} {state}: nothing to {verb}", file=out)
     return exit_code(run.status)

@@ -65,8 +65,8 @@ def finish_run(ports: Ports, run_id: str) -> None:
     states = {s.state for s in steps}
     if StepState.CANCELLED in states:
         status = RunStatus.CANCELLED
-    else:  # steps SKIPPED by a runIf that was not met do not fail a run
-        status = RunStatus.FAILED if StepState.FAILED in states else RunStatus.SUCCEEDED
+    else:  # steps SKIPPED by a runIf that was not met do not fail a run; a run of no step never succeeds
+        status = RunStatus.FAILED if StepState.FAILED in states or not steps else RunStatus.SUCCEEDED
     if ports.store.runs.finish_run(run_id, status, ports.clock()):
         log.info("run %s", status.value, extra=ids(run_id))
     run = ports.store.runs.get_run(run_id)

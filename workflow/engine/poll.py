@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from ..errors import StatusRefused, TaskRunnerUnavailable
+from ..errors import OriginRefused, PoisonMessage, StatusRefused, TaskRunnerUnavailable
 from ..model.messages import CheckJob
 from ..model.records import Job, StepRecord
 from ..model.states import JOB_FAILED, StepState, job_outcome
+from ..model.text import excerpt
 from ..settings import Settings
 from .context import Ports, ids, log, once, step_of
 from .finish import finish
@@ -23,6 +24,13 @@ def check_job(msg: CheckJob, ports: Ports) -> None:
     else:
         try:
             job = ports.runner.status(msg.tr_url, msg.job_id, msg.tr_auth, msg.run_id)
+        except OriginRefused as exc:  # nothing was sent: a forged check, unless its step names that URL
+            step = step_of(ports, msg.run_id, msg.step_id)
+            if (step.tr_url, step.job_id, step.attempt) != (msg.tr_url, msg.job_id, msg.attempt):
+                raise PoisonMessage(f"a check of job {excerpt(msg.job_id, 100)!r} that is not its step's: "
+                                    f"{exc}") from None
+            finish(ports, msg, StepState.FAILED, Job(msg.job_id, msg.job_state), str(exc))
+            return
         except StatusRefused as exc:  # the job's fate is unknown: not retried
             finish(ports, msg, StepState.FAILED, Job(msg.job_id, msg.job_state), str(exc))
             return

@@ -10,7 +10,7 @@ from ..model.dag import reachable
 from ..model.join import waiting_on
 from ..model.messages import RerunRun
 from ..model.records import Attempt, StepRecord
-from ..model.states import RunStatus, StepState
+from ..model.states import INVALID_IS_FINAL, RunStatus, StepState
 from ..model.transitions import RERUN
 from .context import Ports, dispatch, ids, log, run_of
 
@@ -19,6 +19,8 @@ def rerun_run(msg: RerunRun, ports: Ports) -> None:
     """Start the next attempt of the run's failed, cancelled and skipped steps (and of
     `from_step` and its descendants), keeping its successes; dispatch those now ready."""
     run = run_of(ports, msg.run_id)
+    if run.status is RunStatus.INVALID:
+        raise PoisonMessage(f"run {msg.run_id!r}: {INVALID_IS_FINAL}")
     if len(run.reruns) == msg.reruns:
         if run.status is RunStatus.RUNNING:
             raise PoisonMessage(f"run {msg.run_id!r} is still running: cancel it first, or resume it")

@@ -22,6 +22,8 @@ def start_over_http(request: Any, rt: CloudRuntime) -> tuple[int, dict[str, Any]
     if request.mimetype != "application/json":
         return 415, {"error": f"Content-Type must be application/json, not {excerpt(request.mimetype, 100)!r}"}
     data = request.stream.read(MAX_START_BYTES + 1)  # one byte more than allowed: enough to refuse
+    if len(data) > MAX_START_BYTES:  # refused before it is read as a request: no run is recorded
+        return 413, {"error": f"a start request is at most {MAX_START_BYTES:,} bytes"}
     body, _ = json_object(data)
     if body is not None and body.get("action", "start") != "start":
         return _answer(run_request(body, rt))

@@ -7,10 +7,9 @@ from typing import Any
 
 from ..admission.start_requests import start_upload
 from ..bootstrap.cloud import CloudRuntime
+from ..settings import DAG_EXTENSIONS
 
 log = logging.getLogger("workflow.entrypoints")
-
-DAG_EXTENSIONS = (".yaml", ".yml", ".json")
 
 
 def dag_uploaded(event: Any, rt: CloudRuntime) -> None:

@@ -29,6 +29,14 @@ class RunStatus(StrEnum):
     def terminal(self) -> bool:
         return self is not RunStatus.RUNNING
 
+    @property
+    def rerunnable(self) -> bool:
+        """Ended with steps to run again: an INVALID run ran nothing and stays INVALID."""
+        return self.terminal and self is not RunStatus.INVALID
+
+
+INVALID_IS_FINAL = "it is INVALID: nothing of it ran, so nothing can be rerun or resumed; start a new run"
+
 
 # Task Runner job states (AI Platform training job states). Only these three end a job;
 # every other value, including one never seen before, means "still running".

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
+from urllib.parse import quote
 
 MESSAGE_LIMIT = 2000
 """Characters of a step message (a Task Runner message, an error) kept in the store."""
@@ -18,8 +20,17 @@ def excerpt(text: str, limit: int = MESSAGE_LIMIT) -> str:
 
 
 def redact(text: str, secrets: Iterable[str]) -> str:
-    """`text` with every occurrence of each secret (of 4 characters or more) replaced."""
+    """`text` with every occurrence of each secret (of 4 characters or more) replaced, as
+    given and in the forms an answer may echo it in: JSON-escaped (with or without `\\/`
+    for `/`, and every character as `\\uXXXX`) and percent-encoded."""
     for secret in secrets:
         if len(secret) >= 4:
-            text = text.replace(secret, REDACTED)
+            for form in sorted(_echoed_forms(secret), key=len, reverse=True):
+                text = text.replace(form, REDACTED)
     return text
+
+
+def _echoed_forms(secret: str) -> set[str]:
+    escaped = json.dumps(secret)[1:-1]
+    return {secret, escaped, escaped.replace("/", "\\/"), quote(secret, safe=""), quote(secret),
+            "".join(f"\\u{ord(c):04x}" for c in secret), "".join(f"\\u{ord(c):04X}" for c in secret)}

@@ -6,10 +6,8 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import Any
 
-from urllib3.response import BaseHTTPResponse
-
 from ..http.auth import TokenSource
-from ..http.task_runner import HttpTaskRunner
+from ..http.task_runner import Answer, HttpTaskRunner
 
 
 class WaitingTaskRunner(HttpTaskRunner):
@@ -21,6 +19,6 @@ class WaitingTaskRunner(HttpTaskRunner):
         super().__init__(tokens, **options)
         self._waiting = waiting
 
-    def _send(self, *args: Any, **kwargs: Any) -> BaseHTTPResponse:
+    def _send(self, *args: Any, **kwargs: Any) -> Answer:
         with self._waiting():
             return super()._send(*args, **kwargs)

@@ -7,14 +7,20 @@ not act on it (no connection, 429, 503); any other failure leaves the outcome un
 SubmissionOutcomeUnknown, never a second POST. A `GET /jobstatus` is retried within
 `status_deadline` seconds in total, then TaskRunnerUnavailable. No exception or log
 record holds the bearer token, and answer bodies are cut to a short excerpt.
+
+Given the runtime's edge settings, the client sends nothing (and no token) to a URL whose
+origin they do not allow, whoever asked: OriginRefused. An answer is read up to
+MAX_ANSWER_BYTES; a longer one, or a job id or state past its cap, is a malformed answer.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import urllib3
@@ -34,6 +40,7 @@ from urllib3.util.timeout import Timeout
 from ... import logs
 from ...errors import (
     AuthError,
+    OriginRefused,
     StatusRefused,
     SubmissionOutcomeUnknown,
     SubmissionRefused,
@@ -44,6 +51,7 @@ from ...model.dag import Task
 from ...model.records import Job
 from ...model.text import excerpt, redact
 from ...model.urls import origin_of
+from ...settings import EdgeSettings
 from .auth import TokenSource, check_token
 
 log = logging.getLogger("workflow.taskrunner")
@@ -52,6 +60,9 @@ POST_RETRY_STATUSES = frozenset({429, 503})
 GET_RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 CERTAIN_REFUSALS = frozenset({501, 503, 429})
 """Answers after which the Task Runner certainly did not start a job."""
+MAX_ANSWER_BYTES = 65_536
+MAX_JOB_ID_CHARS = 1_024
+MAX_JOB_STATE_CHARS = 64
 
 
 class _Retry(Retry):
@@ -119,7 +130,8 @@ class HttpTaskRunner:
 
     `retries`: re-sends after the first try; `backoff`: the backoff factor and jitter;
     `backoff_max`: the longest wait between two tries, a `Retry-After` included;
-    `timeout`: (connect, read) seconds of one try; `sleep`: how waits are spent.
+    `timeout`: (connect, read) seconds of one try; `sleep`: how waits are spent;
+    `edge`: the origins requests may go to (None: any, for a URL the user gave the CLI).
     """
 
     def __init__(
@@ -131,8 +143,10 @@ class HttpTaskRunner:
         timeout: tuple[float, float] = (5.0, 30.0),
         status_deadline: float = 10.0,
         sleep: Callable[[float], None] = time.sleep,
+        edge: EdgeSettings | None = None,
     ) -> None:
         self._tokens = tokens
+        self._edge = edge
         self._timeout = timeout
         self._status_deadline = status_deadline
         self._retry: dict[str, Any] = dict(total=retries, backoff_factor=backoff, backoff_max=backoff_max,
@@ -188,6 +202,10 @@ class HttpTaskRunner:
             raise TaskRunnerUnavailable(redact(str(exc), [token])) from None
 
     def _token(self, url: str, auth: str, run_id: str, error: type[TaskRunnerError]) -> str:
+        """The token for `url`, once its origin is known to be allowed."""
+        problems = self._edge.tr_url_problems(url, "the Task Runner URL") if self._edge else []
+        if problems:
+            raise OriginRefused("; ".join(problems))
         base = url.rstrip("/")
         try:
             return check_token(self._tokens.token(base, auth, run_id), self._tokens.describe(base, auth))
@@ -200,13 +218,23 @@ class HttpTaskRunner:
         return retry
 
     def _send(self, method: str, url: str, path: str, token: str, retry: Retry, timeout: Timeout,
-              **kwargs: Any) -> BaseHTTPResponse:
+              **kwargs: Any) -> Answer:
         headers = {"Authorization": f"Bearer {token}"}
         try:
-            return self._pool.request(method, url.rstrip("/") + path, headers=headers, retries=retry,
-                                      timeout=timeout, **kwargs)
+            resp = self._pool.request(method, url.rstrip("/") + path, headers=headers, retries=retry,
+                                      timeout=timeout, preload_content=False, **kwargs)
         except ValueError as exc:  # a request the HTTP layer refused to send
             raise _NotSent(redact(str(exc), [token])) from None
+        try:
+            data = resp.read(MAX_ANSWER_BYTES + 1)
+        except BaseException:
+            resp.close()
+            raise
+        if len(data) > MAX_ANSWER_BYTES:
+            resp.close()  # the rest is never read: this connection is not reused
+        else:
+            resp.release_conn()
+        return Answer(resp.status, data)
 
     def _refusal(self, url: str, auth: str, status: int, body: str) -> str:
         if status not in (401, 403):
@@ -238,16 +266,31 @@ def _why(error: Exception | None) -> str:
     return excerpt(str(error), BODY_LIMIT)
 
 
-def _body(resp: BaseHTTPResponse, token: str) -> str:
-    text = resp.data.decode("utf-8", "replace").strip()
+@dataclass(frozen=True)
+class Answer:
+    """An answer's status and its body, read up to MAX_ANSWER_BYTES (and one byte more)."""
+
+    status: int
+    data: bytes
+
+
+def _body(resp: Answer, token: str) -> str:
+    text = resp.data[:MAX_ANSWER_BYTES].decode("utf-8", "replace").strip()
     return excerpt(redact(text, [token]), BODY_LIMIT)
 
 
-def _job(resp: BaseHTTPResponse) -> Job:
-    """The job in a 200 answer; ValueError with an excerpt of the body when it has none."""
+def _job(resp: Answer) -> Job:
+    """The job in a 200 answer; ValueError with an excerpt of the body when it has none,
+    when it is longer than MAX_ANSWER_BYTES, or when its id or state passes its cap."""
     try:
-        job = resp.json()["job"]
-        return Job(str(job["jobId"]), str(job["state"]), str(job.get("message") or ""))
-    except (ValueError, KeyError, TypeError) as exc:
-        text = resp.data.decode("utf-8", "replace")
+        if len(resp.data) > MAX_ANSWER_BYTES:
+            raise ValueError(f"over {MAX_ANSWER_BYTES:,} bytes")
+        job = json.loads(resp.data)["job"]
+        job_id, state = str(job["jobId"]), str(job["state"])
+        if not 0 < len(job_id) <= MAX_JOB_ID_CHARS or len(state) > MAX_JOB_STATE_CHARS:
+            raise ValueError(f"a job id of 1 to {MAX_JOB_ID_CHARS:,} characters and a state of at most "
+                             f"{MAX_JOB_STATE_CHARS} are expected")
+        return Job(job_id, state, excerpt(str(job.get("message") or "")))
+    except (ValueError, KeyError, TypeError, RecursionError) as exc:
+        text = resp.data[:BODY_LIMIT * 2].decode("utf-8", "replace")
         raise ValueError(f"malformed Task Runner answer (HTTP 200): {excerpt(text, BODY_LIMIT)!r}") from exc
