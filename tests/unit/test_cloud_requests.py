@@ -25,7 +25,7 @@ from workflow.bootstrap.cloud import CloudRuntime
 from workflow.bootstrap.control import CloudControl, control
 from workflow.engine import handle
 from workflow.entrypoints import PUBSUB_PUBLISHED, start_message
-from workflow.errors import InputError, TransientError
+from workflow.errors import InputError, PoisonMessage, TransientError
 from workflow.model.messages import CancelRun, ReconcileRun, RerunRun
 from workflow.model.states import RunStatus, StepState
 
@@ -338,3 +338,26 @@ def test_options_of_the_other_runtime_are_refused(
     monkeypatch.delenv("GOOGLE_CLOUD_PROJECT", raising=False)
     assert command_line.main(argv) == 2
     assert error in capsys.readouterr().err
+
+
+# -- an INVALID run is final ------------------------------------------------------------------
+def invalid_run(rt: CloudRuntime) -> None:
+    publish(rt, {"dag": {"steps": []}, "run_id": "bad"})
+    run = rt.ports.store.get_run("bad")
+    assert run is not None and run.status is RunStatus.INVALID
+
+
+def test_an_invalid_run_stays_invalid_after_rerun_and_resume_requests(rt: CloudRuntime) -> None:
+    invalid_run(rt)
+    for n, body in enumerate([{"action": "rerun", "run_id": "bad", "reruns": 0},
+                              {"action": "resume", "run_id": "bad"}]):
+        publish(rt, body, message_id=f"m{n + 2}")
+        assert pending(rt) == []  # refused at the edge: nothing handed to the engine
+    with pytest.raises(PoisonMessage, match="INVALID"):  # and the engine refuses it too
+        handle(RerunRun("bad", 0), rt.ports)
+    handle(ReconcileRun("bad", 600), rt.ports)
+    deliver(rt)
+    run = rt.ports.store.get_run("bad")
+    assert run is not None and run.status is RunStatus.INVALID and run.reruns == ()
+    events = rt.ports.events.published  # type: ignore[union-attr]
+    assert [(e["run_id"], e["status"]) for e in events] == [("bad", "INVALID")]  # one run.ended, for its one end
