@@ -486,9 +486,10 @@ TOOLING_PACKAGES = ("devtools",)
 # (local DAG files, user credentials, the embedded bus's hook, operation counters) took it to
 # about 4,130. Splitting the product into a module per phase, role and kind of entry (33
 # files to 68) then added a header and imports to each: 4,640 lines for 2,308 statements
-# against 2,260 before (imports and docstrings left out). The budget makes the next growth a
-# decision, not a drift.
-ARCHIVE_LINE_BUDGET = 4_700
+# against 2,260 before (imports and docstrings left out). Checking the Task Runner origin on
+# every call, capping its answers and keeping INVALID final added about 90 (4,733). The budget
+# makes the next growth a decision, not a drift.
+ARCHIVE_LINE_BUDGET = 4_800
 # The expression of local.function_source_files, with its fileset() patterns as the only variables.
 ARCHIVE_EXPRESSION = re.compile(
     r"\$\{sort\(concat\(\[(?P<literal>[^\]]*)\], tolist\(setsubtract\("
