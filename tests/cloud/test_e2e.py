@@ -26,6 +26,8 @@ from devtools.localcloud.stack import LocalCloud
 from devtools.localcloud.wiring import ENGINE_TARGET, EVENTS_TOPIC, UPLOAD_TARGET
 from devtools.mock_runner import fingerprint
 from polling import wait_until
+from workflow.model import codec
+from workflow.model.messages import CheckJob
 from workflow.model.records import RunRecord, StepRecord
 from workflow.model.states import RunStatus, StepState
 
@@ -70,17 +72,23 @@ def unexpected_errors(cloud: LocalCloud, since: int = 0) -> list[str]:
     return [e for e in cloud.function_errors()[since:] if BUSY not in e]
 
 
+@pytest.fixture
+def expected_errors() -> list[str]:
+    """Texts of the error lines a test makes the functions log on purpose (a forged message)."""
+    return []
+
+
 @pytest.fixture(autouse=True)
-def no_unexpected_function_errors(request: pytest.FixtureRequest) -> Iterator[None]:
-    """Fail a test that made a function log an error (but Busy), quoting the log lines, or
-    that left a run RUNNING."""
+def no_unexpected_function_errors(request: pytest.FixtureRequest, expected_errors: list[str]) -> Iterator[None]:
+    """Fail a test that made a function log an error (but Busy, and the errors it expects),
+    quoting the log lines, or that left a run RUNNING."""
     if "cloud" not in request.fixturenames:
         yield
         return
     stack: LocalCloud = request.getfixturevalue("cloud")
     before = len(stack.function_errors())
     yield
-    errors = unexpected_errors(stack, before)
+    errors = [e for e in unexpected_errors(stack, before) if not any(x in e for x in expected_errors)]
     assert not errors, "the functions logged errors:\n" + "\n".join(errors) + "\n" + stack.log_tails(60)
     left = [r.run_id for r in stack.store().list_runs(1000, RunStatus.RUNNING)]
     assert not left, f"runs left RUNNING: {left}"
@@ -341,6 +349,37 @@ def test_a_start_message_naming_a_task_runner_not_allowed_is_invalid_and_sends_n
     assert run.status is RunStatus.INVALID, run
     assert any("is not allowed" in p and "WORKFLOW_ALLOWED_TR_ORIGINS" in p for p in run.problems), run.problems
     assert cloud.steps(run_id) == [] and tagged_requests(cloud, tag) == []
+
+
+def test_a_forged_check_on_the_engine_topic_sends_nothing_to_the_host_it_names(
+    cloud: LocalCloud, tag: str, expected_errors: list[str]
+) -> None:
+    run_id = f"forged-{tag}"
+    cloud.publish_start({"dag": {"steps": [{"id": "long", "task": task("gcr.io/e2e/long:1", tag, "3")}]},
+                         "run_id": run_id})
+    [step] = wait_until(lambda: [s for s in cloud.steps(run_id) if s.state is StepState.RUNNING and s.job_id],
+                        timeout=RUN_TIMEOUT, what="the step to run")
+    forged_job = f"forged-{tag}"
+    elsewhere = cloud.mock_url.replace("127.0.0.1", "localhost")  # the same mock, an origin not allowed
+    forged = CheckJob(run_id, "long", forged_job, 1, elsewhere, "", step.submitted_at or 0.0, "RUNNING")
+    expected_errors.append("not its step's")
+    cloud.publish_engine(codec.encode(forged), {})
+    wait_until(lambda: any("not its step's" in e for e in cloud.function_errors()), timeout=RUN_TIMEOUT,
+               what="the forged check to be dropped")
+    assert [r for r in cloud.mock.requests() if r["query"].get("job_id") == forged_job] == []
+    run = finished(cloud, run_id)
+    assert run.status is RunStatus.SUCCEEDED and by_id(cloud.steps(run_id))["long"].job_id == step.job_id
+
+
+def test_an_invalid_run_stays_invalid_after_rerun_and_resume_requests(cloud: LocalCloud, tag: str) -> None:
+    run_id = f"invalid-{tag}"
+    status, _ = cloud.post_start({"dag": {"steps": []}, "run_id": run_id})
+    assert status == 400
+    for request in ({"action": "rerun", "run_id": run_id, "reruns": 0}, {"action": "resume", "run_id": run_id}):
+        status, answer = cloud.post_start(request)
+        assert status == 400 and "INVALID" in answer["problems"][0], answer
+    run = cloud.run(run_id)
+    assert run is not None and run.status is RunStatus.INVALID and run.reruns == ()
 
 
 # --------------------------------------------------------------------------- the HTTP start function
