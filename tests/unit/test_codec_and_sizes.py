@@ -19,7 +19,7 @@ from workflow.adapters.gcp.firestore_store import (
 from workflow.errors import DagInvalid, PoisonMessage
 from workflow.model import codec
 from workflow.model.dag import Task
-from workflow.model.messages import CheckJob, DispatchStep
+from workflow.model.messages import CheckJob, DispatchStep, SweepRuns
 from workflow.model.records import StepRecord
 
 
@@ -86,3 +86,37 @@ def test_creation_batches_stay_under_the_request_limit_and_the_write_limit() -> 
         assert [s for batch in batches for s, _, _ in batch] == steps  # every step once, in order
         assert all(len(b) <= BATCH and sum(n for _, _, n in b) <= BATCH_BYTES for b in batches)
     assert len(list(firestore_store._batches(sized_step_docs("runs", large)))) == 3
+
+
+def sweep(**fields: Any) -> bytes:
+    return json.dumps({"v": 1, "type": "SweepRuns", **fields}).encode()
+
+
+@pytest.mark.parametrize(("data", "problem"), [
+    (check_job(job_id="j" * 1_025), "field 'job_id' is 1,025 characters long (at most 1,024)"),
+    (check_job(tr_url="https://x/" + "p" * 3_000), "field 'tr_url' is 3,010 characters long (at most 2,048)"),
+    (check_job(job_message="m" * 5_000), "field 'job_message' is 5,000 characters long"),
+    (check_job(seq=-1), "field 'seq' is -1, outside 0"),
+    (check_job(retries=21), "field 'retries' is 21, outside 0 to 20"),
+    (check_job(submitted_at=-5.0), "field 'submitted_at' is -5.0"),
+    (check_job(successors=["a", "../b"]), "successors '../b' is not"),
+    (check_job(successors=[f"s{i}" for i in range(5_001)]), "lists 5,001 steps"),
+    (sweep(stale_after=-900.0), "field 'stale_after' is -900.0, outside 0"),
+    (sweep(stale_after=0.0), "'stale_after' must be more than 0 seconds"),
+    (sweep(limit=0), "field 'limit' is 0, outside 1 to 1000"),
+    (sweep(limit=10**9), "field 'limit' is 1000000000"),
+    (json.dumps({"v": 1, "type": "RerunRun", "run_id": "r", "reruns": 0, "from_step": "a/b"}).encode(),
+     "from_step 'a/b' is not"),
+])
+def test_an_engine_message_out_of_its_bounds_is_poison(data: bytes, problem: str) -> None:
+    with pytest.raises(PoisonMessage) as caught:
+        codec.decode(data)
+    assert problem in str(caught.value) and len(str(caught.value)) < 500
+
+
+def test_messages_the_engine_publishes_stay_within_their_bounds() -> None:
+    check = CheckJob("r", "s", "j" * 1_024, seq=2**40, tr_url="https://" + "h" * 2_000, tr_auth="f" * 30_000,
+                     submitted_at=1e9, job_state="RUNNING", successors=tuple(f"s{i}" for i in range(5_000)),
+                     timeout=30 * 86_400.0, retries=20, max_parallel=5_000)
+    assert codec.decode(codec.encode(check)) == check
+    assert codec.decode(sweep(stale_after=6.0, limit=1_000)) == SweepRuns(6.0, 1_000)

@@ -14,7 +14,7 @@ from typing import Any
 
 from ..errors import DagInvalid, PoisonMessage
 from .dag import Dag
-from .messages import Message
+from .messages import Message, SweepRuns
 from .states import RunStatus, StepState
 from .text import excerpt
 
@@ -63,7 +63,45 @@ def from_dict(body: Any) -> Message:
         problem = id_problem(getattr(msg, name, ""), name) if hasattr(msg, name) else None
         if problem:
             raise PoisonMessage(f"malformed {cls.__name__}: {problem}")
+    problem = _out_of_bounds(msg)
+    if problem:
+        raise PoisonMessage(f"malformed {cls.__name__}: {problem}")
     return msg
+
+
+DAY = 86_400.0
+TEXT_LIMITS = {"job_id": 1_024, "tr_url": 2_048, "tr_auth": 32_768, "job_state": 64, "source": 2_048}
+"""Characters a text field may hold; any other text field: DEFAULT_TEXT_LIMIT."""
+DEFAULT_TEXT_LIMIT = 4_096
+RANGES: dict[str, tuple[float, float]] = {
+    "seq": (0, math.inf), "attempt": (0, 10_000), "retries": (0, 20), "max_parallel": (0, 5_000),
+    "reruns": (0, 10_000), "limit": (1, 1_000), "stale_after": (0, 30 * DAY), "timeout": (0, 30 * DAY),
+    "submitted_at": (0, math.inf), "deadline": (0, math.inf), "quiet_since": (0, math.inf), "at": (0, math.inf),
+}
+"""The values a number field may take, whatever the message; a sweep's `stale_after` is more than 0."""
+MAX_SUCCESSORS = 5_000  # a DAG's most steps
+
+
+def _out_of_bounds(msg: Message) -> str | None:
+    """Why a field of `msg` is out of its bounds (length, range, ids), or None."""
+    for f in dataclasses.fields(msg):
+        value = getattr(msg, f.name)
+        cap = TEXT_LIMITS.get(f.name, DEFAULT_TEXT_LIMIT)
+        if isinstance(value, str) and len(value) > cap:
+            return f"field {f.name!r} is {len(value):,} characters long (at most {cap:,})"
+        low, high = RANGES.get(f.name, (-math.inf, math.inf))
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and not low <= value <= high:
+            return f"field {f.name!r} is {value!r}, outside {low:g} to {high:g}"
+        if f.name in ("successors", "from_step") and value:
+            ids = value if isinstance(value, tuple) else (value,)
+            if len(ids) > MAX_SUCCESSORS:
+                return f"field {f.name!r} lists {len(ids):,} steps (at most {MAX_SUCCESSORS:,})"
+            problem = next((p for s in ids if (p := id_problem(s, f.name))), None)
+            if problem:
+                return problem
+    if isinstance(msg, SweepRuns) and msg.stale_after <= 0:
+        return "field 'stale_after' must be more than 0 seconds"
+    return None
 
 
 def _typed(name: str, value: Any, kind: Any) -> Any:
