@@ -7,6 +7,8 @@ import logging
 import os
 import sys
 
+from .model.text import printable
+
 _IDS = ("run_id", "step_id")
 
 
@@ -25,12 +27,15 @@ class JsonFormatter(logging.Formatter):
 
 
 class TextFormatter(logging.Formatter):
+    """One line per record for a terminal: what came from outside (a Task Runner's message,
+    a DAG's names) has its control characters escaped (`text.printable`)."""
+
     def format(self, record: logging.LogRecord) -> str:
-        ids = " ".join(f"{k}={getattr(record, k)}" for k in _IDS if getattr(record, k, ""))
-        base = f"{record.levelname.lower()}: {record.getMessage()}"
+        ids = " ".join(f"{k}={printable(str(getattr(record, k)))}" for k in _IDS if getattr(record, k, ""))
+        base = f"{record.levelname.lower()}: {printable(record.getMessage())}"
         text = f"{base} [{ids}]" if ids else base
         if record.exc_info:
-            text += "\n" + self.formatException(record.exc_info)
+            text += "\n" + "\n".join(printable(line) for line in self.formatException(record.exc_info).splitlines())
         return text
 
 

@@ -120,3 +120,15 @@ def test_urllib3_retry_warnings_are_dropped_and_other_warnings_kept(caplog: pyte
         pool.warning("Retrying (%r) after connection broken", "Retry(total=4)", extra={"__urllib3-retry-warning": {}})
         pool.warning("Connection pool is full, discarding connection")
     assert [r.getMessage() for r in caplog.records] == ["Connection pool is full, discarding connection"]
+
+
+def test_text_logs_write_control_characters_as_escapes(capsys: pytest.CaptureFixture[str]) -> None:
+    logs.configure(logging.INFO, json_format=False)
+    try:
+        logging.getLogger("workflow.test").warning("step failed: %s", "\x1b[2J\x1b]0;owned\x07 \u202egnp.exe",
+                                                   extra={"run_id": "r\x1b1", "step_id": "s"})
+    finally:
+        logs.configure(logging.WARNING)
+    err = capsys.readouterr().err
+    assert "\x1b" not in err and "\x07" not in err and "\u202e" not in err
+    assert "step failed: \\x1b[2J\\x1b]0;owned\\x07 \\u202egnp.exe [run_id=r\\x1b1 step_id=s]" in err

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import unicodedata
 from collections.abc import Iterable
 from urllib.parse import quote
 
@@ -34,3 +35,16 @@ def _echoed_forms(secret: str) -> set[str]:
     escaped = json.dumps(secret)[1:-1]
     return {secret, escaped, escaped.replace("/", "\\/"), quote(secret, safe=""), quote(secret),
             "".join(f"\\u{ord(c):04x}" for c in secret), "".join(f"\\u{ord(c):04X}" for c in secret)}
+
+
+def printable(text: str) -> str:
+    """`text` safe to write to a terminal or a text log: control and format characters
+    (ESC, BEL, CR, LF, bidi overrides, ...) written as escapes (`\\x1b`, `\\u202e`), so
+    nothing from a Task Runner, a DAG or a user moves the cursor or hides what follows."""
+    if text.isprintable():
+        return text
+    return "".join(_escaped(c) if unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") else c for c in text)
+
+
+def _escaped(c: str) -> str:
+    return f"\\x{ord(c):02x}" if ord(c) < 0x100 else f"\\u{ord(c):04x}"
