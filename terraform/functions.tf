@@ -97,7 +97,7 @@ resource "google_cloudfunctions2_function" "this" {
         key        = "WORKFLOW_TOKEN_KEY"
         project_id = var.project
         secret     = secret_environment_variables.value
-        version    = "latest"
+        version    = var.token_key_version
       }
     }
   }

@@ -385,6 +385,17 @@ variable "source_bucket_name" {
   }
 }
 
+variable "token_key_version" {
+  description = "The version of token_key_secret the functions read, pinned (not \"latest\"), so that a new version reaches the functions only with a deploy. A version may hold several Fernet keys separated by commas, newest first: see docs/security.md, rotating the token key."
+  type        = string
+  default     = "1"
+
+  validation {
+    condition     = can(regex("^[1-9][0-9]*$", var.token_key_version))
+    error_message = "token_key_version must be a version number of the secret (1, 2, ...), not latest."
+  }
+}
+
 variable "token_key_secret" {
   description = "Optional id of an existing Secret Manager secret (in this project) holding a Fernet key. When set, start messages may carry tr_auth_jwt, which the functions keep only sealed with this key; when empty, such requests are recorded INVALID and the functions call the Task Runner with their own identity."
   type        = string

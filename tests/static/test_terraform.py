@@ -1020,3 +1020,18 @@ def test_the_deployer_may_manage_scheduler_jobs() -> None:
     bootstrap = readme[readme.index("for role in roles/serviceusage"):]
     assert "roles/cloudscheduler.admin" in bootstrap[: bootstrap.index("done")]
     assert re.search(r"^\| \| `roles/cloudscheduler\.admin` \(project\) \|", readme, re.M)
+
+
+def test_the_functions_read_a_pinned_version_of_the_token_key() -> None:
+    for name, fn in resources("google_cloudfunctions2_function").items():
+        config = fn["service_config"][0] if isinstance(fn["service_config"], list) else fn["service_config"]
+        secrets = [d["secret_environment_variables"] for d in config.get("dynamic", [])
+                   if "secret_environment_variables" in d]
+        assert secrets, f"{name}: no secret environment variable block"
+        for block in secrets:
+            assert block["content"][0]["version"] == "${var.token_key_version}", name
+    version = variables()["token_key_version"]
+    assert version["default"] == "1"
+    pattern = re.search(r'regex\("(.+?)", var\.token_key_version\)', version["validation"][0]["condition"])
+    assert pattern and re.fullmatch(pattern.group(1).replace("\\\\", "\\"), "7")
+    assert not re.fullmatch(pattern.group(1).replace("\\\\", "\\"), "latest")

@@ -87,6 +87,21 @@ def test_sealed_tokens_round_trip_and_are_not_readable() -> None:
     assert "my-jwt" not in repr(tokens) and "own" not in repr(StaticToken("own"))
 
 
+def test_a_rotated_key_list_opens_tokens_sealed_with_the_previous_key() -> None:
+    from cryptography.fernet import Fernet
+
+    old, new = Fernet.generate_key().decode(), Fernet.generate_key().decode()
+    sealed_before = SealedTokens(old, StaticToken("own")).seal("jwt-1", run_id="r1", origin="https://a.example")
+    rotated = SealedTokens(f"{new}, {old}", StaticToken("own"))
+    assert rotated.token("https://a.example", sealed_before, "r1") == "jwt-1"
+    sealed_after = rotated.seal("jwt-2", run_id="r2", origin="https://a.example")
+    assert SealedTokens(new, StaticToken("own")).token("https://a.example", sealed_after, "r2") == "jwt-2"
+    with pytest.raises(AuthError, match="cannot be opened"):  # sealed with the new key: the old alone cannot
+        SealedTokens(old, StaticToken("own")).token("https://a.example", sealed_after, "r2")
+    with pytest.raises(AuthError, match="comma-separated list"):
+        SealedTokens(f"{new},short", StaticToken("own")).seal("x", run_id="r", origin="https://a")
+
+
 def test_json_logs_carry_severity_and_ids(capsys: pytest.CaptureFixture[str]) -> None:
     logs.configure(logging.INFO, json_format=True)
     try:

@@ -106,7 +106,11 @@ class IdTokenSource:
 
 class SealedTokens:
     """Seals a caller's token so it is stored and carried only encrypted (Fernet, with the
-    deployment's key); opens it per request. Runs without one use the fallback source."""
+    deployment's key); opens it per request. Runs without one use the fallback source.
+
+    `key` may list several Fernet keys separated by commas, newest first (MultiFernet):
+    tokens are sealed with the first and opened with any, so a key can be rotated while
+    runs sealed with the previous one go on (docs/security.md: rotating the token key)."""
 
     PREFIX = "fernet:"
 
@@ -145,15 +149,17 @@ class SealedTokens:
         return "the token given when this run was started (kept sealed with the run)"
 
     def _fernet(self) -> Any:
-        from cryptography.fernet import Fernet
+        from cryptography.fernet import Fernet, MultiFernet
 
         if not self._key:
             raise AuthError("WORKFLOW_TOKEN_KEY is not set: cannot open a sealed token")
+        keys = [k.strip() for k in self._key.split(",") if k.strip()]
         try:
-            return Fernet(self._key.encode())
+            return MultiFernet([Fernet(k.encode()) for k in keys])
         except ValueError as exc:
             raise AuthError(
-                "WORKFLOW_TOKEN_KEY is not a Fernet key (32 url-safe base64-encoded bytes)"
+                "WORKFLOW_TOKEN_KEY is not a Fernet key, or a comma-separated list of them, newest first "
+                "(32 url-safe base64-encoded bytes each)"
             ) from exc
 
     def __repr__(self) -> str:
