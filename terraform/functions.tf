@@ -20,6 +20,7 @@ locals {
     WORKFLOW_CHECK_STATE_DURATION_SEC = tostring(var.check_state_duration_sec)
     WORKFLOW_STEP_TIMEOUT_SEC         = tostring(var.step_timeout_sec)
     WORKFLOW_STALE_AFTER_SEC          = tostring(var.stale_after_sec)
+    WORKFLOW_SWEEP_LIMIT              = tostring(var.sweep_limit)
     WORKFLOW_FIRESTORE_DATABASE       = var.firestore_database
     LOG_FORMAT                        = "json"
   }

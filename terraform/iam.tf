@@ -100,15 +100,16 @@ resource "google_cloud_run_v2_service_iam_member" "trigger_function_invoker" {
 }
 
 # ---------------------------------------------------------------------------
-# The deployer (the identity running Terraform) may act as the two runtime
-# identities, which deploying the functions and their triggers requires; it
-# gets that on these two service accounts only, not project-wide.
+# The deployer (the identity running Terraform) may act as the three runtime
+# identities, which deploying the functions, their triggers and the scheduler's job
+# requires; it gets that on these service accounts only, not project-wide.
 # ---------------------------------------------------------------------------
 
 resource "google_service_account_iam_member" "deployer_acts_as" {
   for_each = {
     functions = google_service_account.functions.name
     trigger   = google_service_account.trigger.name
+    scheduler = google_service_account.scheduler.name
   }
 
   service_account_id = each.value
@@ -141,18 +142,6 @@ resource "google_pubsub_topic_iam_member" "pubsub_agent_dead_letter_publisher" {
   topic   = google_pubsub_topic.dead_letter.name
   role    = "roles/pubsub.publisher"
   member  = "serviceAccount:${local.pubsub_service_agent}"
-
-  depends_on = [google_project_service.required]
-}
-
-# Cloud Scheduler publishes the sweep on the engine topic as its service agent.
-# Its project role (roles/cloudscheduler.serviceAgent) allows that already; this
-# grant, on the one topic, keeps the sweep working where that role was trimmed.
-resource "google_pubsub_topic_iam_member" "scheduler_agent_engine_publisher" {
-  project = var.project
-  topic   = google_pubsub_topic.engine.name
-  role    = "roles/pubsub.publisher"
-  member  = "serviceAccount:${local.scheduler_service_agent}"
 
   depends_on = [google_project_service.required]
 }
@@ -204,6 +193,15 @@ resource "google_pubsub_topic_iam_member" "event_subscribers" {
   topic   = google_pubsub_topic.events.name
   role    = "roles/pubsub.subscriber"
   member  = each.value
+}
+
+# The scheduler's identity calls the HTTP start function (the sweep) and nothing else.
+resource "google_cloud_run_v2_service_iam_member" "scheduler_invokes_start" {
+  project  = var.project
+  location = local.functions["on_start_request"].location
+  name     = local.functions["on_start_request"].service_config[0].service
+  role     = "roles/run.invoker"
+  member   = "serviceAccount:${google_service_account.scheduler.email}"
 }
 
 # Callers of the HTTP start function: run.invoker on its Cloud Run service only.

@@ -1,16 +1,19 @@
-# The sweep: Cloud Scheduler publishes SweepRuns on the engine topic on a cron
-# schedule; on_engine_message reconciles the RUNNING runs that showed no
-# progress for stale_after_sec (docs/cloud-runtime.md: The sweep).
+# The sweep: on a cron schedule, Cloud Scheduler calls the HTTP start function with
+# {"action": "sweep"} as its own service account (an OIDC token); the function publishes
+# SweepRuns on the engine topic, with the deployment's stale_after_sec and sweep_limit,
+# and on_engine_message reconciles the RUNNING runs that showed no progress for that long
+# (docs/cloud-runtime.md: The sweep). So only the functions publish on the engine topic.
 
 locals {
-  # workflow.model.messages.SweepRuns as the codec's JSON (schema version 1).
-  sweep_message = {
-    v           = 1
-    type        = "SweepRuns"
-    stale_after = var.stale_after_sec
-    limit       = var.sweep_limit
-  }
-  scheduler_service_agent = "service-${data.google_project.this.number}@gcp-sa-cloudscheduler.iam.gserviceaccount.com"
+  start_request_uri = local.functions["on_start_request"].service_config[0].uri
+}
+
+resource "google_service_account" "scheduler" {
+  account_id   = "${var.name_prefix}-scheduler"
+  display_name = "${var.name_prefix} scheduled requests"
+  description  = "Identity Cloud Scheduler calls the ${var.name_prefix} HTTP start function as (the sweep); it may invoke that function and nothing else."
+
+  depends_on = [google_project_service.required]
 }
 
 resource "google_cloud_scheduler_job" "sweep" {
@@ -20,15 +23,22 @@ resource "google_cloud_scheduler_job" "sweep" {
   schedule    = var.sweep_schedule
   time_zone   = "Etc/UTC"
 
-  pubsub_target {
-    topic_name = google_pubsub_topic.engine.id
-    data       = base64encode(jsonencode(local.sweep_message))
-    attributes = { type = "SweepRuns" }
+  http_target {
+    uri         = local.start_request_uri
+    http_method = "POST"
+    headers     = { "Content-Type" = "application/json" }
+    body        = base64encode(jsonencode({ action = "sweep" }))
+
+    oidc_token {
+      service_account_email = google_service_account.scheduler.email
+      audience              = local.start_request_uri
+    }
   }
 
   depends_on = [
     google_project_service.required,
-    google_pubsub_topic_iam_member.scheduler_agent_engine_publisher,
+    google_cloud_run_v2_service_iam_member.scheduler_invokes_start,
+    google_service_account_iam_member.deployer_acts_as,
   ]
 
   lifecycle {

@@ -23,7 +23,7 @@ variable "region" {
 }
 
 variable "deployer_service_account" {
-  description = "Email of the service account that runs Terraform (the Cloud Build deployer). It gets roles/iam.serviceAccountUser on the two runtime service accounts only. Defaults to workflow-deployer@<project>.iam.gserviceaccount.com."
+  description = "Email of the service account that runs Terraform (the Cloud Build deployer). It gets roles/iam.serviceAccountUser on the three runtime service accounts only (functions, triggers, scheduler). Defaults to workflow-deployer@<project>.iam.gserviceaccount.com."
   type        = string
   default     = null
 
@@ -289,7 +289,7 @@ variable "sweep_schedule" {
 }
 
 variable "sweep_limit" {
-  description = "The most runs one sweep reconciles, stalest first (the limit of the scheduled SweepRuns)."
+  description = "The most runs one sweep reconciles, stalest first (WORKFLOW_SWEEP_LIMIT of the functions)."
   type        = number
   default     = 100
 

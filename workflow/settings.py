@@ -23,6 +23,9 @@ DEFAULT_POLL_SEC = 10.0
 MAX_INLINE_WAIT_ENV = "WORKFLOW_MAX_INLINE_WAIT_SEC"
 DEFAULT_MAX_INLINE_WAIT_SEC = 8.0  # below the 10 s ack deadline Eventarc gives a new subscription
 DEFAULT_STEP_TIMEOUT_SEC = 10 * 3600.0
+SWEEP_LIMIT_ENV = "WORKFLOW_SWEEP_LIMIT"
+DEFAULT_SWEEP_LIMIT = 100
+MAX_SWEEP_LIMIT = 1_000
 
 
 @dataclass(frozen=True)
@@ -36,6 +39,7 @@ class Settings:
     # A run with no sign of progress for this long is reconciled by the sweep; running
     # jobs' checks show they are alive about three times in that span.
     stale_after: float = DEFAULT_STALE_AFTER_SEC
+    sweep_limit: int = DEFAULT_SWEEP_LIMIT  # runs one sweep reconciles at most
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -46,7 +50,17 @@ class Settings:
             step_timeout=seconds(env, TIMEOUT_ENV, DEFAULT_STEP_TIMEOUT_SEC, allow_zero=False),
             stale_after=seconds(env, STALE_AFTER_ENV, DEFAULT_STALE_AFTER_SEC, allow_zero=False),
             submit_lease=seconds(env, SUBMIT_LEASE_ENV, DEFAULT_SUBMIT_LEASE_SEC, allow_zero=False),
+            sweep_limit=_count(env, SWEEP_LIMIT_ENV, DEFAULT_SWEEP_LIMIT, MAX_SWEEP_LIMIT),
         )
+
+
+def _count(env: Mapping[str, str], name: str, default: int, most: int) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    if not raw.isdigit() or not 1 <= int(raw) <= most:
+        raise InputError(f"{name}={excerpt(raw, 40)!r}: must be a whole number from 1 to {most:,}")
+    return int(raw)
 
 
 def seconds(env: Mapping[str, str], name: str, default: float, *, allow_zero: bool) -> float:

@@ -106,7 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="push subscriptions on the engine topic: each engine message is delivered N times "
                          "(default: %(default)s)")
     up.add_argument("--sweep-every", type=seconds_arg, default=DEFAULT_SWEEP_EVERY, metavar="SECONDS",
-                    help="publish a sweep (SweepRuns) on the engine topic this often, as the Cloud Scheduler job "
+                    help="ask the HTTP start function for a sweep this often, as the Cloud Scheduler job "
                          "does; 0: never (default: %(default)s)")
     up.add_argument("--stale-after", type=_positive_seconds, default=DEFAULT_STALE_AFTER_SEC, metavar="SECONDS",
                     help="a sweep reconciles the runs with no progress for this long (WORKFLOW_STALE_AFTER_SEC "

@@ -1,9 +1,9 @@
-"""Cloud Scheduler for the local cloud: the sweep job, publishing SweepRuns on a timer.
+"""Cloud Scheduler for the local cloud: the sweep job, calling the HTTP start function on a timer.
 
-`SweepTimer` publishes the JSON of `SweepRuns(stale_after, limit)` (attribute
-`type: SweepRuns`) every `every` seconds, as the Terraform job does on its cron schedule,
-the first one `every` seconds after `start()`. A failed publish is logged and counted, and
-the next one is tried on time. `stop()` is idempotent and returns within one publish.
+`SweepTimer` calls `send` every `every` seconds, as the Terraform job calls the HTTP start
+function with `{"action": "sweep"}` on its cron schedule, the first time `every` seconds
+after `start()`. A failed call is logged and counted, and the next one is tried on time.
+`stop()` is idempotent and returns within one call.
 """
 
 from __future__ import annotations
@@ -12,32 +12,29 @@ import logging
 import threading
 from collections.abc import Callable
 
-from workflow.model import codec
-from workflow.model.messages import SweepRuns
-
 LOG = logging.getLogger(__name__)
 
-Publish = Callable[[bytes, dict[str, str]], None]
-"""Publish (data, attributes) on the engine topic and return once Pub/Sub accepted it."""
+SWEEP_REQUEST = {"action": "sweep"}
+"""What the scheduler's job posts to the HTTP start function (terraform/scheduler.tf)."""
 
 
 class SweepTimer:
-    """A daemon thread publishing `message` every `every` seconds through `publish`."""
+    """A daemon thread calling `send` (one sweep request; raises if it was not accepted)
+    every `every` seconds."""
 
-    def __init__(self, publish: Publish, every: float, message: SweepRuns) -> None:
+    def __init__(self, send: Callable[[], None], every: float) -> None:
         if every <= 0:
             raise ValueError(f"a sweep timer needs an interval > 0 s, got {every:g}")
         self.every = every
-        self.message = message
-        self.published = 0
+        self.sent = 0
         self.failed = 0
-        self._publish = publish
+        self._send = send
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="localcloud-sweep", daemon=True)
 
     def start(self) -> SweepTimer:
         self._thread.start()
-        LOG.info("sweep every %g s (runs quiet for %g s)", self.every, self.message.stale_after)
+        LOG.info("sweep every %g s", self.every)
         return self
 
     def stop(self) -> None:
@@ -46,12 +43,11 @@ class SweepTimer:
             self._thread.join()
 
     def _run(self) -> None:
-        data = codec.encode(self.message)
         while not self._stop.wait(self.every):
             try:
-                self._publish(data, {"type": type(self.message).__name__})
+                self._send()
             except Exception:  # the next tick tries again, as Cloud Scheduler's next run would
                 self.failed += 1
-                LOG.exception("publishing the sweep failed")
+                LOG.exception("the sweep request failed")
                 continue
-            self.published += 1
+            self.sent += 1

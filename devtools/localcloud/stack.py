@@ -19,10 +19,11 @@ process group through `devtools.localcloud.processes`:
 With `engine_deliveries=N` the engine topic gets N push subscriptions to the same
 function, so every engine message is delivered N times, concurrently.
 
-What Cloud Scheduler would add: with `sweep_every` > 0, a `SweepTimer` publishing
-`SweepRuns(stale_after)` on the engine topic every `sweep_every` seconds; the functions get
-WORKFLOW_STALE_AFTER_SEC = `stale_after`. With `engine_gate`, engine messages reach their
-function through a `PushGate` (`gate`), which can lose chosen messages for tests.
+What Cloud Scheduler would add: with `sweep_every` > 0, a `SweepTimer` posting
+`{"action": "sweep"}` to the HTTP start function every `sweep_every` seconds, which
+publishes the SweepRuns; the functions get WORKFLOW_STALE_AFTER_SEC = `stale_after`.
+With `engine_gate`, engine messages reach their function through a `PushGate` (`gate`),
+which can lose chosen messages for tests.
 `kill_function` and `restart_function` crash a function's process group and bring it back
 on the same port.
 
@@ -44,13 +45,12 @@ from types import TracebackType
 from typing import Any
 
 from devtools.mock_runner import MockTaskRunner
-from workflow.model.messages import SweepRuns
 from workflow.settings import DEFAULT_MAX_INLINE_WAIT_SEC, DEFAULT_STALE_AFTER_SEC
 
 from . import emulators, eventarc, functions, pubsub_wiring
 from .client import CloudClient
 from .push_gate import PushGate
-from .scheduler import SweepTimer
+from .scheduler import SWEEP_REQUEST, SweepTimer
 from .servers import Service
 from .wiring import (
     COUNTED_SOURCE,
@@ -203,7 +203,12 @@ class LocalCloud(CloudClient):
             interval=self.forward_interval,
         ).start()
         if self.sweep_every > 0:
-            self.sweeper = SweepTimer(self.publish_engine, self.sweep_every, SweepRuns(self.stale_after)).start()
+            self.sweeper = SweepTimer(self._request_sweep, self.sweep_every).start()
+
+    def _request_sweep(self) -> None:
+        status, answer = self.post_start(SWEEP_REQUEST)
+        if status != 202:
+            raise RuntimeError(f"the sweep request was answered {status}: {answer}")
 
     def stop(self) -> None:
         """Stop the forwarder, the functions, the emulators and the mock. Idempotent."""

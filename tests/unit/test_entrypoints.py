@@ -35,7 +35,7 @@ from workflow.entrypoints import (
 )
 from workflow.errors import InputError, TransientError
 from workflow.model import codec
-from workflow.model.messages import DispatchStep, StartRun, TimeoutRun
+from workflow.model.messages import DispatchStep, StartRun, SweepRuns, TimeoutRun
 from workflow.model.records import RunRecord, StepRecord
 from workflow.model.states import RunStatus
 from workflow.settings import DEFAULT_MAX_INLINE_WAIT_SEC
@@ -582,3 +582,22 @@ def test_the_inline_wait_follows_its_setting(tmp_path: Path) -> None:
     assert slept == [30.0]  # held, not handed back: one invocation for the check
     with pytest.raises(InputError, match="WORKFLOW_MAX_INLINE_WAIT_SEC"):
         cloud(tmp_path, WORKFLOW_MAX_INLINE_WAIT_SEC="soon")
+
+
+def test_the_schedulers_sweep_request_publishes_a_sweep_of_the_functions_settings(
+    client: Any, rt: CloudRuntime, tmp_path: Path
+) -> None:
+    answer = client.post("/", json={"action": "sweep"})
+    assert answer.status_code == 202 and answer.get_json() == {"action": "sweep"}
+    settings = rt.ports.settings
+    assert published(rt) == [SweepRuns(settings.stale_after, settings.sweep_limit)]
+    published(rt).clear()
+    bad = client.post("/", json={"action": "sweep", "stale_after": -1, "limit": 10**9})
+    assert bad.status_code == 400 and "exactly" in bad.get_json()["problems"][0]
+    assert published(rt) == [] and stored(rt) == []  # nothing taken from the request, nothing recorded
+    start_message(pubsub_event(json.dumps({"action": "sweep"}).encode()), rt)  # not a start-topic action
+    assert published(rt) == []
+    limited = cloud(tmp_path, WORKFLOW_STALE_AFTER_SEC="60", WORKFLOW_SWEEP_LIMIT="7")
+    assert (limited.ports.settings.stale_after, limited.ports.settings.sweep_limit) == (60.0, 7)
+    with pytest.raises(InputError, match="WORKFLOW_SWEEP_LIMIT"):
+        cloud(tmp_path, WORKFLOW_SWEEP_LIMIT="0")

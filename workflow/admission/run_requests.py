@@ -1,4 +1,5 @@
-"""Requests about a run (cancel, rerun, resume): checked, then handed to the engine's bus."""
+"""Requests about a run (cancel, rerun, resume), and the scheduler's sweep request: checked,
+then handed to the engine's bus."""
 
 import dataclasses
 import logging
@@ -8,7 +9,7 @@ from typing import Any
 
 from ..bootstrap.cloud import CloudRuntime
 from ..model import codec
-from ..model.messages import CancelRun, ReconcileRun, RerunRun
+from ..model.messages import CancelRun, ReconcileRun, RerunRun, SweepRuns
 from ..model.states import INVALID_IS_FINAL, RunStatus
 from ..model.text import excerpt
 
@@ -108,3 +109,17 @@ def _against_run(message: RunControl, rt: CloudRuntime) -> tuple[str, tuple[str,
     if message.from_step and rt.ports.store.steps.get_step(run.run_id, message.from_step) is None:
         return "", (f"run {run.run_id} has no step {message.from_step!r}",)
     return "", ()
+
+
+def sweep_requested(body: Mapping[str, Any], rt: CloudRuntime) -> list[str]:
+    """The scheduler's `{"action": "sweep"}` (over HTTP, as its own identity): publish a
+    SweepRuns of the deployment's settings (WORKFLOW_STALE_AFTER_SEC, WORKFLOW_SWEEP_LIMIT),
+    nothing taken from the request. The problems with a request that is not exactly that."""
+    if set(body) != {"action"}:
+        return [f"a sweep request is exactly {{\"action\": \"sweep\"}}, not keys "
+                f"{excerpt(', '.join(sorted(map(str, body))), 200)}"]
+    settings = rt.ports.settings
+    rt.ports.bus.publish([SweepRuns(settings.stale_after, settings.sweep_limit)])
+    log.info("sweep requested")
+    return []
+

@@ -4,7 +4,7 @@ import logging
 import uuid
 from typing import Any
 
-from ..admission.run_requests import RunRequest, run_request
+from ..admission.run_requests import RunRequest, run_request, sweep_requested
 from ..admission.start_requests import MAX_START_BYTES, checked_start, json_object, start_requested
 from ..bootstrap.cloud import CloudRuntime
 from ..errors import TransientError
@@ -25,6 +25,9 @@ def start_over_http(request: Any, rt: CloudRuntime) -> tuple[int, dict[str, Any]
     if len(data) > MAX_START_BYTES:  # refused before it is read as a request: no run is recorded
         return 413, {"error": f"a start request is at most {MAX_START_BYTES:,} bytes"}
     body, _ = json_object(data)
+    if body is not None and body.get("action") == "sweep":  # the scheduler's route to the sweep
+        problems = sweep_requested(body, rt)
+        return (400, {"problems": problems}) if problems else (202, {"action": "sweep"})
     if body is not None and body.get("action", "start") != "start":
         return _answer(run_request(body, rt))
     checked = checked_start(data, f"start-http-{uuid.uuid4().hex}", rt.edge, HTTP_ALIASES)
