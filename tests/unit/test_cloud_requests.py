@@ -26,7 +26,7 @@ from workflow.bootstrap.control import CloudControl, control
 from workflow.engine import handle
 from workflow.entrypoints import PUBSUB_PUBLISHED, start_message
 from workflow.errors import InputError, PoisonMessage, TransientError
-from workflow.model.messages import CancelRun, ReconcileRun, RerunRun
+from workflow.model.messages import CancelRun, CheckJob, ReconcileRun, RerunRun
 from workflow.model.states import RunStatus, StepState
 
 ENV = {"WORKFLOW_TR_URL": "https://runner.example", "WORKFLOW_CHECK_STATE_DURATION_SEC": "0"}
@@ -151,7 +151,10 @@ def test_a_resume_request_reconciles_a_running_run(rt: CloudRuntime) -> None:
     publish(rt, {"dag": DAG, "run_id": "r1"})
     pending(rt).clear()  # the first dispatch was lost
     publish(rt, {"action": "resume", "run_id": "r1"}, message_id="m2")
-    assert pending(rt) == [ReconcileRun("r1", rt.ports.settings.submit_lease)]
+    quiet_since = rt.ports.clock() - rt.ports.settings.stale_after
+    [resume] = pending(rt)
+    assert resume == ReconcileRun("r1", rt.ports.settings.submit_lease, resume.quiet_since)
+    assert quiet_since - 5 < resume.quiet_since <= quiet_since  # re-checks only jobs quiet for stale_after
     deliver(rt)
     run = rt.ports.store.get_run("r1")
     assert run is not None and run.status is RunStatus.FAILED  # `b` fails: the run went on to its end
@@ -361,3 +364,22 @@ def test_an_invalid_run_stays_invalid_after_rerun_and_resume_requests(rt: CloudR
     assert run is not None and run.status is RunStatus.INVALID and run.reruns == ()
     events = rt.ports.events.published  # type: ignore[union-attr]
     assert [(e["run_id"], e["status"]) for e in events] == [("bad", "INVALID")]  # one run.ended, for its one end
+
+
+def test_resume_requests_for_a_run_with_live_checks_start_no_more_polling(rt: CloudRuntime,
+                                                                          runner: ScriptedRunner) -> None:
+    three = {"steps": [{"id": s, "task": {"imageUri": f"img/{s}"}} for s in ("a", "b", "c")]}
+    runner.checks = 10_000  # the jobs run on
+    publish(rt, {"dag": three, "run_id": "live"})
+    deliver(rt, rounds=1)  # submitted: each job's first check pending
+    checks_before = [m for m in pending(rt) if isinstance(m, CheckJob)]
+    assert len(checks_before) == 3
+    for n in range(20):
+        publish(rt, {"action": "resume", "run_id": "live"}, message_id=f"resume-{n}")
+    resumes = [m for m in pending(rt) if isinstance(m, ReconcileRun)]
+    assert len(resumes) == 20
+    for resume in resumes:
+        handle(resume, rt.ports)
+    chains = [m for m in pending(rt) if isinstance(m, CheckJob)]
+    assert len(chains) == 3, f"{len(chains)} checks per round instead of 3"
+    handle(CancelRun("live", "done"), rt.ports)

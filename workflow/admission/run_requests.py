@@ -74,6 +74,12 @@ def run_request(body: Mapping[str, Any], rt: CloudRuntime) -> RunRequest:
     """Check the request against its run and hand its engine message to the engine's bus;
     log (and return) why not. A repeated request changes nothing the engine did."""
     request = parse_run_request(body, rt.ports.settings.submit_lease)
+    if isinstance(request.message, ReconcileRun):
+        # On the cloud a job's checks live on in Pub/Sub: a resume re-checks only the jobs
+        # whose checks showed no sign of life for stale_after, as the sweep does, so that
+        # N resume requests start what one does (the chains it starts count as alive).
+        alive_since = rt.ports.clock() - rt.ports.settings.stale_after
+        request = dataclasses.replace(request, message=dataclasses.replace(request.message, quiet_since=alive_since))
     if request.message is not None:
         ignored, problems = _against_run(request.message, rt)
         request = dataclasses.replace(request, ignored=ignored, problems=problems,
