@@ -382,6 +382,35 @@ def test_an_invalid_run_stays_invalid_after_rerun_and_resume_requests(cloud: Loc
     assert run is not None and run.status is RunStatus.INVALID and run.reruns == ()
 
 
+def test_resume_requests_for_a_run_whose_jobs_run_keep_its_polling_rate(cloud: LocalCloud, tag: str) -> None:
+    run_id = f"resumes-{tag}"
+    steps = [{"id": s, "task": task("gcr.io/e2e/long:1", tag, "10")} for s in ("a", "b", "c")]
+    cloud.publish_start({"dag": {"steps": steps}, "run_id": run_id})
+    running = wait_until(lambda: [s for s in cloud.steps(run_id) if s.state is StepState.RUNNING and s.job_id]
+                         if len([s for s in cloud.steps(run_id) if s.job_id]) == 3 else [],
+                         timeout=RUN_TIMEOUT, what="three running jobs")
+    jobs = {s.job_id for s in running}
+
+    def statuses() -> int:
+        return sum(r["path"] == "/jobstatus" and r["query"].get("job_id") in jobs for r in cloud.mock.requests())
+
+    def rate(count: int) -> float:
+        """Status requests per second over the next `count` of them."""
+        start, first = time.monotonic(), statuses()
+        wait_until(lambda: statuses() >= first + count, timeout=RUN_TIMEOUT, what=f"{count} status requests")
+        return (statuses() - first) / (time.monotonic() - start)
+
+    before = rate(12)
+    for _ in range(10):
+        status, answer = cloud.post_start({"action": "resume", "run_id": run_id})
+        assert status == 202, answer
+    after = rate(24)
+    assert after <= 2 * before, f"{after:.1f} status requests/s after 10 resumes, {before:.1f} before"
+    run = finished(cloud, run_id)
+    assert run.status is RunStatus.SUCCEEDED
+    assert_submitted_once(cloud, tag, by_id(cloud.steps(run_id)))
+
+
 # --------------------------------------------------------------------------- the HTTP start function
 
 
