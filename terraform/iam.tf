@@ -215,6 +215,26 @@ resource "google_cloud_run_v2_service_iam_member" "start_request_invokers" {
   member   = each.value
 }
 
+# Each team writes only under its own folder of the DAG prefix: an IAM condition on the
+# object's name (the bucket has uniform bucket-level access, which conditions need).
+resource "google_storage_bucket_iam_member" "dag_team_writers" {
+  for_each = {
+    for pair in flatten([
+      for team, members in var.dag_team_writers : [for m in members : { team = team, member = m }]
+    ]) : "${pair.team}/${pair.member}" => pair
+  }
+
+  bucket = google_storage_bucket.dags.name
+  role   = "roles/storage.objectUser"
+  member = each.value.member
+
+  condition {
+    title       = "dags-${each.value.team}"
+    description = "Objects under ${var.dag_prefix}${each.value.team}/ only."
+    expression  = "resource.name.startsWith(\"projects/_/buckets/${google_storage_bucket.dags.name}/objects/${var.dag_prefix}${each.value.team}/\")"
+  }
+}
+
 resource "google_storage_bucket_iam_member" "dag_bucket_writers" {
   for_each = toset(var.dag_bucket_writers)
 

@@ -83,6 +83,22 @@ variable "dag_bucket_writers" {
   }
 }
 
+variable "dag_team_writers" {
+  description = "Per-team DAG writers: a map from a team's folder name to IAM members who may create, overwrite and delete objects only under <dag_prefix><team>/ of the DAG bucket (an IAM condition), so one team cannot overwrite another's DAG, nor start a run as it. Prefer it to dag_bucket_writers, which may write anywhere in the bucket."
+  type        = map(list(string))
+  default     = {}
+
+  validation {
+    condition = alltrue([
+      for team, members in var.dag_team_writers :
+      can(regex("^[a-z0-9][a-z0-9_-]{0,62}$", team)) && alltrue([
+        for m in members : can(regex("^(user|group|serviceAccount|domain|principal|principalSet):.+$", m))
+      ])
+    ])
+    error_message = "dag_team_writers keys must be folder names (a-z, 0-9, _ and -) and its members IAM members like user:, group:, serviceAccount:; allUsers/allAuthenticatedUsers are not allowed."
+  }
+}
+
 variable "extra_dag_buckets" {
   description = "Names of existing buckets (besides the DAG bucket) the engine may read DAG files from (WORKFLOW_DAG_BUCKETS); the functions' service account gets roles/storage.objectViewer on each."
   type        = list(string)

@@ -1041,3 +1041,19 @@ def test_the_functions_read_a_pinned_version_of_the_token_key() -> None:
     pattern = re.search(r'regex\("(.+?)", var\.token_key_version\)', version["validation"][0]["condition"])
     assert pattern and re.fullmatch(pattern.group(1).replace("\\\\", "\\"), "7")
     assert not re.fullmatch(pattern.group(1).replace("\\\\", "\\"), "latest")
+
+
+def test_each_team_writes_dags_only_under_its_own_folder() -> None:
+    grant = resources("google_storage_bucket_iam_member")["dag_team_writers"]
+    assert grant["role"] == "roles/storage.objectUser" and grant["member"] == "${each.value.member}"
+    assert grant["bucket"] == "${google_storage_bucket.dags.name}"
+    condition = one(grant["condition"])
+    assert condition["expression"] == (
+        'resource.name.startsWith(\\"projects/_/buckets/${google_storage_bucket.dags.name}/objects/'
+        '${var.dag_prefix}${each.value.team}/\\")')
+    team_writers = variables()["dag_team_writers"]
+    assert team_writers["default"] == {} and "allUsers" in one(team_writers["validation"])["error_message"]
+    members = one(team_writers["validation"])["condition"]
+    assert "(user|group|serviceAccount|domain|principal|principalSet)" in members
+    dags = resources("google_storage_bucket")["dags"]
+    assert dags["uniform_bucket_level_access"] is True  # IAM conditions need it
