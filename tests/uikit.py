@@ -52,6 +52,16 @@ def running(store: SqliteStateStore, run_id: str = "running-1", at: float = 3000
     return h
 
 
+def filled(path: str, small_runs: int) -> None:
+    """A store at `path` with `small_runs` small runs, a fork-join, a wide run and a run left RUNNING."""
+    store = SqliteStateStore(path)
+    many(store, small_runs)
+    fork_join(store)
+    wide(store)
+    running(store)
+    store.close()
+
+
 def many(store: SqliteStateStore, n: int, at: float = 100.0, steps: int = 3) -> None:
     """`n` ended runs recorded directly (no steps), one second apart, every fifth FAILED."""
     for i in range(n):

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from uikit import fork_join, many, running, wide
+from uikit import filled, running
 from werkzeug.serving import make_server
 
 from support import free_port
@@ -64,11 +64,8 @@ class Served:
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     """The pages on a free loopback port, in a thread of this process."""
     db = tmp_path_factory.mktemp("pages") / "runs.sqlite3"
+    filled(str(db), 30)
     store = SqliteStateStore(str(db))
-    many(store, 30)
-    fork_join(store)
-    wide(store)
-    running(store)
     running(store, "running-2", at=3100.0)
     store.close()
     rt = embedded_ui(str(db))

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from flask.testing import FlaskClient
-from uikit import SEALED, WIDE, fork_join, many, running, wide
+from uikit import SEALED, WIDE, filled, running
 
 from workflow.adapters.embedded.sqlite_store import SqliteStateStore
 from workflow.bootstrap.ui import embedded_ui
@@ -22,12 +22,7 @@ RUN_PAGE_BUDGET = 300_000  # bytes of a run page or its API answer
 @pytest.fixture(scope="module")
 def db(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     path = tmp_path_factory.mktemp("ui") / "runs.sqlite3"
-    store = SqliteStateStore(str(path))
-    many(store, 60)
-    fork_join(store)
-    wide(store)
-    running(store)
-    store.close()
+    filled(str(path), 60)
     yield path
 
 

@@ -4,7 +4,8 @@ since the last refresh: the run and the steps submitted or ended since)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from flask import Flask, abort, jsonify, request
 from flask.typing import ResponseReturnValue
@@ -16,6 +17,7 @@ from .views import fingerprint, run_dict, step_counts, step_dict
 if TYPE_CHECKING:
     from .app import Ui
 
+E = TypeVar("E", bound=StrEnum)
 RUNS_PAGE = 50
 STEPS_PAGE = 100
 MAX_PAGE = 500
@@ -74,18 +76,18 @@ def number(raw: str | None) -> float | None:
 
 
 def run_status(raw: str) -> RunStatus | None:
-    if not raw:
-        return None
-    try:
-        return RunStatus(raw.upper())
-    except ValueError:
-        abort(400)
+    return _enum(RunStatus, raw)
 
 
 def step_state(raw: str) -> StepState | None:
+    return _enum(StepState, raw)
+
+
+def _enum(kind: type[E], raw: str) -> E | None:
+    """The member named `raw` (any case), None for "", or a 400."""
     if not raw:
         return None
     try:
-        return StepState(raw.upper())
+        return kind(raw.upper())
     except ValueError:
         abort(400)
