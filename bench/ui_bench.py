@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "tests" / "browser")]
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from werkzeug.serving import make_server  # noqa: E402
 
@@ -42,8 +42,8 @@ def timed(client: Any, url: str, repeat: int) -> tuple[float, float, int]:
 
 
 def browser_ms(app: Any, repeat: int) -> list[float] | None:
-    conftest = importlib.import_module("conftest")
-    path = conftest.chromium_path()
+    kit = importlib.import_module("browserkit")
+    path = kit.chromium_path()
     if path is None:
         return None
     from playwright.sync_api import sync_playwright
@@ -55,7 +55,7 @@ def browser_ms(app: Any, repeat: int) -> list[float] | None:
     found = []
     try:
         with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=path, args=conftest.CHROMIUM_FLAGS)
+            browser = p.chromium.launch(executable_path=path, args=kit.CHROMIUM_FLAGS)
             page = browser.new_page()
             for _ in range(repeat):
                 start = time.perf_counter()

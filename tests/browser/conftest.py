@@ -5,14 +5,12 @@ Without a browser they skip, except in CI (CI=true), where they fail."""
 from __future__ import annotations
 
 import os
-import shutil
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
+from browserkit import CHROMIUM_FLAGS, Served, chromium_path
 from uikit import filled, running
 from werkzeug.serving import make_server
 
@@ -20,13 +18,6 @@ from support import free_port
 from workflow.adapters.embedded.sqlite_store import SqliteStateStore
 from workflow.bootstrap.ui import embedded_ui
 from workflow.ui import create_app
-
-CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-
-
-def chromium_path() -> str | None:
-    return os.environ.get("CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
 
 
 @pytest.fixture(scope="module")
@@ -52,12 +43,6 @@ def page(browser: Any) -> Iterator[Any]:
     tab.set_default_timeout(10_000)
     yield tab
     context.close()
-
-
-@dataclass
-class Served:
-    url: str
-    db: Path
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from conftest import Served
+from browserkit import Served
 from playwright.sync_api import expect
 from uikit import WIDE, record
 
