@@ -71,11 +71,13 @@ locals {
 
   # What only the command line uses (the CLI and the embedded runtime: SQLite, the
   # in-process bus; local DAG files; gcloud user credentials). A static test fails if
-  # shipped code imports any of it.
+  # shipped code imports any of it. The run pages (workflow/ui, served by `main.py ui`)
+  # stay out too until they are deployed with the functions.
   function_source_excluded = [
     "workflow/cli/**", "workflow/adapters/embedded/**", "workflow/bootstrap/embedded.py",
     "workflow/bootstrap/control.py", "workflow/adapters/local_dags.py",
     "workflow/adapters/http/user_tokens.py",
+    "workflow/ui/**", "workflow/bootstrap/ui.py", "workflow/adapters/gcp/firestore_pages.py",
   ]
 
   function_source_files = sort(concat(

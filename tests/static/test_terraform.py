@@ -598,10 +598,12 @@ def test_source_archive_allow_list_covers_the_runtime_code() -> None:
     for excluded in ("tests/", ".venv", "terraform/", "bench/", "scripts/"):
         assert not [f for f in files if f.startswith(excluded)], f"{excluded} in the function archive"
     extensions = set(tf_locals()["function_source_extensions"])
+    excluded = {path for pattern in tf_locals()["function_source_excluded"] for path in fileset(pattern)}
     skipped = [
-        p.relative_to(REPO_ROOT).as_posix()
+        rel
         for p in (REPO_ROOT / "workflow").rglob("*")
         if p.is_file() and "__pycache__" not in p.parts and p.suffix.lstrip(".") not in extensions
+        and (rel := p.relative_to(REPO_ROOT).as_posix()) not in excluded
     ]
     assert not skipped, f"files in workflow/ that the function archive would leave out: {skipped}"
 

@@ -18,10 +18,11 @@ from .acting import cancel, rerun, resume
 from .output import EXIT_INTERRUPTED, EXIT_USAGE, print_summary
 from .reading import runs, status
 from .run import main as run
+from .ui import ui
 
 __all__ = ["main", "print_summary"]
 
-COMMANDS = {"runs": runs, "status": status, "resume": resume, "rerun": rerun, "cancel": cancel}
+COMMANDS = {"runs": runs, "status": status, "resume": resume, "rerun": rerun, "cancel": cancel, "ui": ui}
 
 
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None, runner: TaskRunner | None = None) -> int:

@@ -8,10 +8,11 @@ and no read-modify-write transaction on a document many handlers touch at once.
 
 from .bus import Bus, Events
 from .claims import ClaimStore
+from .pages import RunPages
 from .runs import RunStore
 from .slots import SlotStore
 from .steps import StepStore
 from .store import StateStore
 from .task_runner import TaskRunner
 
-__all__ = ["Bus", "ClaimStore", "Events", "RunStore", "SlotStore", "StateStore", "StepStore", "TaskRunner"]
+__all__ = ["Bus", "ClaimStore", "Events", "RunPages", "RunStore", "SlotStore", "StateStore", "StepStore", "TaskRunner"]

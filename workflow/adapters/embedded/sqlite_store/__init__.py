@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from ...roles import EveryRole
 from .claims import SqliteClaims
+from .pages import SqlitePages
 from .runs import SqliteRuns
 from .steps import SqliteSteps
 
 
-class SqliteStateStore(SqliteRuns, SqliteSteps, SqliteClaims, EveryRole):
-    """Plays every role of the StateStore port: runs, steps (with their slots) and claims."""
+class SqliteStateStore(SqliteRuns, SqliteSteps, SqliteClaims, SqlitePages, EveryRole):
+    """Plays every role of the StateStore port: runs, steps (with their slots) and claims;
+    and the run pages' reads (`ports.pages.RunPages`)."""
 
 
 __all__ = ["SqliteStateStore"]

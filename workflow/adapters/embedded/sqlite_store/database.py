@@ -87,6 +87,7 @@ class SqliteDatabase:
         self._conn.execute("CREATE INDEX IF NOT EXISTS steps_waiting ON steps (run_id, queued_at) "
                            "WHERE queued_at IS NOT NULL")
         self._conn.execute("CREATE INDEX IF NOT EXISTS runs_by_progress ON runs (status, updated_at)")
+        self._conn.execute("CREATE INDEX IF NOT EXISTS runs_by_status ON runs (status, created_at DESC)")  # run pages
         self._conn.commit()
 
     def close(self) -> None:
