@@ -3,17 +3,19 @@ functions under functions-framework): `python bench/cloud_bench.py`.
 
 Runs a 1 -> 200 -> 1 fan-out/fan-in and a 50-step chain, started by a message on the start
 topic, with instant jobs (the mock Task Runner ends a job at its first check) and a polling
-interval of 0. Prints wall time, steps/s, the p50/p95 latency from a job seen finished (the
-mock's answer to the status request) to its successors' submission, and Firestore reads,
-writes and Pub/Sub messages per step (counted inside the functions, which the local cloud
-serves from `devtools/localcloud/counted_main.py` for this). In the same run it measures
-the baseline: as many plain messages pushed through a function that writes one Firestore
-document each. Last, a cost per 1,000 steps from those counts and list prices,
-next to AWS Step Functions and Google Cloud Workflows for the same DAG.
+interval of 0; `--fan N` runs only a 1 -> N -> 1 (N up to 10,000). Prints wall time,
+steps/s, the p50/p95 latency from a job seen finished (the mock's answer to the status
+request) to its successors' submission, Firestore reads, writes and Pub/Sub messages per
+step (counted inside the functions, which the local cloud serves from
+`devtools/localcloud/counted_main.py` for this) and the document written most. In the same
+run it measures the baseline: as many plain messages pushed through a function that writes
+one Firestore document each. Last, a cost per 1,000 steps from those counts and list
+prices, next to AWS Step Functions and Google Cloud Workflows for the same DAG.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import statistics
@@ -107,7 +109,7 @@ def run_dag(cloud: LocalCloud, dag: dict[str, Any]) -> dict[str, Any]:
     run_id = f"bench-{dag['name']}-{uuid.uuid4().hex[:6]}"
     t0 = time.time()
     cloud.publish_start({"dag": dag, "run_id": run_id})
-    run = cloud.wait_run(run_id, timeout=600)
+    run = cloud.wait_run(run_id, timeout=600 + len(dag["steps"]) / 5, interval=1.0)  # finished_at times it
     wall = (run.finished_at or time.time()) - t0
     assert run.status.value == "SUCCEEDED", run
     time.sleep(1.0)  # let the last invocations log their counters
@@ -183,15 +185,7 @@ def push(cloud: LocalCloud, topic: str, collection: str, count: int) -> float:
     return time.time() - t0
 
 
-def main() -> None:
-    with LocalCloud(poll=0, mock_duration=0, count_ops=True, extra_env=SERVER) as cloud:
-        run_dag(cloud, fan(10))  # warm-up: first calls into the emulators and functions are slow
-        before = cpu(cloud, list(cloud.functions.values()))
-        results = [run_dag(cloud, fan(200))]
-        fan_cpu = cpu_since(cloud, list(cloud.functions.values()), before)
-        results += [run_dag(cloud, chain(50)), run_dag(cloud, fan(200, 20))]
-        fan_messages = round(results[0]["messages"] * results[0]["steps"])
-        base, base_cpu = baseline(cloud, fan_messages)
+def print_rows(results: list[dict[str, Any]]) -> None:
     print("cloud runtime on the local cloud (Firestore and Pub/Sub emulators, functions-framework)")
     print(f"{'DAG':<10}{'steps':>6}{'wall s':>8}{'steps/s':>9}{'p50 ms':>8}{'p95 ms':>8}"
           f"{'reads':>7}{'writes':>8}{'msgs':>6}{'calls':>7}   (per step)")
@@ -200,6 +194,36 @@ def main() -> None:
               f"{r['p95_ms']:>8.0f}{r['reads']:>7.2f}{r['writes']:>8.2f}{r['messages']:>6.2f}"
               f"{r['invocations']:>7.2f}")
         assert r["submissions"] == r["steps"], f"{r['dag']}: {r['submissions']} submissions"
+
+
+def fan_only(width: int) -> None:
+    """A 1 -> `width` -> 1 alone (after the warm-up): its row and its hottest document."""
+    with LocalCloud(poll=0, mock_duration=0, count_ops=True, extra_env=SERVER) as cloud:
+        run_dag(cloud, fan(10))
+        r = run_dag(cloud, fan(width))
+    print_rows([r])
+    print(f"  {r['dag']}: the document written most: {r['hottest']} ({r['most_writes']} writes)")
+    print(f"  {r['dag']}: jobs submitted: {r['submissions']} for {r['steps']} steps")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--fan", type=int, metavar="N", help="run only a 1 -> N -> 1 (N up to 10,000)")
+    args = parser.parse_args()
+    if args.fan:
+        if not 1 <= args.fan <= 10_000:
+            parser.error("--fan takes a width from 1 to 10,000")
+        fan_only(args.fan)
+        return
+    with LocalCloud(poll=0, mock_duration=0, count_ops=True, extra_env=SERVER) as cloud:
+        run_dag(cloud, fan(10))  # warm-up: first calls into the emulators and functions are slow
+        before = cpu(cloud, list(cloud.functions.values()))
+        results = [run_dag(cloud, fan(200))]
+        fan_cpu = cpu_since(cloud, list(cloud.functions.values()), before)
+        results += [run_dag(cloud, chain(50)), run_dag(cloud, fan(200, 20))]
+        fan_messages = round(results[0]["messages"] * results[0]["steps"])
+        base, base_cpu = baseline(cloud, fan_messages)
+    print_rows(results)
     f, limited = results[0], results[2]
     print(f"\nbaseline: {fan_messages} plain messages, one document each: {base:.2f} s")
     print(f"fan-200 run / baseline: {f['wall_s'] / base:.2f}x (target <= 2x)")
