@@ -488,7 +488,9 @@ TOOLING_PACKAGES = ("devtools",)
 # files to 68) then added a header and imports to each: 4,640 lines for 2,308 statements
 # against 2,260 before (imports and docstrings left out). The budget makes the next growth a
 # decision, not a drift.
-ARCHIVE_LINE_BUDGET = 4_700
+# Raised to 4,900 by the sharded counters (a run's open steps and counts, wide joins: one
+# module of about 90 lines, the rest spread over the Firestore store): 4,831 lines then.
+ARCHIVE_LINE_BUDGET = 4_900
 # The expression of local.function_source_files, with its fileset() patterns as the only variables.
 ARCHIVE_EXPRESSION = re.compile(
     r"\$\{sort\(concat\(\[(?P<literal>[^\]]*)\], tolist\(setsubtract\("
