@@ -23,6 +23,7 @@ from workflow.bootstrap import cloud as cloud_bootstrap
 from workflow.bootstrap import embedded as embedded_bootstrap
 from workflow.bootstrap.cloud import CloudRuntime
 from workflow.dagfile import parse_dag
+from workflow.engine.context import Busy
 from workflow.entrypoints import (
     GCS_FINALIZED,
     PUBSUB_PUBLISHED,
@@ -582,3 +583,28 @@ def test_the_inline_wait_follows_its_setting(tmp_path: Path) -> None:
     assert slept == [30.0]  # held, not handed back: one invocation for the check
     with pytest.raises(InputError, match="WORKFLOW_MAX_INLINE_WAIT_SEC"):
         cloud(tmp_path, WORKFLOW_MAX_INLINE_WAIT_SEC="soon")
+
+
+def test_a_duplicate_finding_the_work_under_way_waits_for_it_and_is_acknowledged(
+        rt: CloudRuntime, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[object] = []
+    slept: list[float] = []
+
+    def busy(times: int) -> Any:
+        def handle(msg: object, ports: object) -> None:
+            calls.append(msg)
+            if len(calls) <= times:
+                raise Busy("'check:a:3' of run 'r' is being done elsewhere")
+        return handle
+
+    module = sys.modules["workflow.entrypoints.engine_message"]
+    data = codec.encode(DispatchStep("r", "a"))
+    monkeypatch.setattr(module, "handle", busy(2))
+    engine_message(pubsub_event(data), rt, sleep=slept.append)  # acknowledged: the work was done meanwhile
+    assert len(calls) == 3 and slept == [0.25, 0.5]
+    calls.clear()
+    slept.clear()
+    monkeypatch.setattr(module, "handle", busy(100))
+    with pytest.raises(Busy):  # still under way: Pub/Sub redelivers it later
+        engine_message(pubsub_event(data), rt, sleep=slept.append)
+    assert 0 < sum(slept) <= DEFAULT_MAX_INLINE_WAIT_SEC and len(calls) == len(slept) + 1

@@ -10,6 +10,7 @@ from typing import Any
 
 from ..bootstrap.cloud import CloudRuntime
 from ..engine import handle
+from ..engine.context import Busy
 from ..errors import PoisonMessage, TransientError
 from ..model import codec
 from ..model.text import excerpt
@@ -20,6 +21,12 @@ log = logging.getLogger("workflow.entrypoints")
 REPUBLISH_AFTER = 60.0
 """Seconds a message not yet due bounces (4 deliveries, fewer than the 5 a dead-letter
 policy allows at least) before it is published again, still due when it was."""
+
+
+BUSY_PAUSES = (0.25, 0.5, 1.0, 2.0)
+"""Pauses before a message whose side effect another delivery is doing (Busy) is handled
+again, within the inline wait: a duplicate then finds that work done and is acknowledged,
+instead of spending the redeliveries that end in the dead-letter topic."""
 
 
 class NotYet(TransientError):
@@ -45,10 +52,19 @@ def engine_message(event: Any, rt: CloudRuntime, clock: Callable[[], float] = ti
         raise NotYet(f"message {message_id} is due in {wait:.1f} s")
     if wait > 0:
         sleep(wait)
-    try:
-        handle(msg, rt.ports)
-    except PoisonMessage as exc:
-        log.error("dropped message %s: %s", message_id, exc, extra=ids)
+    budget = rt.edge.max_inline_wait - max(wait, 0.0)
+    for pause in (*BUSY_PAUSES, math.inf):
+        try:
+            handle(msg, rt.ports)
+            return
+        except PoisonMessage as exc:
+            log.error("dropped message %s: %s", message_id, exc, extra=ids)
+            return
+        except Busy:
+            if pause > budget:
+                raise  # redelivered later by Pub/Sub
+            budget -= pause
+            sleep(pause)
 
 
 def _published_at(event: Any, default: float) -> float:
