@@ -32,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from devtools.localcloud import functions, pubsub_wiring
 from devtools.localcloud.stack import LocalCloud
+from devtools.localcloud.wiring import DEAD_LETTER_TOPIC
 from workflow.adapters.gcp.pubsub_bus import attributes
 from workflow.dagfile.limits import MAX_STEPS
 from workflow.model import codec
@@ -207,24 +208,46 @@ def print_rows(results: list[dict[str, Any]]) -> None:
         assert r["submissions"] == r["steps"], f"{r['dag']}: {r['submissions']} submissions"
 
 
-def fan_only(width: int) -> None:
-    """A 1 -> `width` -> 1 alone (after the warm-up): its row and its hottest document."""
-    with LocalCloud(poll=0, mock_duration=0, count_ops=True, extra_env=SERVER) as cloud:
+def fan_only(width: int, deliveries: int = 1) -> None:
+    """A 1 -> `width` -> 1 alone (after the warm-up): its row, its hottest document and,
+    with every engine message delivered `deliveries` times, the messages dead-lettered."""
+    with LocalCloud(poll=0, mock_duration=0, count_ops=True, extra_env=SERVER,
+                    engine_deliveries=deliveries) as cloud:
         run_dag(cloud, fan(10))
+        dead_letters(cloud)
         r = run_dag(cloud, fan(width))
+        time.sleep(10.0 if deliveries > 1 else 0.0)  # redeliveries of the run's last messages
+        dead = dead_letters(cloud)
     print_rows([r])
     print(f"  {r['dag']}: the document written most: {r['hottest']} ({r['most_writes']} writes)")
     print(f"  {r['dag']}: jobs submitted: {r['submissions']} for {r['steps']} steps")
+    print(f"  {r['dag']}: engine messages delivered {deliveries} time(s): "
+          f"{round(r['messages'] * r['steps'])} published, {dead} dead-lettered")
+
+
+def dead_letters(cloud: LocalCloud) -> int:
+    """Messages that reached the dead-letter topic since the last call (taken off its pull
+    subscription)."""
+    admin = pubsub_wiring.subscription_admin(host=cloud.pubsub_host)
+    path = pubsub_wiring.subscription_path(cloud.project, f"{DEAD_LETTER_TOPIC}-sub")
+    taken = 0
+    while got := admin.pull(subscription=path, max_messages=1000, return_immediately=True,
+                            timeout=30).received_messages:
+        admin.acknowledge(subscription=path, ack_ids=[m.ack_id for m in got])
+        taken += len(got)
+    return taken
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--fan", type=int, metavar="N", help="run only a 1 -> N -> 1 (N up to 10,000)")
+    parser.add_argument("--deliveries", type=int, default=1, metavar="D",
+                        help="with --fan: deliver every engine message D times (default: %(default)s)")
     args = parser.parse_args()
     if args.fan:
         if not 1 <= args.fan <= 10_000:
             parser.error("--fan takes a width from 1 to 10,000")
-        fan_only(args.fan)
+        fan_only(args.fan, args.deliveries)
         return
     with LocalCloud(poll=0, mock_duration=0, count_ops=True, extra_env=SERVER) as cloud:
         run_dag(cloud, fan(10))  # warm-up: first calls into the emulators and functions are slow

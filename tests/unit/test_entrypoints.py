@@ -38,7 +38,7 @@ from workflow.errors import InputError, TransientError
 from workflow.model import codec
 from workflow.model.messages import DispatchStep, StartRun, TimeoutRun
 from workflow.model.records import RunRecord, StepRecord
-from workflow.model.states import RunStatus
+from workflow.model.states import RunStatus, StepState
 from workflow.settings import DEFAULT_MAX_INLINE_WAIT_SEC
 
 KEY = "q3v6oVn8kR9A0QG7lq2m2n7pPZxG2Jm0y9dQ9ZpVb3U="
@@ -608,3 +608,14 @@ def test_a_duplicate_finding_the_work_under_way_waits_for_it_and_is_acknowledged
     with pytest.raises(Busy):  # still under way: Pub/Sub redelivers it later
         engine_message(pubsub_event(data), rt, sleep=slept.append)
     assert 0 < sum(slept) <= DEFAULT_MAX_INLINE_WAIT_SEC and len(calls) == len(slept) + 1
+
+
+def test_a_dispatch_delivered_early_whose_step_moved_on_is_acknowledged(rt: CloudRuntime) -> None:
+    start = StartRun("r-5", parse_dag(json.dumps(DAG).encode(), "t"), "https://tr.example")
+    engine_message(pubsub_event(codec.encode(start)), rt)
+    due_later = str(1000 + DEFAULT_MAX_INLINE_WAIT_SEC + 600)
+    data = codec.encode(DispatchStep("r-5", "a"))
+    with pytest.raises(NotYet):  # still PENDING: it waits until due
+        engine_message(pubsub_event(data, not_before=due_later), rt, clock=lambda: 1000.0)
+    assert rt.ports.store.steps.end_steps("r-5", ["a"], StepState.CANCELLED, "cancelled", 1000.0).recorded
+    engine_message(pubsub_event(data, not_before=due_later), rt, clock=lambda: 1000.0)  # acknowledged

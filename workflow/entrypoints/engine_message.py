@@ -11,8 +11,10 @@ from typing import Any
 from ..bootstrap.cloud import CloudRuntime
 from ..engine import handle
 from ..engine.context import Busy
+from ..engine.submit import moved_on
 from ..errors import PoisonMessage, TransientError
 from ..model import codec
+from ..model.messages import DispatchStep
 from ..model.text import excerpt
 from .events import pubsub_message
 
@@ -44,6 +46,9 @@ def engine_message(event: Any, rt: CloudRuntime, clock: Callable[[], float] = ti
         log.error("dropped malformed message %s: %s", message_id, exc, extra=ids)
         return
     wait = due - clock()
+    if wait > rt.edge.max_inline_wait and isinstance(msg, DispatchStep) and moved_on(msg, rt.ports):
+        log.info("acknowledged message %s before it is due: its step moved on", message_id, extra=ids)
+        return  # rather than bounced until due, or into the dead-letter topic
     if wait > rt.edge.max_inline_wait:
         if clock() - _published_at(event, clock()) > REPUBLISH_AFTER:
             # before its redeliveries run out (dead letter), publish it afresh, still due at `due`

@@ -72,9 +72,12 @@ class FirestoreCounters(FirestoreDocuments):
     def _release_wide(self, run_id: str, step_id: str, by: str) -> bool:
         """Whether the end `by` released the wide join of `step_id`: none of its shards waits,
         and the marker this writes (with the step's `waiting_on` at zero) names that end."""
+        marker = self._joined_ref(run_id, step_id)
+        released = self._get(marker)  # released already (by this end, redelivered, or another)
+        if released.exists:
+            return (released.to_dict() or {}).get("by") == by
         if self._join_waits(run_id, step_id):
             return False
-        marker = self._joined_ref(run_id, step_id)
         batch = self._creating(marker, {"by": by, "settled": True, "claimed_at": 0.0})
         batch.update(self._step_ref(run_id, step_id), {"waiting_on": 0})
         return self._once(batch) is not None or (self._get(marker).to_dict() or {}).get("by") == by
