@@ -3,17 +3,20 @@ functions under functions-framework): `python bench/cloud_bench.py`.
 
 Runs a 1 -> 200 -> 1 fan-out/fan-in and a 50-step chain, started by a message on the start
 topic, with instant jobs (the mock Task Runner ends a job at its first check) and a polling
-interval of 0. Prints wall time, steps/s, the p50/p95 latency from a job seen finished (the
-mock's answer to the status request) to its successors' submission, and Firestore reads,
-writes and Pub/Sub messages per step (counted inside the functions, which the local cloud
-serves from `devtools/localcloud/counted_main.py` for this). In the same run it measures
-the baseline: as many plain messages pushed through a function that writes one Firestore
-document each. Last, a cost per 1,000 steps from those counts and list prices,
-next to AWS Step Functions and Google Cloud Workflows for the same DAG.
+interval of 0; `--fan N` runs only a 1 -> N -> 1 (N up to 10,000; past the DAG file's
+limit of 5,000 steps it starts with the engine's StartRun on the engine topic). Prints wall time,
+steps/s, the p50/p95 latency from a job seen finished (the mock's answer to the status
+request) to its successors' submission, Firestore reads, writes and Pub/Sub messages per
+step (counted inside the functions, which the local cloud serves from
+`devtools/localcloud/counted_main.py` for this) and the document written most. In the same
+run it measures the baseline: as many plain messages pushed through a function that writes
+one Firestore document each. Last, a cost per 1,000 steps from those counts and list
+prices, next to AWS Step Functions and Google Cloud Workflows for the same DAG.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import statistics
@@ -29,6 +32,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from devtools.localcloud import functions, pubsub_wiring
 from devtools.localcloud.stack import LocalCloud
+from devtools.localcloud.wiring import DEAD_LETTER_TOPIC
+from workflow.adapters.gcp.pubsub_bus import attributes
+from workflow.dagfile.limits import MAX_STEPS
+from workflow.model import codec
+from workflow.model.dag import Dag
+from workflow.model.messages import StartRun
 
 # Every function, ours and the baseline's, serves this many requests at once.
 SERVER = {"THREADS": "16", "WORKERS": "2"}
@@ -106,8 +115,13 @@ def run_dag(cloud: LocalCloud, dag: dict[str, Any]) -> dict[str, Any]:
     before = ops(cloud)
     run_id = f"bench-{dag['name']}-{uuid.uuid4().hex[:6]}"
     t0 = time.time()
-    cloud.publish_start({"dag": dag, "run_id": run_id})
-    run = cloud.wait_run(run_id, timeout=600)
+    if len(dag["steps"]) <= MAX_STEPS:
+        cloud.publish_start({"dag": dag, "run_id": run_id})
+    else:  # past the DAG file's limit: the engine's own StartRun, as admission would send it
+        named = [{**s, "task": {"name": s["id"], **s["task"]}} for s in dag["steps"]]  # as validation fills in
+        start = StartRun(run_id, Dag.from_dict({**dag, "steps": named}), cloud.mock_url, "inline")
+        cloud.publish_engine(codec.encode(start), attributes(start))
+    run = cloud.wait_run(run_id, timeout=600 + len(dag["steps"]) / 5, interval=1.0)  # finished_at times it
     wall = (run.finished_at or time.time()) - t0
     assert run.status.value == "SUCCEEDED", run
     time.sleep(1.0)  # let the last invocations log their counters
@@ -183,15 +197,7 @@ def push(cloud: LocalCloud, topic: str, collection: str, count: int) -> float:
     return time.time() - t0
 
 
-def main() -> None:
-    with LocalCloud(poll=0, mock_duration=0, count_ops=True, extra_env=SERVER) as cloud:
-        run_dag(cloud, fan(10))  # warm-up: first calls into the emulators and functions are slow
-        before = cpu(cloud, list(cloud.functions.values()))
-        results = [run_dag(cloud, fan(200))]
-        fan_cpu = cpu_since(cloud, list(cloud.functions.values()), before)
-        results += [run_dag(cloud, chain(50)), run_dag(cloud, fan(200, 20))]
-        fan_messages = round(results[0]["messages"] * results[0]["steps"])
-        base, base_cpu = baseline(cloud, fan_messages)
+def print_rows(results: list[dict[str, Any]]) -> None:
     print("cloud runtime on the local cloud (Firestore and Pub/Sub emulators, functions-framework)")
     print(f"{'DAG':<10}{'steps':>6}{'wall s':>8}{'steps/s':>9}{'p50 ms':>8}{'p95 ms':>8}"
           f"{'reads':>7}{'writes':>8}{'msgs':>6}{'calls':>7}   (per step)")
@@ -200,6 +206,58 @@ def main() -> None:
               f"{r['p95_ms']:>8.0f}{r['reads']:>7.2f}{r['writes']:>8.2f}{r['messages']:>6.2f}"
               f"{r['invocations']:>7.2f}")
         assert r["submissions"] == r["steps"], f"{r['dag']}: {r['submissions']} submissions"
+
+
+def fan_only(width: int, deliveries: int = 1) -> None:
+    """A 1 -> `width` -> 1 alone (after the warm-up): its row, its hottest document and,
+    with every engine message delivered `deliveries` times, the messages dead-lettered."""
+    with LocalCloud(poll=0, mock_duration=0, count_ops=True, extra_env=SERVER,
+                    engine_deliveries=deliveries) as cloud:
+        run_dag(cloud, fan(10))
+        dead_letters(cloud)
+        r = run_dag(cloud, fan(width))
+        time.sleep(10.0 if deliveries > 1 else 0.0)  # redeliveries of the run's last messages
+        dead = dead_letters(cloud)
+    print_rows([r])
+    print(f"  {r['dag']}: the document written most: {r['hottest']} ({r['most_writes']} writes)")
+    print(f"  {r['dag']}: jobs submitted: {r['submissions']} for {r['steps']} steps")
+    print(f"  {r['dag']}: engine messages delivered {deliveries} time(s): "
+          f"{round(r['messages'] * r['steps'])} published, {dead} dead-lettered")
+
+
+def dead_letters(cloud: LocalCloud) -> int:
+    """Messages that reached the dead-letter topic since the last call (taken off its pull
+    subscription)."""
+    admin = pubsub_wiring.subscription_admin(host=cloud.pubsub_host)
+    path = pubsub_wiring.subscription_path(cloud.project, f"{DEAD_LETTER_TOPIC}-sub")
+    taken = 0
+    while got := admin.pull(subscription=path, max_messages=1000, return_immediately=True,
+                            timeout=30).received_messages:
+        admin.acknowledge(subscription=path, ack_ids=[m.ack_id for m in got])
+        taken += len(got)
+    return taken
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--fan", type=int, metavar="N", help="run only a 1 -> N -> 1 (N up to 10,000)")
+    parser.add_argument("--deliveries", type=int, default=1, metavar="D",
+                        help="with --fan: deliver every engine message D times (default: %(default)s)")
+    args = parser.parse_args()
+    if args.fan:
+        if not 1 <= args.fan <= 10_000:
+            parser.error("--fan takes a width from 1 to 10,000")
+        fan_only(args.fan, args.deliveries)
+        return
+    with LocalCloud(poll=0, mock_duration=0, count_ops=True, extra_env=SERVER) as cloud:
+        run_dag(cloud, fan(10))  # warm-up: first calls into the emulators and functions are slow
+        before = cpu(cloud, list(cloud.functions.values()))
+        results = [run_dag(cloud, fan(200))]
+        fan_cpu = cpu_since(cloud, list(cloud.functions.values()), before)
+        results += [run_dag(cloud, chain(50)), run_dag(cloud, fan(200, 20))]
+        fan_messages = round(results[0]["messages"] * results[0]["steps"])
+        base, base_cpu = baseline(cloud, fan_messages)
+    print_rows(results)
     f, limited = results[0], results[2]
     print(f"\nbaseline: {fan_messages} plain messages, one document each: {base:.2f} s")
     print(f"fan-200 run / baseline: {f['wall_s'] / base:.2f}x (target <= 2x)")

@@ -22,6 +22,7 @@ from devtools.localcloud.wiring import COUNTED_SOURCE, FUNCTION_SOURCE
 from polling import wait_until
 from store_contract import make_run, ok
 from workflow.adapters.gcp.firestore_store import FirestoreStateStore
+from workflow.adapters.gcp.firestore_store.layout import shard_of
 from workflow.model.records import Claim
 
 pytestmark = pytest.mark.cloud
@@ -30,9 +31,10 @@ pytestmark = pytest.mark.cloud
 def small_run(store: FirestoreStateStore) -> str:
     """Every kind of operation counted: document reads, a batch read, queries that find
     documents and one that finds none, batched and single writes, a delete."""
-    run_id = make_run(store, {"a": [], "b": ["a"]})  # read the run; 2 steps, then the run
+    run_id = make_run(store, {"a": [], "b": ["a"]})  # read the run; 2 steps, their 2 counter shards, then the run
     store.claim(run_id, "submit:a", 1.0, 60.0)  # 1 create
-    store.complete_step(run_id, "a", ok())  # read a; its marker, a, the run, b's counter
+    store.complete_step(run_id, "a", ok())  # read a; its marker, a, its counter shard, b's counter;
+    # that shard is now at zero: a query finds b's shard above zero (1)
     store.list_steps(run_id)  # 2 documents
     store.stale_runs(before=0.0, limit=5)  # none: 1
     store.release(run_id, "submit:a")  # 1 delete
@@ -45,10 +47,11 @@ def test_a_small_run_is_counted_by_document(firestore_client: Any) -> None:
     with counting() as counts:
         run_id = small_run(store)
     run = f"runs/{run_id}"
-    assert counts.reads == 7
-    assert counts.doc_writes == {run: 2, f"{run}/steps/a": 2, f"{run}/steps/b": 3, f"{run}/claims/submit:a": 2,
+    assert counts.reads == 8
+    assert counts.doc_writes == {run: 1, f"{run}/counters/{shard_of('a')}": 2, f"{run}/counters/{shard_of('b')}": 1,
+                                 f"{run}/steps/a": 2, f"{run}/steps/b": 3, f"{run}/claims/submit:a": 2,
                                  f"{run}/ends/a": 1}
-    assert counts.writes == sum(counts.doc_writes.values()) == 10
+    assert counts.writes == sum(counts.doc_writes.values()) == 12
 
 
 def test_a_failed_write_counts_as_sent(firestore_client: Any) -> None:

@@ -23,6 +23,7 @@ from workflow.bootstrap import cloud as cloud_bootstrap
 from workflow.bootstrap import embedded as embedded_bootstrap
 from workflow.bootstrap.cloud import CloudRuntime
 from workflow.dagfile import parse_dag
+from workflow.engine.context import Busy
 from workflow.entrypoints import (
     GCS_FINALIZED,
     PUBSUB_PUBLISHED,
@@ -37,7 +38,7 @@ from workflow.errors import InputError, TransientError
 from workflow.model import codec
 from workflow.model.messages import DispatchStep, StartRun, SweepRuns, TimeoutRun
 from workflow.model.records import RunRecord, StepRecord
-from workflow.model.states import RunStatus
+from workflow.model.states import RunStatus, StepState
 from workflow.settings import DEFAULT_MAX_INLINE_WAIT_SEC
 
 KEY = "q3v6oVn8kR9A0QG7lq2m2n7pPZxG2Jm0y9dQ9ZpVb3U="
@@ -601,3 +602,39 @@ def test_the_schedulers_sweep_request_publishes_a_sweep_of_the_functions_setting
     assert (limited.ports.settings.stale_after, limited.ports.settings.sweep_limit) == (60.0, 7)
     with pytest.raises(InputError, match="WORKFLOW_SWEEP_LIMIT"):
         cloud(tmp_path, WORKFLOW_SWEEP_LIMIT="0")
+
+
+def test_a_duplicate_finding_the_work_under_way_waits_for_it_and_is_acknowledged(
+        rt: CloudRuntime, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[object] = []
+    slept: list[float] = []
+
+    def busy(times: int) -> Any:
+        def handle(msg: object, ports: object) -> None:
+            calls.append(msg)
+            if len(calls) <= times:
+                raise Busy("'check:a:3' of run 'r' is being done elsewhere")
+        return handle
+
+    module = sys.modules["workflow.entrypoints.engine_message"]
+    data = codec.encode(DispatchStep("r", "a"))
+    monkeypatch.setattr(module, "handle", busy(2))
+    engine_message(pubsub_event(data), rt, sleep=slept.append)  # acknowledged: the work was done meanwhile
+    assert len(calls) == 3 and slept == [0.25, 0.5]
+    calls.clear()
+    slept.clear()
+    monkeypatch.setattr(module, "handle", busy(100))
+    with pytest.raises(Busy):  # still under way: Pub/Sub redelivers it later
+        engine_message(pubsub_event(data), rt, sleep=slept.append)
+    assert 0 < sum(slept) <= DEFAULT_MAX_INLINE_WAIT_SEC and len(calls) == len(slept) + 1
+
+
+def test_a_dispatch_delivered_early_whose_step_moved_on_is_acknowledged(rt: CloudRuntime) -> None:
+    start = StartRun("r-5", parse_dag(json.dumps(DAG).encode(), "t"), "https://tr.example")
+    engine_message(pubsub_event(codec.encode(start)), rt)
+    due_later = str(1000 + DEFAULT_MAX_INLINE_WAIT_SEC + 600)
+    data = codec.encode(DispatchStep("r-5", "a"))
+    with pytest.raises(NotYet):  # still PENDING: it waits until due
+        engine_message(pubsub_event(data, not_before=due_later), rt, clock=lambda: 1000.0)
+    assert rt.ports.store.steps.end_steps("r-5", ["a"], StepState.CANCELLED, "cancelled", 1000.0).recorded
+    engine_message(pubsub_event(data, not_before=due_later), rt, clock=lambda: 1000.0)  # acknowledged

@@ -42,21 +42,32 @@ def complete(ports: Ports, run_id: str, step_id: str, outcome: StepOutcome,
     if outcome.state is not StepState.SUCCEEDED:
         skipped = skip_descendants(ports, run_id, step_id, outcome)
         done = Completion(done.recorded, done.unblocked + skipped.unblocked, done.run_complete or skipped.run_complete)
-    carry_on(ports, run_id, done, max_parallel)
+    # An end that unblocked several steps dispatches them under a claim: its redeliveries,
+    # which read the same steps back, publish them again only if the first one never did.
+    key = f"released:{step_id}#{outcome.attempt}" if len(done.unblocked) > 1 else ""
+    carry_on(ports, run_id, done, max_parallel, key)
 
 
-def carry_on(ports: Ports, run_id: str, done: Completion, max_parallel: int = 0) -> None:
-    """Dispatch what an end unblocked; finish the run if nothing is open. Under a limit,
-    steps past the first `max_parallel` are queued for a slot rather than dispatched only
-    to find none; queued first, so a slot freed meanwhile wakes one."""
+def carry_on(ports: Ports, run_id: str, done: Completion, max_parallel: int = 0, key: str = "") -> None:
+    """Dispatch what an end unblocked (once, under the claim `key` if given); finish the
+    run if nothing is open."""
+    if key:
+        once(ports, run_id, key, lambda: _dispatch_ready(ports, run_id, done, max_parallel))
+    else:
+        _dispatch_ready(ports, run_id, done, max_parallel)
+    if done.run_complete:
+        finish_run(ports, run_id)
+
+
+def _dispatch_ready(ports: Ports, run_id: str, done: Completion, max_parallel: int) -> None:
+    """Under a limit, steps past the first `max_parallel` are queued for a slot rather than
+    dispatched only to find none; queued first, so a slot freed meanwhile wakes one."""
     ready = list(done.unblocked)
     if max_parallel and len(ready) > max_parallel:
         ports.store.slots.queue_steps(run_id, ready[max_parallel:], ports.clock())
         del ready[max_parallel:]
     if ready:  # a step is unblocked at its first attempt unless a rerun moved it on (the dispatch sees it)
         dispatch(ports, run_id, ready, 1, max_parallel)
-    if done.run_complete:
-        finish_run(ports, run_id)
 
 
 def finish_run(ports: Ports, run_id: str) -> None:

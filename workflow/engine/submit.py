@@ -59,6 +59,14 @@ def dispatch_step(msg: DispatchStep, ports: Ports) -> None:
         _held_elsewhere(ports, step, key, now)
 
 
+def moved_on(msg: DispatchStep, ports: Ports) -> bool:
+    """Whether a dispatch delivered before it is due has nothing left to do: its step is no
+    longer PENDING (its submission was recorded, or it ended), so the look it was to take
+    again (`_held_elsewhere`) is moot. One read."""
+    step = ports.store.steps.get_step(msg.run_id, msg.step_id)
+    return step is not None and step.state is not StepState.PENDING
+
+
 def _held_elsewhere(ports: Ports, step: StepRecord, key: str, now: float) -> None:
     """Another delivery is submitting this step's job, or died doing it. Never submit again:
     past the lease, the outcome is unknown and the step fails saying so; before it, look

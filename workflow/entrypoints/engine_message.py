@@ -10,8 +10,11 @@ from typing import Any
 
 from ..bootstrap.cloud import CloudRuntime
 from ..engine import handle
+from ..engine.context import Busy
+from ..engine.submit import moved_on
 from ..errors import PoisonMessage, TransientError
 from ..model import codec
+from ..model.messages import DispatchStep
 from ..model.text import excerpt
 from .events import pubsub_message
 
@@ -20,6 +23,12 @@ log = logging.getLogger("workflow.entrypoints")
 REPUBLISH_AFTER = 60.0
 """Seconds a message not yet due bounces (4 deliveries, fewer than the 5 a dead-letter
 policy allows at least) before it is published again, still due when it was."""
+
+
+BUSY_PAUSES = (0.25, 0.5, 1.0, 2.0)
+"""Pauses before a message whose side effect another delivery is doing (Busy) is handled
+again, within the inline wait: a duplicate then finds that work done and is acknowledged,
+instead of spending the redeliveries that end in the dead-letter topic."""
 
 
 class NotYet(TransientError):
@@ -37,6 +46,9 @@ def engine_message(event: Any, rt: CloudRuntime, clock: Callable[[], float] = ti
         log.error("dropped malformed message %s: %s", message_id, exc, extra=ids)
         return
     wait = due - clock()
+    if wait > rt.edge.max_inline_wait and isinstance(msg, DispatchStep) and moved_on(msg, rt.ports):
+        log.info("acknowledged message %s before it is due: its step moved on", message_id, extra=ids)
+        return  # rather than bounced until due, or into the dead-letter topic
     if wait > rt.edge.max_inline_wait:
         if clock() - _published_at(event, clock()) > REPUBLISH_AFTER:
             # before its redeliveries run out (dead letter), publish it afresh, still due at `due`
@@ -45,10 +57,19 @@ def engine_message(event: Any, rt: CloudRuntime, clock: Callable[[], float] = ti
         raise NotYet(f"message {message_id} is due in {wait:.1f} s")
     if wait > 0:
         sleep(wait)
-    try:
-        handle(msg, rt.ports)
-    except PoisonMessage as exc:
-        log.error("dropped message %s: %s", message_id, exc, extra=ids)
+    budget = rt.edge.max_inline_wait - max(wait, 0.0)
+    for pause in (*BUSY_PAUSES, math.inf):
+        try:
+            handle(msg, rt.ports)
+            return
+        except PoisonMessage as exc:
+            log.error("dropped message %s: %s", message_id, exc, extra=ids)
+            return
+        except Busy:
+            if pause > budget:
+                raise  # redelivered later by Pub/Sub
+            budget -= pause
+            sleep(pause)
 
 
 def _published_at(event: Any, default: float) -> float:

@@ -22,7 +22,8 @@ class RunStore(Protocol):
 
     def stale_runs(self, before: float, limit: int) -> list[RunRecord]:
         """RUNNING runs whose `updated_at` is before `before`, stalest first, at most
-        `limit` (one query)."""
+        `limit` (one query; a store that keeps a run's progress spread over documents also
+        reads those of each run found, and may move its `updated_at` forward to them)."""
 
     def finish_run(self, run_id: str, status: RunStatus, at: float) -> bool:
         """Set a RUNNING run's final status. True if this call set it; idempotent."""

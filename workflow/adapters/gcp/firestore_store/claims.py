@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import math
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 from google.cloud import firestore
 
+from ....errors import TransientError
 from ....model.records import Claim, StepRecord
 from .documents import FirestoreDocuments, translated
 
 READERS = 8  # threads reading while the caller writes (claim_reading)
+SETTLE_PAUSES = (0.5, 1.0, 2.0)
+"""Seconds between the tries of a settle that met contention (its claim was created a
+moment before): a settle left to redelivery would find its claim held until the lease
+ends, and its side effect would then be done again."""
 
 
 class FirestoreClaims(FirestoreDocuments):
@@ -32,8 +38,15 @@ class FirestoreClaims(FirestoreDocuments):
         return Claim.WON if taken_over else Claim.BUSY
 
     def settle(self, run_id: str, key: str) -> None:
-        with translated():
-            self._claim_ref(run_id, key).set({"settled": True}, merge=True)
+        for pause in (*SETTLE_PAUSES, math.inf):
+            try:
+                with translated():
+                    self._claim_ref(run_id, key).set({"settled": True}, merge=True)
+                return
+            except TransientError:
+                if pause == math.inf:
+                    raise
+                time.sleep(pause)
 
     def claim_reading(self, run_id: str, key: str, step_id: str, now: float) -> tuple[Claim, StepRecord | None]:
         """The read runs on another thread while this one claims: one round trip, not two.

@@ -18,8 +18,7 @@ from google.cloud import firestore
 
 from ....errors import TransientError
 from ....model.records import StepRecord
-from ....model.states import StepState
-from .layout import ENDED_FIELD, step_of
+from .layout import step_of
 
 
 @contextmanager
@@ -116,21 +115,10 @@ class FirestoreDocuments:
         snap = self._get(self._step_ref(run_id, step_id))
         return step_of(run_id, step_id, snap.to_dict(), snap.update_time) if snap.exists else None
 
-    def _open_steps(self, run_id: str) -> int | None:
-        """The run's count of open steps; None if there is no such run."""
-        snap = self._get(self._run_ref(run_id))
-        return int(snap.get("open_steps")) if snap.exists else None
-
     def _held_slots(self, run_id: str) -> dict[str, str]:
         """The run's held slots: slot number → holder (`step#attempt`)."""
         slots = self._query(self._run_ref(run_id).collection("slots"))
         return {s.id: str(s.get("holder")) for s in slots}
-
-
-def count_off(n: int, ended: StepState, at: float) -> dict[str, Any]:
-    """Take `n` off the run's open steps, onto those ended `ended`, as progress at `at`.
-    Transform results come sorted by field path, so `open_steps` stays the first (read by `after`)."""
-    return {"open_steps": firestore.Increment(-n), ENDED_FIELD[ended]: firestore.Increment(n), "updated_at": at}
 
 
 def after(result: Any) -> int:

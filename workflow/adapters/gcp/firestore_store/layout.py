@@ -1,15 +1,21 @@
 """What Firestore holds, and how big it may grow.
 
-`runs/{run}` holds the run, its open-step counter and its counts by state;
+`runs/{run}` holds the run (its counts by state are folded in when it ends);
+`runs/{run}/counters/{k}` (k < SHARDS) the run's open-step count and counts by state,
+spread by a hash of the step id so that no document takes a write per step end;
 `runs/{run}/steps/{step}` a step in the stored layout of `model.stored` (its definition
-and its join counter `waiting_on`) and its position; `runs/{run}/ends/{step}[@attempt][#chunk]`
-marks a recorded end of an attempt; `runs/{run}/claims/{key}` a claim (and the markers of
-a run's finish, a rerun and a slot's wake-up); `runs/{run}/slots/{k}` a maxParallel slot.
+and its join counter `waiting_on`), its position and `wide` (its successors whose join is
+sharded); `runs/{run}/steps/{step}/joins/{k}` the shards of the join counter of a step
+with more than WIDE dependencies; `runs/{run}/ends/{step}[@attempt][#chunk]` marks a
+recorded end of an attempt; `runs/{run}/claims/{key}` a claim (and the markers of a run's
+finish, a rerun, a slot's wake-up and a sharded join's release); `runs/{run}/slots/{k}` a
+maxParallel slot.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+import zlib
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from ....errors import DagInvalid, Problem
@@ -24,6 +30,10 @@ MAX_REQUEST_BYTES = 10_485_760  # Firestore's limit on one commit request
 STEP_GROWTH_BYTES = 4 * MESSAGE_LIMIT + 4_096
 """Room kept in a step document for what the engine writes later (message, job fields)."""
 BATCH_BYTES = MAX_REQUEST_BYTES - 1_048_576  # a creation batch's estimated size, with room for framing
+SHARDS = 32
+"""Counter shards of a run, and of a wide join: a step end writes one, chosen by its step id."""
+WIDE = 16
+"""A step with more dependencies than this keeps its join counter in shards."""
 ENDED_FIELD = {StepState.SUCCEEDED: "steps_succeeded", StepState.FAILED: "steps_failed",
                StepState.SKIPPED: "steps_skipped", StepState.CANCELLED: "steps_cancelled"}
 
@@ -33,13 +43,42 @@ def end_marker(step_id: str, attempt: int) -> str:
     return step_id if attempt == 1 else f"{step_id}@{attempt}"
 
 
-def run_doc(run: RunRecord, open_steps: int) -> dict[str, Any]:
+def shard_of(step_id: str) -> str:
+    """The counter shard a step's end writes (of its run, and of each wide join it releases)."""
+    return str(zlib.crc32(step_id.encode("utf-8", "surrogatepass")) % SHARDS)
+
+
+def shard_counts(step_ids: Iterable[str]) -> dict[str, int]:
+    """How many of `step_ids` fall in each shard (shards with none left out)."""
+    counts: dict[str, int] = {}
+    for s in step_ids:
+        counts[shard_of(s)] = counts.get(shard_of(s), 0) + 1
+    return counts
+
+
+def is_wide(step: StepRecord) -> bool:
+    """Whether the step's join counter is kept in shards."""
+    return len(step.depends_on) > WIDE
+
+
+def run_doc(run: RunRecord) -> dict[str, Any]:
     return {
         "status": run.status.value, "tr_url": run.tr_url, "dag_name": run.dag_name,
         "source": run.source, "created_at": run.created_at, "finished_at": run.finished_at,
-        "step_count": run.step_count, "open_steps": open_steps, "problems": list(run.problems),
+        "step_count": run.step_count, "problems": list(run.problems),
         "updated_at": run.created_at, "timeout": run.timeout,
     }
+
+
+def counter_doc(open_steps: int, at: float) -> dict[str, Any]:
+    return {"open": open_steps, **dict.fromkeys(ENDED_FIELD.values(), 0), "updated_at": at}
+
+
+def folded(d: dict[str, Any], counters: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The run document `d` with its counters' counts by state summed in, and its latest progress."""
+    sums = {field: sum(int(c.get(field) or 0) for c in counters) for field in ENDED_FIELD.values()}
+    latest = max([float(d.get("updated_at") or d["created_at"])] + [float(c.get("updated_at") or 0) for c in counters])
+    return {**d, **sums, "updated_at": latest}
 
 
 def run_of(run_id: str, d: dict[str, Any]) -> RunRecord:
@@ -54,8 +93,8 @@ def run_of(run_id: str, d: dict[str, Any]) -> RunRecord:
     )
 
 
-def step_doc(pos: int, s: StepRecord) -> dict[str, Any]:
-    return {"pos": pos, **step_fields(s)}
+def step_doc(pos: int, s: StepRecord, wide: Sequence[str] = ()) -> dict[str, Any]:
+    return {"pos": pos, **step_fields(s), "wide": list(wide)}
 
 
 def step_of(run_id: str, step_id: str, d: dict[str, Any], version: object = None) -> StepRecord:
@@ -81,8 +120,9 @@ def sized_step_docs(root: str, steps: Sequence[StepRecord]) -> list[SizedDoc]:
     """Each step with its document and that document's storage size (Firestore's rules:
     the name's ids, UTF-8 + 1 each, plus 16; the fields; plus 32)."""
     sized = []
+    wide = {s.step_id for s in steps if is_wide(s)}
     for pos, step in enumerate(steps):
-        doc = step_doc(pos, step)
+        doc = step_doc(pos, step, [succ for succ in step.successors if succ in wide])
         name = sum(len(part.encode("utf-8", "surrogatepass")) + 1
                    for part in (root, step.run_id, "steps", step.step_id)) + 16
         sized.append((step, doc, name + _value_bytes(doc) + 32))

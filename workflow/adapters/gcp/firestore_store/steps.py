@@ -1,11 +1,12 @@
 """StepStore on Firestore: `runs/{run}/steps/{step}`. Each end of an attempt is an atomic
-batch under that attempt's end marker (`runs/{run}/ends/...`): the step's fields, the
-run's counts, and the join counters it releases (`model.join`), the first BATCH of them
-in the same commit and the rest in chunks under markers of their own."""
+batch under that attempt's end marker (`runs/{run}/ends/...`): the step's fields, its shard
+of the run's counters, and the join counters it releases (`model.join`; a wide join's
+shard, `counters`), the first BATCH of them in the same commit and the rest in chunks
+under markers of their own."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -17,15 +18,16 @@ from ....model.join import released_by
 from ....model.records import Attempt, Completion, StepOutcome, StepRecord
 from ....model.states import StepState
 from ....model.transitions import ending
-from .documents import after, at_zero, count_off
+from .counters import FirestoreCounters
+from .documents import after, at_zero
 from .layout import BATCH, end_marker, step_of
 from .slots import FirestoreSlots
 
 MAX_REREADS = 5  # conditional writes tried before a document that keeps changing is a TransientError
 
 
-class FirestoreSteps(FirestoreSlots):
-    """A step's end frees its slot, so steps come with the slots."""
+class FirestoreSteps(FirestoreSlots, FirestoreCounters):
+    """A step's end frees its slot, so steps come with the slots, and moves the counters."""
 
     def list_steps(self, run_id: str) -> list[StepRecord]:
         snaps = self._query(self._run_ref(run_id).collection("steps").order_by("pos"))
@@ -63,14 +65,15 @@ class FirestoreSteps(FirestoreSlots):
     def _complete(self, run_id: str, step_id: str, outcome: StepOutcome,
                   successors: Sequence[str] | None) -> Completion:
         ref = self._step_ref(run_id, step_id)
-        snap = None
+        snap = self._get(ref)  # its `wide` says which successors' joins are in shards
+        if not snap.exists:
+            raise NotFound(f"run {run_id!r} has no step {step_id!r}")
+        doc = snap.to_dict() or {}
+        if int(doc.get("attempt", 1)) != outcome.attempt:
+            return Completion(False, (), self._all_ended(run_id))  # a late result of an earlier attempt
+        wide = set(doc.get("wide") or ())
         if successors is None or outcome.state is not StepState.SUCCEEDED:
-            snap = self._get(ref)
-            if not snap.exists:
-                raise NotFound(f"run {run_id!r} has no step {step_id!r}")
-            if int((snap.to_dict() or {}).get("attempt", 1)) != outcome.attempt:
-                return Completion(False, (), self._open_steps(run_id) == 0)  # a late result of an earlier attempt
-            release = released_by(snap.get("definition"), outcome.state)
+            release = released_by(doc["definition"], outcome.state)
         else:
             release = list(successors)
         fields: dict[str, Any] = {"state": outcome.state.value, "message": outcome.message,
@@ -82,39 +85,39 @@ class FirestoreSteps(FirestoreSlots):
         # One marker per attempt: an earlier attempt's late result finds its marker and records nothing.
         marker = end_marker(step_id, outcome.attempt)
         try:
-            results = self._once(self._ending(run_id, step_id, marker, fields, outcome.at, release))
+            results = self._once(self._ending(run_id, step_id, marker, fields, outcome.at, release, wide))
         except gexc.NotFound as exc:
             raise NotFound(f"run {run_id!r} has no step {step_id!r}") from exc
         if results is None:  # a redelivery: read the facts back
-            snap = snap or self._get(ref)
+            snap = self._get(ref)
             recorded = StepState(snap.get("state")) if snap.exists else StepState.PENDING
             release = released_by(snap.get("definition"), recorded) if recorded.terminal else []
-            return Completion(False, self._read_back(run_id, marker, release), self._open_steps(run_id) == 0)
-        unblocked = self._unblocked_now(run_id, marker, release, results)
-        return Completion(True, tuple(unblocked), after(results[2]) == 0)
+            return Completion(False, self._read_back(run_id, step_id, marker, release, wide),
+                              self._all_ended(run_id))
+        unblocked = self._unblocked_now(run_id, step_id, marker, release, wide, results)
+        return Completion(True, tuple(unblocked), after(results[2]) == 0 and self._all_ended(run_id))
 
     def end_steps(self, run_id: str, step_ids: Sequence[str], state: StepState, reason: str,
                   at: float) -> Completion:
         """Each step under its attempt's end marker, so it races a recorded end safely."""
         rule = ending(state)
-        recorded, left, unblocked = False, None, []
+        recorded, zero, unblocked = False, False, []
         fields = {"state": state.value, "message": reason, "finished_at": at}
         for snap in self._snaps(run_id, step_ids):
             doc = snap.to_dict() or {}
-            current = StepState(doc["state"])
+            current, wide = StepState(doc["state"]), set(doc.get("wide") or ())
             release = released_by(doc["definition"], state) if rule.releases else []
             marker = end_marker(snap.id, int(doc.get("attempt", 1)))
             results = None
             if current in rule.from_states:
-                results = self._once(self._ending(run_id, snap.id, marker, fields, at, release))
+                results = self._once(self._ending(run_id, snap.id, marker, fields, at, release, wide))
             if results is not None:
-                recorded, left = True, after(results[2])
-                unblocked += self._unblocked_now(run_id, marker, release, results)
+                recorded, zero = True, zero or after(results[2]) == 0
+                unblocked += self._unblocked_now(run_id, snap.id, marker, release, wide, results)
             elif release and (current in rule.from_states or current is state):  # ended so before: read back
-                unblocked += self._read_back(run_id, marker, release)
-        if left is None:
-            left = self._open_steps(run_id)
-        return Completion(recorded, tuple(dict.fromkeys(unblocked)), left == 0)
+                unblocked += self._read_back(run_id, snap.id, marker, release, wide)
+        complete = (zero or not recorded) and self._all_ended(run_id)  # only a shard left at zero can end the run
+        return Completion(recorded, tuple(dict.fromkeys(unblocked)), complete)
 
     def retry_step(self, run_id: str, step_id: str, ended: Attempt, at: float) -> bool:
         """Under the attempt's end marker, so it excludes any other end of that attempt."""
@@ -136,41 +139,46 @@ class FirestoreSteps(FirestoreSlots):
 
     # -- an end's batch and the join counters it releases -------------------------------------
     def _ending(self, run_id: str, step_id: str, marker: str, fields: dict[str, Any], at: float,
-                release: Sequence[str] = ()) -> Any:
-        """A step's end under its end marker: the step's `fields` (with its `state`), the run's
-        counters (write result 2), the join counters of the first BATCH of `release` (3 on)."""
+                release: Sequence[str], wide: Collection[str]) -> Any:
+        """A step's end under its end marker: the step's `fields` (with its `state`), its shard
+        of the run's counters (write result 2), the join counters of the first BATCH of
+        `release` (3 on; a `wide` one's shard)."""
         batch = self._creating(self._end_ref(run_id, marker), {"at": at})
         batch.update(self._step_ref(run_id, step_id), fields)
-        batch.update(self._run_ref(run_id), count_off(1, StepState(fields["state"]), at))
-        self._count_down(batch, run_id, release[:BATCH])
+        self._count_off(batch, run_id, step_id, StepState(fields["state"]), at)
+        self._count_down(batch, run_id, step_id, release[:BATCH], wide)
         return batch
 
-    def _count_down(self, batch: Any, run_id: str, successors: Sequence[str]) -> None:
-        for succ in successors:
-            batch.update(self._step_ref(run_id, succ), {"waiting_on": firestore.Increment(-1)})
+    def _unblocked_now(self, run_id: str, step_id: str, marker: str, release: list[str], wide: Collection[str],
+                       results: list[Any]) -> list[str]:
+        """The successors an end just committed (`results`, of `_ending`) released, with
+        those of the chunks past the first batch."""
+        return (self._released(run_id, marker, at_zero(release[:BATCH], results[3:]), wide)
+                + self._release_rest(run_id, step_id, marker, release, wide))
 
-    def _unblocked_now(self, run_id: str, marker: str, release: list[str], results: list[Any]) -> list[str]:
-        """The successors an end just committed (`results`, of `_ending`) brought to zero,
-        with those of the chunks past the first batch."""
-        return at_zero(release[:BATCH], results[3:]) + self._release_rest(run_id, marker, release)
-
-    def _read_back(self, run_id: str, marker: str, release: list[str]) -> tuple[str, ...]:
+    def _read_back(self, run_id: str, step_id: str, marker: str, release: list[str],
+                   wide: Collection[str]) -> tuple[str, ...]:
         """For an end committed before: finish any chunk left out, then read which successors
-        wait on nothing."""
-        self._release_rest(run_id, marker, release)
+        it released that still wait for their dispatch (PENDING): a narrow one waiting on
+        nothing, a wide one whose release names this end. A redelivered end thus dispatches
+        again only what its own write released, and only until it is dispatched."""
+        self._release_rest(run_id, step_id, marker, release, wide)
         if not release:
             return ()
         snaps = self._get_all(run_id, release)
-        return tuple(s for s in release if snaps[s].exists and snaps[s].get("waiting_on") == 0)
+        due = [s for s in release if snaps[s].exists and snaps[s].get("state") == StepState.PENDING.value]
+        return tuple(s for s in due if (self._release_wide(run_id, s, marker) if s in wide
+                                        else snaps[s].get("waiting_on") == 0))
 
-    def _release_rest(self, run_id: str, marker: str, release: list[str]) -> list[str]:
+    def _release_rest(self, run_id: str, step_id: str, marker: str, release: list[str],
+                      wide: Collection[str]) -> list[str]:
         """Join counters past the first batch, each chunk once (its own marker)."""
         unblocked: list[str] = []
         for n, start in enumerate(range(BATCH, len(release), BATCH), start=1):
             chunk = release[start:start + BATCH]
             batch = self._creating(self._end_ref(run_id, f"{marker}#{n}"), {})
-            self._count_down(batch, run_id, chunk)
+            self._count_down(batch, run_id, step_id, chunk, wide)
             results = self._once(batch)
             if results is not None:
-                unblocked += at_zero(chunk, results[1:])
+                unblocked += self._released(run_id, marker, at_zero(chunk, results[1:]), wide)
         return unblocked
