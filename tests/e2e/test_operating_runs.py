@@ -110,7 +110,7 @@ def test_cancel_from_a_second_process_stops_the_run(tmp_path: Path, mock: MockTa
         out, err = proc.communicate(timeout=30)
     finally:
         proc.kill()
-    assert cancelled.returncode == 1 and "run r-c CANCELLED" in cancelled.stdout
+    assert cancelled.returncode == 0 and "run r-c CANCELLED" in cancelled.stdout  # a cancel done exits 0
     assert "job slow-1 of step slow keeps running at the Task Runner" in cancelled.stdout
     assert proc.returncode == 1, err
     assert out.splitlines()[-1] == "run CANCELLED" and mock.submissions() == ["slow"]

@@ -13,18 +13,18 @@ from .. import logs
 from ..bootstrap.embedded import embedded
 from ..model.messages import CancelRun, Message, ReconcileRun, RerunRun
 from ..model.records import RunRecord
-from ..model.states import RunStatus, StepState
+from ..model.states import StepState
 from ..ports import TaskRunner
 from ..settings import Settings
 from .cloud_requests import request
 from .options import Parser, add_cloud, add_db, add_execution, parsed, settings
-from .output import Seen, changes, exit_code, nothing_to, print_kept_jobs
+from .output import EXIT_OK, Seen, changes, exit_code, nothing_to, print_kept_jobs
 from .run import check_task_runner, interrupted, watch
 from .stores import existing, open_store
 
 
 def resume(argv: Sequence[str], out: TextIO, runner: TaskRunner | None = None) -> int:
-    p = Parser(prog="python main.py resume",
+    p = Parser("resume",
                description="Continue an interrupted run: check its running jobs and dispatch what is ready. "
                            "A job already submitted is never submitted again. With --cloud, a resume request "
                            "is published instead: the functions reconcile the run as after a lost message (a "
@@ -42,7 +42,7 @@ def resume(argv: Sequence[str], out: TextIO, runner: TaskRunner | None = None) -
 
 
 def rerun(argv: Sequence[str], out: TextIO, runner: TaskRunner | None = None) -> int:
-    p = Parser(prog="python main.py rerun",
+    p = Parser("rerun",
                description="Run an ended run's failed, cancelled and skipped steps again (with --from, that "
                            "step and its descendants too), keeping its successes and every earlier attempt.")
     p.add_argument("run_id", metavar="RUN_ID")
@@ -83,13 +83,13 @@ def _execute(args: argparse.Namespace, out: TextIO, runner: TaskRunner | None,
         rt.bus.publish([message])
         return exit_code(watch(rt, run.run_id, out, seen=seen))
     except KeyboardInterrupt:
-        return interrupted(run.run_id, args.db)
+        return interrupted(run.run_id, args.db, args.jwt)
     finally:
         rt.close()
 
 
 def cancel(argv: Sequence[str], out: TextIO) -> int:
-    p = Parser(prog="python main.py cancel",
+    p = Parser("cancel",
                description="Cancel a run, also while another process executes it: nothing more is submitted, "
                            "its open steps end CANCELLED. Jobs already submitted keep running at the Task "
                            "Runner (its protocol has no cancel request); their ids are listed.")
@@ -114,5 +114,5 @@ def cancel(argv: Sequence[str], out: TextIO) -> int:
     finally:
         rt.close()
     print(f"run {run.run_id} {ended.status.value if ended else 'CANCELLED'}", file=out)
-    print_kept_jobs(running, out)
-    return exit_code(RunStatus.CANCELLED)
+    print_kept_jobs(running, out)  # a warning, not a failure: the cancel is done
+    return EXIT_OK
