@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -83,3 +84,15 @@ def test_the_installed_name_is_the_one_shown(tmp_path: Path) -> None:
     done = subprocess.run([str(link), "status", "--help"], capture_output=True, text=True, timeout=30,
                           env={**os.environ}, check=False)
     assert done.returncode == 0 and done.stdout.startswith("usage: dag-workflow status"), done.stdout
+
+
+def test_short_jobs_are_seen_ending_soon_with_the_default_polling(tmp_path: Path, mock: MockTaskRunner) -> None:
+    dag = tmp_path / "chain.yaml"
+    dag.write_text("steps:\n- {id: a, task: {imageUri: img/a, labels: {mock_duration_sec: '0.9'}}}\n"
+                   "- {id: b, dependsOn: [a], task: {imageUri: img/b, labels: {mock_duration_sec: '0.9'}}}\n")
+    began = time.monotonic()
+    done = run_cli(tmp_path, "run", str(dag), "--tr-hostname", mock.url, "--tr-auth-jwt", TOKEN,
+                   env={"WORKFLOW_CHECK_STATE_DURATION_SEC": "10"})  # the default
+    took = time.monotonic() - began
+    assert done.returncode == 0, done.stderr
+    assert took < 8, f"a chain of two 0.9 s jobs took {took:.1f} s"

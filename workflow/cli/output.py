@@ -57,8 +57,9 @@ def print_line(out: TextIO, at: float, step_id: str, state: str, job_id: str, de
     print(f"{stamp}  {step_id:<20} {state:<10} {job:<28} {detail}".rstrip(), file=out, flush=True)
 
 
-SUMMARY_LEGEND = ("ELAPSED: from the job's submission until its end was seen (to within one polling "
-                  "interval); MESSAGE: the Task Runner's message or why the step ended")
+SUMMARY_LEGEND = ("ELAPSED: from the job's submission until its end was seen, so to within the wait "
+                  "before that check (the checks come 1 s after submission, then twice as long each time, "
+                  "up to the polling interval); MESSAGE: the Task Runner's message or why the step ended")
 
 
 def print_summary(steps: Sequence[StepRecord], status: RunStatus, out: TextIO) -> None:
