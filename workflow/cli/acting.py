@@ -19,7 +19,7 @@ from ..settings import Settings
 from .cloud_requests import request
 from .options import Parser, add_cloud, add_db, add_execution, parsed, settings
 from .output import EXIT_OK, Seen, changes, exit_code, nothing_to, print_kept_jobs
-from .run import check_task_runner, interrupted, watch
+from .run import check_task_runner, check_url, interrupted, watch
 from .stores import existing, open_store
 
 
@@ -31,7 +31,7 @@ def resume(argv: Sequence[str], out: TextIO, runner: TaskRunner | None = None) -
                            "submission claimed over 10 minutes ago with no job recorded fails its step), and "
                            "the run is followed to its end.")
     p.add_argument("run_id", metavar="RUN_ID")
-    add_execution(p)
+    add_execution(p, moved=True)
     add_cloud(p, requests=True)
     args = parsed(p, argv)
     if args.cloud:
@@ -48,7 +48,7 @@ def rerun(argv: Sequence[str], out: TextIO, runner: TaskRunner | None = None) ->
     p.add_argument("run_id", metavar="RUN_ID")
     p.add_argument("--from", dest="from_step", default="", metavar="STEP",
                    help="also run STEP and every step after it again")
-    add_execution(p)
+    add_execution(p, moved=True)
     add_cloud(p, requests=True)
     args = parsed(p, argv)
     if args.cloud:
@@ -67,15 +67,19 @@ def _execute(args: argparse.Namespace, out: TextIO, runner: TaskRunner | None,
     """Execute `message_for` the run on the embedded runtime and follow the run to its end."""
     logs.configure(logging.INFO if args.verbose else logging.WARNING)
     config = settings(args)
+    url = check_url(args.tr_url) if args.tr_url else ""
     with open_store(args.db) as store:
         run, steps = existing(store, args, args.db)
     message = message_for(run)
     if message is not None and runner is None:
-        check_task_runner(run.tr_url, args.jwt)  # fail now, with a way out, not at the first check
+        check_task_runner(url or run.tr_url, args.jwt)  # fail now, with a way out, not at the first check
     if message is None:
         return nothing_to(verb, run, out)
     rt = embedded(config, runner, jwt=args.jwt, db_path=args.db)
     try:
+        if url and url != run.tr_url:
+            rt.store.move_task_runner(run.run_id, url)
+            print(f"{verb}: Task Runner {url} (was {run.tr_url}), recorded on the run", file=out, flush=True)
         seen: Seen = {}
         for step in steps:
             changes(step, seen)  # what happened before is not news

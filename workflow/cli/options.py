@@ -114,6 +114,7 @@ def check_runtime(args: argparse.Namespace) -> None:
     cloud_only = {"--project": args.project, "--database": args.database,
                   "--no-wait": getattr(args, "no_wait", False)}
     embedded_only = {"--db": args.db != DEFAULT_DB, "--tr-auth-jwt": getattr(args, "jwt", None) is not None,
+                     "--tr-hostname": getattr(args, "tr_url", None) is not None,
                      "--check-state-duration-sec": getattr(args, "poll", None) is not None,
                      "--step-timeout-sec": getattr(args, "timeout", None) is not None}
     if args.cloud:
@@ -127,8 +128,11 @@ def check_runtime(args: argparse.Namespace) -> None:
             raise InputError(f"{', '.join(given)}: only with --cloud")
 
 
-def add_execution(p: argparse.ArgumentParser) -> None:
-    """Options of a command that talks to the Task Runner."""
+def add_execution(p: argparse.ArgumentParser, *, moved: bool = False) -> None:
+    """Options of a command that talks to the Task Runner; with `moved`, its new URL too."""
+    if moved:
+        p.add_argument(*flags("--tr-hostname", "--tr-url"), dest="tr_url", metavar="URL",
+                       help="the Task Runner's URL if it moved since the run started (recorded on the run)")
     p.add_argument(*flags("--tr-auth-jwt"), dest="jwt", metavar="JWT",
                    help=f"bearer token sent as is (even 'none'); default: {JWT_ENV} if set, else an ID "
                         "token for the Task Runner URL obtained from Google credentials")

@@ -91,7 +91,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None, runner: T
         args = _arguments(build_parser(verb), argv)
         logs.configure(logging.INFO if args.verbose else logging.WARNING)
         config = settings(args)
-        url = _check_url(args.tr_url)
+        url = check_url(args.tr_url)
         dag = LocalDags().read(args.dag_path)
         if runner is None:
             check_task_runner(url, args.jwt)
@@ -180,7 +180,7 @@ def watch(rt: EmbeddedRuntime, run_id: str, out: TextIO, every: float = 0.1,
         time.sleep(every)
 
 
-def _check_url(raw: str) -> str:
+def check_url(raw: str) -> str:
     url = urlparse(raw)
     if url.scheme not in ("http", "https") or not url.netloc:
         raise InputError(f"--tr-hostname {raw!r}: expected a URL such as https://runner.example.com")

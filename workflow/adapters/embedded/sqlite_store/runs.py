@@ -13,6 +13,13 @@ from .database import ENDED_COLUMN, RUN_COLUMNS, STEP_FIELDS, SqliteDatabase, ru
 
 
 class SqliteRuns(SqliteDatabase):
+    def move_task_runner(self, run_id: str, tr_url: str) -> None:
+        """Point the run and its steps at the Task Runner now at `tr_url` (the command line's
+        `resume` and `rerun --tr-hostname`, on this store only: one transaction)."""
+        with self._tx() as db:
+            self._exec(db, "UPDATE runs SET tr_url=? WHERE run_id=?", (tr_url, run_id))
+            self._exec(db, "UPDATE steps SET tr_url=? WHERE run_id=?", (tr_url, run_id))
+
     def create_run(self, run: RunRecord, steps: Sequence[StepRecord]) -> bool:
         with self._tx() as db:
             cur = self._exec(
