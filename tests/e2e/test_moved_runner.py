@@ -84,3 +84,45 @@ def test_an_interrupted_run_is_resumed_at_the_task_runners_new_address(tmp_path:
     assert moved.stdout.splitlines()[-1] == "run SUCCEEDED" and mock.submissions() == ["slow", "after"]
     shown = json.loads(cli(tmp_path, "status", "r-m", "--json").stdout)
     assert shown["run"]["tr_url"] == mock.url and {s["tr_url"] for s in shown["steps"]} == {mock.url}
+
+
+BROKEN = """
+name: broken-image
+steps:
+  - id: ok
+    task: {imageUri: img/ok}
+  - id: train
+    dependsOn: [ok]
+    task: {imageUri: img/error-tag}
+  - id: last
+    dependsOn: [train]
+    task: {imageUri: img/last}
+"""
+
+
+def test_a_rerun_with_a_fixed_dag_file_runs_the_fix_where_the_task_runner_now_is(
+    tmp_path: Path, mock: MockTaskRunner
+) -> None:
+    broken, fixed, reshaped = tmp_path / "broken.yaml", tmp_path / "fixed.yaml", tmp_path / "reshaped.yaml"
+    broken.write_text(BROKEN)
+    fixed.write_text(BROKEN.replace("img/error-tag", "img/train:2"))
+    reshaped.write_text(BROKEN.replace("dependsOn: [train]", "dependsOn: [ok]"))
+    with forwarder(int(mock.url.rsplit(":", 1)[1])) as old_url:
+        ran = cli(tmp_path, "run", str(broken), "--tr-hostname", old_url, "--tr-auth-jwt", TOKEN, "--run-id", "r-b")
+    assert ran.returncode == 1 and mock.submissions() == ["ok", "train"]
+
+    refused = cli(tmp_path, "rerun", "r-b", "--dag-path", str(reshaped), "--tr-hostname", mock.url,
+                  "--tr-auth-jwt", TOKEN)
+    assert refused.returncode == 2
+    assert "last: dependsOn ['ok'], runIf allSucceeded; in the run ['train']" in refused.stderr
+    assert "Start a new run instead" in refused.stderr and mock.submissions() == ["ok", "train"]
+
+    again = cli(tmp_path, "rerun", "r-b", "--dag-path", str(fixed), "--tr-hostname", mock.url, "--tr-auth-jwt", TOKEN)
+    assert again.returncode == 0, again.stderr
+    assert mock.submissions() == ["ok", "train", "train", "last"]  # what succeeded is not submitted again
+    images = [r["body"]["imageUri"] for r in mock.requests() if r["path"] == "/job"]
+    assert images[2:] == ["img/train:2", "img/last"]
+    shown = json.loads(cli(tmp_path, "status", "r-b", "--json").stdout)
+    train = shown["steps"][1]
+    assert train["task"]["image_uri"] == "img/train:2" and train["attempt"] == 2
+    assert train["history"][0]["definition"].startswith("img/error-tag@") and train["history"][0]["state"] == "FAILED"

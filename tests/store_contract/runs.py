@@ -97,6 +97,23 @@ class RunsContract:
         run = store.get_run(run_id)
         assert run is not None and run.status is RunStatus.SUCCEEDED and run.succeeded == 2
 
+    def test_a_rerun_may_give_the_steps_it_runs_again_a_new_definition(self, store: Any) -> None:
+        run_id = make_run(store, {"a": [], "b": ["a"]})
+        store.complete_step(run_id, "a", StepOutcome(StepState.FAILED, 2.0, "job-1", "bad image", "FAILED"))
+        store.end_steps(run_id, ["b"], StepState.SKIPPED, "upstream step 'a' failed", 2.0)
+        assert store.finish_run(run_id, RunStatus.FAILED, 3.0)
+        a, b = store.list_steps(run_id)
+        fixed, policy = Task("a", "img/a:fixed", ("--x", "2")), replace(a.policy, retries=2, timeout=60.0)
+        earlier = Attempt(1, a.state, a.job_id, a.message, a.submitted_at, a.finished_at, definition="img/a@0123456789")
+        again = [replace(a, state=StepState.PENDING, attempt=2, job_id="", message="", finished_at=None,
+                         history=(earlier,), task=fixed, policy=policy),
+                 replace(b, state=StepState.PENDING, attempt=2, waiting_on=1, message="", finished_at=None,
+                         history=(Attempt(1, b.state, "", b.message, None, b.finished_at),))]
+        assert store.rerun_steps(run_id, 0, again, 4.0) is True
+        a2, b2 = store.list_steps(run_id)
+        assert a2.task == fixed and a2.policy == policy and a2.history == (earlier,)
+        assert b2.task == b.task and b2.depends_on == ("a",) and a2.successors == ("b",)
+
     def test_heartbeats_and_step_ends_move_a_runs_progress_and_stale_runs_come_stalest_first(
             self, store: Any) -> None:
         quiet, busy, ended = (make_run(store, {"a": []}) for _ in range(3))

@@ -39,14 +39,14 @@ def connect(args: argparse.Namespace) -> Iterator[CloudControl]:
 
 
 def request(args: argparse.Namespace, out: TextIO, action: str,
-            fields: Callable[[RunRecord], dict[str, Any] | None],
+            fields: Callable[[RunRecord, list[StepRecord]], dict[str, Any] | None],
             seen: Callable[[RunRecord, RunRecord], bool]) -> int:
-    """Publish the `action` request for the run on the start topic (its other `fields` given,
-    or None: nothing to do), then wait, unless --no-wait, until `seen(before, now)` and the
+    """Publish the `action` request for the run on the start topic (its other `fields` given
+    the run and its steps, or None: nothing to do), then wait, unless --no-wait, until `seen(before, now)` and the
     run ended, or --timeout; print the run as `status` does."""
     with connect(args) as ctl:
         run, steps = existing(ctl.store, args, ctl.where)
-        extra = fields(run)
+        extra = fields(run, steps)
         if extra is None:
             return nothing_to(action, run, out)
         body = {"action": action, "run_id": run.run_id, **extra}

@@ -17,6 +17,7 @@ from ..bootstrap.control import START_TOPIC_ENV
 from ..errors import InputError
 from ..settings import POLL_ENV, TIMEOUT_ENV, Settings, parse_seconds
 
+VERSION = "0.1.0"  # the package's version (pyproject.toml reads it here)
 DEFAULT_DB = "workflow-runs.sqlite3"
 JWT_ENV = "WORKFLOW_TR_AUTH_JWT"
 

@@ -24,7 +24,7 @@ from ..model.messages import StartRun
 from ..model.states import RunStatus
 from ..ports import TaskRunner
 from ..settings import POLL_ENV, TIMEOUT_ENV
-from .options import DEFAULT_DB, JWT_ENV, Parser, add_execution, flags, prog, settings
+from .options import DEFAULT_DB, JWT_ENV, VERSION, Parser, add_execution, flags, prog, settings
 from .output import EXIT_INTERRUPTED, EXIT_USAGE, Seen, changes, exit_code, print_line, print_summary
 
 
@@ -78,9 +78,7 @@ def build_parser(verb: str = "") -> Parser:
 
 
 def version() -> str:
-    from .. import __version__
-
-    return __version__
+    return VERSION
 
 
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None, runner: TaskRunner | None = None,

@@ -1,7 +1,5 @@
 """CheckJob: poll a running job until it ends, each check published once however many
-deliveries ask for it. The first checks come soon (1 s after submission, then twice as long
-each time) and the wait grows to the poll interval, so a short job is seen ending soon and a
-long one costs only a few checks more than at a fixed interval."""
+deliveries ask for it; the waits grow from 1 s to the poll interval (`check_delay`)."""
 
 from __future__ import annotations
 
@@ -62,12 +60,10 @@ def _heartbeat_every(settings: Settings) -> int:
     return max(1, int(settings.stale_after / 3 / max(settings.poll_interval, 1.0)))
 
 
-FIRST_CHECK_SEC = 1.0  # the wait before check 0; each later wait doubles, up to the poll interval
-
-
-def check_delay(settings: Settings, seq: int) -> float:
-    """The wait before check `seq` of a job: FIRST_CHECK_SEC * 2**seq, at most the poll interval."""
-    return min(settings.poll_interval, FIRST_CHECK_SEC * 2.0 ** min(seq, 30))
+def check_delay(settings: Settings, seq: int, first: float = 1.0) -> float:
+    """The wait before check `seq` of a job: `first` * 2**seq, at most the poll interval, so a
+    short job is seen ending soon and a long one costs a few checks more than at a fixed one."""
+    return min(settings.poll_interval, first * 2.0 ** min(seq, 30))
 
 
 def first_check(step: StepRecord, submitted_at: float, job: Job | None = None) -> CheckJob:
