@@ -17,18 +17,8 @@ from pathlib import Path
 
 from devtools.mock_runner import MockTaskRunner
 from polling import wait_until
-from support import ROOT, TOKEN
+from support import ROOT, SLOW_FIRST, TOKEN
 from support import run_cli as cli
-
-SLOW_FIRST = """
-name: slow-first
-steps:
-  - id: slow
-    task: {imageUri: img/slow, labels: {mock_duration_sec: "2"}}
-  - id: after
-    dependsOn: [slow]
-    task: {imageUri: img/after, labels: {mock_duration_sec: "0.1"}}
-"""
 
 
 @contextmanager

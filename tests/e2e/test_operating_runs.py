@@ -13,20 +13,10 @@ import pytest
 
 from devtools.mock_runner import MockTaskRunner
 from polling import wait_until
-from support import TOKEN, run_main
+from support import SLOW_FIRST, TOKEN, run_main
 from support import run_cli as cli
 
 ROOT = Path(__file__).resolve().parents[2]
-SLOW_FIRST = """
-name: slow-first
-steps:
-  - id: slow
-    task: {imageUri: img/slow, labels: {mock_duration_sec: "2"}}
-  - id: after
-    dependsOn: [slow]
-    task: {imageUri: img/after, labels: {mock_duration_sec: "0.1"}}
-"""
-
 
 def test_an_interrupted_run_is_resumed_without_resubmitting_its_running_job(
     tmp_path: Path, mock: MockTaskRunner
