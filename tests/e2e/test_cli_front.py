@@ -4,6 +4,7 @@ output cut short by a reader that went away, the `run` verb beside the Go tool's
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -13,6 +14,7 @@ import pytest
 
 from devtools.mock_runner import MockTaskRunner
 from support import ROOT, TOKEN, run_cli, run_main
+from workflow.cli.output import polled
 
 ONE_STEP = "steps:\n- {id: solo, task: {imageUri: img/solo}}\n"
 
@@ -96,3 +98,12 @@ def test_short_jobs_are_seen_ending_soon_with_the_default_polling(tmp_path: Path
     took = time.monotonic() - began
     assert done.returncode == 0, done.stderr
     assert took < 8, f"a chain of two 0.9 s jobs took {took:.1f} s"
+    summary = done.stdout[done.stdout.index("\nSTEP "):]
+    assert re.search(r"^a +SUCCEEDED +1 +a-1 +0\.0-1\.\ds ", summary, re.M), summary  # bounded by the checks
+
+
+@pytest.mark.parametrize(("spent", "poll", "shown"), [
+    (0.01, 10, "0.0s"), (1.06, 10, "0.0-1.1s"), (3.05, 10, "1.0-3.0s"), (25.1, 10, "15.0-25.1s"),
+    (35.1, 10, "25.0-35.1s"), (0.62, 0.05, "0.55-0.62s"), (5.0, 0, "5.0s")])
+def test_a_summary_says_between_which_checks_a_job_ended(spent: float, poll: float, shown: str) -> None:
+    assert polled(100.0, 100.0 + spent, poll) == shown

@@ -167,13 +167,13 @@ def watch(rt: EmbeddedRuntime, run_id: str, out: TextIO, every: float = 0.1,
         # An ended run changes no more once nothing is being handled: what is still queued
         # for later (the run's timeout, a check of a step cancelled) finds it ended.
         if run is not None and run.status.terminal and quiet:
-            print_summary(steps, run.status, out)
+            print_summary(steps, run.status, out, rt.ports.settings.poll_interval)
             return run.status
         if idle:
             reasons = "; ".join(f"{type(m).__name__} for {getattr(m, 'step_id', '')}: {why}"
                                 for m, why in rt.bus.dead_letters) or "no message left to handle"
             print(f"error: run {run_id} is stuck ({reasons})", file=sys.stderr)
-            print_summary(steps, RunStatus.FAILED, out)
+            print_summary(steps, RunStatus.FAILED, out, rt.ports.settings.poll_interval)
             return RunStatus.FAILED
         time.sleep(every)
 
