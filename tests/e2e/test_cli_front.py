@@ -3,18 +3,25 @@ output cut short by a reader that went away, the `run` verb beside the Go tool's
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import pytest
 
 from devtools.mock_runner import MockTaskRunner
+from polling import wait_until
+from store_contract import make_run, ok
 from support import ROOT, TOKEN, run_cli, run_main
+from workflow.adapters.embedded.sqlite_store import SqliteStateStore
+from workflow.cli import main
 from workflow.cli.output import polled
+from workflow.model.states import RunStatus
 
 ONE_STEP = "steps:\n- {id: solo, task: {imageUri: img/solo}}\n"
 
@@ -107,3 +114,29 @@ def test_short_jobs_are_seen_ending_soon_with_the_default_polling(tmp_path: Path
     (35.1, 10, "25.0-35.1s"), (0.62, 0.05, "0.55-0.62s"), (5.0, 0, "5.0s")])
 def test_a_summary_says_between_which_checks_a_job_ended(spent: float, poll: float, shown: str) -> None:
     assert polled(100.0, 100.0 + spent, poll) == shown
+
+
+def test_status_watch_redraws_only_when_what_it_shows_changed(tmp_path: Path) -> None:
+    db = str(tmp_path / "runs.sqlite3")
+    store = SqliteStateStore(db)
+    run_id = make_run(store, {"a": []})
+    out = io.StringIO()
+    watching = threading.Thread(target=main, args=(["status", run_id, "--watch", "--interval", "0.05", "--db", db],
+                                                   out))
+    watching.start()
+    try:
+        wait_until(lambda: "[PENDING] a" in out.getvalue(), 10, "the first screen")
+        for at in range(3, 8):  # heartbeats of a running job's checks: nothing shown changes
+            store.heartbeat(run_id, "a", float(at), 0.0)
+            time.sleep(0.1)
+        store.complete_step(run_id, "a", ok(9.0))
+        store.finish_run(run_id, RunStatus.SUCCEEDED, 9.5)
+        watching.join(10)
+    finally:
+        store.close()
+    assert out.getvalue().count(f"run {run_id}  ") == 2, out.getvalue()  # the first screen and the end
+
+
+def test_the_cloud_runtime_refuses_a_moved_task_runner(tmp_path: Path) -> None:
+    done = run_main("resume", "r-1", "--cloud", "--tr-hostname", "http://127.0.0.1:9", cwd=tmp_path, timeout=30)
+    assert done.returncode == 2 and "--tr-hostname: for the embedded runtime" in done.stderr
