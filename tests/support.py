@@ -15,6 +15,16 @@ SECRET = "tok-SECRET-123"
 """A token that must never show in a log line, an error or a record."""
 TOKEN = "test-token"
 """What the command-line tests' mock Task Runner requires (the `mock` fixture of tests/e2e)."""
+SLOW_FIRST = """
+name: slow-first
+steps:
+  - id: slow
+    task: {imageUri: img/slow, labels: {mock_duration_sec: "2"}}
+  - id: after
+    dependsOn: [slow]
+    task: {imageUri: img/after, labels: {mock_duration_sec: "0.1"}}
+"""
+"""A DAG whose first job runs 2 s at the mock: long enough to interrupt or cancel a run."""
 
 
 def free_port(host: str = "127.0.0.1") -> int:

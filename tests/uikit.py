@@ -46,7 +46,7 @@ def running(store: SqliteStateStore, run_id: str = "running-1", at: float = 3000
     """first -> (a, b) -> last, left with a and b RUNNING (their jobs never end)."""
     spec = {"first": [], "a": ["first"], "b": ["first"], "last": ["a", "b"]}
     runner = ScriptedRunner(checks=1)
-    h = record(store, run_id, dag(spec, name="running"), runner, at=at, until=at + 6.0, poll=5.0)
+    h = record(store, run_id, dag(spec, name="running"), runner, at=at, until=at + 1.5, poll=5.0)  # first ends at +1
     runner.checks = 10**9
     h.drain(until=at + 12.0)
     return h

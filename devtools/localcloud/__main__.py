@@ -273,10 +273,19 @@ def _print_up(cloud: LocalCloud, state_file: Path) -> None:
     for name, where in rows:
         print(f"  {name:<{width}}  {where}")
     print("\nfor a shell (clients, gcloud, the CLI):")
-    for key, value in cloud.env.items():
+    for key, value in {**cloud.env, **_gcloud_env(cloud)}.items():
         print(f"export {key}={shlex.quote(value)}")
     print(f"\ntry:\n  {PROG} upload dags/fork_join.yaml\n  {PROG} status RUN_ID --watch\n"
           f"  {PROG} status\nCtrl-C stops everything.", flush=True)
+
+
+def _gcloud_env(cloud: LocalCloud) -> dict[str, str]:
+    """What gcloud needs to talk to the Pub/Sub emulator: its endpoint, the project, and a
+    token (any will do; without one gcloud asks for an active account)."""
+    token = next(iter(cloud.logs.values())).parent / "gcloud-token"
+    token.write_text("localcloud-emulators-take-any-token\n")
+    return {"CLOUDSDK_API_ENDPOINT_OVERRIDES_PUBSUB": f"http://{cloud.pubsub_host}/",
+            "CLOUDSDK_CORE_PROJECT": cloud.project, "CLOUDSDK_AUTH_ACCESS_TOKEN_FILE": str(token)}
 
 
 def _serve(cloud: LocalCloud) -> int:

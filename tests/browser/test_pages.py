@@ -99,12 +99,12 @@ def test_the_page_updates_while_the_run_runs(page: Any, served: Served) -> None:
     runner = ScriptedRunner(checks=1)
     spec = {"first": [], "a": ["first"], "b": ["first"], "last": ["a", "b"]}
     at = time.time()
-    h = record(store, "live-1", dag(spec, name="live"), runner, at=at, until=at + 6.0, poll=5.0)
+    h = record(store, "live-1", dag(spec, name="live"), runner, at=at, until=at + 1.5, poll=5.0)  # first ends at +1
     try:
         page.goto(served.url + "/runs/live-1")
         assert page.locator("#count-RUNNING").inner_text() == "2"
         page.evaluate("window.notReloaded = true")
-        h.drain(until=h.now + 5.5)  # a's and b's first checks end them; last is submitted, its check later
+        h.drain(until=h.now + 1.2)  # a's and b's first checks (1 s after submission) end them; last's comes later
         expect(page.locator("#count-SUCCEEDED")).to_have_text("3")
         assert page.evaluate("window.notReloaded") is True
         assert page.locator('tr[data-step="a"] .c-state').inner_text() == "SUCCEEDED"

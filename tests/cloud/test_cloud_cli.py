@@ -107,7 +107,7 @@ def test_runs_status_and_cancel_of_a_run_executing_on_the_cloud(
     began = time.monotonic()
     cancelled = main_py(cloud, "cancel", run_id)
     record_property("cli_cancel_command_s", round(time.monotonic() - began, 2))
-    assert cancelled.returncode == 1, cancelled  # as on the embedded runtime: the run ended CANCELLED
+    assert cancelled.returncode == 0, cancelled  # as on the embedded runtime: the cancel is done
     assert cancelled.stdout.startswith(f'requested: {{"action": "cancel", "run_id": "{run_id}"}} on the start topic')
     assert shown_status(cancelled.stdout, run_id) == ["CANCELLED"], cancelled.stdout
     assert f"job {slow_job} of step slow keeps running at the Task Runner" in cancelled.stdout

@@ -13,20 +13,10 @@ import pytest
 
 from devtools.mock_runner import MockTaskRunner
 from polling import wait_until
-from support import TOKEN, run_main
+from support import SLOW_FIRST, TOKEN, run_main
 from support import run_cli as cli
 
 ROOT = Path(__file__).resolve().parents[2]
-SLOW_FIRST = """
-name: slow-first
-steps:
-  - id: slow
-    task: {imageUri: img/slow, labels: {mock_duration_sec: "2"}}
-  - id: after
-    dependsOn: [slow]
-    task: {imageUri: img/after, labels: {mock_duration_sec: "0.1"}}
-"""
-
 
 def test_an_interrupted_run_is_resumed_without_resubmitting_its_running_job(
     tmp_path: Path, mock: MockTaskRunner
@@ -110,7 +100,7 @@ def test_cancel_from_a_second_process_stops_the_run(tmp_path: Path, mock: MockTa
         out, err = proc.communicate(timeout=30)
     finally:
         proc.kill()
-    assert cancelled.returncode == 1 and "run r-c CANCELLED" in cancelled.stdout
+    assert cancelled.returncode == 0 and "run r-c CANCELLED" in cancelled.stdout  # a cancel done exits 0
     assert "job slow-1 of step slow keeps running at the Task Runner" in cancelled.stdout
     assert proc.returncode == 1, err
     assert out.splitlines()[-1] == "run CANCELLED" and mock.submissions() == ["slow"]

@@ -489,9 +489,10 @@ TOOLING_PACKAGES = ("devtools",)
 # against 2,260 before (imports and docstrings left out). Checking the Task Runner origin on
 # every call, capping its answers and keeping INVALID final added about 90 (4,733); bounding
 # engine messages, escaping logs and the sweep's own route about 95 more (4,828); the sharded
-# counters of the Firestore store (a run's open steps and counts, wide joins) about 190 more.
+# counters of the Firestore store (a run's open steps and counts, wide joins) about 190 more;
+# polling backoff, a rerun's new definitions and a Task Runner that moved about 125 more (5,145).
 # The budget makes the next growth a decision, not a drift.
-ARCHIVE_LINE_BUDGET = 5_100
+ARCHIVE_LINE_BUDGET = 5_200
 # The expression of local.function_source_files, with its fileset() patterns as the only variables.
 ARCHIVE_EXPRESSION = re.compile(
     r"\$\{sort\(concat\(\[(?P<literal>[^\]]*)\], tolist\(setsubtract\("

@@ -97,6 +97,21 @@ class RunsContract:
         run = store.get_run(run_id)
         assert run is not None and run.status is RunStatus.SUCCEEDED and run.succeeded == 2
 
+    def test_a_rerun_may_give_the_steps_it_runs_again_a_new_definition(self, store: Any) -> None:
+        run_id = make_run(store, {"a": [], "b": []})
+        for step_id, state in (("a", StepState.FAILED), ("b", StepState.SUCCEEDED)):
+            store.complete_step(run_id, step_id, StepOutcome(state, 2.0, f"job-{step_id}", "", state.value))
+        assert store.finish_run(run_id, RunStatus.FAILED, 3.0)
+        a = store.get_step(run_id, "a")
+        fixed, policy = Task("a", "img/a:fixed", ("--x", "2")), replace(a.policy, retries=3, timeout=60.0)
+        earlier = Attempt(1, a.state, a.job_id, a.message, a.submitted_at, a.finished_at, definition="img/a@01234567")
+        new = replace(a, state=StepState.PENDING, attempt=2, job_id="", finished_at=None, history=(earlier,),
+                      task=fixed, policy=policy)
+        assert store.rerun_steps(run_id, 0, [new], 4.0) is True
+        a2, b2 = store.list_steps(run_id)
+        assert a2.task == fixed and a2.policy == policy and a2.history == (earlier,) and a2.attempt == 2
+        assert b2.task == Task("b", "img/b", ("--x", "1")) and b2.state is StepState.SUCCEEDED
+
     def test_heartbeats_and_step_ends_move_a_runs_progress_and_stale_runs_come_stalest_first(
             self, store: Any) -> None:
         quiet, busy, ended = (make_run(store, {"a": []}) for _ in range(3))

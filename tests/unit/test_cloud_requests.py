@@ -278,7 +278,7 @@ def test_cancel_on_the_cloud_publishes_waits_and_prints_the_run(rt: CloudRuntime
     publish(rt, {"dag": DAG, "run_id": "r1"})
     deliver(rt, rounds=1)
     code, out = cli("cancel", "r1")
-    assert code == 1 and cli.published == [{"action": "cancel", "run_id": "r1"}]
+    assert code == 0 and cli.published == [{"action": "cancel", "run_id": "r1"}]  # a cancel done exits 0
     lines = out.splitlines()
     assert lines[0] == 'requested: {"action": "cancel", "run_id": "r1"} on the start topic'
     assert lines[1].startswith("run r1  CANCELLED  DAG ")
@@ -341,6 +341,23 @@ def test_options_of_the_other_runtime_are_refused(
     monkeypatch.delenv("GOOGLE_CLOUD_PROJECT", raising=False)
     assert command_line.main(argv) == 2
     assert error in capsys.readouterr().err
+
+
+def test_a_rerun_on_the_cloud_with_a_fixed_dag_file_runs_the_fix(
+    rt: CloudRuntime, cli: CloudCli, runner: ScriptedRunner, tmp_path: Path
+) -> None:
+    failed_run(rt)  # b's image fails
+    fixed, reshaped = tmp_path / "fixed.json", tmp_path / "reshaped.json"
+    fixed.write_text(json.dumps(DAG).replace("img/b-error", "img/b-fixed"))
+    reshaped.write_text(json.dumps({"steps": DAG["steps"][:1]}))
+    assert cli("rerun", "r1", "--dag-path", str(reshaped)) == (2, "") and cli.published == []
+    code, _ = cli("rerun", "r1", "--dag-path", str(fixed))
+    assert code == 0 and cli.published[0]["dag"]["steps"][1]["task"]["imageUri"] == "img/b-fixed"
+    assert runner.submitted == ["a", "b", "b"]  # a succeeded: not submitted again
+    b = rt.ports.store.get_step("r1", "b")
+    assert b is not None and b.task.image_uri == "img/b-fixed" and b.history[0].definition.startswith("img/b-error@")
+    refused = run_request({"action": "rerun", "run_id": "r1", "reruns": 1, "dag": {"steps": DAG["steps"][:1]}}, rt)
+    assert refused.message is None and "changes the run's shape" in refused.problems[0]
 
 
 # -- an INVALID run is final ------------------------------------------------------------------

@@ -88,13 +88,16 @@ def test_lost_job_fails_the_step() -> None:
 
 
 def test_checks_are_delayed_by_the_polling_interval() -> None:
-    h = Harness(settings=Settings(poll_interval=7.5))
+    h = Harness(runner=ScriptedRunner(checks=10), settings=Settings(poll_interval=7.5))
     start(h, {"a": []})
-    for _ in range(2):  # StartRun, then DispatchStep
+    delays = []
+    for _ in range(6):  # StartRun, then DispatchStep, then checks of the running job
         batch, h.bus.pending, h.bus.delays = h.bus.pending, [], []
         for msg in batch:
             handle(msg, h.ports)
-    assert [type(m) for m in h.bus.pending] == [CheckJob] and h.bus.delays == [7.5]
+        delays += h.bus.delays
+    # The dispatch at once; the first check 1 s after submission, then twice as long each time, up to the interval.
+    assert [type(m) for m in h.bus.pending] == [CheckJob] and delays == [0.0, 1.0, 2.0, 4.0, 7.5, 7.5]
 
 
 @pytest.mark.parametrize("spec", [FORK_JOIN, FORK_FAIL, WIDE], ids=["fork-join", "fork-fail", "wide"])

@@ -2,12 +2,16 @@
 then handed to the engine's bus."""
 
 import dataclasses
+import json
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from ..bootstrap.cloud import CloudRuntime
+from ..dagfile import parse_dag
+from ..engine.rerun import shape_differences
+from ..errors import InputError
 from ..model import codec
 from ..model.messages import CancelRun, ReconcileRun, RerunRun, SweepRuns
 from ..model.states import INVALID_IS_FINAL, RunStatus
@@ -15,7 +19,7 @@ from ..model.text import excerpt
 
 log = logging.getLogger("workflow.entrypoints")  # the functions' log lines keep one logger name
 
-RUN_ACTIONS = {"cancel": ("action", "run_id"), "rerun": ("action", "run_id", "reruns", "from"),
+RUN_ACTIONS = {"cancel": ("action", "run_id"), "rerun": ("action", "run_id", "reruns", "from", "dag"),
                "resume": ("action", "run_id")}  # each with the keys it takes
 ACTIONS = ("start", *RUN_ACTIONS)
 RunControl = CancelRun | RerunRun | ReconcileRun
@@ -42,6 +46,11 @@ def parse_run_request(body: Mapping[str, Any], stale_after: float) -> RunRequest
         return RunRequest(excerpt(str(action), 40), shown_id, problems=(
             f"unknown action {excerpt(repr(action), 40)} (known: {', '.join(ACTIONS)})",))
     problems = _run_request_problems(action, body)
+    raw = body.get("dag") if action == "rerun" else None  # the steps a rerun runs again take its definitions
+    try:
+        dag = parse_dag(json.dumps(raw).encode(), "the rerun's 'dag'") if raw is not None else None
+    except (InputError, RecursionError) as exc:
+        problems.append(str(exc) if isinstance(exc, InputError) else "the rerun's 'dag' is nested too deeply")
     if problems:
         return RunRequest(action, shown_id, problems=tuple(problems))
     message: RunControl
@@ -50,7 +59,7 @@ def parse_run_request(body: Mapping[str, Any], stale_after: float) -> RunRequest
     elif action == "resume":
         message = ReconcileRun(shown_id, stale_after)
     else:
-        message = RerunRun(shown_id, int(body["reruns"]), str(body.get("from", "")))
+        message = RerunRun(shown_id, int(body["reruns"]), str(body.get("from", "")), dag)
     return RunRequest(action, shown_id, message)
 
 
@@ -114,6 +123,9 @@ def _against_run(message: RunControl, rt: CloudRuntime) -> tuple[str, tuple[str,
         return "it is still RUNNING: cancel it first, or resume it", ()
     if message.from_step and rt.ports.store.steps.get_step(run.run_id, message.from_step) is None:
         return "", (f"run {run.run_id} has no step {message.from_step!r}",)
+    changed = shape_differences(rt.ports.store.steps.list_steps(run.run_id), message.dag) if message.dag else []
+    if changed:
+        return "", (f"the DAG changes the run's shape ({'; '.join(changed)}): start a new run",)
     return "", ()
 
 

@@ -10,71 +10,104 @@ from collections.abc import Callable, Sequence
 from typing import Any, TextIO
 
 from .. import logs
+from ..adapters.local_dags import LocalDags
 from ..bootstrap.embedded import embedded
+from ..engine.rerun import shape_differences
+from ..errors import InputError
+from ..model.dag import Dag
 from ..model.messages import CancelRun, Message, ReconcileRun, RerunRun
-from ..model.records import RunRecord
-from ..model.states import RunStatus, StepState
+from ..model.records import RunRecord, StepRecord
+from ..model.states import StepState
 from ..ports import TaskRunner
 from ..settings import Settings
 from .cloud_requests import request
-from .options import Parser, add_cloud, add_db, add_execution, parsed, settings
-from .output import Seen, changes, exit_code, nothing_to, print_kept_jobs
-from .run import check_task_runner, interrupted, watch
+from .options import Parser, add_cloud, add_db, add_execution, flags, parsed, prog, settings
+from .output import EXIT_OK, Seen, changes, exit_code, nothing_to, print_kept_jobs
+from .run import check_task_runner, check_url, interrupted, watch
 from .stores import existing, open_store
 
 
 def resume(argv: Sequence[str], out: TextIO, runner: TaskRunner | None = None) -> int:
-    p = Parser(prog="python main.py resume",
+    p = Parser("resume",
                description="Continue an interrupted run: check its running jobs and dispatch what is ready. "
                            "A job already submitted is never submitted again. With --cloud, a resume request "
                            "is published instead: the functions reconcile the run as after a lost message (a "
                            "submission claimed over 10 minutes ago with no job recorded fails its step), and "
                            "the run is followed to its end.")
     p.add_argument("run_id", metavar="RUN_ID")
-    add_execution(p)
+    add_execution(p, moved=True)
     add_cloud(p, requests=True)
     args = parsed(p, argv)
     if args.cloud:
-        return request(args, out, "resume", lambda run: {} if not run.status.terminal else None,
+        return request(args, out, "resume", lambda run, _: {} if not run.status.terminal else None,
                        lambda before, now: True)
-    return _execute(args, out, runner, lambda run: ReconcileRun(run.run_id) if not run.status.terminal else None,
-                    "resume")
+    return _execute(args, out, runner,
+                    lambda run, _: ReconcileRun(run.run_id) if not run.status.terminal else None, "resume")
 
 
 def rerun(argv: Sequence[str], out: TextIO, runner: TaskRunner | None = None) -> int:
-    p = Parser(prog="python main.py rerun",
+    p = Parser("rerun",
                description="Run an ended run's failed, cancelled and skipped steps again (with --from, that "
-                           "step and its descendants too), keeping its successes and every earlier attempt.")
+                           "step and its descendants too), keeping its successes and every earlier attempt. "
+                           "With --dag-path, the steps run again take the file's definitions (task, retries, "
+                           "timeouts), as when a fix is deployed; the file must keep the run's shape.")
     p.add_argument("run_id", metavar="RUN_ID")
     p.add_argument("--from", dest="from_step", default="", metavar="STEP",
                    help="also run STEP and every step after it again")
-    add_execution(p)
+    p.add_argument(*flags("--dag-path", "--workflow-path"), dest="dag_path", metavar="FILE",
+                   help="the DAG file whose definitions the steps run again take: the same step ids, "
+                        "dependencies and runIf as the run (its status --json history notes which ran)")
+    add_execution(p, moved=True)
     add_cloud(p, requests=True)
     args = parsed(p, argv)
+    dag = LocalDags().read(args.dag_path) if args.dag_path else None
     if args.cloud:
-        return request(args, out, "rerun", _rerun_request, lambda before, now: len(now.reruns) > len(before.reruns))
-    return _execute(args, out, runner, lambda run: RerunRun(run.run_id, len(run.reruns), args.from_step)
-                    if run.status.rerunnable else None, "rerun")
+        return request(args, out, "rerun", lambda run, steps: _rerun_request(run, steps, dag),
+                       lambda before, now: len(now.reruns) > len(before.reruns))
+
+    def message(run: RunRecord, steps: list[StepRecord]) -> RerunRun | None:
+        if not run.status.rerunnable:
+            return None
+        _check_shape(run, steps, dag)
+        return RerunRun(run.run_id, len(run.reruns), args.from_step, dag)
+
+    return _execute(args, out, runner, message, "rerun")
 
 
-def _rerun_request(run: RunRecord) -> dict[str, Any] | None:
-    return {"reruns": len(run.reruns)} if run.status.rerunnable else None
+def _rerun_request(run: RunRecord, steps: list[StepRecord], dag: Dag | None) -> dict[str, Any] | None:
+    if not run.status.rerunnable:
+        return None
+    _check_shape(run, steps, dag)
+    return {"reruns": len(run.reruns)} | ({"dag": dag.to_dict()} if dag else {})
+
+
+def _check_shape(run: RunRecord, steps: list[StepRecord], dag: Dag | None) -> None:
+    """InputError naming how `dag` differs from the run's shape, if it does."""
+    changed = shape_differences(steps, dag) if dag is not None else []
+    if changed:
+        raise InputError(f"the DAG file does not keep the shape of run {run.run_id} ({'; '.join(changed)}): a rerun "
+                         f"keeps the steps that succeeded, so it needs the same steps, dependencies and runIf. "
+                         f"Start a new run instead: {prog('run')} FILE --tr-hostname URL")
 
 
 def _execute(args: argparse.Namespace, out: TextIO, runner: TaskRunner | None,
-             message_for: Callable[[RunRecord], Message | None], verb: str) -> int:
+             message_for: Callable[[RunRecord, list[StepRecord]], Message | None], verb: str) -> int:
     """Execute `message_for` the run on the embedded runtime and follow the run to its end."""
     logs.configure(logging.INFO if args.verbose else logging.WARNING)
     config = settings(args)
+    url = check_url(args.tr_url) if args.tr_url else ""
     with open_store(args.db) as store:
         run, steps = existing(store, args, args.db)
-    message = message_for(run)
+    message = message_for(run, steps)
     if message is not None and runner is None:
-        check_task_runner(run.tr_url, args.jwt)  # fail now, with a way out, not at the first check
+        check_task_runner(url or run.tr_url, args.jwt)  # fail now, with a way out, not at the first check
     if message is None:
         return nothing_to(verb, run, out)
     rt = embedded(config, runner, jwt=args.jwt, db_path=args.db)
     try:
+        if url and url != run.tr_url:
+            rt.store.move_task_runner(run.run_id, url)
+            print(f"{verb}: Task Runner {url} (was {run.tr_url}), recorded on the run", file=out, flush=True)
         seen: Seen = {}
         for step in steps:
             changes(step, seen)  # what happened before is not news
@@ -82,13 +115,13 @@ def _execute(args: argparse.Namespace, out: TextIO, runner: TaskRunner | None,
         rt.bus.publish([message])
         return exit_code(watch(rt, run.run_id, out, seen=seen))
     except KeyboardInterrupt:
-        return interrupted(run.run_id, args.db)
+        return interrupted(run.run_id, args.db, args.jwt)
     finally:
         rt.close()
 
 
 def cancel(argv: Sequence[str], out: TextIO) -> int:
-    p = Parser(prog="python main.py cancel",
+    p = Parser("cancel",
                description="Cancel a run, also while another process executes it: nothing more is submitted, "
                            "its open steps end CANCELLED. Jobs already submitted keep running at the Task "
                            "Runner (its protocol has no cancel request); their ids are listed.")
@@ -97,7 +130,7 @@ def cancel(argv: Sequence[str], out: TextIO) -> int:
     add_cloud(p, requests=True)
     args = parsed(p, argv)
     if args.cloud:
-        return request(args, out, "cancel", lambda run: None if run.status.terminal else {},
+        return request(args, out, "cancel", lambda run, _: None if run.status.terminal else {},
                        lambda before, now: now.status.terminal)
     with open_store(args.db) as store:
         run, _ = existing(store, args, args.db)
@@ -113,5 +146,5 @@ def cancel(argv: Sequence[str], out: TextIO) -> int:
     finally:
         rt.close()
     print(f"run {run.run_id} {ended.status.value if ended else 'CANCELLED'}", file=out)
-    print_kept_jobs(running, out)
-    return exit_code(RunStatus.CANCELLED)
+    print_kept_jobs(running, out)  # a warning, not a failure: the cancel is done
+    return EXIT_OK

@@ -18,6 +18,7 @@ from ..errors import InputError
 from ..model.records import RunRecord, StepRecord
 from ..model.states import StepState
 from ..model.text import excerpt
+from .options import prog
 from .output import EXIT_OK, exit_code, nothing_to, print_kept_jobs, print_run
 from .stores import existing
 
@@ -38,14 +39,14 @@ def connect(args: argparse.Namespace) -> Iterator[CloudControl]:
 
 
 def request(args: argparse.Namespace, out: TextIO, action: str,
-            fields: Callable[[RunRecord], dict[str, Any] | None],
+            fields: Callable[[RunRecord, list[StepRecord]], dict[str, Any] | None],
             seen: Callable[[RunRecord, RunRecord], bool]) -> int:
-    """Publish the `action` request for the run on the start topic (its other `fields` given,
-    or None: nothing to do), then wait, unless --no-wait, until `seen(before, now)` and the
+    """Publish the `action` request for the run on the start topic (its other `fields` given
+    the run and its steps, or None: nothing to do), then wait, unless --no-wait, until `seen(before, now)` and the
     run ended, or --timeout; print the run as `status` does."""
     with connect(args) as ctl:
         run, steps = existing(ctl.store, args, ctl.where)
-        extra = fields(run)
+        extra = fields(run, steps)
         if extra is None:
             return nothing_to(action, run, out)
         body = {"action": action, "run_id": run.run_id, **extra}
@@ -68,14 +69,15 @@ def _await(ctl: CloudControl, before: RunRecord, seen: Callable[[RunRecord, RunR
         now = ctl.store.runs.get_run(before.run_id) or now
         shown = seen(before, now)
     print_run(now, ctl.store.steps.list_steps(now.run_id), out)
-    follow = f"'python main.py status --cloud {now.run_id} --watch' follows it"
+    follow = f"'{prog('status --cloud')} {now.run_id} --watch' follows it"
     if not shown:
         print(f"error: run {now.run_id} does not show the {action} request after {args.wait:g} s: are the "
               f"functions deployed, and is the start topic delivered to on_start_message? {follow}",
               file=sys.stderr)
         return EXIT_NOT_SEEN
-    if action == "cancel":
+    if action == "cancel":  # done: a job that keeps running is a warning, not a failure
         print_kept_jobs(running, out)
+        return EXIT_OK
     if not now.status.terminal:
         print(f"note: run {now.run_id} is still RUNNING after {args.wait:g} s; {follow}", file=sys.stderr)
     return exit_code(now.status)

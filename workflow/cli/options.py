@@ -5,6 +5,8 @@ those choosing the cloud runtime instead (`--cloud`, `--project`, `--database`).
 from __future__ import annotations
 
 import argparse
+import difflib
+import os
 import sys
 from collections.abc import Sequence
 from dataclasses import replace
@@ -15,13 +17,53 @@ from ..bootstrap.control import START_TOPIC_ENV
 from ..errors import InputError
 from ..settings import POLL_ENV, TIMEOUT_ENV, Settings, parse_seconds
 
+VERSION = "0.1.0"  # the package's version (pyproject.toml reads it here)
 DEFAULT_DB = "workflow-runs.sqlite3"
+JWT_ENV = "WORKFLOW_TR_AUTH_JWT"
+
+
+def prog(verb: str = "") -> str:
+    """The command as it was called: `dag-workflow` when installed, else `python main.py`."""
+    name = "dag-workflow" if os.path.basename(sys.argv[0]) == "dag-workflow" else "python main.py"
+    return f"{name} {verb}" if verb else name
 
 
 class Parser(argparse.ArgumentParser):
+    """Errors as InputError; no abbreviated options; an unknown option is named, with the
+    closest known one, before any complaint about missing ones."""
+
+    def __init__(self, verb: str = "", **kwargs: object) -> None:
+        super().__init__(prog=prog(verb), allow_abbrev=False, **kwargs)  # type: ignore[arg-type]
+
     def error(self, message: str) -> None:  # type: ignore[override]
         self.print_usage(sys.stderr)
         raise InputError(message)
+
+    def parse(self, argv: Sequence[str]) -> argparse.Namespace:
+        unknown = self._unknown_option(argv)
+        if unknown:
+            known = sorted({"--" + o.lstrip("-") for o in self._option_string_actions})
+            word = "--" + unknown.lstrip("-")
+            close = [k for k in known if k.startswith(word)] or difflib.get_close_matches(word, known, n=1, cutoff=0.6)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            self.error(f"unknown option {unknown}{hint}; '{self.prog} --help' lists the options")
+        return self.parse_args(argv)
+
+    def _unknown_option(self, argv: Sequence[str]) -> str:
+        """The first option-like word of `argv` that is no option of this parser ("" if none)."""
+        takes_value = False
+        for word in argv:
+            if takes_value or word == "-" or not word.startswith("-") or word[1:2].isdigit():
+                takes_value = False
+                continue
+            if word == "--":
+                break
+            name, equals, _ = word.partition("=")
+            action = self._option_string_actions.get(name)
+            if action is None:
+                return name
+            takes_value = not equals and action.nargs != 0
+        return ""
 
 
 def seconds_arg(raw: str) -> float:
@@ -61,9 +103,9 @@ def add_cloud(p: argparse.ArgumentParser, *, requests: bool = False) -> None:
                             "%(default)g); exit 3 if it does not show the request by then")
 
 
-def parsed(p: argparse.ArgumentParser, argv: Sequence[str]) -> argparse.Namespace:
+def parsed(p: Parser, argv: Sequence[str]) -> argparse.Namespace:
     """The arguments, checked to be those of one runtime."""
-    args = p.parse_args(argv)
+    args = p.parse(argv)
     check_runtime(args)
     return args
 
@@ -73,6 +115,7 @@ def check_runtime(args: argparse.Namespace) -> None:
     cloud_only = {"--project": args.project, "--database": args.database,
                   "--no-wait": getattr(args, "no_wait", False)}
     embedded_only = {"--db": args.db != DEFAULT_DB, "--tr-auth-jwt": getattr(args, "jwt", None) is not None,
+                     "--tr-hostname": getattr(args, "tr_url", None) is not None,
                      "--check-state-duration-sec": getattr(args, "poll", None) is not None,
                      "--step-timeout-sec": getattr(args, "timeout", None) is not None}
     if args.cloud:
@@ -86,11 +129,14 @@ def check_runtime(args: argparse.Namespace) -> None:
             raise InputError(f"{', '.join(given)}: only with --cloud")
 
 
-def add_execution(p: argparse.ArgumentParser) -> None:
-    """Options of a command that talks to the Task Runner."""
+def add_execution(p: argparse.ArgumentParser, *, moved: bool = False) -> None:
+    """Options of a command that talks to the Task Runner; with `moved`, its new URL too."""
+    if moved:
+        p.add_argument(*flags("--tr-hostname", "--tr-url"), dest="tr_url", metavar="URL",
+                       help="the Task Runner's URL if it moved since the run started (recorded on the run)")
     p.add_argument(*flags("--tr-auth-jwt"), dest="jwt", metavar="JWT",
-                   help="bearer token sent as is (even 'none'); without it, an ID token for the "
-                        "Task Runner URL is obtained from Google credentials")
+                   help=f"bearer token sent as is (even 'none'); default: {JWT_ENV} if set, else an ID "
+                        "token for the Task Runner URL obtained from Google credentials")
     p.add_argument(*flags("--check-state-duration-sec"), dest="poll", metavar="SECONDS",
                    help=f"polling interval; overrides {POLL_ENV}")
     p.add_argument(*flags("--step-timeout-sec"), dest="timeout", metavar="SECONDS",
@@ -100,9 +146,13 @@ def add_execution(p: argparse.ArgumentParser) -> None:
 
 
 def settings(args: argparse.Namespace) -> Settings:
-    """The environment's settings with the command line's overrides; checks the token too."""
+    """The environment's settings with the command line's overrides. Checks the token too,
+    and sets `args.jwt` from WORKFLOW_TR_AUTH_JWT when --tr-auth-jwt is absent."""
     if args.jwt is not None:
         check_token(args.jwt, "--tr-auth-jwt")
+    elif os.environ.get(JWT_ENV) is not None:
+        args.jwt = os.environ[JWT_ENV]
+        check_token(args.jwt, JWT_ENV)
     result = Settings.from_env()
     if args.poll is not None:
         result = replace(result, poll_interval=parse_seconds(args.poll, "--check-state-duration-sec",

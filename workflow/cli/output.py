@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import graphlib
 import json
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import asdict
@@ -57,13 +58,15 @@ def print_line(out: TextIO, at: float, step_id: str, state: str, job_id: str, de
     print(f"{stamp}  {step_id:<20} {state:<10} {job:<28} {detail}".rstrip(), file=out, flush=True)
 
 
-SUMMARY_LEGEND = ("ELAPSED: from the job's submission until its end was seen (to within one polling "
-                  "interval); MESSAGE: the Task Runner's message or why the step ended")
+SUMMARY_LEGEND = ("ELAPSED: from the job's submission until its end was seen; A-Bs: it ended after A s "
+                  "(a check saw it running then; checks come 1 s after submission, then twice as long each "
+                  "time, up to the polling interval); MESSAGE: the Task Runner's message or why the step ended")
 
 
-def print_summary(steps: Sequence[StepRecord], status: RunStatus, out: TextIO) -> None:
+def print_summary(steps: Sequence[StepRecord], status: RunStatus, out: TextIO, poll: float = 0.0) -> None:
+    """The steps as a table; `poll`: the polling interval, to say how precise each ELAPSED is."""
     rows = [("STEP", "STATE", "ATTEMPT", "JOB ID", "ELAPSED", "MESSAGE")]
-    rows += [(s.step_id, s.state.value, str(s.attempt), s.job_id or "-", took(s.submitted_at, s.finished_at),
+    rows += [(s.step_id, s.state.value, str(s.attempt), s.job_id or "-", polled(s.submitted_at, s.finished_at, poll),
               s.message) for s in steps]
     print(file=out)
     table(rows, out)
@@ -87,6 +90,21 @@ def when(at: float | None) -> str:
 
 def took(start: float | None, end: float | None) -> str:
     return f"{end - start:.1f}s" if start is not None and end is not None else "-"
+
+
+def polled(start: float | None, end: float | None, poll: float) -> str:
+    """How long a job took, as its polling bounds it: "A-Bs" when the check at about A s still
+    saw it running and the one at B s saw its end (checks at 1, 3, 7 ... s, then every `poll`)."""
+    at, wait = 0.0, min(poll, 1.0)
+    if start is None or end is None or wait <= 0 or end - start < wait / 2:
+        return took(start, end)
+    spent = end - start
+    while wait < poll and at + wait * 1.5 < spent:  # the waits doubling
+        at, wait = at + wait, min(poll, wait * 2)
+    if at + wait * 1.5 < spent:  # then one every `poll`
+        at += math.floor((spent - at - wait / 2) / wait) * wait
+    digits = 2 if wait < 0.5 else 1
+    return f"{at:.{digits}f}-{spent:.{digits}f}s"
 
 
 def table(rows: Sequence[Sequence[str]], out: TextIO) -> None:

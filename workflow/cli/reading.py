@@ -4,6 +4,7 @@ those of the cloud runtime, read from Firestore."""
 from __future__ import annotations
 
 import argparse
+import io
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -19,7 +20,7 @@ from .stores import no_run, open_store
 
 
 def runs(argv: Sequence[str], out: TextIO) -> int:
-    p = Parser(prog="python main.py runs", description="The most recent runs first.")
+    p = Parser("runs", description="The most recent runs first.")
     p.add_argument("--limit", type=_positive, default=20, metavar="N", help="at most N runs (default 20)")
     p.add_argument("--status", type=_status, metavar="STATUS",
                    help=f"only runs with this status ({', '.join(s.value for s in RunStatus)})")
@@ -33,12 +34,18 @@ def runs(argv: Sequence[str], out: TextIO) -> int:
         shown = None
         while True:
             found = store.runs.list_runs(args.limit, args.status)
-            if found != shown:
+            if _listed(found) != shown:
                 _print_list(found, args.json, out, again=shown is not None)
-                shown = found
+                shown = _listed(found)
             if not args.watch:
                 return EXIT_OK
             time.sleep(args.interval)
+
+
+def _listed(found: list[RunRecord]) -> list[tuple[object, ...]]:
+    """What a list shows of each run, but the duration of running ones (it grows every second)."""
+    return [(r.run_id, r.status, r.source, r.dag_name, r.finished_at, r.succeeded, r.failed, r.skipped,
+             r.cancelled, r.step_count) for r in found]
 
 
 def _print_list(found: list[RunRecord], json_out: bool, out: TextIO, again: bool) -> None:
@@ -54,7 +61,7 @@ def _print_list(found: list[RunRecord], json_out: bool, out: TextIO, again: bool
 
 
 def status(argv: Sequence[str], out: TextIO) -> int:
-    p = Parser(prog="python main.py status", description="A run, each of its steps, and its DAG with states.")
+    p = Parser("status", description="A run, each of its steps, and its DAG with states.")
     p.add_argument("run_id", metavar="RUN_ID")
     p.add_argument("--watch", action="store_true", help="print it again whenever it changes, until it ends")
     p.add_argument("--json", action="store_true", help="JSON for scripts: the run and its steps")
@@ -66,10 +73,10 @@ def status(argv: Sequence[str], out: TextIO) -> int:
         run = _appeared(store, args, where)
         shown = None
         while True:
-            steps = store.steps.list_steps(args.run_id)
-            if (run, steps) != shown:
-                _print_status(run, steps, args.json, out, again=shown is not None)
-                shown = (run, steps)
+            screen = _status_text(run, store.steps.list_steps(args.run_id), args.json)
+            if screen != shown:  # redrawn only when what it shows changed (not a heartbeat)
+                print(("\n" if shown is not None and not args.json else "") + screen, file=out, end="", flush=True)
+                shown = screen
             if not args.watch or run.status.terminal:
                 return exit_code(run.status)
             time.sleep(args.interval)
@@ -91,14 +98,12 @@ def _appeared(store: StateStore, args: argparse.Namespace, where: str) -> RunRec
         time.sleep(args.interval)
 
 
-def _print_status(run: RunRecord, steps: list[StepRecord], json_out: bool, out: TextIO, again: bool) -> None:
+def _status_text(run: RunRecord, steps: list[StepRecord], json_out: bool) -> str:
     if json_out:
-        print(f'{{"run": {as_json(run)}, "steps": {as_json(steps)}}}', file=out, flush=True)
-        return
-    if again:
-        print(file=out)
-    print_run(run, steps, out)
-    out.flush()
+        return f'{{"run": {as_json(run)}, "steps": {as_json(steps)}}}\n'
+    text = io.StringIO()
+    print_run(run, steps, text)
+    return text.getvalue()
 
 
 @contextmanager

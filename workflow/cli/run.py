@@ -1,10 +1,13 @@
-"""`python main.py --dag-path PATH --tr-hostname URL`: run a DAG to completion on the embedded runtime."""
+"""`dag-workflow run DAG_PATH --tr-hostname URL` (or the Go tool's `--dag-path PATH` without a
+verb): run a DAG to completion on the embedded runtime."""
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import secrets
+import shlex
 import socket
 import sys
 import time
@@ -21,27 +24,32 @@ from ..model.messages import StartRun
 from ..model.states import RunStatus
 from ..ports import TaskRunner
 from ..settings import POLL_ENV, TIMEOUT_ENV
-from .options import DEFAULT_DB, Parser, add_execution, flags, settings
+from .options import DEFAULT_DB, JWT_ENV, VERSION, Parser, add_execution, flags, prog, settings
 from .output import EXIT_INTERRUPTED, EXIT_USAGE, Seen, changes, exit_code, print_line, print_summary
 
-EPILOG = f"""\
+
+def epilog() -> str:
+    return f"""\
 environment variables:
-  {POLL_ENV}  seconds between two checks of a running job
-                                     (default 10; fractions allowed; 0 = no pause)
+  {POLL_ENV}  the longest wait between two checks of a running job
+                                     (default 10; the first checks come sooner: 1 s after
+                                     submission, then twice as long each time; 0 = no pause)
   {TIMEOUT_ENV}          a step still running this long after submission FAILS
                                      (default 36000, i.e. 10 hours)
+  {JWT_ENV}               the token when --tr-auth-jwt is not given ('none' allowed)
   GOOGLE_APPLICATION_CREDENTIALS     service account key used for ID tokens when
-                                     --tr-auth-jwt is not given
+                                     neither of these is given
   STORAGE_EMULATOR_HOST              read gs:// DAG paths from a GCS emulator
 
 every option also takes the Go tool's single-dash form: -dag-path=PATH, -tr-hostname URL, ...
+and '{prog()} --dag-path PATH ...' (without 'run') is the Go tool's form of this command.
 
 other commands (each with --help):
-  python main.py runs [--limit N] [--status S] [--json]   the recorded runs, most recent first
-  python main.py status RUN_ID [--watch] [--json]         a run, its steps and its DAG with states
-  python main.py resume RUN_ID [--tr-auth-jwt JWT]        continue an interrupted run
-  python main.py rerun RUN_ID [--from STEP]              run what failed again, keeping successes
-  python main.py cancel RUN_ID                            stop a run (another process may execute it)
+  {prog()} runs [--limit N] [--status S] [--json]   the recorded runs, most recent first
+  {prog()} status RUN_ID [--watch] [--json]         a run, its steps and its DAG with states
+  {prog()} resume RUN_ID [--tr-hostname URL]        continue an interrupted run
+  {prog()} rerun RUN_ID [--from STEP] [--dag-path FILE]  run what failed again, keeping successes
+  {prog()} cancel RUN_ID                            stop a run (another process may execute it)
   (each of these with --cloud: the runs of the cloud runtime, in Firestore)
 
 exit codes: 0 run succeeded, 1 run failed, 2 invalid input or usage, 3 a --cloud request not seen
@@ -49,30 +57,39 @@ in time, 130 interrupted
 """
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(verb: str = "") -> Parser:
+    """The run form's parser: with `verb` ("run") the DAG file may come first, without a flag."""
     p = Parser(
-        prog="python main.py",
+        verb,
         description="Run a DAG of containerized jobs against a Task Runner, to completion.",
-        epilog=EPILOG,
+        epilog=epilog(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument(*flags("--dag-path", "--workflow-path"), dest="dag_path", required=True, metavar="PATH",
+    if verb:
+        p.add_argument("dag_file", nargs="?", metavar="DAG_PATH", help="the DAG file (or --dag-path)")
+    p.add_argument(*flags("--dag-path", "--workflow-path"), dest="dag_path", required=not verb, metavar="PATH",
                    help="the DAG file: a local path or gs://bucket/object (YAML or JSON)")
     p.add_argument(*flags("--tr-hostname", "--tr-url"), dest="tr_url", required=True, metavar="URL",
                    help="the Task Runner's base URL (scheme and host), e.g. https://runner.example.com")
     add_execution(p)
     p.add_argument("--run-id", metavar="ID", help="id of this run (default: generated)")
+    p.add_argument("--version", action="version", version=f"%(prog)s {version()}")
     return p
 
 
-def main(argv: Sequence[str] | None = None, out: TextIO | None = None, runner: TaskRunner | None = None) -> int:
-    """Run a DAG file to its end; the exit code says how it ended."""
+def version() -> str:
+    return VERSION
+
+
+def main(argv: Sequence[str] | None = None, out: TextIO | None = None, runner: TaskRunner | None = None,
+         verb: str = "") -> int:
+    """Run a DAG file to its end; the exit code says how it ended. `verb`: called as `run`."""
     out = out or sys.stdout
     try:
-        args = build_parser().parse_args(argv)
+        args = _arguments(build_parser(verb), argv)
         logs.configure(logging.INFO if args.verbose else logging.WARNING)
         config = settings(args)
-        url = _check_url(args.tr_url)
+        url = check_url(args.tr_url)
         dag = LocalDags().read(args.dag_path)
         if runner is None:
             check_task_runner(url, args.jwt)
@@ -90,23 +107,48 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None, runner: T
         return EXIT_USAGE
     try:
         for other in unfinished:
-            print(f"note: run {other} of this DAG did not finish; 'python main.py resume {other}' continues "
-                  "it instead of starting over", file=sys.stderr)
+            print(f"note: run {other} of this DAG did not finish; '{resume_command(other, args.db, args.jwt)}' "
+                  "continues it instead of starting over", file=sys.stderr)
         rt.bus.publish([StartRun(run_id, dag, url, source=args.dag_path)])
         count = f"{len(dag.steps)} step{'s' if len(dag.steps) != 1 else ''}"
         print(f"run {run_id}: {count}, Task Runner {url}; times are UTC", file=out, flush=True)
         return exit_code(watch(rt, run_id, out))
     except KeyboardInterrupt:
-        return interrupted(run_id, args.db)
+        return interrupted(run_id, args.db, args.jwt)
     finally:
         rt.close()
 
 
-def interrupted(run_id: str, db: str) -> int:
+def _arguments(p: Parser, argv: Sequence[str] | None) -> argparse.Namespace:
+    args = p.parse(sys.argv[1:] if argv is None else argv)
+    if getattr(args, "dag_file", None):
+        if args.dag_path:
+            p.error(f"the DAG file given twice: {args.dag_file} and --dag-path {args.dag_path}")
+        args.dag_path = args.dag_file
+    if not args.dag_path:
+        p.error(f"a DAG file is needed: {prog('run')} DAG_PATH --tr-hostname URL")
+    return args
+
+
+def resume_command(run_id: str, db: str, jwt: str | None) -> str:
+    """The command that continues the run, to be pasted as printed: it never holds a token
+    (a real one is read from WORKFLOW_TR_AUTH_JWT; 'none' is written out)."""
+    words = [prog("resume"), run_id]
+    if db != DEFAULT_DB:
+        words += ["--db", shlex.quote(db)]
+    if jwt == "none":
+        words += ["--tr-auth-jwt", "none"]
+    elif jwt is not None and os.environ.get(JWT_ENV) != jwt:
+        words += ["--tr-auth-jwt", f'"${JWT_ENV}"']
+    return " ".join(words)
+
+
+def interrupted(run_id: str, db: str, jwt: str | None) -> int:
     """Say how to continue the run, which stays RUNNING in the store."""
-    where = "" if db == DEFAULT_DB else f" --db {db}"
+    command = resume_command(run_id, db, jwt)
+    needs = f" (with the token in {JWT_ENV})" if JWT_ENV in command else ""
     print(f"\ninterrupted: run {run_id} stays RUNNING in {db}; jobs already submitted keep running at the "
-          f"Task Runner. Continue it with: python main.py resume {run_id}{where}", file=sys.stderr)
+          f"Task Runner. Continue it with: {command}{needs}", file=sys.stderr)
     return EXIT_INTERRUPTED
 
 
@@ -125,18 +167,18 @@ def watch(rt: EmbeddedRuntime, run_id: str, out: TextIO, every: float = 0.1,
         # An ended run changes no more once nothing is being handled: what is still queued
         # for later (the run's timeout, a check of a step cancelled) finds it ended.
         if run is not None and run.status.terminal and quiet:
-            print_summary(steps, run.status, out)
+            print_summary(steps, run.status, out, rt.ports.settings.poll_interval)
             return run.status
         if idle:
             reasons = "; ".join(f"{type(m).__name__} for {getattr(m, 'step_id', '')}: {why}"
                                 for m, why in rt.bus.dead_letters) or "no message left to handle"
             print(f"error: run {run_id} is stuck ({reasons})", file=sys.stderr)
-            print_summary(steps, RunStatus.FAILED, out)
+            print_summary(steps, RunStatus.FAILED, out, rt.ports.settings.poll_interval)
             return RunStatus.FAILED
         time.sleep(every)
 
 
-def _check_url(raw: str) -> str:
+def check_url(raw: str) -> str:
     url = urlparse(raw)
     if url.scheme not in ("http", "https") or not url.netloc:
         raise InputError(f"--tr-hostname {raw!r}: expected a URL such as https://runner.example.com")

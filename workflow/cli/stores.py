@@ -11,13 +11,14 @@ from ..adapters.embedded.sqlite_store import SqliteStateStore
 from ..errors import InputError
 from ..model.records import RunRecord, StepRecord
 from ..ports import StateStore
+from .options import prog
 
 
 @contextmanager
 def open_store(path: str) -> Iterator[SqliteStateStore]:
     """The SQLite store at `path`, which must exist; closed after use."""
     if path != ":memory:" and not os.path.exists(path):
-        raise InputError(f"no run store at {path} (runs are recorded there by 'python main.py --dag-path ...')")
+        raise InputError(f"no run store at {path} (runs are recorded there by '{prog('run')} DAG_PATH ...')")
     store = SqliteStateStore(path)
     try:
         yield store
@@ -37,5 +38,5 @@ def existing(store: StateStore, args: argparse.Namespace, where: str) -> tuple[R
 
 
 def no_run(args: argparse.Namespace, where: str) -> InputError:
-    lister = "python main.py runs --cloud" if args.cloud else "python main.py runs"
+    lister = prog("runs --cloud") if args.cloud else prog("runs")
     return InputError(f"no run {args.run_id!r} in {where} ('{lister}' lists them)")

@@ -15,7 +15,7 @@ from .output import EXIT_OK
 
 
 def ui(argv: Sequence[str], out: TextIO) -> int:
-    p = Parser(prog="python main.py ui",
+    p = Parser("ui",
                description="Serve the run pages until Ctrl-C: the runs, each run's graph, timeline and steps, "
                            "and its actions (cancel, rerun, resume). Binds loopback by default.")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")

@@ -1,5 +1,5 @@
-"""CheckJob: poll a running job until it ends, one check per poll interval, each
-published once however many deliveries ask for it."""
+"""CheckJob: poll a running job until it ends, each check published once however many
+deliveries ask for it; the waits grow from 1 s to the poll interval (`check_delay`)."""
 
 from __future__ import annotations
 
@@ -68,6 +68,12 @@ def _heartbeat_every(settings: Settings) -> int:
     return max(1, int(settings.stale_after / 3 / max(settings.poll_interval, 1.0)))
 
 
+def check_delay(settings: Settings, seq: int, first: float = 1.0) -> float:
+    """The wait before check `seq` of a job: `first` * 2**seq, at most the poll interval, so a
+    short job is seen ending soon and a long one costs a few checks more than at a fixed one."""
+    return min(settings.poll_interval, first * 2.0 ** min(seq, 30))
+
+
 def first_check(step: StepRecord, submitted_at: float, job: Job | None = None) -> CheckJob:
     """Check 0 of `job`, or of the job recorded on the step."""
     job = job or Job(step.job_id, step.job_state)
@@ -80,4 +86,4 @@ def schedule_check(ports: Ports, check: CheckJob) -> None:
     """Publish `check` once, however many deliveries ask for it."""
     attempt = "" if check.attempt == 1 else f"#{check.attempt}"
     once(ports, check.run_id, f"check:{check.step_id}{attempt}:{check.seq}",
-         lambda: ports.bus.publish([check], delay=ports.settings.poll_interval))
+         lambda: ports.bus.publish([check], delay=check_delay(ports.settings, check.seq)))

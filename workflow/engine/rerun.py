@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from ..errors import PoisonMessage
-from ..model.dag import reachable
+from ..model.dag import Dag, digest, reachable
 from ..model.join import waiting_on
 from ..model.messages import RerunRun
 from ..model.records import Attempt, StepRecord
@@ -24,7 +24,10 @@ def rerun_run(msg: RerunRun, ports: Ports) -> None:
     if len(run.reruns) == msg.reruns:
         if run.status is RunStatus.RUNNING:
             raise PoisonMessage(f"run {msg.run_id!r} is still running: cancel it first, or resume it")
-        chosen = _to_rerun(ports.store.steps.list_steps(msg.run_id), msg)
+        steps = ports.store.steps.list_steps(msg.run_id)
+        if msg.dag and (changed := shape_differences(steps, msg.dag)):
+            raise PoisonMessage(f"run {msg.run_id!r}: the DAG file changes the run's shape ({'; '.join(changed)})")
+        chosen = _to_rerun(steps, msg)
         ports.store.runs.rerun_steps(msg.run_id, msg.reruns, chosen, ports.clock())
         log.info("rerun of %d step(s)", len(chosen), extra=ids(msg.run_id))
     elif len(run.reruns) != msg.reruns + 1:
@@ -39,6 +42,7 @@ def _to_rerun(steps: list[StepRecord], msg: RerunRun) -> list[StepRecord]:
     A PENDING step of an ended run was reset by a rerun that crashed half-way: it is taken
     as it is, so a redelivered request completes that rerun without counting it twice."""
     by_id = {s.step_id: s for s in steps}
+    given = {s.id: s for s in msg.dag.steps} if msg.dag else {}
     if msg.from_step and msg.from_step not in by_id:
         raise PoisonMessage(f"run {msg.run_id!r} has no step {msg.from_step!r}")
     again = {s.step_id for s in steps if s.state in RERUN.from_states}
@@ -49,11 +53,24 @@ def _to_rerun(steps: list[StepRecord], msg: RerunRun) -> list[StepRecord]:
         if s.step_id not in again:
             continue
         waiting = waiting_on(s.depends_on, again, lambda d: by_id[d].state is StepState.SUCCEEDED)
+        new = given.get(s.step_id)
+        defined = replace(s, task=new.task, policy=new.policy) if new else s
         if s.state is StepState.PENDING:
-            result.append(replace(s, waiting_on=waiting))
+            result.append(replace(defined, waiting_on=waiting))
             continue
-        earlier = Attempt(s.attempt, s.state, s.job_id, s.message, s.submitted_at, s.finished_at)
-        result.append(replace(s, state=StepState.PENDING, attempt=s.attempt + 1, history=(*s.history, earlier),
+        earlier = Attempt(s.attempt, s.state, s.job_id, s.message, s.submitted_at, s.finished_at,
+                          definition=digest(s.task, s.policy))
+        result.append(replace(defined, state=StepState.PENDING, attempt=s.attempt + 1, history=(*s.history, earlier),
                               waiting_on=waiting, job_id="", job_state="", message="", submitted_at=None,
                               finished_at=None))
     return result
+
+
+def shape_differences(steps: list[StepRecord], dag: Dag) -> list[str]:
+    """How `dag` departs from the run's shape (step ids, each one's dependencies and runIf, which
+    the join counters stand on); [] when a rerun may take its definitions."""
+    had = {s.step_id: (sorted(s.depends_on), s.policy.run_if.value) for s in steps}
+    has = {s.id: (sorted(s.depends_on), s.policy.run_if.value) for s in dag.steps}
+    found = [f"step {i} not in the {'file' if i in had else 'run'}" for i in sorted(had.keys() ^ has.keys())]
+    return found + [f"{i}: dependsOn {has[i][0]}, runIf {has[i][1]}; in the run {had[i][0]}, {had[i][1]}"
+                    for i in had if i in has and had[i] != has[i]]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from ..model.dag import digest
 from ..model.records import Attempt, StepOutcome, StepRecord
 from .context import Ports, dispatch, free_slot, ids, log, step_of
 
@@ -19,7 +20,7 @@ def retried(ports: Ports, run_id: str, step_id: str, outcome: StepOutcome, max_p
         if step.attempt != outcome.attempt or step.state.terminal or step.retries_taken >= step.policy.retries:
             return False
         ended = Attempt(outcome.attempt, outcome.state, outcome.job_id, outcome.message, step.submitted_at,
-                        outcome.at, retried=True)
+                        outcome.at, retried=True, definition=digest(step.task, step.policy))
         if not ports.store.steps.retry_step(run_id, step_id, ended, outcome.at):
             step = step_of(ports, run_id, step_id)  # that attempt ended meanwhile: retried by another delivery?
             if not retried_after(step, outcome.attempt):

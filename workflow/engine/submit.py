@@ -12,7 +12,7 @@ from ..model.states import StepState, job_outcome
 from ..model.text import excerpt
 from .context import Ports, dispatch, found, ids, log, recorded_outcome, step_of, submit_key
 from .finish import carry_on, complete, finish
-from .poll import first_check, schedule_check
+from .poll import check_delay, first_check, schedule_check
 from .skip import any_failed, skip_unmet
 
 
@@ -108,7 +108,7 @@ def _submit(ports: Ports, step: StepRecord, claim_key: str) -> None:
     # attempt records the job itself.
     check = first_check(step, now, job)
     ended = job_outcome(job.state) is not None
-    confirmed = ports.bus.begin_publish([check], delay=0.0 if ended else ports.settings.poll_interval)
+    confirmed = ports.bus.begin_publish([check], delay=0.0 if ended else check_delay(ports.settings, 0))
     if ports.store.steps.record_submission(step, job.job_id, job.state, now):
         log.info("submitted job %s", job.job_id, extra=ids(step))
     else:

@@ -106,8 +106,8 @@ def _out_of_bounds(msg: Message) -> str | None:
 
 def _typed(name: str, value: Any, kind: Any) -> Any:
     """`value` as the field type `kind`; TypeError/ValueError naming the field otherwise."""
-    if kind is Dag:
-        return Dag.from_dict(value)
+    if kind in (Dag, Dag | None):
+        return None if value is None else Dag.from_dict(value)
     if kind in (StepState, RunStatus):
         if value not in {member.value for member in kind}:
             raise ValueError(f"field {name!r} is not one of {', '.join(m.value for m in kind)}")

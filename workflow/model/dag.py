@@ -184,3 +184,8 @@ def reachable(successors: Mapping[str, Sequence[str]], start: str) -> set[str]:
             seen.add(cur)
             todo.extend(successors.get(cur, ()))
     return seen
+
+
+def digest(task: Task, policy: Policy) -> str:
+    """Names a step's definition (its task and policy): the image and a checksum of the rest."""
+    return f"{task.image_uri}@{zlib.crc32(repr((task.to_dict(), policy.to_dict())).encode()):08x}"

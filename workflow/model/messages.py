@@ -98,11 +98,13 @@ class SweepRuns:
 @dataclass(frozen=True)
 class RerunRun:
     """Run again a run's failed, cancelled and skipped steps (and `from_step` with its
-    descendants). `reruns` is the count the requester saw: a repeat changes nothing."""
+    descendants). `reruns` is the count the requester saw: a repeat changes nothing. With
+    `dag` (of the run's shape), the steps run again take its definitions (task, policy)."""
 
     run_id: str
     reruns: int
     from_step: str = ""
+    dag: Dag | None = None
 
 
 @dataclass(frozen=True)

@@ -72,15 +72,17 @@ class Attempt:
     submitted_at: float | None = None
     finished_at: float | None = None
     retried: bool = False  # the engine retried it (the step's retries), rather than a rerun
+    definition: str = ""  # which definition (task and policy) it ran: `dag.digest` of them ("" if not noted)
 
     def to_dict(self) -> dict[str, object]:
         return {"attempt": self.attempt, "state": self.state.value, "job_id": self.job_id, "message": self.message,
-                "submitted_at": self.submitted_at, "finished_at": self.finished_at, "retried": self.retried}
+                "submitted_at": self.submitted_at, "finished_at": self.finished_at, "retried": self.retried,
+                "definition": self.definition}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Attempt:
         return cls(int(d["attempt"]), StepState(d["state"]), d.get("job_id") or "", d.get("message") or "",
-                   d.get("submitted_at"), d.get("finished_at"), bool(d.get("retried")))
+                   d.get("submitted_at"), d.get("finished_at"), bool(d.get("retried")), d.get("definition") or "")
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,8 @@
 """The stored layout of a step, written once for every store.
 
 A store keeps these fields of a step by these names (SQLite as columns, Firestore as a
-document's fields), with `definition` (what the DAG says of the step, fixed for the run)
+document's fields), with `definition` (what the DAG says of the step: fixed for the run, but
+for the task and policy a rerun with a DAG file gives the steps it runs again)
 and `history` (earlier attempts) as plain values. Stores add what is their own (a step's
 position, slots and waiting marks).
 """
@@ -35,8 +36,9 @@ def history_of(s: StepRecord) -> list[dict[str, object]]:
 
 def next_attempt_fields(s: StepRecord) -> dict[str, Any]:
     """What a store writes when a rerun starts the step's next attempt (`s` as it must become)."""
-    return {"state": s.state.value, "waiting_on": s.waiting_on, "job_id": "", "job_state": "", "message": "",
-            "submitted_at": None, "finished_at": None, "attempt": s.attempt, "history": history_of(s)}
+    return {"definition": definition_of(s), "state": s.state.value, "waiting_on": s.waiting_on, "job_id": "",
+            "job_state": "", "message": "", "submitted_at": None, "finished_at": None, "attempt": s.attempt,
+            "history": history_of(s)}
 
 
 def step_from_fields(run_id: str, step_id: str, d: Mapping[str, Any], version: object = None) -> StepRecord:

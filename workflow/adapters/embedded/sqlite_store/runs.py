@@ -8,11 +8,18 @@ from collections.abc import Sequence
 
 from ....model.records import RunRecord, StepRecord
 from ....model.states import RunStatus
-from ....model.stored import history_of
+from ....model.stored import definition_of, history_of
 from .database import ENDED_COLUMN, RUN_COLUMNS, STEP_FIELDS, SqliteDatabase, run_of, step_row
 
 
 class SqliteRuns(SqliteDatabase):
+    def move_task_runner(self, run_id: str, tr_url: str) -> None:
+        """Point the run and its steps at the Task Runner now at `tr_url` (the command line's
+        `resume` and `rerun --tr-hostname`, on this store only: one transaction)."""
+        with self._tx() as db:
+            self._exec(db, "UPDATE runs SET tr_url=? WHERE run_id=?", (tr_url, run_id))
+            self._exec(db, "UPDATE steps SET tr_url=? WHERE run_id=?", (tr_url, run_id))
+
     def create_run(self, run: RunRecord, steps: Sequence[StepRecord]) -> bool:
         with self._tx() as db:
             cur = self._exec(
@@ -70,9 +77,9 @@ class SqliteRuns(SqliteDatabase):
             self.ops += 1
             db.executemany(
                 "UPDATE steps SET state=?, waiting_on=?, job_id='', job_state='', message='', submitted_at=NULL, "
-                "finished_at=NULL, attempt=?, history=?, slot=NULL, queued_at=NULL, woke='' "
+                "finished_at=NULL, attempt=?, history=?, slot=NULL, queued_at=NULL, woke='', definition=? "
                 "WHERE run_id=? AND step_id=?",
-                [(s.state.value, s.waiting_on, s.attempt, json.dumps(history_of(s)), run_id, s.step_id)
-                 for s in steps],
+                [(s.state.value, s.waiting_on, s.attempt, json.dumps(history_of(s)), json.dumps(definition_of(s)),
+                  run_id, s.step_id) for s in steps],
             )
             return True
