@@ -23,6 +23,7 @@ from .output import EXIT_INTERRUPTED, EXIT_USAGE, print_summary
 from .reading import runs, status
 from .run import main as run
 from .run import version
+from .terminal import PrintableStream
 from .ui import ui
 
 __all__ = ["main", "print_summary"]
@@ -41,7 +42,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None, runner: T
     args = list(sys.argv[1:] if argv is None else argv)
     stream = out or sys.stdout
     try:
-        return _dispatch(args, stream, runner)
+        return _dispatch(args, PrintableStream(stream), runner)  # type: ignore[arg-type]
     except BrokenPipeError:  # `status RUN | head -1`: the reader has all it wanted
         _silence(stream)
         return EXIT_BROKEN_PIPE

@@ -37,13 +37,15 @@ def _echoed_forms(secret: str) -> set[str]:
             "".join(f"\\u{ord(c):04x}" for c in secret), "".join(f"\\u{ord(c):04X}" for c in secret)}
 
 
-def printable(text: str) -> str:
+def printable(text: str, keep: str = "") -> str:
     """`text` safe to write to a terminal or a text log: control and format characters
-    (ESC, BEL, CR, LF, bidi overrides, ...) written as escapes (`\\x1b`, `\\u202e`), so
-    nothing from a Task Runner, a DAG or a user moves the cursor or hides what follows."""
+    (ESC, BEL, CR, LF, bidi overrides, ...) but those in `keep` written as escapes
+    (`\\x1b`, `\\u202e`), so nothing from a Task Runner, a DAG or a user moves the cursor
+    or hides what follows."""
     if text.isprintable():
         return text
-    return "".join(_escaped(c) if unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") else c for c in text)
+    return "".join(_escaped(c) if c not in keep and unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") else c
+                   for c in text)
 
 
 def _escaped(c: str) -> str:
