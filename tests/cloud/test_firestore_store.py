@@ -51,3 +51,15 @@ def test_join_writes_are_constant_per_incoming_edge(firestore_client: Any) -> No
         wide = width > WIDE  # its join counter is in shards; its release writes 2 more (the marker, the step)
         assert counts.writes == 4 * width + (2 if wide else 0)  # marker, step, run counter shard, join counter (shard)
         assert counts.doc_writes[f"runs/{run_id}/steps/join"] == (1 if wide else width)
+
+
+def test_reading_a_wide_running_run_costs_three_reads_whatever_its_shards(firestore_client: Any) -> None:
+    store = FirestoreStateStore(firestore_client)
+    spec: dict[str, list[str]] = {f"p{i}": [] for i in range(300)}  # steps in every counter shard
+    run_id = make_run(store, spec)
+    for i in range(0, 300, 3):
+        store.complete_step(run_id, f"p{i}", ok(at=5.0 + i))
+    with counting() as counts:
+        run = store.get_run(run_id)
+    assert run is not None and (run.succeeded, run.failed) == (100, 0) and run.updated_at == 5.0 + 297
+    assert counts.reads == 3  # the run, one aggregation of its counts, its latest counter shard

@@ -68,7 +68,7 @@ class FirestoreRuns(FirestoreCounters):
         return self._record(snap) if snap.exists else None
 
     def _record(self, snap: Any) -> RunRecord:
-        """A run as stored; a running one with its counter shards summed in (a read each)."""
+        """A run as stored; a running one with its counter shards summed in (two reads)."""
         doc = snap.to_dict() or {}
         if doc.get("status") == RunStatus.RUNNING.value:
             doc = folded(doc, self._counters(snap.id))
