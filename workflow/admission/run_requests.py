@@ -10,9 +10,9 @@ from typing import Any
 
 from ..bootstrap.cloud import CloudRuntime
 from ..dagfile import parse_dag
-from ..engine.rerun import shape_differences
 from ..errors import InputError
 from ..model import codec
+from ..model.join import shape_differences
 from ..model.messages import CancelRun, ReconcileRun, RerunRun, SweepRuns
 from ..model.states import INVALID_IS_FINAL, RunStatus
 from ..model.text import excerpt

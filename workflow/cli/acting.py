@@ -12,9 +12,9 @@ from typing import Any, TextIO
 from .. import logs
 from ..adapters.local_dags import LocalDags
 from ..bootstrap.embedded import embedded
-from ..engine.rerun import shape_differences
 from ..errors import InputError
 from ..model.dag import Dag
+from ..model.join import shape_differences
 from ..model.messages import CancelRun, Message, ReconcileRun, RerunRun
 from ..model.records import RunRecord, StepRecord
 from ..model.states import StepState

@@ -11,8 +11,9 @@ through the store's idempotent transitions, and the one non-idempotent side effe
 submission) happens only under a claim.
 """
 
-from .context import Ports
+from .context import Busy, Ports
 from .finish import announce
 from .router import handle
+from .submit import moved_on
 
-__all__ = ["Ports", "announce", "handle"]
+__all__ = ["Busy", "Ports", "announce", "handle", "moved_on"]

@@ -6,8 +6,8 @@ from __future__ import annotations
 from dataclasses import replace
 
 from ..errors import PoisonMessage
-from ..model.dag import Dag, digest, reachable
-from ..model.join import waiting_on
+from ..model.dag import digest, reachable
+from ..model.join import shape_differences, waiting_on
 from ..model.messages import RerunRun
 from ..model.records import Attempt, StepRecord
 from ..model.states import INVALID_IS_FINAL, RunStatus, StepState
@@ -64,13 +64,3 @@ def _to_rerun(steps: list[StepRecord], msg: RerunRun) -> list[StepRecord]:
                               waiting_on=waiting, job_id="", job_state="", message="", submitted_at=None,
                               finished_at=None))
     return result
-
-
-def shape_differences(steps: list[StepRecord], dag: Dag) -> list[str]:
-    """How `dag` departs from the run's shape (step ids, each one's dependencies and runIf, which
-    the join counters stand on); [] when a rerun may take its definitions."""
-    had = {s.step_id: (sorted(s.depends_on), s.policy.run_if.value) for s in steps}
-    has = {s.id: (sorted(s.depends_on), s.policy.run_if.value) for s in dag.steps}
-    found = [f"step {i} not in the {'file' if i in had else 'run'}" for i in sorted(had.keys() ^ has.keys())]
-    return found + [f"{i}: dependsOn {has[i][0]}, runIf {has[i][1]}; in the run {had[i][0]}, {had[i][1]}"
-                    for i in had if i in has and had[i] != has[i]]

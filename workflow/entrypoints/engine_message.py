@@ -9,9 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from ..bootstrap.cloud import CloudRuntime
-from ..engine import handle
-from ..engine.context import Busy
-from ..engine.submit import moved_on
+from ..engine import Busy, handle, moved_on
 from ..errors import PoisonMessage, TransientError
 from ..model import codec
 from ..model.messages import DispatchStep
