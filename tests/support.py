@@ -4,10 +4,11 @@ subprocess, and the tokens the tests hand out."""
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -51,3 +52,17 @@ def run_cli(tmp_path: Path, *args: str, env: Mapping[str, str] | None = None) ->
     from `tmp_path`, checking jobs every 0.05 s."""
     return run_main(*args, "--db", str(tmp_path / "runs.sqlite3"), cwd=tmp_path,
                     env={"WORKFLOW_CHECK_STATE_DURATION_SEC": "0.05", **(env or {})})
+
+
+def interrupted(tmp_path: Path, ready: Callable[[], object], *args: str) -> tuple[int, str]:
+    """Start `python main.py ARGS` from `tmp_path` (jobs checked every 0.05 s), press Ctrl-C
+    once `ready()` holds, and return its exit code and standard error."""
+    from polling import wait_until
+
+    proc = subprocess.Popen([sys.executable, str(ROOT / "main.py"), *args], cwd=tmp_path, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "WORKFLOW_CHECK_STATE_DURATION_SEC": "0.05"})
+    wait_until(ready, 30, "the run to be ready to interrupt")
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    return proc.returncode, err

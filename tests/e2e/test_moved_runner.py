@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
 import socketserver
 import subprocess
@@ -16,8 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from devtools.mock_runner import MockTaskRunner
-from polling import wait_until
-from support import ROOT, SLOW_FIRST, TOKEN
+from support import ROOT, SLOW_FIRST, TOKEN, interrupted
 from support import run_cli as cli
 
 
@@ -52,14 +50,10 @@ def test_an_interrupted_run_is_resumed_at_the_task_runners_new_address(tmp_path:
     dag.write_text(SLOW_FIRST)
     port = int(mock.url.rsplit(":", 1)[1])
     with forwarder(port) as old_url:
-        args = [sys.executable, str(ROOT / "main.py"), "run", str(dag), "--tr-hostname", old_url,
-                "--tr-auth-jwt", TOKEN, "--db", str(tmp_path / "runs.sqlite3"), "--run-id", "r-m"]
-        proc = subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                env={**os.environ, "WORKFLOW_CHECK_STATE_DURATION_SEC": "0.05"})
-        wait_until(lambda: mock.submissions() == ["slow"], 30, "the slow job to be submitted")
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=30)
-    assert proc.returncode == 130, err
+        returncode, err = interrupted(tmp_path, lambda: mock.submissions() == ["slow"], "run", str(dag),
+                                      "--tr-hostname", old_url, "--tr-auth-jwt", TOKEN,
+                                      "--db", str(tmp_path / "runs.sqlite3"), "--run-id", "r-m")
+    assert returncode == 130, err
     printed = err.split("Continue it with: ", 1)[1].split(" (with the token in WORKFLOW_TR_AUTH_JWT)")[0]
     assert printed.startswith("python main.py resume r-m --db ") and TOKEN not in err
     assert printed.endswith('--tr-auth-jwt "$WORKFLOW_TR_AUTH_JWT"')

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -13,24 +12,19 @@ import pytest
 
 from devtools.mock_runner import MockTaskRunner
 from polling import wait_until
-from support import SLOW_FIRST, TOKEN, run_main
+from support import ROOT, SLOW_FIRST, TOKEN, interrupted, run_main
 from support import run_cli as cli
 
-ROOT = Path(__file__).resolve().parents[2]
 
 def test_an_interrupted_run_is_resumed_without_resubmitting_its_running_job(
     tmp_path: Path, mock: MockTaskRunner
 ) -> None:
     dag = tmp_path / "slow.yaml"
     dag.write_text(SLOW_FIRST)
-    args = [sys.executable, str(ROOT / "main.py"), "--dag-path", str(dag), "--tr-hostname", mock.url,
-            "--tr-auth-jwt", TOKEN, "--db", str(tmp_path / "runs.sqlite3"), "--run-id", "r-int"]
-    proc = subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "WORKFLOW_CHECK_STATE_DURATION_SEC": "0.05"})
-    wait_until(lambda: mock.submissions() == ["slow"], 30, "the slow job to be submitted")
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=30)
-    assert proc.returncode == 130, err
+    returncode, err = interrupted(tmp_path, lambda: mock.submissions() == ["slow"], "--dag-path", str(dag),
+                                  "--tr-hostname", mock.url, "--tr-auth-jwt", TOKEN,
+                                  "--db", str(tmp_path / "runs.sqlite3"), "--run-id", "r-int")
+    assert returncode == 130, err
     assert "python main.py resume r-int" in err and "Traceback" not in err
 
     listed = cli(tmp_path, "runs", "--json")
