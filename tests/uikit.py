@@ -26,11 +26,13 @@ def record(store: SqliteStateStore, run_id: str, the_dag: Dag, runner: ScriptedR
     return h
 
 
-def fork_join(store: SqliteStateStore, run_id: str = "fork-join-1", at: float = 1000.0) -> None:
-    """prepare -> (left, right) -> join; right fails with a message holding markup, join is skipped."""
+def fork_join(store: SqliteStateStore, run_id: str = "fork-join-1", at: float = 1000.0,
+              message: str | None = MARKUP) -> None:
+    """prepare -> (left, right) -> join; right fails with `message` (by default one holding
+    markup; None: the Task Runner's usual, "exit 1"), join is skipped."""
     spec = {"prepare": [], "left": ["prepare"], "right": ["prepare"], "join": ["left", "right"]}
     record(store, run_id, dag(spec, name="fork-join", images={"right": "img/error"}),
-           ScriptedRunner(message=MARKUP), at=at)
+           ScriptedRunner(message=message), at=at)
 
 
 def wide(store: SqliteStateStore, run_id: str = "wide-1", at: float = 2000.0) -> None:
