@@ -491,8 +491,10 @@ TOOLING_PACKAGES = ("devtools",)
 # engine messages, escaping logs and the sweep's own route about 95 more (4,828); the sharded
 # counters of the Firestore store (a run's open steps and counts, wide joins) about 190 more;
 # polling backoff, a rerun's new definitions and a Task Runner that moved about 125 more (5,145).
+# Run parameters with forEach (their declarations, placeholders and expansion run in the start
+# function) and schedules (a tick's run id, its concurrency) are budgeted at about 700 more.
 # The budget makes the next growth a decision, not a drift.
-ARCHIVE_LINE_BUDGET = 5_200
+ARCHIVE_LINE_BUDGET = 5_900
 # The expression of local.function_source_files, with its fileset() patterns as the only variables.
 ARCHIVE_EXPRESSION = re.compile(
     r"\$\{sort\(concat\(\[(?P<literal>[^\]]*)\], tolist\(setsubtract\("

@@ -10,6 +10,7 @@ import pytest
 
 from workflow.errors import NotFound
 from workflow.model.dag import Task
+from workflow.model.inputs import RunInputs
 from workflow.model.records import Attempt, Claim, RunRecord, StepOutcome, StepRecord
 from workflow.model.states import RunStatus, StepState
 
@@ -36,6 +37,17 @@ class RunsContract:
         assert store.get_run("nope") is None and store.get_step(run_id, "nope") is None
         with pytest.raises(NotFound):
             store.complete_step(run_id, "nope", ok())
+
+    def test_a_runs_inputs_round_trip(self, store: Any) -> None:
+        run_id = f"inputs-{uuid.uuid4().hex[:8]}"
+        inputs = RunInputs({"lr": "0.50", "shards": ("a", "b")}, 1_790_000_000.0, "nightly", "ops@example.com",
+                           {"train": ("train.0", "train.1")})
+        run = RunRecord(run_id, RunStatus.RUNNING, "http://runner", step_count=2, inputs=inputs)
+        steps = [StepRecord(run_id, s, Task(s, "img")) for s in ("train.0", "train.1")]
+        assert store.create_run(run, steps) is True
+        assert store.get_run(run_id).inputs == inputs
+        plain = make_run(store, {"a": []})
+        assert store.get_run(plain).inputs == RunInputs()
 
     def test_finish_run_once(self, store: Any) -> None:
         run_id = make_run(store, {"a": []})

@@ -14,7 +14,8 @@ def start_run(msg: StartRun, ports: Ports) -> None:
     now = ports.clock()
     dag = msg.dag
     run = RunRecord(run_id=msg.run_id, status=RunStatus.RUNNING, tr_url=msg.tr_url, dag_name=dag.name,
-                    source=msg.source, created_at=now, step_count=len(dag.steps), timeout=dag.timeout)
+                    source=msg.source, created_at=now, step_count=len(dag.steps), timeout=dag.timeout,
+                    inputs=msg.inputs)
     steps = [
         StepRecord(run_id=msg.run_id, step_id=s.id, task=s.task, tr_url=msg.tr_url, tr_auth=msg.tr_auth,
                    depends_on=s.depends_on, successors=dag.successors(s.id), waiting_on=len(s.depends_on),

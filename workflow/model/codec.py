@@ -14,6 +14,7 @@ from typing import Any
 
 from ..errors import DagInvalid, PoisonMessage
 from .dag import Dag
+from .inputs import RunInputs
 from .messages import Message, SweepRuns
 from .states import RunStatus, StepState
 from .text import excerpt
@@ -28,7 +29,7 @@ def to_dict(msg: Message) -> dict[str, Any]:
     body: dict[str, Any] = {"v": VERSION, "type": type(msg).__name__}
     for f in dataclasses.fields(msg):
         value = getattr(msg, f.name)
-        if isinstance(value, Dag):
+        if isinstance(value, (Dag, RunInputs)):
             value = value.to_dict()
         elif isinstance(value, (StepState, RunStatus)):
             value = value.value
@@ -108,6 +109,10 @@ def _typed(name: str, value: Any, kind: Any) -> Any:
     """`value` as the field type `kind`; TypeError/ValueError naming the field otherwise."""
     if kind in (Dag, Dag | None):
         return None if value is None else Dag.from_dict(value)
+    if kind is RunInputs:
+        if not isinstance(value, dict):
+            raise TypeError(f"field {name!r} must be an object, not {type(value).__name__}")
+        return RunInputs.from_dict(value)
     if kind in (StepState, RunStatus):
         if value not in {member.value for member in kind}:
             raise ValueError(f"field {name!r} is not one of {', '.join(m.value for m in kind)}")

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .dag import Dag
+from .inputs import RunInputs
 from .states import RunStatus, StepState
 
 
@@ -15,6 +16,7 @@ class StartRun:
     tr_url: str
     source: str = ""
     tr_auth: str = ""  # a sealed token (never a clear one), or "" for the runtime's identity
+    inputs: RunInputs = field(default_factory=RunInputs)  # recorded with the run; `dag` is already expanded and substituted with them
 
 
 @dataclass(frozen=True)

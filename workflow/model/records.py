@@ -8,6 +8,7 @@ from itertools import takewhile
 from typing import Any
 
 from .dag import Policy, Task
+from .inputs import RunInputs
 from .states import RunStatus, StepState
 
 
@@ -29,6 +30,7 @@ class RunRecord:
     reruns: tuple[float, ...] = ()  # when each rerun was requested
     updated_at: float = 0.0  # the last sign of progress: a step's end, or a running job's heartbeat
     timeout: float | None = None  # the DAG's timeoutSec, counted from created_at
+    inputs: RunInputs = field(default_factory=RunInputs)  # parameter values, schedule tick, forEach groups
 
 
 @dataclass(frozen=True)

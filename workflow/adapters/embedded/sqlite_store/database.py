@@ -15,6 +15,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
+from ....model.inputs import RunInputs
 from ....model.records import RunRecord, StepRecord
 from ....model.states import RunStatus, StepState
 from ....model.stored import step_fields, step_from_fields
@@ -27,7 +28,7 @@ CREATE TABLE IF NOT EXISTS runs (
     problems TEXT NOT NULL, succeeded INTEGER NOT NULL DEFAULT 0,
     failed INTEGER NOT NULL DEFAULT 0, skipped INTEGER NOT NULL DEFAULT 0,
     cancelled INTEGER NOT NULL DEFAULT 0, reruns TEXT NOT NULL DEFAULT '[]',
-    updated_at REAL NOT NULL DEFAULT 0, timeout REAL
+    updated_at REAL NOT NULL DEFAULT 0, timeout REAL, inputs TEXT NOT NULL DEFAULT '{}'
 );
 CREATE INDEX IF NOT EXISTS runs_by_time ON runs (created_at DESC);
 CREATE TABLE IF NOT EXISTS steps (
@@ -47,7 +48,7 @@ CREATE TABLE IF NOT EXISTS claims (
 # Columns added after the first version, for files written by an earlier one.
 _ADDED = {"runs": [(c, "INTEGER NOT NULL DEFAULT 0") for c in ("succeeded", "failed", "skipped", "cancelled")]
           + [("reruns", "TEXT NOT NULL DEFAULT '[]'"), ("updated_at", "REAL NOT NULL DEFAULT 0"),
-             ("timeout", "REAL")],
+             ("timeout", "REAL"), ("inputs", "TEXT NOT NULL DEFAULT '{}'")],
           "steps": [("attempt", "INTEGER NOT NULL DEFAULT 1"), ("history", "TEXT NOT NULL DEFAULT '[]'"),
                     ("slot", "INTEGER"), ("queued_at", "REAL"), ("woke", "TEXT NOT NULL DEFAULT ''"),
                     ("checked_at", "REAL")]}
@@ -56,7 +57,7 @@ STEP_FIELDS = ("run_id", "step_id", "pos", "definition", "tr_url", "tr_auth", "s
                "job_state", "message", "submitted_at", "finished_at", "attempt", "history", "checked_at")
 STEP_COLUMNS = ", ".join(STEP_FIELDS)
 RUN_COLUMNS = ("run_id, status, tr_url, dag_name, source, created_at, finished_at, step_count, problems, "
-               "succeeded, failed, skipped, cancelled, reruns, updated_at, timeout")
+               "succeeded, failed, skipped, cancelled, reruns, updated_at, timeout, inputs")
 ENDED_COLUMN = {StepState.SUCCEEDED: "succeeded", StepState.FAILED: "failed", StepState.SKIPPED: "skipped",
                 StepState.CANCELLED: "cancelled"}
 
@@ -155,4 +156,5 @@ def run_of(row: Sequence[Any]) -> RunRecord:
         source=row[4], created_at=row[5], finished_at=row[6], step_count=row[7],
         problems=tuple(json.loads(row[8])), succeeded=row[9], failed=row[10], skipped=row[11], cancelled=row[12],
         reruns=tuple(json.loads(row[13])), updated_at=row[14], timeout=row[15],
+        inputs=RunInputs.from_dict(json.loads(row[16])),
     )

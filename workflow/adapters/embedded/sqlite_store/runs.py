@@ -24,10 +24,11 @@ class SqliteRuns(SqliteDatabase):
         with self._tx() as db:
             cur = self._exec(
                 db,
-                f"INSERT OR IGNORE INTO runs ({RUN_COLUMNS}, open_steps) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                f"INSERT OR IGNORE INTO runs ({RUN_COLUMNS}, open_steps) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (run.run_id, run.status.value, run.tr_url, run.dag_name, run.source,
                  run.created_at, run.finished_at, run.step_count, json.dumps(list(run.problems)),
-                 0, 0, 0, 0, "[]", run.created_at, run.timeout, len(steps)),
+                 0, 0, 0, 0, "[]", run.created_at, run.timeout, json.dumps(run.inputs.to_dict()),
+                 len(steps)),
             )
             if cur.rowcount == 0:
                 return False

@@ -19,6 +19,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from ....errors import DagInvalid, Problem
+from ....model.inputs import RunInputs
 from ....model.records import RunRecord, StepRecord
 from ....model.states import RunStatus, StepState
 from ....model.stored import step_fields, step_from_fields
@@ -66,7 +67,7 @@ def run_doc(run: RunRecord) -> dict[str, Any]:
         "status": run.status.value, "tr_url": run.tr_url, "dag_name": run.dag_name,
         "source": run.source, "created_at": run.created_at, "finished_at": run.finished_at,
         "step_count": run.step_count, "problems": list(run.problems),
-        "updated_at": run.created_at, "timeout": run.timeout,
+        "updated_at": run.created_at, "timeout": run.timeout, "inputs": run.inputs.to_dict(),
     }
 
 
@@ -89,7 +90,7 @@ def run_of(run_id: str, d: dict[str, Any]) -> RunRecord:
         succeeded=int(d.get("steps_succeeded", 0)), failed=int(d.get("steps_failed", 0)),
         skipped=int(d.get("steps_skipped", 0)), cancelled=int(d.get("steps_cancelled", 0)),
         reruns=tuple(d.get("reruns") or ()), updated_at=float(d.get("updated_at") or d["created_at"]),
-        timeout=d.get("timeout"),
+        timeout=d.get("timeout"), inputs=RunInputs.from_dict(d.get("inputs")),
     )
 
 
