@@ -16,7 +16,8 @@ class StartRun:
     tr_url: str
     source: str = ""
     tr_auth: str = ""  # a sealed token (never a clear one), or "" for the runtime's identity
-    inputs: RunInputs = field(default_factory=RunInputs)  # recorded with the run; `dag` is already expanded and substituted with them
+    # recorded with the run; `dag` is already expanded and substituted with them
+    inputs: RunInputs = field(default_factory=RunInputs)
 
 
 @dataclass(frozen=True)
@@ -101,12 +102,15 @@ class SweepRuns:
 class RerunRun:
     """Run again a run's failed, cancelled and skipped steps (and `from_step` with its
     descendants). `reruns` is the count the requester saw: a repeat changes nothing. With
-    `dag` (of the run's shape), the steps run again take its definitions (task, policy)."""
+    `dag` (of the run's shape), the steps run again take its definitions (task, policy);
+    with `tr_auth` (a sealed token), they call the Task Runner with it instead of the one
+    the run was started with."""
 
     run_id: str
     reruns: int
     from_step: str = ""
     dag: Dag | None = None
+    tr_auth: str = ""
 
 
 @dataclass(frozen=True)
