@@ -16,6 +16,7 @@ from ..errors import AuthError, DagInvalid, InputError
 from ..model import codec
 from ..model.dag import Dag
 from ..model.events import RunEnded
+from ..model.inputs import RunInputs
 from ..model.messages import StartRun
 from ..model.records import RunRecord
 from ..model.states import RunStatus
@@ -39,6 +40,7 @@ class StartRequest:
     jwt: Any
     problems: list[str]
     body: dict[str, Any] = dataclasses.field(default_factory=dict)
+    started_by: str = ""  # the verified caller of an HTTP start ("" otherwise)
 
 
 @dataclass(frozen=True)
@@ -49,18 +51,18 @@ class Started:
     problems: tuple[str, ...] = ()
 
 
-def json_object(data: bytes) -> tuple[dict[str, Any] | None, str]:
-    """(the JSON object, "") or (None, why not)."""
+def json_object(data: bytes, what: str = "the start request") -> tuple[dict[str, Any] | None, str]:
+    """(the JSON object, "") or (None, why not), `what` naming the request."""
     if len(data) > MAX_START_BYTES:
-        return None, f"the start request is {len(data):,}+ bytes long (at most {MAX_START_BYTES:,})"
+        return None, f"{what} is {len(data):,}+ bytes long (at most {MAX_START_BYTES:,})"
     try:
         body = json.loads(data)
     except RecursionError:
-        return None, "the start request is nested too deeply to be read"
+        return None, f"{what} is nested too deeply to be read"
     except ValueError as exc:
-        return None, f"the start request is not JSON ({excerpt(str(exc), 120)})"
+        return None, f"{what} is not JSON ({excerpt(str(exc), 120)})"
     if not isinstance(body, dict):
-        return None, f"the start request is a JSON {type(body).__name__}, not an object"
+        return None, f"{what} is a JSON {type(body).__name__}, not an object"
     return body, ""
 
 
@@ -172,7 +174,7 @@ def _start(rt: CloudRuntime, request: StartRequest, load: Callable[[], Dag]) -> 
             dag = load()
             sealed = rt.tokens.seal(request.jwt, run_id=request.run_id, origin=request.tr_url) if request.jwt else ""
             handle(StartRun(request.run_id, dag, request.tr_url.rstrip("/"), source=request.source,
-                            tr_auth=sealed), rt.ports)
+                            tr_auth=sealed, inputs=RunInputs(started_by=request.started_by)), rt.ports)
             return Started(request.run_id)
     except DagInvalid as exc:
         problems = [str(p) for p in exc.problems]

@@ -3,8 +3,8 @@ their actions are done, on the embedded store (`--db`) or on the cloud runtime (
 
 Embedded, a cancel is handled here and now as `main.py cancel` does; a rerun or a resume
 is executed in this process, in the background, until the run has nothing left to do.
-On the cloud, every action is a request published on the start topic, as the commands
-with `--cloud` publish it.
+On the cloud, every action is a request published on the control topic
+(WORKFLOW_CONTROL_TOPIC), as the commands with `--cloud` publish it.
 """
 
 from __future__ import annotations
@@ -94,7 +94,7 @@ class EmbeddedActions:
 
 def cloud_ui(project: str = "", database: str = "") -> UiRuntime:
     """Firestore read with Application Default Credentials (or the emulator), requests
-    published on the start topic; one Firestore client for the store and the page reads."""
+    published on the control topic; one Firestore client for the store and the page reads."""
     from google.auth import exceptions as auth_errors
     from google.cloud import firestore
 
