@@ -1,6 +1,6 @@
 """`python -m devtools.localcloud {up,upload,status}`: the cloud runtime on this machine.
 
-- `up` starts the emulators, the mock Task Runner, the four functions and their triggers
+- `up` starts the emulators, the mock Task Runner, the six functions and their triggers
   (see `devtools.localcloud.stack`), prints where everything is and the `export` lines a
   shell needs, writes them to the state file and runs until Ctrl-C or SIGTERM; then it
   stops everything and removes the state file.
@@ -38,7 +38,7 @@ from . import eventarc, processes, servers, status
 from .client import upload_object
 from .processes import MissingTool, StartupError
 from .stack import LocalCloud
-from .wiring import DEFAULT_SWEEP_EVERY, ENGINE_TOPIC, MAX_POLL, START_TOPIC, TARGETS, require_tools
+from .wiring import CONTROL_TOPIC, DEFAULT_SWEEP_EVERY, ENGINE_TOPIC, MAX_POLL, START_TOPIC, TARGETS, require_tools
 
 DEFAULT_STATE_FILE = ".localcloud.json"
 PROG = "python -m devtools.localcloud"
@@ -261,6 +261,8 @@ def _print_up(cloud: LocalCloud, state_file: Path) -> None:
         (TARGETS[2], f"{cloud.function_url(TARGETS[2])} <- topic {ENGINE_TOPIC}"
                      f" (x{cloud.engine_deliveries})"),
         (TARGETS[3], f"{cloud.start_url} <- POST a start request (JSON)"),
+        (TARGETS[4], f"{cloud.function_url(TARGETS[4])} <- topic {CONTROL_TOPIC}"),
+        (TARGETS[5], f"{cloud.control_url} <- POST a cancel, rerun or resume request (JSON)"),
         ("dead letters", "topic workflow-dead-letter, pull subscription workflow-dead-letter-sub"),
         ("polling interval", f"{cloud.poll:g} s"),
         ("sweep", f"every {cloud.sweep_every:g} s, runs quiet for {cloud.stale_after:g} s" if cloud.sweep_every
