@@ -138,7 +138,7 @@ variable "start_publishers" {
 }
 
 variable "run_viewers" {
-  description = "IAM members allowed to read runs and steps in Firestore, for `runs` and `status --cloud` (roles/datastore.viewer on the project). With start_publishers, they can also cancel, rerun and resume runs."
+  description = "IAM members allowed to read runs and steps in Firestore, for `runs` and `status --cloud` (roles/datastore.viewer on the project). With run_operators, they can also cancel, rerun and resume runs."
   type        = list(string)
   default     = []
 
@@ -420,5 +420,30 @@ variable "token_key_secret" {
   validation {
     condition     = var.token_key_secret == "" || can(regex("^[A-Za-z0-9_-]{1,255}$", var.token_key_secret))
     error_message = "token_key_secret must be empty or a Secret Manager secret id (letters, digits, _ and -)."
+  }
+}
+
+variable "run_operators" {
+  description = "IAM members allowed to send cancel, rerun and resume requests: roles/pubsub.publisher on the <prefix>-run-control topic and roles/run.invoker on the HTTP on_control_request function. Over HTTP a caller may act only on the runs it started there, unless listed in run_admins; on the topic, any run (a publisher cannot be told per message)."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition = alltrue([
+      for m in var.run_operators :
+      can(regex("^(user|group|serviceAccount|domain|principal|principalSet):.+$", m))
+    ])
+    error_message = "run_operators entries must be IAM members like user:, group:, serviceAccount:; allUsers/allAuthenticatedUsers are not allowed."
+  }
+}
+
+variable "run_admins" {
+  description = "Emails (of users or service accounts, without user: or serviceAccount:) that may cancel, rerun and resume any run over HTTP (WORKFLOW_RUN_ADMINS); other callers of on_control_request only the runs they started. They must also be run_operators to reach the function."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for e in var.run_admins : can(regex("^[^@:,\\s]+@[^@:,\\s]+$", e))])
+    error_message = "run_admins entries must be email addresses (ops@example.com), without user: or serviceAccount: and without commas."
   }
 }

@@ -30,11 +30,12 @@ TF_FILES = sorted(TF_DIR.glob("*.tf"))
 
 FUNCTION_RESOURCE = "google_cloudfunctions2_function"
 FUNCTION_ADDRESS = f"{FUNCTION_RESOURCE}.this"
-HTTP_FUNCTIONS = {"on_start_request"}
+HTTP_FUNCTIONS = {"on_start_request", "on_control_request"}
 STORAGE_FINALIZED = "google.cloud.storage.object.v1.finalized"
 PUBSUB_PUBLISHED = "google.cloud.pubsub.topic.v1.messagePublished"
 # Which topic (by name suffix after name_prefix) each Pub/Sub-triggered entry point listens on.
-PUBSUB_TOPIC_SUFFIX = {"on_start_message": "-start", "on_engine_message": "-engine"}
+PUBSUB_TOPIC_SUFFIX = {"on_start_message": "-start", "on_engine_message": "-engine",
+                       "on_control_message": "-run-control"}
 REQUIRED_ENV = {
     "GOOGLE_CLOUD_PROJECT",
     "WORKFLOW_ENGINE_TOPIC",
@@ -669,7 +670,7 @@ def test_buckets_are_hardened() -> None:
 
 def test_topic_names_derive_from_name_prefix() -> None:
     topics = {body["name"] for body in resources("google_pubsub_topic").values()}
-    assert topics == {f"${{var.name_prefix}}-{s}" for s in ("start", "engine", "events", "dead-letter")}
+    assert topics == {f"${{var.name_prefix}}-{s}" for s in ("start", "run-control", "engine", "events", "dead-letter")}
     assert variables()["name_prefix"]["default"] == "workflow"
 
 
@@ -859,7 +860,7 @@ def test_http_start_function_is_invocable_only_by_the_configured_members() -> No
         name
         for name, body in invokers.items()
         if refers_to(body.get("name"), "local.functions")
-        and name not in ("start_request_invokers", "scheduler_invokes_start")
+        and name not in ("start_request_invokers", "scheduler_invokes_start", "run_operators_invoke_control")
     ]
     assert not others, f"other invoker bindings on the functions: {others}"
     scheduler = invokers["scheduler_invokes_start"]  # the sweep's route (The sweep, below)
@@ -1063,3 +1064,58 @@ def test_each_team_writes_dags_only_under_its_own_folder() -> None:
     assert "(user|group|serviceAccount|domain|principal|principalSet)" in members
     dags = resources("google_storage_bucket")["dags"]
     assert dags["uniform_bucket_level_access"] is True  # IAM conditions need it
+
+
+# ---------------------------------------------------------------------------
+# The control route (cancel, rerun, resume): its own topic, function and IAM
+# ---------------------------------------------------------------------------
+
+REQUIRED_ENV.add("WORKFLOW_RUN_ADMINS")  # who may act on any run over HTTP
+CONTROL_FUNCTION = '${local.functions["on_control_request"].service_config[0].service}'
+
+
+def test_the_control_topic_is_published_on_by_the_run_operators_only() -> None:
+    grants = [(name, body) for name, body in resources("google_pubsub_topic_iam_member").items()
+              if body["topic"] == "${google_pubsub_topic.control.name}"]
+    assert [name for name, _ in grants] == ["run_operators_publish_control"]
+    grant = grants[0][1]
+    assert (grant["for_each"], grant["member"], grant["role"]) == (
+        "${toset(var.run_operators)}", "${each.value}", "roles/pubsub.publisher")
+    start = resources("google_pubsub_topic_iam_member")["start_publishers"]  # start publishers: the start topic
+    assert start["topic"] == "${google_pubsub_topic.start.name}"
+    assert functions()["on_control_message"]["pubsub_topic"] == "${google_pubsub_topic.control.id}"
+    assert resources("google_pubsub_topic")["control"]["name"] == "${var.name_prefix}-run-control"
+
+
+def test_the_control_function_is_invoked_by_the_run_operators_only() -> None:
+    invokers = {name: body for name, body in resources("google_cloud_run_v2_service_iam_member").items()
+                if body.get("name") == CONTROL_FUNCTION}
+    assert list(invokers) == ["run_operators_invoke_control"]
+    grant = invokers["run_operators_invoke_control"]
+    assert (grant["for_each"], grant["member"], grant["role"]) == (
+        "${toset(var.run_operators)}", "${each.value}", "roles/run.invoker")
+    assert functions()["on_control_request"]["ingress"] == "ALLOW_ALL" and is_http(functions()["on_control_request"])
+    outputs: dict[str, Any] = {}
+    for block in _blocks("output"):
+        outputs.update(block)
+    assert outputs["control_request_url"]["value"] == '${local.functions["on_control_request"].url}'
+    assert outputs["control_topic_id"]["value"] == "${google_pubsub_topic.control.id}"
+
+
+def test_run_operators_are_iam_members_never_public_and_run_admins_are_emails() -> None:
+    operators = _validation_rule("run_operators")
+    for good in ("group:ops@example.com", "serviceAccount:ui@p.iam.gserviceaccount.com", "user:a@example.com"):
+        assert operators.search(good), good
+    for bad in ("allUsers", "allAuthenticatedUsers", "ops@example.com"):
+        assert not operators.search(bad), bad
+    assert variables()["run_operators"]["default"] == [] and variables()["run_admins"]["default"] == []
+    admins = _validation_rule("run_admins")
+    assert admins.search("oncall@example.com") and admins.search("ci@p.iam.gserviceaccount.com")
+    for bad in ("user:oncall@example.com", "a@b.com,c@d.com", "oncall", "allUsers"):
+        assert not admins.search(bad), bad
+    assert tf_locals()["function_env"]["WORKFLOW_RUN_ADMINS"] == '${join(",", var.run_admins)}'
+    public = [(rtype, name) for rtype, name, body in all_resources()
+              if ("control" in name or "control" in str(body.get("topic", "")) + str(body.get("name", "")))
+              and any(p in m.lower() for m in _iam_members(body) for p in PUBLIC_MEMBERS)]
+    assert not public
+
