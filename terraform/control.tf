@@ -1,10 +1,11 @@
 # The control route: cancel, rerun and resume requests about a run, apart from starting
-# runs (docs/security.md). Only var.run_operators may publish on the control topic or
-# invoke the HTTP control function; the start topic's publishers and the HTTP start
-# function's invokers get nothing here, and nothing is public. Over HTTP the function
-# also reads the caller's verified email: a caller may act on the runs it started over
-# HTTP, and var.run_admins (WORKFLOW_RUN_ADMINS) on any run. On the topic a publisher
-# cannot be told per message: the topic's IAM is the whole limit there.
+# runs (docs/security.md). Only var.run_operators may publish on the control topic; they
+# and var.run_control_invokers may invoke the HTTP control function; the start topic's
+# publishers and the HTTP start function's invokers get nothing here, and nothing is
+# public. Over HTTP the function also reads the caller's verified email: a caller may act
+# on the runs it started over HTTP, and var.run_admins (WORKFLOW_RUN_ADMINS) on any run.
+# On the topic a publisher cannot be told per message: the topic's IAM is the whole limit
+# there, so run_operators may act on any run.
 #
 # The functions (on_control_message on this topic, on_control_request over HTTP) are
 # entries of local.function_specs (functions.tf); the Eventarc subscription of
@@ -39,12 +40,24 @@ resource "google_cloud_run_v2_service_iam_member" "run_operators_invoke_control"
   member   = each.value
 }
 
+# Who may call the HTTP control function only (not publish on the control topic): each
+# acts on the runs it started over HTTP, unless listed in var.run_admins.
+resource "google_cloud_run_v2_service_iam_member" "run_control_invokers" {
+  for_each = toset(var.run_control_invokers)
+
+  project  = var.project
+  location = local.functions["on_control_request"].location
+  name     = local.functions["on_control_request"].service_config[0].service
+  role     = "roles/run.invoker"
+  member   = each.value
+}
+
 output "control_topic_id" {
   description = "Topic run_operators publish cancel, rerun and resume requests to."
   value       = google_pubsub_topic.control.id
 }
 
 output "control_request_url" {
-  description = "HTTPS URL of the on_control_request function (callers need roles/run.invoker, see run_operators)."
+  description = "HTTPS URL of the on_control_request function (callers need roles/run.invoker: run_operators and run_control_invokers)."
   value       = local.functions["on_control_request"].url
 }

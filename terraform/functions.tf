@@ -67,8 +67,8 @@ locals {
       pubsub_topic = null
       bucket       = null
     }
-    # Invocable only by var.run_operators (control.tf); the function lets a caller act
-    # on the runs it started, and var.run_admins on any run.
+    # Invocable only by var.run_operators and var.run_control_invokers (control.tf); the
+    # function lets a caller act on the runs it started, and var.run_admins on any run.
     on_control_request = {
       description  = "Cancels, reruns or resumes a run on an authenticated HTTP request."
       ingress      = "ALLOW_ALL"
@@ -83,7 +83,7 @@ locals {
 }
 
 resource "google_cloudfunctions2_function" "this" {
-  # checkov:skip=CKV_GCP_124:on_start_request and on_control_request are called by other systems over HTTPS; every call needs roles/run.invoker, granted only to var.start_request_invokers and var.run_operators respectively (no public member). The event-driven functions are internal only.
+  # checkov:skip=CKV_GCP_124:on_start_request and on_control_request are called by other systems over HTTPS; every call needs roles/run.invoker, granted only to var.start_request_invokers, and to var.run_operators and var.run_control_invokers, respectively (no public member). The event-driven functions are internal only.
   for_each = local.function_specs
 
   name        = "${var.name_prefix}-${replace(each.key, "_", "-")}"

@@ -424,7 +424,7 @@ variable "token_key_secret" {
 }
 
 variable "run_operators" {
-  description = "IAM members allowed to send cancel, rerun and resume requests: roles/pubsub.publisher on the <prefix>-run-control topic and roles/run.invoker on the HTTP on_control_request function. Over HTTP a caller may act only on the runs it started there, unless listed in run_admins; on the topic, any run (a publisher cannot be told per message)."
+  description = "IAM members allowed to send cancel, rerun and resume requests about any run: roles/pubsub.publisher on the <prefix>-run-control topic (a publisher cannot be told per message, so on the topic they may act on any run) and roles/run.invoker on the HTTP on_control_request function (where each acts on the runs it started, unless listed in run_admins)."
   type        = list(string)
   default     = []
 
@@ -437,8 +437,22 @@ variable "run_operators" {
   }
 }
 
+variable "run_control_invokers" {
+  description = "IAM members allowed to call the HTTP on_control_request function only (roles/run.invoker on it), not to publish on the control topic: each may cancel, rerun and resume the runs it started over on_start_request (any run if listed in run_admins)."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition = alltrue([
+      for m in var.run_control_invokers :
+      can(regex("^(user|group|serviceAccount|domain|principal|principalSet):.+$", m))
+    ])
+    error_message = "run_control_invokers entries must be IAM members like user:, group:, serviceAccount:; allUsers/allAuthenticatedUsers are not allowed."
+  }
+}
+
 variable "run_admins" {
-  description = "Emails (of users or service accounts, without user: or serviceAccount:) that may cancel, rerun and resume any run over HTTP (WORKFLOW_RUN_ADMINS); other callers of on_control_request only the runs they started. They must also be run_operators to reach the function."
+  description = "Emails (of users or service accounts, without user: or serviceAccount:) that may cancel, rerun and resume any run over HTTP (WORKFLOW_RUN_ADMINS); other callers of on_control_request only the runs they started. They must also be run_operators or run_control_invokers to reach the function."
   type        = list(string)
   default     = []
 

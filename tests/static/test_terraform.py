@@ -860,7 +860,8 @@ def test_http_start_function_is_invocable_only_by_the_configured_members() -> No
         name
         for name, body in invokers.items()
         if refers_to(body.get("name"), "local.functions")
-        and name not in ("start_request_invokers", "scheduler_invokes_start", "run_operators_invoke_control")
+        and name not in ("start_request_invokers", "scheduler_invokes_start", "run_operators_invoke_control",
+                         "run_control_invokers")
     ]
     assert not others, f"other invoker bindings on the functions: {others}"
     scheduler = invokers["scheduler_invokes_start"]  # the sweep's route (The sweep, below)
@@ -1087,13 +1088,19 @@ def test_the_control_topic_is_published_on_by_the_run_operators_only() -> None:
     assert resources("google_pubsub_topic")["control"]["name"] == "${var.name_prefix}-run-control"
 
 
-def test_the_control_function_is_invoked_by_the_run_operators_only() -> None:
+def test_the_control_function_is_invoked_by_the_run_operators_and_control_invokers_only() -> None:
     invokers = {name: body for name, body in resources("google_cloud_run_v2_service_iam_member").items()
                 if body.get("name") == CONTROL_FUNCTION}
-    assert list(invokers) == ["run_operators_invoke_control"]
-    grant = invokers["run_operators_invoke_control"]
-    assert (grant["for_each"], grant["member"], grant["role"]) == (
-        "${toset(var.run_operators)}", "${each.value}", "roles/run.invoker")
+    assert sorted(invokers) == ["run_control_invokers", "run_operators_invoke_control"]
+    for name, variable in (("run_operators_invoke_control", "run_operators"),
+                           ("run_control_invokers", "run_control_invokers")):
+        grant = invokers[name]
+        assert (grant["for_each"], grant["member"], grant["role"]) == (
+            f"${{toset(var.{variable})}}", "${each.value}", "roles/run.invoker")
+    start = resources("google_cloud_run_v2_service_iam_member")["start_request_invokers"]
+    assert start["name"] == '${local.functions["on_start_request"].service_config[0].service}'
+    assert not [b for b in resources("google_pubsub_topic_iam_member").values()  # HTTP only: not on the topic
+                if "run_control_invokers" in str(b.get("for_each"))]
     assert functions()["on_control_request"]["ingress"] == "ALLOW_ALL" and is_http(functions()["on_control_request"])
     outputs: dict[str, Any] = {}
     for block in _blocks("output"):
@@ -1103,19 +1110,40 @@ def test_the_control_function_is_invoked_by_the_run_operators_only() -> None:
 
 
 def test_run_operators_are_iam_members_never_public_and_run_admins_are_emails() -> None:
-    operators = _validation_rule("run_operators")
-    for good in ("group:ops@example.com", "serviceAccount:ui@p.iam.gserviceaccount.com", "user:a@example.com"):
-        assert operators.search(good), good
-    for bad in ("allUsers", "allAuthenticatedUsers", "ops@example.com"):
-        assert not operators.search(bad), bad
-    assert variables()["run_operators"]["default"] == [] and variables()["run_admins"]["default"] == []
+    for variable in ("run_operators", "run_control_invokers"):
+        members = _validation_rule(variable)
+        for good in ("group:ops@example.com", "serviceAccount:ui@p.iam.gserviceaccount.com", "user:a@example.com"):
+            assert members.search(good), (variable, good)
+        for bad in ("allUsers", "allAuthenticatedUsers", "ops@example.com"):
+            assert not members.search(bad), (variable, bad)
+        assert variables()[variable]["default"] == []
+    assert variables()["run_admins"]["default"] == []
     admins = _validation_rule("run_admins")
     assert admins.search("oncall@example.com") and admins.search("ci@p.iam.gserviceaccount.com")
     for bad in ("user:oncall@example.com", "a@b.com,c@d.com", "oncall", "allUsers"):
         assert not admins.search(bad), bad
     assert tf_locals()["function_env"]["WORKFLOW_RUN_ADMINS"] == '${join(",", var.run_admins)}'
-    public = [(rtype, name) for rtype, name, body in all_resources()
-              if ("control" in name or "control" in str(body.get("topic", "")) + str(body.get("name", "")))
-              and any(p in m.lower() for m in _iam_members(body) for p in PUBLIC_MEMBERS)]
-    assert not public
+    grants = _grants_on_the_control_route()
+    assert grants and all(body["member"] == "${each.value}" for _, body in grants)  # members from the variables
+    assert not [name for name, body in grants if any(p in m.lower() for m in _iam_members(body) for p in PUBLIC_MEMBERS)]
 
+
+def test_the_security_page_says_who_may_use_the_control_route_as_terraform_grants_it() -> None:
+    page = (REPO_ROOT / "docs" / "security.md").read_text(encoding="utf-8")
+    said = page[page.index("**Who can cancel, rerun and resume runs.**"):page.index("**What a publisher chooses")]
+    for grant in ("`run_operators` may publish on `workflow-run-control`", "and call `on_control_request`",
+                  "`run_control_invokers` may call `on_control_request` only", "neither `start_publishers` nor",
+                  "`start_request_invokers` get anything", "nothing is public", "`WORKFLOW_RUN_ADMINS` (Terraform: "
+                  "`run_admins`"):
+        assert grant in " ".join(said.split()), grant
+    granted = {name for name, _ in _grants_on_the_control_route()}
+    assert granted == {"run_operators_publish_control", "run_operators_invoke_control", "run_control_invokers"}
+    deploy = " ".join((REPO_ROOT / "docs" / "deploy.md").read_text(encoding="utf-8").split())
+    assert "`run_operators` get `roles/pubsub.publisher` on `workflow-run-control`" in deploy
+    assert "`run_control_invokers` get `roles/run.invoker` on `on_control_request`" in deploy
+
+
+def _grants_on_the_control_route() -> list[tuple[str, dict[str, Any]]]:
+    """Every IAM grant on the control topic or the control function's Cloud Run service."""
+    return [(name, body) for rtype, name, body in all_resources() if "_iam_" in rtype
+            and (body.get("topic") == "${google_pubsub_topic.control.name}" or body.get("name") == CONTROL_FUNCTION)]
