@@ -80,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,
         description="The cloud runtime on this machine: Firestore, Pub/Sub and GCS emulators, "
-        "the four functions of main.py under functions-framework, their triggers and a mock Task Runner.",
+        "the six functions of main.py under functions-framework, their triggers and a mock Task Runner.",
         epilog="exit codes: 0 ok, 1 run failed or invalid (status of one run), 2 usage error or unknown run",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="{up,upload,status}")
