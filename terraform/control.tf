@@ -29,21 +29,11 @@ resource "google_pubsub_topic_iam_member" "run_operators_publish_control" {
   member  = each.value
 }
 
-# Who may call the HTTP control function: run.invoker on its Cloud Run service only.
-resource "google_cloud_run_v2_service_iam_member" "run_operators_invoke_control" {
-  for_each = toset(var.run_operators)
-
-  project  = var.project
-  location = local.functions["on_control_request"].location
-  name     = local.functions["on_control_request"].service_config[0].service
-  role     = "roles/run.invoker"
-  member   = each.value
-}
-
-# Who may call the HTTP control function only (not publish on the control topic): each
+# Who may call the HTTP control function: run.invoker on its Cloud Run service only, for
+# var.run_operators and var.run_control_invokers (who may not publish on the topic). Each
 # acts on the runs it started over HTTP, unless listed in var.run_admins.
-resource "google_cloud_run_v2_service_iam_member" "run_control_invokers" {
-  for_each = toset(var.run_control_invokers)
+resource "google_cloud_run_v2_service_iam_member" "control_request_invokers" {
+  for_each = toset(concat(var.run_operators, var.run_control_invokers))
 
   project  = var.project
   location = local.functions["on_control_request"].location

@@ -860,8 +860,7 @@ def test_http_start_function_is_invocable_only_by_the_configured_members() -> No
         name
         for name, body in invokers.items()
         if refers_to(body.get("name"), "local.functions")
-        and name not in ("start_request_invokers", "scheduler_invokes_start", "run_operators_invoke_control",
-                         "run_control_invokers")
+        and name not in ("start_request_invokers", "scheduler_invokes_start", "control_request_invokers")
     ]
     assert not others, f"other invoker bindings on the functions: {others}"
     scheduler = invokers["scheduler_invokes_start"]  # the sweep's route (The sweep, below)
@@ -1091,12 +1090,10 @@ def test_the_control_topic_is_published_on_by_the_run_operators_only() -> None:
 def test_the_control_function_is_invoked_by_the_run_operators_and_control_invokers_only() -> None:
     invokers = {name: body for name, body in resources("google_cloud_run_v2_service_iam_member").items()
                 if body.get("name") == CONTROL_FUNCTION}
-    assert sorted(invokers) == ["run_control_invokers", "run_operators_invoke_control"]
-    for name, variable in (("run_operators_invoke_control", "run_operators"),
-                           ("run_control_invokers", "run_control_invokers")):
-        grant = invokers[name]
-        assert (grant["for_each"], grant["member"], grant["role"]) == (
-            f"${{toset(var.{variable})}}", "${each.value}", "roles/run.invoker")
+    assert list(invokers) == ["control_request_invokers"]
+    grant = invokers["control_request_invokers"]
+    assert (grant["for_each"], grant["member"], grant["role"]) == (
+        "${toset(concat(var.run_operators, var.run_control_invokers))}", "${each.value}", "roles/run.invoker")
     start = resources("google_cloud_run_v2_service_iam_member")["start_request_invokers"]
     assert start["name"] == '${local.functions["on_start_request"].service_config[0].service}'
     assert not [b for b in resources("google_pubsub_topic_iam_member").values()  # HTTP only: not on the topic
@@ -1137,7 +1134,7 @@ def test_the_security_page_says_who_may_use_the_control_route_as_terraform_grant
                   "`run_admins`"):
         assert grant in " ".join(said.split()), grant
     granted = {name for name, _ in _grants_on_the_control_route()}
-    assert granted == {"run_operators_publish_control", "run_operators_invoke_control", "run_control_invokers"}
+    assert granted == {"run_operators_publish_control", "control_request_invokers"}
     deploy = " ".join((REPO_ROOT / "docs" / "deploy.md").read_text(encoding="utf-8").split())
     assert "`run_operators` get `roles/pubsub.publisher` on `workflow-run-control`" in deploy
     assert "`run_control_invokers` get `roles/run.invoker` on `on_control_request`" in deploy
