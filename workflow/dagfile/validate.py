@@ -62,7 +62,8 @@ def _build_dag(document: object, out: _Problems) -> Dag | None:
     if isinstance(name, str) and has_placeholder(name):
         out.add("name", "a placeholder is not allowed here: placeholders are allowed only in task.args, "
                         "task.labels values and description")
-    params = declared_params(document.get("params"), out.add, lambda k, known, w, what: _check_keys(k, known, w, what, out))
+    params = declared_params(document.get("params"), out.add,
+                             lambda keys, known, where, what: _check_keys(keys, known, where, what, out))
     run, defaults = _settings(document, RUN_KEYS, "", out), _defaults(document.get("defaults"), out)
     steps = document.get("steps", KeyError)
     if steps is KeyError:
