@@ -171,7 +171,7 @@ def watch(rt: EmbeddedRuntime, run_id: str, out: TextIO, every: float = 0.1,
         # An ended run changes no more once nothing is being handled: what is still queued
         # for later (the run's timeout, a check of a step cancelled) finds it ended.
         if run is not None and run.status.terminal and quiet:
-            print_summary(steps, run.status, out, rt.ports.settings.poll_interval)
+            print_summary(steps, run.status, out, rt.ports.settings.poll_interval, run.inputs)
             return run.status
         if idle:
             reasons = "; ".join(f"{type(m).__name__} for {getattr(m, 'step_id', '')}: {why}"

@@ -45,7 +45,7 @@ def instantiate(dag: Dag, given: Mapping[str, Any], run: RunContext, origin: str
     values = _values(dag.params, given, problems)
     if problems:
         raise DagInvalid(origin, problems, "invalid run parameters")
-    texts = {**run.values(), **{f"params.{n}": v if isinstance(v, str) else json.dumps(list(v))
+    texts = {**run.values(), **{f"params.{n}": v if isinstance(v, str) else json.dumps(list(v), separators=(",", ":"))
                                 for n, v in values.items()}}
     groups = {s.id: _items(s, values) for s in dag.steps if s.for_each is not None}
     members = {group: tuple(f"{group}.{i}" for i in range(len(items))) for group, items in groups.items()}
