@@ -150,3 +150,17 @@ def test_the_example_runs_with_its_defaults_and_status_shows_values_and_groups(t
     assert "train: forEach of 3 (train.0 .. train.2): 3 SUCCEEDED" in shown.stdout
     assert "[3 SUCCEEDED] train (forEach)  <- prepare" in shown.stdout and "<- train\n" in shown.stdout
     assert "train: forEach of 3 (train.0 .. train.2): 3 SUCCEEDED" in res.stdout
+
+
+def test_a_rerun_keeps_the_runs_values_with_or_without_a_new_file(tmp_path: Path, mock: MockTaskRunner) -> None:
+    failing = PARAMS_DAG.replace('labels: {mock_duration_sec: "0.2"}', 'labels: {mock_fail_attempts: "1"}')
+    path = dag_file(tmp_path, failing)
+    res = run_cli(tmp_path, "run", path, "--tr-hostname", mock.url, "--tr-auth-jwt", TOKEN, "--run-id", "r",
+                  "--param", "day=2026-11-01", "--param", 'shards=["p","q","s"]', "--param", "lr=0.25")
+    assert res.returncode == 1, res.stderr
+    again = run_cli(tmp_path, "rerun", "r", "--dag-path", path, "--tr-hostname", mock.url, "--tr-auth-jwt", TOKEN)
+    assert again.returncode == 0, again.stderr + again.stdout
+    trains = [r["body"] for r in mock.requests() if r["path"] == "/job" and r["body"]["job_name"].startswith("train")]
+    assert len(trains) == 6  # each member failed once, then ran again
+    assert {t["args"]["shard"] for t in trains} == {"p", "q", "s"} and {t["args"]["lr"] for t in trains} == {"0.25"}
+    assert posted(mock)["merge"]["args"] == ['["p","q","s"]']

@@ -14,6 +14,7 @@ from ..model.dag import Dag, Step, Task
 from ..model.inputs import ParamValue, RunInputs
 from ..model.params import MAX_VALUES_BYTES, ParamSpec, checked_value, looks_like_credential, values_size
 from ..model.placeholders import ITEM, has_placeholder, substitute
+from ..model.records import RunRecord
 from ..model.text import excerpt
 from .limits import MAX_ID_LENGTH, MAX_STEPS
 
@@ -64,6 +65,14 @@ def instantiate(dag: Dag, given: Mapping[str, Any], run: RunContext, origin: str
         raise DagInvalid(origin, problems[:500], "invalid run parameters")
     inputs = RunInputs(values, run.scheduled_at, run.schedule, run.started_by, members)
     return Dag(tuple(steps), dag.name, dag.max_parallel, dag.timeout), inputs
+
+
+def as_the_runs(dag: Dag, run: RunRecord, origin: str) -> Dag:
+    """Another DAG file for a recorded run (a rerun's new definitions) with the run's own
+    parameter values, date and forEach lists; DagInvalid if they do not fit it."""
+    given = {name: list(v) if isinstance(v, tuple) else v for name, v in run.inputs.params.items()}
+    context = RunContext(run.run_id, run.created_at, run.inputs.scheduled_at, run.inputs.schedule)
+    return instantiate(dag, {k: v for k, v in given.items() if k in dag.params}, context, origin)[0]
 
 
 def _values(params: Mapping[str, ParamSpec], given: Mapping[str, Any],

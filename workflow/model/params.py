@@ -84,6 +84,12 @@ def as_text(value: object) -> str | None:
 def checked_value(spec: ParamSpec, value: object) -> tuple[ParamValue | None, str]:
     """(the value as stored, "") or (None, why it does not fit `spec`)."""
     if spec.type == "list":
+        if isinstance(value, str) and value.lstrip().startswith("["):  # as a command line or metadata gives it
+            given = value
+            try:
+                value = json.loads(given)
+            except (ValueError, RecursionError):
+                return None, f"must be a list: {excerpt(given, 60)!r} is not a JSON list"
         if not isinstance(value, (list, tuple)):
             return None, f"must be a list (on the command line as JSON: '[\"a\",\"b\"]'), got {_kind(value)}"
         if len(value) > spec.max_items:
