@@ -164,3 +164,19 @@ def test_a_rerun_keeps_the_runs_values_with_or_without_a_new_file(tmp_path: Path
     assert len(trains) == 6  # each member failed once, then ran again
     assert {t["args"]["shard"] for t in trains} == {"p", "q", "s"} and {t["args"]["lr"] for t in trains} == {"0.25"}
     assert posted(mock)["merge"]["args"] == ['["p","q","s"]']
+
+
+def test_a_param_file_gives_values_and_a_param_overrides_it(tmp_path: Path, mock: MockTaskRunner) -> None:
+    values = tmp_path / "values.yaml"
+    values.write_text("day: 2026-11-02\nlr: 0.25\nshards: [k, l]\n")  # a date and a number, as YAML reads them
+    res = run(tmp_path, mock, "--param-file", str(values), "--param", "lr=0.75")
+    assert res.returncode == 2 and mock.submissions() == []  # a YAML date is not text: quote it
+    assert "params.day: must be a string, got date 2026-11-02 (put it in quotes to keep it as text)" in res.stderr
+    values.write_text("day: '2026-11-02'\nlr: 0.25\nshards: [k, l]\n")
+    res = run(tmp_path, mock, "--param-file", str(values), "--param", "lr=0.75")
+    assert res.returncode == 0, res.stderr
+    jobs = posted(mock)
+    assert jobs["prep"]["args"][:2] == ["--lr=0.75", "--day=2026-11-02"]
+    assert [jobs[f"train.{i}"]["args"]["shard"] for i in (0, 1)] == ["k", "l"]
+    missing = run(tmp_path, mock, "--param-file", str(tmp_path / "nope.yaml"))
+    assert missing.returncode == 2 and "--param-file" in missing.stderr and "Traceback" not in missing.stderr

@@ -4,6 +4,7 @@ was given in: numbers are checked, never re-formatted."""
 
 from __future__ import annotations
 
+import datetime
 import json
 import math
 import re
@@ -105,7 +106,8 @@ def checked_value(spec: ParamSpec, value: object) -> tuple[ParamValue | None, st
         return tuple(items), ""
     text = as_text(value)
     if text is None or (isinstance(value, bool) and spec.type != "boolean"):
-        return None, f"must be {_a(spec.type)}, got {_kind(value)}"
+        quote = " (put it in quotes to keep it as text)" if isinstance(value, datetime.date) else ""
+        return None, f"must be {_a(spec.type)}, got {_kind(value)}{quote}"
     if spec.type == "string" and not isinstance(value, str):
         return None, f"must be a string, got {_kind(value)} (put it in quotes to keep it as text)"
     problem = _typed_problem(spec, text) or _text_problem(spec, text, "")
@@ -154,6 +156,8 @@ def _kind(value: object) -> str:
         return f"boolean {str(value).lower()}"
     if isinstance(value, str):
         return f"string {excerpt(value, 60)!r}"
+    if isinstance(value, datetime.date):
+        return f"date {value.isoformat()}"
     forms = {int: "integer", float: "number", list: "a list", tuple: "a list", dict: "a mapping", type(None): "null"}
     form = forms.get(type(value), type(value).__name__)
     return f"{form} {value}" if isinstance(value, (int, float)) else form
