@@ -3,6 +3,7 @@ and its forEach steps expanded into one step per item, ready for StartRun (`inst
 
 from __future__ import annotations
 
+import difflib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -79,11 +80,15 @@ def _values(params: Mapping[str, ParamSpec], given: Mapping[str, Any],
             problems: list[Problem]) -> dict[str, ParamValue]:
     """Every declared parameter's value: given, else its default, else (unless required) empty."""
     declared = ", ".join(sorted(params)[:20]) or "none"
+    lowered = {name.lower().replace("-", "_"): name for name in params}
     for name in given:
         if name not in params:
             why = "looks like a credential's name, and" if looks_like_credential(str(name)) else ""
+            close = lowered.get(str(name).lower().replace("-", "_")) or next(
+                iter(difflib.get_close_matches(str(name), list(params), n=1)), None)
+            hint = f"did you mean {close!r}?" if close else f"declared: {declared}"
             problems.append(Problem(f"params.{excerpt(str(name), 60)}",
-                                    f"{why} is not a parameter of this DAG (declared: {declared})".strip()))
+                                    f"{why} is not a parameter of this DAG ({hint})".strip()))
     values: dict[str, ParamValue] = {}
     for name, spec in params.items():
         if name in given:
