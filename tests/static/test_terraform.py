@@ -1122,7 +1122,8 @@ def test_run_operators_are_iam_members_never_public_and_run_admins_are_emails() 
     assert tf_locals()["function_env"]["WORKFLOW_RUN_ADMINS"] == '${join(",", var.run_admins)}'
     grants = _grants_on_the_control_route()
     assert grants and all(body["member"] == "${each.value}" for _, body in grants)  # members from the variables
-    assert not [name for name, body in grants if any(p in m.lower() for m in _iam_members(body) for p in PUBLIC_MEMBERS)]
+    assert not [name for name, body in grants
+                if any(p in m.lower() for m in _iam_members(body) for p in PUBLIC_MEMBERS)]
 
 
 def test_the_security_page_says_who_may_use_the_control_route_as_terraform_grants_it() -> None:
