@@ -494,8 +494,10 @@ TOOLING_PACKAGES = ("devtools",)
 # polling backoff, a rerun's new definitions and a Task Runner that moved about 125 more (5,145).
 # Run parameters with forEach (their declarations, placeholders and expansion run in the start
 # function) and schedules (a tick's run id, its concurrency) are budgeted at about 700 more.
+# Run control by a route of its own (its entry points, the verified caller and its limit, a
+# rerun's own token) added about 225 (5,832 to 6,055 with parameters in), budgeted at 250 more.
 # The budget makes the next growth a decision, not a drift.
-ARCHIVE_LINE_BUDGET = 5_900
+ARCHIVE_LINE_BUDGET = 6_150
 # The expression of local.function_source_files, with its fileset() patterns as the only variables.
 ARCHIVE_EXPRESSION = re.compile(
     r"\$\{sort\(concat\(\[(?P<literal>[^\]]*)\], tolist\(setsubtract\("
