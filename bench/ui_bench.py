@@ -126,7 +126,7 @@ def firestore_figures() -> None:
         with mock.patch.dict(os.environ, {"FIRESTORE_EMULATOR_HOST": emulator.host_port}):
             client = firestore.Client(project="ui-bench")
         reads = importlib.import_module("uikit").firestore_reads(client)
-        client.close()
+        client.close()  # type: ignore[no-untyped-call]
     finally:
         emulator.stop()
     print(f"Firestore emulator, a RUNNING run of {reads['steps']} steps: first load {reads['first_load']} document "

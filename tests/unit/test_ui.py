@@ -167,4 +167,4 @@ def test_the_vendored_layout_library_is_pinned_with_its_licence() -> None:
     vendor = Path(__file__).resolve().parents[2] / "workflow/ui/static/vendor"
     digest = hashlib.sha256((vendor / "dagre-0.8.5.min.js").read_bytes()).hexdigest()
     assert digest == "62eb9787ccfdbdf4148d4d99d31dbf9ee4770eafee81e637d759b52aac22cd51"
-    assert "Permission is hereby granted" in (vendor / "dagre-LICENSE").read_text(encoding="utf-8")
+    assert "Permission is hereby granted" in (vendor / "dagre-LICENSE.txt").read_text(encoding="utf-8")
