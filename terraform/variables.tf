@@ -23,7 +23,7 @@ variable "region" {
 }
 
 variable "deployer_service_account" {
-  description = "Email of the service account that runs Terraform (the Cloud Build deployer). It gets roles/iam.serviceAccountUser on the three runtime service accounts only (functions, triggers, scheduler). Defaults to workflow-deployer@<project>.iam.gserviceaccount.com."
+  description = "Email of the service account that runs Terraform (the Cloud Build deployer). It gets roles/iam.serviceAccountUser on the runtime service accounts only (functions, triggers, scheduler, and the run pages' once deployed). Defaults to workflow-deployer@<project>.iam.gserviceaccount.com."
   type        = string
   default     = null
 
