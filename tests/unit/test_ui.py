@@ -110,13 +110,21 @@ def test_a_step_page_shows_the_task_as_sent_and_never_its_credential(client: Fla
 
 
 def test_a_refresh_reads_only_what_moved(client: FlaskClient) -> None:
-    fp = json.loads(re.search(r'id="run-data">(.*?)</script>',  # type: ignore[union-attr]
-                              client.get("/runs/wide-1").get_data(as_text=True), re.S).group(1))["fp"]
-    quiet = client.get(f"/api/runs/wide-1/changes?since=999999&fp={fp}").get_json()
-    assert quiet["steps"] == [] and quiet["fp"] == fp
-    moved = client.get("/api/runs/wide-1/changes?since=2020&fp=old").get_json()["steps"]
+    quiet = client.get("/api/runs/wide-1/changes?since=999999").get_json()
+    assert quiet["steps"] == [] and quiet["run"]["status"] == "FAILED"
+    assert quiet["run"]["counts"]["FAILED"] == 1  # an ended run's record holds its counts
+    moved = client.get("/api/runs/wide-1/changes?since=2020").get_json()["steps"]
     assert 0 < len(moved) < WIDE
     assert all(s["finished_at"] >= 2020 or (s["submitted_at"] or 0) >= 2020 for s in moved)
+    assert client.get("/api/runs/nope/changes?since=0").status_code == 404
+
+
+def test_a_refresh_of_a_quiet_running_run_leaves_its_counts_unread(client: FlaskClient) -> None:
+    quiet = client.get("/api/runs/running-1/changes?since=999999").get_json()
+    assert (quiet["steps"], quiet["run"]["status"], quiet["run"]["counts"]) == ([], "RUNNING", None)
+    moved = client.get("/api/runs/running-1/changes?since=0").get_json()
+    assert {s["step_id"] for s in moved["steps"]} == {"first", "a", "b"}  # submitted; `last` never was
+    assert moved["run"]["counts"]["SUCCEEDED"] == 1 and moved["run"]["counts"]["OPEN"] == 3
 
 
 def test_an_action_without_the_page_token_or_from_another_site_is_refused(client: FlaskClient, db: Path) -> None:
@@ -159,4 +167,4 @@ def test_the_vendored_layout_library_is_pinned_with_its_licence() -> None:
     vendor = Path(__file__).resolve().parents[2] / "workflow/ui/static/vendor"
     digest = hashlib.sha256((vendor / "dagre-0.8.5.min.js").read_bytes()).hexdigest()
     assert digest == "62eb9787ccfdbdf4148d4d99d31dbf9ee4770eafee81e637d759b52aac22cd51"
-    assert "Permission is hereby granted" in (vendor / "dagre-LICENSE").read_text(encoding="utf-8")
+    assert "Permission is hereby granted" in (vendor / "dagre-LICENSE.txt").read_text(encoding="utf-8")

@@ -19,6 +19,7 @@ from .security import Guard, secure_headers
 
 SECRET_ENV = "WORKFLOW_UI_SECRET"  # signs the pages' action tokens; random per process when unset
 ORIGINS_ENV = "WORKFLOW_UI_ORIGINS"  # comma-separated other origins a POST may come from (a proxy's)
+ASSETS = "/assets"  # where static/ is served: functions-framework's own app keeps /static/ from a function
 
 
 @dataclass(frozen=True)
@@ -44,7 +45,7 @@ def create_app(runs: RunStore, steps: StepStore, pages: RunPages, actions: Actio
                clock: Callable[[], float] = time.time) -> Flask:
     """The app. `secret` signs action tokens (default: WORKFLOW_UI_SECRET, else random);
     `origins` are other origins a POST may come from (default: WORKFLOW_UI_ORIGINS)."""
-    app = Flask(__name__)
+    app = Flask(__name__, static_url_path=ASSETS)
     secret = secret or os.environ.get(SECRET_ENV, "").encode() or os.urandom(32)
     if origins is None:
         origins = [o.strip() for o in os.environ.get(ORIGINS_ENV, "").split(",") if o.strip()]

@@ -16,7 +16,6 @@ from .api import RUNS_PAGE, SKEW, known, number, run_status, step_state
 from .timeline import timeline
 from .views import (
     STATES,
-    fingerprint,
     graph_of,
     page_of,
     run_counts,
@@ -57,7 +56,7 @@ def register(app: Flask, ui: Ui) -> None:
         rows, pages = page_of(chosen, int(number(request.args.get("page")) or 1), TABLE_PAGE)
         page = min(max(int(number(request.args.get("page")) or 1), 1), pages)
         failed = [s for s in steps if s.state is StepState.FAILED]
-        data = {"run_id": run.run_id, "status": run.status.value, "fp": fingerprint(run), "since": started - SKEW,
+        data = {"run_id": run.run_id, "status": run.status.value, "since": started - SKEW,
                 "graph": graph.to_dict(steps), "node_of": graph.node_of,
                 "states": {s.step_id: s.state.value for s in steps}}
         commands = {a: twin(a, run.run_id, ui.where) for a in ACTIONS}

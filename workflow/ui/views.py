@@ -30,12 +30,6 @@ def step_counts(steps: Iterable[StepRecord]) -> dict[str, int]:
     return {state: found[state] for state in STATES}
 
 
-def fingerprint(run: RunRecord) -> str:
-    """Changes whenever a step of the run ends, the run ends or is rerun (not on heartbeats)."""
-    counts = run_counts(run)
-    return "|".join([run.status.value, *(str(counts[k]) for k in sorted(counts)), str(len(run.reruns))])
-
-
 def run_dict(run: RunRecord, now: float) -> dict[str, Any]:
     return {"run_id": run.run_id, "dag_name": run.dag_name, "source": run.source, "status": run.status.value,
             "created_at": run.created_at, "finished_at": run.finished_at,
