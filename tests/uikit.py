@@ -9,6 +9,7 @@ from typing import Any
 from enginekit import Harness, ScriptedRunner, dag
 from workflow.adapters.embedded.sqlite_store import SqliteStateStore
 from workflow.model.dag import Dag
+from workflow.model.inputs import RunInputs
 from workflow.model.messages import StartRun
 from workflow.model.records import RunRecord
 from workflow.model.states import RunStatus
@@ -20,10 +21,12 @@ WIDE = 1000
 
 
 def record(store: SqliteStateStore, run_id: str, the_dag: Dag, runner: ScriptedRunner, *,
-           at: float = 1000.0, until: float | None = None, poll: float = 0.0) -> Harness:
+           at: float = 1000.0, until: float | None = None, poll: float = 0.0,
+           inputs: RunInputs | None = None) -> Harness:
     """Run `the_dag` through the engine into `store` (to its end, or until `until` on the harness clock)."""
     h = Harness(runner=runner, store=store, settings=Settings(poll_interval=poll), now=at)
-    h.bus.publish([StartRun(run_id, the_dag, "http://runner", source="dags/x.yaml", tr_auth=SEALED)])
+    h.bus.publish([StartRun(run_id, the_dag, "http://runner", source="dags/x.yaml", tr_auth=SEALED,
+                            inputs=inputs or RunInputs())])
     h.drain(until=until if until is not None else float("inf"))
     return h
 

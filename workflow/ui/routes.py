@@ -17,6 +17,7 @@ from .timeline import timeline
 from .views import (
     STATES,
     graph_of,
+    group_states,
     page_of,
     run_counts,
     run_dict,
@@ -50,7 +51,7 @@ def register(app: Flask, ui: Ui) -> None:
         started = ui.clock()
         run = known(reads.runs.get_run(run_id))
         steps = reads.steps.list_steps(run_id)
-        graph = graph_of(steps)
+        graph = graph_of(steps, run.inputs.groups)
         state = step_state(request.args.get("state", ""))
         chosen = [s for s in steps if state is None or s.state is state]
         rows, pages = page_of(chosen, int(number(request.args.get("page")) or 1), TABLE_PAGE)
@@ -67,7 +68,8 @@ def register(app: Flask, ui: Ui) -> None:
             pages=pages, state=state.value if state else "", total=len(chosen), data=data,
             token=ui.guard.token(run.run_id), commands=commands,
             allowed={a: allowed(a, run) for a in ACTIONS}, acted=request.args.get("acted", ""),
-            step_ids=[s.step_id for s in steps] if len(steps) <= 200 else [])
+            step_ids=[s.step_id for s in steps] if len(steps) <= 200 else [],
+            group_states=group_states(steps, run.inputs.groups))
 
     @app.get("/runs/<run_id>/steps/<step_id>")
     def step_page(run_id: str, step_id: str) -> ResponseReturnValue:
