@@ -193,7 +193,7 @@ def test_a_run_page_shows_the_runs_parameters_as_text_and_a_for_each_as_one_node
     assert "<b>train</b>: 3 steps (train.0 .. train.2)" in page and "3 SUCCEEDED" in page
     data = json.loads(re.search(r'id="run-data">(.*?)</script>', page, re.S).group(1))  # type: ignore[union-attr]
     assert [(n["label"], n["size"]) for n in data["graph"]["nodes"]] == [
-        ("train (forEach x3)", 3), ("prep", 1), ("merge", 1)]
+        ("prep", 1), ("train (forEach x3)", 3), ("merge", 1)]
     assert data["graph"]["edges"] == [["step:prep", "group:train"], ["group:train", "step:merge"]]
     assert body["run"]["params"] == {"note": MARKUP, "shards": ["a", "b", "c"]}
     assert body["run"]["groups"] == {"train": ["train.0", "train.1", "train.2"]}

@@ -93,12 +93,16 @@ def graph_of(steps: Sequence[StepRecord], groups: Mapping[str, Sequence[str]] | 
         like[(frozenset(s.depends_on), frozenset(s.successors), s.task.image_uri)].append(s.step_id)
     node_of: dict[str, str] = {}
     nodes: dict[str, Node] = {}
-    for group, members in (groups or {}).items():
-        node = Node(f"group:{group}", f"{group} (forEach x{len(members)})", tuple(members))
-        nodes[node.id] = node
-        node_of.update((m, node.id) for m in members)
+    group_of = {m: group for group, members in (groups or {}).items() for m in members}
     for s in steps:
         if s.step_id in node_of:
+            continue
+        if s.step_id in group_of:  # a forEach step: its members as one node named after it
+            group = group_of[s.step_id]
+            members = list((groups or {})[group])
+            node = Node(f"group:{group}", f"{group} (forEach x{len(members)})", tuple(members))
+            nodes[node.id] = node
+            node_of.update((m, node.id) for m in members)
             continue
         members = like[(frozenset(s.depends_on), frozenset(s.successors), s.task.image_uri)]
         if len(members) < GROUP_MIN:
