@@ -104,7 +104,8 @@ def graph_of(steps: Sequence[StepRecord], groups: Mapping[str, Sequence[str]] | 
             nodes[node.id] = node
             node_of.update((m, node.id) for m in members)
             continue
-        members = like[(frozenset(s.depends_on), frozenset(s.successors), s.task.image_uri)]
+        members = [m for m in like[(frozenset(s.depends_on), frozenset(s.successors), s.task.image_uri)]
+                   if m not in group_of]
         if len(members) < GROUP_MIN:
             members = [s.step_id]
         node = Node(("group:" if len(members) > 1 else "step:") + s.step_id, label_of(members), tuple(members))
