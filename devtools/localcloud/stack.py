@@ -9,7 +9,8 @@ process group through `devtools.localcloud.processes`:
   the HTTP functions `on_start_request` and `on_control_request` of `main.py` (their URLs:
   `start_url`, `control_url`), each in its own functions-framework process, configured as
   a deployment is (see `function_env`; the only Task Runner origin allowed is the mock's,
-  over plain http, and the only DAG bucket is `bucket`), with a private XDG_RUNTIME_DIR so
+  over plain http, and the only DAG bucket is `bucket`), and with `pages` the run pages'
+  function `run_pages` too (`wiring.pages_env`), each with a private XDG_RUNTIME_DIR so
   their gunicorn control sockets do not collide;
 - what Eventarc would add: push subscriptions from `workflow-start`, `workflow-run-control`
   and `workflow-engine` to their functions (dead letters to `workflow-dead-letter` after
@@ -35,6 +36,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import secrets
 import shutil
 import tempfile
 import time
@@ -66,6 +68,7 @@ from .wiring import (
     HTTP_START_TARGET,
     MAX_DELIVERY_ATTEMPTS,
     MAX_POLL,
+    PAGES_TARGET,
     SIGNATURE_TYPES,
     START_TARGET,
     START_TOPIC,
@@ -73,6 +76,7 @@ from .wiring import (
     UPLOAD_TARGET,
     all_or_nothing,
     generate_token_key,
+    pages_env,
     quietly,
     wire_topics,
 )
@@ -101,6 +105,7 @@ class LocalCloud(CloudClient):
         stale_after: float = DEFAULT_STALE_AFTER_SEC,
         engine_gate: bool = False,
         count_ops: bool = False,
+        pages: bool = False,
     ) -> None:
         """`poll`: WORKFLOW_CHECK_STATE_DURATION_SEC of the functions; `mock_duration`: the
         mock's default job duration (a task's label `mock_duration_sec` overrides it);
@@ -108,7 +113,8 @@ class LocalCloud(CloudClient):
         (None: the emulator's default); `extra_env`: more variables for the functions;
         `sweep_every`: seconds between two sweeps (0: none); `stale_after`: how long a run
         shows no progress before a sweep reconciles it (WORKFLOW_STALE_AFTER_SEC); `count_ops`:
-        serve the functions from `COUNTED_SOURCE`, which logs what they cost after each call."""
+        serve the functions from `COUNTED_SOURCE`, which logs what they cost after each call;
+        `pages`: serve the run pages too (`function_url(PAGES_TARGET)`)."""
         if engine_deliveries < 1:
             raise ValueError(f"engine_deliveries must be >= 1, got {engine_deliveries}")
         if not (sweep_every >= 0 and stale_after > 0):
@@ -145,6 +151,8 @@ class LocalCloud(CloudClient):
         self.function_source = COUNTED_SOURCE if count_ops else FUNCTION_SOURCE
         self.mock = MockTaskRunner(duration=mock_duration)
         self.token_key = generate_token_key()
+        self.targets = (*TARGETS, PAGES_TARGET) if pages else TARGETS
+        self.pages_secret = secrets.token_hex(32)  # keys the pages' action tokens
         self.firestore: Service | None = None
         self.pubsub: Service | None = None
         self.storage: Service | None = None
@@ -175,23 +183,17 @@ class LocalCloud(CloudClient):
 
     def _start_all(self) -> None:
         self.mock.start()
-        self.firestore, self.pubsub, self.storage = all_or_nothing(
-            [
-                lambda: emulators.start_firestore_emulator(self.project, timeout=self.startup_timeout),
-                lambda: emulators.start_pubsub_emulator(self.project, timeout=self.startup_timeout),
-                lambda: emulators.start_storage_emulator(timeout=self.startup_timeout),
-            ]
-        )
-        started = all_or_nothing(
-            [
-                functools.partial(
-                    functions.start_function, self.function_source, target, self._own_env(target),
-                    signature_type=SIGNATURE_TYPES.get(target, "cloudevent"), timeout=self.startup_timeout,
-                )
-                for target in TARGETS
-            ]
-        )
-        self.functions = dict(zip(TARGETS, started, strict=True))
+        self.firestore, self.pubsub, self.storage = all_or_nothing([
+            lambda: emulators.start_firestore_emulator(self.project, timeout=self.startup_timeout),
+            lambda: emulators.start_pubsub_emulator(self.project, timeout=self.startup_timeout),
+            lambda: emulators.start_storage_emulator(timeout=self.startup_timeout),
+        ])
+        started = all_or_nothing([
+            functools.partial(functions.start_function, self.function_source, target, self._own_env(target),
+                              signature_type=SIGNATURE_TYPES.get(target, "cloudevent"), timeout=self.startup_timeout)
+            for target in self.targets
+        ])
+        self.functions = dict(zip(self.targets, started, strict=True))
         if self._engine_gate:
             self.gate = PushGate(self.function_url(ENGINE_TARGET)).start()
         engine_url = self.gate.url if self.gate is not None else self.function_url(ENGINE_TARGET)
@@ -237,9 +239,8 @@ class LocalCloud(CloudClient):
     def __enter__(self) -> LocalCloud:
         return self.start()
 
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
         self.stop()
 
     # -- where things are -----------------------------------------------------------------
@@ -334,13 +335,15 @@ class LocalCloud(CloudClient):
         return self.functions[target]
 
     def _own_env(self, target: str) -> dict[str, str]:
-        """`function_env()` plus a private XDG_RUNTIME_DIR: gunicorn (>= 25.1) opens a control
-        socket there, by default one per user in $HOME, which the servers would share."""
+        """`function_env()` (the pages': `pages_env`) plus a private XDG_RUNTIME_DIR: gunicorn
+        (>= 25.1) opens a control socket there, by default one per user in $HOME, which the
+        servers would share."""
         if self._runtime_dir is None:
             self._runtime_dir = Path(tempfile.mkdtemp(prefix="localcloud-run-"))
         own = self._runtime_dir / target
         own.mkdir(mode=0o700, exist_ok=True)
-        return {**self.function_env(), "XDG_RUNTIME_DIR": str(own)}
+        env = pages_env(self.env, self.pages_secret) if target == PAGES_TARGET else self.function_env()
+        return {**env, "XDG_RUNTIME_DIR": str(own)}
 
     def describe(self) -> dict[str, Any]:
         """Where everything is, JSON-serialisable (the `up` command's state file)."""
@@ -375,23 +378,14 @@ class LocalCloud(CloudClient):
 
     def log_tails(self, lines: int = 40, names: tuple[str, ...] | None = None) -> str:
         """The last `lines` lines of each log (functions only unless `names` says otherwise)."""
-        wanted = names or tuple(f"function-{t}" for t in TARGETS)
+        wanted = names or tuple(f"function-{t}" for t in self.targets)
         parts = [f"--- {s.name} ({s.process.log_path})\n{s.process.log_tail(lines)}"
                  for s in self._services() if s.name in wanted]
         return "\n".join(parts)
 
     def function_errors(self) -> list[str]:
         """Lines of the functions' logs at ERROR or above, or with a traceback."""
-        found: list[str] = []
-        for target, service in self.functions.items():
-            try:
-                text = service.process.log_path.read_text(encoding="utf-8", errors="replace")
-            except OSError as err:
-                found.append(f"{target}: log unreadable: {err}")
-                continue
-            found += [f"{target}: {summary}" for line in text.splitlines()
-                      if (summary := functions.error_summary(line))]
-        return found
+        return functions.logged_errors(self.functions)
 
 
 def _need(service: Service | None, what: str) -> Service:

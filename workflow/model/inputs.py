@@ -35,8 +35,13 @@ class RunInputs:
         params = {k: tuple(v) if isinstance(v, list) else str(v) for k, v in (d.get("params") or {}).items()}
         at = d.get("scheduled_at")
         return cls(params, None if at is None else float(at), d.get("schedule") or "", d.get("started_by") or "",
-                   {k: tuple(f"{k}.{i}" for i in range(int(n))) for k, n in (d.get("groups") or {}).items()})
+                   {k: _members(k, n) for k, n in (d.get("groups") or {}).items()})
 
     def group_of(self) -> dict[str, str]:
         """Each forEach member's group (step id -> forEach step id)."""
         return {member: group for group, members in self.groups.items() for member in members}
+
+
+def _members(group: str, stored: int | list[str]) -> tuple[str, ...]:
+    """A group's members from their count (or their list, as a store may hold it)."""
+    return tuple(stored) if isinstance(stored, list) else tuple(f"{group}.{i}" for i in range(int(stored)))
