@@ -10,7 +10,7 @@ from typing import Any
 
 from ..adapters.http.auth import check_token
 from ..bootstrap.cloud import CloudRuntime
-from ..dagfile import parse_dag
+from ..dagfile import RunContext, instantiate, parse_dag
 from ..engine import announce, handle
 from ..errors import AuthError, DagInvalid, InputError
 from ..model import codec
@@ -24,7 +24,8 @@ from ..settings import DAG_BUCKETS_ENV, DAG_EXTENSIONS, TR_URL_ENV, EdgeSettings
 
 log = logging.getLogger("workflow.entrypoints")  # the functions' log lines keep one logger name
 
-START_KEYS = frozenset({"action", "dag_path", "dag", "tr_hostname", "tr_url", "tr_auth_jwt", "run_id"})
+START_KEYS = frozenset({"action", "dag_path", "dag", "tr_hostname", "tr_url", "tr_auth_jwt", "run_id",
+                        "schedule", "scheduled_time", "concurrency"})  # the last three: a tick (schedules.py)
 MAX_START_BYTES = 1_048_576
 MAX_DAG_PATH = 1_024
 
@@ -39,6 +40,8 @@ class StartRequest:
     jwt: Any
     problems: list[str]
     body: dict[str, Any] = dataclasses.field(default_factory=dict)
+    schedule: str = ""  # a schedule's tick (admission/schedules.py): its schedule, and its time
+    scheduled_at: float | None = None
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,7 @@ class Started:
 
     run_id: str
     problems: tuple[str, ...] = ()
+    skipped: str = ""  # why a schedule's tick started nothing (recorded SKIPPED)
 
 
 def json_object(data: bytes) -> tuple[dict[str, Any] | None, str]:
@@ -169,10 +173,11 @@ def _start(rt: CloudRuntime, request: StartRequest, load: Callable[[], Dag]) -> 
     problems = list(request.problems)
     try:
         if not problems:
-            dag = load()
+            context = RunContext(request.run_id, rt.ports.clock(), request.scheduled_at, request.schedule)
+            dag, inputs = instantiate(load(), {}, context, request.source)
             sealed = rt.tokens.seal(request.jwt, run_id=request.run_id, origin=request.tr_url) if request.jwt else ""
             handle(StartRun(request.run_id, dag, request.tr_url.rstrip("/"), source=request.source,
-                            tr_auth=sealed), rt.ports)
+                            tr_auth=sealed, inputs=inputs), rt.ports)
             return Started(request.run_id)
     except DagInvalid as exc:
         problems = [str(p) for p in exc.problems]
