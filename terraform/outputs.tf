@@ -82,3 +82,8 @@ output "firestore_database" {
   description = "Firestore database used by the engine."
   value       = var.firestore_database
 }
+
+output "schedule_jobs" {
+  description = "The Cloud Scheduler job of each schedule (var.schedules), by schedule name: what `backfill --cloud --schedule NAME` reads."
+  value       = { for name, job in google_cloud_scheduler_job.schedules : name => job.id }
+}
