@@ -178,3 +178,35 @@ def test_a_start_run_of_a_tick_carries_its_inputs(rt: CloudRuntime, monkeypatch:
     start_message(pubsub_event(json.dumps(body).encode()), rt)
     assert [(m.run_id, m.inputs.schedule, m.inputs.scheduled_at) for m in handled] == [
         (TICK_ID, "nightly", 1_793_491_200.0)]
+
+
+def test_a_skipped_tick_is_listed_shown_with_why_and_never_rerun(tmp_path: Path) -> None:
+    import io
+
+    from workflow.adapters.embedded.sqlite_store import SqliteStateStore
+    from workflow.cli import main as cli
+    from workflow.engine import handle
+    from workflow.errors import PoisonMessage
+    from workflow.model.inputs import RunInputs
+    from workflow.model.messages import RerunRun
+    from workflow.model.records import RunRecord
+
+    db = str(tmp_path / "runs.sqlite3")
+    store = SqliteStateStore(db)
+    why = f"the schedule's run {TICK_ID} was still RUNNING (concurrency forbid): this tick started nothing"
+    store.create_run(RunRecord("nightly-20261102T000000Z", RunStatus.SKIPPED, "https://tr", source="gs://b/x.yaml",
+                               created_at=NOW, finished_at=NOW, problems=(why,),
+                               inputs=RunInputs(scheduled_at=NOW, schedule="nightly")), [])
+    rt = cloud_bootstrap.cloud(ENV, store=store, bus=ListBus(), runner=ScriptedRunner(), dags=FileDags(tmp_path),
+                               tokens=SealedTokens(KEY, fallback=StaticToken("own")), events=RecordedEvents())
+    with pytest.raises(PoisonMessage, match="it is SKIPPED"):
+        handle(RerunRun("nightly-20261102T000000Z", 0), rt.ports)
+    store.close()
+    listed, shown, rerun = io.StringIO(), io.StringIO(), io.StringIO()
+    assert cli(["runs", "--status", "skipped", "--db", db], out=listed) == 0
+    assert "nightly-20261102T000000Z  SKIPPED  gs://b/x.yaml" in listed.getvalue()
+    assert cli(["status", "nightly-20261102T000000Z", "--db", db], out=shown) == 1
+    assert f"  skipped: {why}" in shown.getvalue()
+    assert cli(["rerun", "nightly-20261102T000000Z", "--db", db, "--tr-auth-jwt", "none"], out=rerun,
+               runner=ScriptedRunner()) == 2
+    assert "it is SKIPPED: a schedule's tick that started nothing" in rerun.getvalue()

@@ -16,7 +16,7 @@ from ..model.inputs import RunInputs
 from ..model.messages import CancelRun
 from ..model.records import RunRecord
 from ..model.states import RunStatus
-from .start_requests import StartRequest, Started, start_requested
+from .start_requests import Started, StartRequest, start_requested
 
 log = logging.getLogger("workflow.entrypoints")  # the functions' log lines keep one logger name
 
