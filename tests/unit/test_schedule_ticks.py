@@ -210,3 +210,15 @@ def test_a_skipped_tick_is_listed_shown_with_why_and_never_rerun(tmp_path: Path)
     assert cli(["rerun", "nightly-20261102T000000Z", "--db", db, "--tr-auth-jwt", "none"], out=rerun,
                runner=ScriptedRunner()) == 2
     assert "it is SKIPPED: a schedule's tick that started nothing" in rerun.getvalue()
+
+
+def test_the_run_page_offers_no_rerun_of_a_skipped_tick() -> None:
+    from workflow.model.records import RunRecord
+    from workflow.ui.actions import allowed
+
+    def run(status: RunStatus) -> RunRecord:
+        return RunRecord("r", status, "https://tr")
+
+    assert [s for s in RunStatus if allowed("rerun", run(s))] == [RunStatus.SUCCEEDED, RunStatus.FAILED,
+                                                                 RunStatus.CANCELLED]
+    assert not allowed("cancel", run(RunStatus.SKIPPED)) and not allowed("resume", run(RunStatus.SKIPPED))
