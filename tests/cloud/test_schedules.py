@@ -28,7 +28,6 @@ pytestmark = pytest.mark.cloud
 
 ROOT = Path(__file__).resolve().parents[2]
 TAG = "sched"  # the label holding a test's unique tag
-BUSY = "workflow.engine.context.Busy: "
 TIMER = f"timer-{uuid.uuid4().hex[:8]}"  # the module's schedule on a timer
 
 
@@ -49,15 +48,6 @@ def cloud(require_tool: Callable[[Callable[[], LocalCloud]], LocalCloud]) -> Ite
         yield stack
     finally:
         stack.stop()
-
-
-@pytest.fixture
-def tag(cloud: LocalCloud) -> Iterator[str]:
-    """A tag unique to the test; the test fails if a function logged an error meanwhile."""
-    before = len(cloud.function_errors())
-    yield uuid.uuid4().hex[:12]
-    errors = [e for e in cloud.function_errors()[before:] if BUSY not in e]
-    assert not errors, "the functions logged errors:\n" + "\n".join(errors) + "\n" + cloud.log_tails(60)
 
 
 def jobs(cloud: LocalCloud, tag: str) -> list[dict[str, Any]]:

@@ -10,17 +10,9 @@ from pathlib import Path
 import pytest
 
 from devtools.mock_runner import MockTaskRunner
+from support import NIGHTLY as DAG
 from support import run_main
 
-DAG = """
-name: nightly
-steps:
-  - id: extract
-    task: {imageUri: img/extract, args: ["--day", "{{ run.date }}"]}
-  - id: load
-    dependsOn: [extract]
-    task: {imageUri: img/load}
-"""
 DAYS = ("2026-11-01", "2026-11-02", "2026-11-03")
 
 

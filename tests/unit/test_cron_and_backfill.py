@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from enginekit import ScriptedRunner
+from support import NIGHTLY as DAG
 from workflow.adapters.embedded.sqlite_store import SqliteStateStore
 from workflow.cli import backfill_cloud, main
 from workflow.cli.backfill import build_parser, default_schedule
@@ -27,15 +28,6 @@ from workflow.model.records import RunRecord
 from workflow.model.states import RunStatus
 
 NY = zone("America/New_York")
-DAG = """
-name: nightly
-steps:
-  - id: extract
-    task: {imageUri: img/extract, args: ["--day", "{{ run.date }}"]}
-  - id: load
-    dependsOn: [extract]
-    task: {imageUri: img/load}
-"""
 
 
 def shown(cron: str, first: date, last: date) -> list[str]:
