@@ -1,17 +1,20 @@
 """Entry points: the command line (`python main.py --help`) and the Cloud Functions, each of
-which hands its CloudEvent or request to `workflow.entrypoints` with the instance's runtime."""
+which hands its CloudEvent or request to `workflow.entrypoints` with the instance's runtime;
+and `run_pages`, the run pages (`main.py ui --cloud`) as an HTTP function."""
 
 from __future__ import annotations
 
 import functools
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable
 from typing import Any
 
 import functions_framework
 from werkzeug.exceptions import ServiceUnavailable
+from werkzeug.wrappers import Response
 
 from workflow import entrypoints
 from workflow.bootstrap.cloud import CloudRuntime
@@ -72,6 +75,30 @@ def on_start_request(request: Any) -> tuple[str, int, dict[str, str]]:
     status, body = entrypoints.start_over_http(request, runtime())
     headers = {"Content-Type": "application/json"} | ({"Allow": "POST"} if status == 405 else {})
     return json.dumps(body), status, headers
+
+
+@functools.cache
+def pages() -> Any:
+    """The run pages' Flask app, built on the instance's first request and reused for its life."""
+    from workflow import logs
+    from workflow.bootstrap.cloud_pages import cloud_ui
+    from workflow.ui import create_app
+    from workflow.ui.app import SECRET_ENV
+
+    logs.configure(logging.INFO)
+    if not os.environ.get(SECRET_ENV):
+        log.warning("%s is not set: the pages' action tokens hold on this instance only", SECRET_ENV)
+    rt = cloud_ui()
+    return create_app(rt.runs, rt.steps, rt.pages, rt.act, where=rt.where)
+
+
+@functions_framework.http
+def run_pages(request: Any) -> Response:
+    """The run pages: the request goes whole (method, path, query, form, headers) to their
+    Flask app through WSGI, so every page, the JSON API, the actions and the static files
+    answer as they do under `main.py ui --cloud`. Reads Firestore; an action publishes a
+    request on WORKFLOW_START_TOPIC; WORKFLOW_UI_SECRET keys the pages' action tokens."""
+    return Response.from_app(pages(), request.environ)
 
 
 if __name__ == "__main__":

@@ -1,14 +1,17 @@
 """Benchmark of the run pages: with 10,000 runs and one 1 -> 1000 -> 1 run in a SQLite
 file, the server time (p50 and p95 of in-process requests through Flask's test client) and
 the bytes of `/`, `/api/runs`, `/runs/<id>` and `/api/runs/<id>`; the store reads of a
-refresh of a quiet run; and in Chromium (when present) the time from navigation to the
-graph drawn for the wide run. The runs are recorded by the tests' own helpers.
+refresh of a quiet run; in Chromium (when present) the time from navigation to the graph
+drawn for the wide run; and on the Firestore emulator (when present) the document reads of
+a RUNNING 1 -> 1000 -> 1 run's first load and of its refreshes, counted as Firestore bills
+them. The runs are recorded by the tests' own helpers.
 Usage: .venv/bin/python bench/ui_bench.py [--runs N] [--repeat N]"""
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import statistics
 import subprocess
 import sys
@@ -17,6 +20,7 @@ import threading
 import time
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
@@ -92,9 +96,8 @@ def main() -> None:
                     "/runs/wide-1?state=SUCCEEDED&page=10"):
             p50, p95, size = timed(client, url, args.repeat)
             print(f"{url:32} {p50:8.1f} {p95:8.1f} {size:9,}")
-        fp = client.get("/api/runs/wide-1/changes?since=0&fp=").get_json()["fp"]
         before = rt.runs.ops  # type: ignore[attr-defined]
-        quiet = client.get(f"/api/runs/wide-1/changes?since={time.time()}&fp={fp}").get_json()
+        quiet = client.get(f"/api/runs/wide-1/changes?since={time.time()}").get_json()
         print(f"refresh of a quiet run: {rt.runs.ops - before} store reads "  # type: ignore[attr-defined]
               f"(the run, one query of the steps moved since), {len(quiet['steps'])} steps sent")
         drawn = browser_ms(app, 5)
@@ -104,6 +107,31 @@ def main() -> None:
             print(f"Chromium, /runs/wide-1 navigation to graph drawn: p50 {statistics.median(drawn):.0f} ms "
                   f"(of {len(drawn)}: {', '.join(f'{d:.0f}' for d in drawn)})")
         rt.close()
+    firestore_figures()
+
+
+def firestore_figures() -> None:
+    """The document reads of the pages on the Firestore emulator (`uikit.firestore_reads`)."""
+    from google.cloud import firestore
+
+    from devtools.localcloud import emulators
+    from devtools.localcloud.processes import MissingTool
+
+    try:
+        emulator = emulators.start_firestore_emulator("ui-bench")
+    except MissingTool as exc:
+        print(f"Firestore emulator: not found ({exc}), reads not measured")
+        return
+    try:
+        with mock.patch.dict(os.environ, {"FIRESTORE_EMULATOR_HOST": emulator.host_port}):
+            client = firestore.Client(project="ui-bench")
+        reads = importlib.import_module("uikit").firestore_reads(client)
+        client.close()  # type: ignore[no-untyped-call]
+    finally:
+        emulator.stop()
+    print(f"Firestore emulator, a RUNNING run of {reads['steps']} steps: first load {reads['first_load']} document "
+          f"reads; refresh of the quiet run {reads['quiet']}; refresh after a step ended {reads['moved']} "
+          f"({len(reads['moved_steps'])} step sent)")
 
 
 if __name__ == "__main__":

@@ -83,6 +83,21 @@ output "firestore_database" {
   value       = var.firestore_database
 }
 
+output "run_pages_service" {
+  description = "Cloud Run service of the run pages (`gcloud run services proxy` takes it); null until ui_secret is set."
+  value       = one(google_cloudfunctions2_function.ui[*].service_config[0].service)
+}
+
+output "run_pages_url" {
+  description = "HTTPS URL of the run pages' service (viewers need roles/run.invoker, see ui_viewers); null until ui_secret is set."
+  value       = one(google_cloudfunctions2_function.ui[*].service_config[0].uri)
+}
+
+output "ui_service_account_email" {
+  description = "Runtime identity of the run pages (Firestore reads, run requests on the start topic); null until ui_secret is set."
+  value       = one(google_service_account.ui[*].email)
+}
+
 output "schedule_jobs" {
   description = "The Cloud Scheduler job of each schedule (var.schedules), by schedule name: what `backfill --cloud --schedule NAME` reads."
   value       = { for name, job in google_cloud_scheduler_job.schedules : name => job.id }

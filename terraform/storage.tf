@@ -65,19 +65,19 @@ resource "google_storage_bucket" "function_source" {
 locals {
   repo_root = abspath("${path.module}/..")
 
-  # File types shipped from workflow/. A static test fails if workflow/
+  # File types shipped from workflow/: the code, and the run pages' templates, styles,
+  # scripts and the vendored layout library's licence. A static test fails if workflow/
   # contains any other file type, so nothing is silently left out.
-  function_source_extensions = ["py", "pyi", "typed", "json", "yaml", "yml"]
+  function_source_extensions = ["py", "pyi", "typed", "json", "yaml", "yml", "html", "css", "js", "txt"]
 
   # What only the command line uses (the CLI and the embedded runtime: SQLite, the
-  # in-process bus; local DAG files; gcloud user credentials). A static test fails if
-  # shipped code imports any of it. The run pages (workflow/ui, served by `main.py ui`)
-  # stay out too until they are deployed with the functions.
+  # in-process bus, the run pages over SQLite; local DAG files; gcloud user credentials).
+  # A static test fails if shipped code imports any of it. The run pages themselves
+  # (workflow/ui) are shipped: the run_pages function (ui.tf) serves them.
   function_source_excluded = [
     "workflow/cli/**", "workflow/adapters/embedded/**", "workflow/bootstrap/embedded.py",
-    "workflow/bootstrap/control.py", "workflow/adapters/local_dags.py",
+    "workflow/bootstrap/ui.py", "workflow/adapters/local_dags.py",
     "workflow/adapters/http/user_tokens.py",
-    "workflow/ui/**", "workflow/bootstrap/ui.py", "workflow/adapters/gcp/firestore_pages.py",
   ]
 
   function_source_files = sort(concat(

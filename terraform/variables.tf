@@ -23,7 +23,7 @@ variable "region" {
 }
 
 variable "deployer_service_account" {
-  description = "Email of the service account that runs Terraform (the Cloud Build deployer). It gets roles/iam.serviceAccountUser on the three runtime service accounts only (functions, triggers, scheduler). Defaults to workflow-deployer@<project>.iam.gserviceaccount.com."
+  description = "Email of the service account that runs Terraform (the Cloud Build deployer). It gets roles/iam.serviceAccountUser on the runtime service accounts only (functions, triggers, scheduler, and the run pages' once deployed). Defaults to workflow-deployer@<project>.iam.gserviceaccount.com."
   type        = string
   default     = null
 
@@ -458,5 +458,70 @@ variable "token_key_secret" {
   validation {
     condition     = var.token_key_secret == "" || can(regex("^[A-Za-z0-9_-]{1,255}$", var.token_key_secret))
     error_message = "token_key_secret must be empty or a Secret Manager secret id (letters, digits, _ and -)."
+  }
+}
+
+# ---------------------------------------------------------------------------
+# Run pages (terraform/ui.tf)
+# ---------------------------------------------------------------------------
+
+variable "ui_secret" {
+  description = "Id of an existing Secret Manager secret (in this project) holding the key of the run pages' action tokens (WORKFLOW_UI_SECRET, a long random string), the same on every instance. The run pages (the run_pages function) are deployed only when it is set."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.ui_secret == "" || can(regex("^[A-Za-z0-9_-]{1,255}$", var.ui_secret))
+    error_message = "ui_secret must be empty or a Secret Manager secret id (letters, digits, _ and -)."
+  }
+}
+
+variable "ui_secret_version" {
+  description = "The version of ui_secret the run pages read, pinned (not \"latest\"), so that a new key reaches them only with a deploy (pages open then ask for a reload before acting)."
+  type        = string
+  default     = "1"
+
+  validation {
+    condition     = can(regex("^[1-9][0-9]*$", var.ui_secret_version))
+    error_message = "ui_secret_version must be a version number of the secret (1, 2, ...), not latest."
+  }
+}
+
+variable "ui_viewers" {
+  description = "IAM members (e.g. \"group:workflow-users@example.com\") who may open the run pages: roles/run.invoker on the run_pages function's Cloud Run service only. Behind IAP, IAP's service agent (docs/deploy.md). The pages read every run and may cancel, rerun and resume them."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition = alltrue([
+      for m in var.ui_viewers :
+      can(regex("^(user|group|serviceAccount|domain|principal|principalSet):.+$", m))
+    ])
+    error_message = "ui_viewers entries must be IAM members like user:, group:, serviceAccount:; allUsers/allAuthenticatedUsers are not allowed."
+  }
+}
+
+variable "ui_origins" {
+  description = "Origins besides the pages' own that an action (a POST) may come from (WORKFLOW_UI_ORIGINS): where `gcloud run services proxy` serves the pages, since it forwards them under the service's host name. The default is its default address."
+  type        = list(string)
+  default     = ["http://localhost:8080"]
+
+  validation {
+    condition = alltrue([
+      for o in var.ui_origins :
+      can(regex("^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?$", o))
+    ])
+    error_message = "ui_origins entries must be origins like http://localhost:8080 or https://pages.example.com, without path or trailing slash."
+  }
+}
+
+variable "ui_ingress" {
+  description = "Ingress of the run pages' function: ALLOW_ALL (reached with `gcloud run services proxy`, or a load balancer) or ALLOW_INTERNAL_AND_GCLB (only through a load balancer, with IAP). Every request needs roles/run.invoker either way."
+  type        = string
+  default     = "ALLOW_ALL"
+
+  validation {
+    condition     = contains(["ALLOW_ALL", "ALLOW_INTERNAL_AND_GCLB"], var.ui_ingress)
+    error_message = "ui_ingress must be ALLOW_ALL or ALLOW_INTERNAL_AND_GCLB."
   }
 }

@@ -27,11 +27,11 @@ class Problem:
 class DagInvalid(InputError):
     """A DAG file was refused; `problems` lists every problem found, not only the first."""
 
-    def __init__(self, origin: str, problems: list[Problem]) -> None:
+    def __init__(self, origin: str, problems: list[Problem], what: str = "invalid DAG") -> None:
         self.origin = origin
         self.problems = list(problems)
         lines = "\n".join(f"  - {p}" for p in self.problems)
-        super().__init__(f"{origin}: invalid DAG ({len(self.problems)} problem(s)):\n{lines}")
+        super().__init__(f"{origin}: {what} ({len(self.problems)} problem(s)):\n{lines}")
 
 
 class DagNotFound(InputError):

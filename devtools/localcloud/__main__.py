@@ -1,7 +1,7 @@
 """`python -m devtools.localcloud {up,upload,status}`: the cloud runtime on this machine.
 
-- `up` starts the emulators, the mock Task Runner, the four functions and their triggers
-  (see `devtools.localcloud.stack`), prints where everything is and the `export` lines a
+- `up` starts the emulators, the mock Task Runner, the four functions and their triggers,
+  and the run pages' function (see `devtools.localcloud.stack`), prints where everything is and the `export` lines a
   shell needs, writes them to the state file and runs until Ctrl-C or SIGTERM; then it
   stops everything and removes the state file.
 - `upload FILE` uploads a DAG file to the bucket (which starts a run) and prints its run id.
@@ -40,7 +40,7 @@ from .client import upload_object
 from .processes import MissingTool, StartupError
 from .scheduler import LocalSchedule
 from .stack import LocalCloud
-from .wiring import DEFAULT_SWEEP_EVERY, ENGINE_TOPIC, MAX_POLL, START_TOPIC, TARGETS, require_tools
+from .wiring import DEFAULT_SWEEP_EVERY, ENGINE_TOPIC, MAX_POLL, PAGES_TARGET, START_TOPIC, TARGETS, require_tools
 
 DEFAULT_STATE_FILE = ".localcloud.json"
 PROG = "python -m devtools.localcloud"
@@ -95,7 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,
         description="The cloud runtime on this machine: Firestore, Pub/Sub and GCS emulators, "
-        "the four functions of main.py under functions-framework, their triggers and a mock Task Runner.",
+        "the four functions of main.py and the run pages under functions-framework, their triggers and a mock "
+        "Task Runner.",
         epilog="exit codes: 0 ok, 1 run failed or invalid (status of one run), 2 usage error or unknown run",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="{up,upload,status}")
@@ -200,7 +201,7 @@ def up(args: argparse.Namespace) -> int:
                          "a run whose jobs are being checked must never look stale")
     cloud = LocalCloud(project=args.project, bucket=args.bucket, prefix=args.prefix, poll=args.poll,
                        mock_duration=args.mock_duration, engine_deliveries=args.engine_deliveries,
-                       sweep_every=args.sweep_every, stale_after=args.stale_after,
+                       sweep_every=args.sweep_every, stale_after=args.stale_after, pages=True,
                        schedules={name: LocalSchedule({"dag_path": f"gs://{args.bucket}/{obj}", "schedule": name},
                                                       every) for name, obj, every in args.schedule})
     stopping: list[bool] = []
@@ -282,6 +283,7 @@ def _print_up(cloud: LocalCloud, state_file: Path) -> None:
         (TARGETS[2], f"{cloud.function_url(TARGETS[2])} <- topic {ENGINE_TOPIC}"
                      f" (x{cloud.engine_deliveries})"),
         (TARGETS[3], f"{cloud.start_url} <- POST a start request (JSON)"),
+        (PAGES_TARGET, f"{cloud.function_url(PAGES_TARGET)}/ <- the run pages, in a browser"),
         ("dead letters", "topic workflow-dead-letter, pull subscription workflow-dead-letter-sub"),
         ("polling interval", f"{cloud.poll:g} s"),
         ("sweep", f"every {cloud.sweep_every:g} s, runs quiet for {cloud.stale_after:g} s" if cloud.sweep_every

@@ -9,7 +9,8 @@ process group through `devtools.localcloud.processes`:
   `on_start_request` of `main.py` (its URL: `start_url`), each in its own
   functions-framework process, configured as a deployment is (see `function_env`; the
   only Task Runner origin allowed is the mock's, over plain http, and the only DAG
-  bucket is `bucket`), with a private XDG_RUNTIME_DIR for gunicorn's control socket;
+  bucket is `bucket`), and with `pages` the run pages' function `run_pages` too
+  (`wiring.pages_env`), each with a private XDG_RUNTIME_DIR for gunicorn's control socket;
 - what Eventarc would add: push subscriptions from `workflow-start` and `workflow-engine`
   to their functions (dead letters to `workflow-dead-letter` after 10 attempts) and a
   `FinalizeForwarder` turning uploads to the bucket into finalize events for
@@ -34,6 +35,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import secrets
 import shutil
 import tempfile
 import time
@@ -62,6 +64,7 @@ from .wiring import (
     HTTP_START_TARGET,
     MAX_DELIVERY_ATTEMPTS,
     MAX_POLL,
+    PAGES_TARGET,
     SIGNATURE_TYPES,
     START_TARGET,
     START_TOPIC,
@@ -69,6 +72,7 @@ from .wiring import (
     UPLOAD_TARGET,
     all_or_nothing,
     generate_token_key,
+    pages_env,
     quietly,
     wire_topics,
 )
@@ -97,6 +101,7 @@ class LocalCloud(CloudClient):
         stale_after: float = DEFAULT_STALE_AFTER_SEC,
         engine_gate: bool = False,
         count_ops: bool = False,
+        pages: bool = False,
         schedules: Mapping[str, LocalSchedule] | None = None,
     ) -> None:
         """`poll`: WORKFLOW_CHECK_STATE_DURATION_SEC of the functions; `mock_duration`: the
@@ -105,7 +110,8 @@ class LocalCloud(CloudClient):
         (None: the emulator's default); `extra_env`: more variables for the functions;
         `sweep_every`: seconds between two sweeps (0: none); `stale_after`: how long a run
         shows no progress before a sweep reconciles it (WORKFLOW_STALE_AFTER_SEC); `count_ops`:
-        serve the functions from `COUNTED_SOURCE`, which logs what they cost after each call."""
+        serve the functions from `COUNTED_SOURCE`, which logs what they cost after each call;
+        `pages`: serve the run pages too (`function_url(PAGES_TARGET)`)."""
         if engine_deliveries < 1:
             raise ValueError(f"engine_deliveries must be >= 1, got {engine_deliveries}")
         if not (sweep_every >= 0 and stale_after > 0):
@@ -144,6 +150,8 @@ class LocalCloud(CloudClient):
         self.function_source = COUNTED_SOURCE if count_ops else FUNCTION_SOURCE
         self.mock = MockTaskRunner(duration=mock_duration)
         self.token_key = generate_token_key()
+        self.targets = (*TARGETS, PAGES_TARGET) if pages else TARGETS
+        self.pages_secret = secrets.token_hex(32)  # keys the pages' action tokens
         self.firestore: Service | None = None
         self.pubsub: Service | None = None
         self.storage: Service | None = None
@@ -174,23 +182,17 @@ class LocalCloud(CloudClient):
 
     def _start_all(self) -> None:
         self.mock.start()
-        self.firestore, self.pubsub, self.storage = all_or_nothing(
-            [
-                lambda: emulators.start_firestore_emulator(self.project, timeout=self.startup_timeout),
-                lambda: emulators.start_pubsub_emulator(self.project, timeout=self.startup_timeout),
-                lambda: emulators.start_storage_emulator(timeout=self.startup_timeout),
-            ]
-        )
-        started = all_or_nothing(
-            [
-                functools.partial(
-                    functions.start_function, self.function_source, target, self._own_env(target),
-                    signature_type=SIGNATURE_TYPES.get(target, "cloudevent"), timeout=self.startup_timeout,
-                )
-                for target in TARGETS
-            ]
-        )
-        self.functions = dict(zip(TARGETS, started, strict=True))
+        self.firestore, self.pubsub, self.storage = all_or_nothing([
+            lambda: emulators.start_firestore_emulator(self.project, timeout=self.startup_timeout),
+            lambda: emulators.start_pubsub_emulator(self.project, timeout=self.startup_timeout),
+            lambda: emulators.start_storage_emulator(timeout=self.startup_timeout),
+        ])
+        started = all_or_nothing([
+            functools.partial(functions.start_function, self.function_source, target, self._own_env(target),
+                              signature_type=SIGNATURE_TYPES.get(target, "cloudevent"), timeout=self.startup_timeout)
+            for target in self.targets
+        ])
+        self.functions = dict(zip(self.targets, started, strict=True))
         if self._engine_gate:
             self.gate = PushGate(self.function_url(ENGINE_TARGET)).start()
         engine_url = self.gate.url if self.gate is not None else self.function_url(ENGINE_TARGET)
@@ -238,9 +240,8 @@ class LocalCloud(CloudClient):
     def __enter__(self) -> LocalCloud:
         return self.start()
 
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
         self.stop()
 
     # -- where things are -----------------------------------------------------------------
@@ -330,13 +331,15 @@ class LocalCloud(CloudClient):
         return self.functions[target]
 
     def _own_env(self, target: str) -> dict[str, str]:
-        """`function_env()` plus a private XDG_RUNTIME_DIR: gunicorn (>= 25.1) opens a control
-        socket there, by default one per user in $HOME, which the servers would share."""
+        """`function_env()` (the pages': `pages_env`) plus a private XDG_RUNTIME_DIR: gunicorn
+        (>= 25.1) opens a control socket there, by default one per user in $HOME, which the
+        servers would share."""
         if self._runtime_dir is None:
             self._runtime_dir = Path(tempfile.mkdtemp(prefix="localcloud-run-"))
         own = self._runtime_dir / target
         own.mkdir(mode=0o700, exist_ok=True)
-        return {**self.function_env(), "XDG_RUNTIME_DIR": str(own)}
+        env = pages_env(self.env, self.pages_secret) if target == PAGES_TARGET else self.function_env()
+        return {**env, "XDG_RUNTIME_DIR": str(own)}
 
     def describe(self) -> dict[str, Any]:
         """Where everything is, JSON-serialisable (the `up` command's state file)."""
@@ -372,7 +375,7 @@ class LocalCloud(CloudClient):
 
     def log_tails(self, lines: int = 40, names: tuple[str, ...] | None = None) -> str:
         """The last `lines` lines of each log (functions only unless `names` says otherwise)."""
-        wanted = names or tuple(f"function-{t}" for t in TARGETS)
+        wanted = names or tuple(f"function-{t}" for t in self.targets)
         parts = [f"--- {s.name} ({s.process.log_path})\n{s.process.log_tail(lines)}"
                  for s in self._services() if s.name in wanted]
         return "\n".join(parts)

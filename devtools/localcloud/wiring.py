@@ -6,7 +6,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import Any
 
@@ -33,7 +33,9 @@ START_TARGET = "on_start_message"
 ENGINE_TARGET = "on_engine_message"
 HTTP_START_TARGET = "on_start_request"
 TARGETS = (UPLOAD_TARGET, START_TARGET, ENGINE_TARGET, HTTP_START_TARGET)
-SIGNATURE_TYPES = {HTTP_START_TARGET: "http"}  # the others take CloudEvents
+PAGES_TARGET = "run_pages"
+"""The run pages (terraform/ui.tf's function), served beside TARGETS when asked (`pages`)."""
+SIGNATURE_TYPES = {HTTP_START_TARGET: "http", PAGES_TARGET: "http"}  # the others take CloudEvents
 
 
 def require_tools() -> None:
@@ -46,6 +48,13 @@ def require_tools() -> None:
     ):
         if importlib.util.find_spec(module) is None and shutil.which(script) is None:
             raise MissingTool(script, hint)
+
+
+def pages_env(env: Mapping[str, str], secret: str) -> dict[str, str]:
+    """The run pages' environment, as terraform/ui.tf configures them: the emulators (`env`),
+    the topic their actions publish on, and the key of their action tokens."""
+    return {**env, "WORKFLOW_START_TOPIC": START_TOPIC, "WORKFLOW_UI_SECRET": secret, "LOG_FORMAT": "json",
+            "WORKFLOW_FIRESTORE_DATABASE": "", "WORKFLOW_UI_ORIGINS": ""}  # blank what this process may set
 
 
 def generate_token_key() -> str:

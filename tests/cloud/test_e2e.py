@@ -334,6 +334,51 @@ def test_a_start_token_is_sealed_at_rest_and_sent_to_the_task_runner(cloud: Loca
     assert {r["auth"] for r in seen} == {"Bearer " + fingerprint(token)}
 
 
+def params_dag() -> dict[str, Any]:
+    """A DAG with a required parameter, a list fanned out with forEach and the run's own values;
+    each job is labelled with the `tag` parameter, so each start path's jobs can be told apart."""
+    labels = {"mock_duration_sec": "0", TAG: "{{ params.tag }}"}
+    return {
+        "name": "params",
+        "params": {"tag": {"type": "string", "required": True}, "day": {"type": "string", "required": True},
+                   "lr": {"type": "number", "default": "0.1"}, "shards": {"type": "list", "default": ["a"]}},
+        "steps": [
+            {"id": "prep", "task": {"imageUri": "gcr.io/e2e/prep:1", "labels": labels,
+                                    "args": ["--day={{ params.day }}", "--lr={{ params.lr }}"]}},
+            {"id": "train", "dependsOn": ["prep"], "forEach": "{{ params.shards }}",
+             "task": {"imageUri": "gcr.io/e2e/train:1", "labels": labels, "args": {"shard": "{{ item }}"}}},
+            {"id": "merge", "dependsOn": ["train"], "task": {"imageUri": "gcr.io/e2e/merge:1", "labels": labels}},
+        ],
+    }
+
+
+def test_params_from_a_start_message_an_http_start_and_upload_metadata_send_the_same_args(
+        cloud: LocalCloud, tag: str) -> None:
+    object_name, _ = cloud.upload(as_yaml(params_dag()), f"requests/params-{tag}.yaml")
+    dag_path = f"gs://{cloud.bucket}/{object_name}"
+    values = {"day": "2026-11-01", "lr": "0.50", "shards": ["eu", "us", "asia"]}
+    cloud.publish_start({"dag_path": dag_path, "run_id": f"params-m-{tag}", "params": {**values, "tag": f"m{tag}"}})
+    status, answer = cloud.post_start({"dag_path": dag_path, "run_id": f"params-h-{tag}",
+                                       "params": {**values, "tag": f"h{tag}"}})
+    assert status == 202, answer
+    metadata = {"param-day": "2026-11-01", "param-lr": "0.50", "param-shards": '["eu","us","asia"]',
+                "param-tag": f"u{tag}"}
+    name, generation = cloud.upload(as_yaml(params_dag()), f"{cloud.prefix}params-{tag}.yaml", metadata)
+    runs = {"m": f"params-m-{tag}", "h": f"params-h-{tag}", "u": cloud.run_id_for(name, generation)}
+    sent = {}
+    for key, run_id in runs.items():
+        run = finished(cloud, run_id)
+        assert run.status is RunStatus.SUCCEEDED, run
+        assert run.inputs.groups == {"train": ("train.0", "train.1", "train.2")}
+        assert run.inputs.params == {"day": "2026-11-01", "lr": "0.50", "shards": ("eu", "us", "asia"),
+                                     "tag": f"{key}{tag}"}
+        sent[key] = sorted((r["body"]["job_name"], json.dumps(r["body"].get("args")))
+                           for r in tagged_requests(cloud, f"{key}{tag}") if r["path"] == "/job")
+    assert sent["m"] == sent["h"] == sent["u"] == [
+        ("merge", "null"), ("prep", '["--day=2026-11-01", "--lr=0.50"]'), ("train.0", '{"shard": "eu"}'),
+        ("train.1", '{"shard": "us"}'), ("train.2", '{"shard": "asia"}')]
+
+
 def tagged_requests(cloud: LocalCloud, tag: str) -> list[dict[str, Any]]:
     """Every request the mock received for a task labelled `tag`."""
     return [r for r in cloud.mock.requests() if ((r["body"] or {}).get("labels") or {}).get(TAG) == tag]

@@ -1,9 +1,9 @@
 """Static checks of the Terraform deployment (no terraform binary, no cloud access).
 
-The function set, entry points and trigger types are defined once, in
-terraform/functions.tf (one for_each resource over local.function_specs); these
-tests tie that definition to main.py in both directions and enforce the IAM /
-hardening rules of the deployment.
+The engine's function set, entry points and trigger types are defined once, in
+terraform/functions.tf (one for_each resource over local.function_specs); the run pages'
+function, with its own identity, in terraform/ui.tf. These tests tie those definitions to
+main.py in both directions and enforce the IAM / hardening rules of the deployment.
 """
 
 from __future__ import annotations
@@ -31,6 +31,8 @@ TF_FILES = sorted(TF_DIR.glob("*.tf"))
 FUNCTION_RESOURCE = "google_cloudfunctions2_function"
 FUNCTION_ADDRESS = f"{FUNCTION_RESOURCE}.this"
 HTTP_FUNCTIONS = {"on_start_request"}
+UI_FUNCTION = "ui"  # google_cloudfunctions2_function.ui (terraform/ui.tf): the run pages
+UI_ENTRY_POINT = "run_pages"
 STORAGE_FINALIZED = "google.cloud.storage.object.v1.finalized"
 PUBSUB_PUBLISHED = "google.cloud.pubsub.topic.v1.messagePublished"
 # Which topic (by name suffix after name_prefix) each Pub/Sub-triggered entry point listens on.
@@ -63,6 +65,7 @@ PUBLIC_MEMBERS = {"allusers", "allauthenticatedusers"}
 PRIMITIVE_ROLES = {"roles/owner", "roles/editor", "roles/viewer"}
 FUNCTIONS_SA = "google_service_account.functions"
 TRIGGER_SA = "google_service_account.trigger"
+UI_SA = "google_service_account.ui"
 
 
 # ---------------------------------------------------------------------------
@@ -152,10 +155,17 @@ def refers_to(expr: Any, address: str) -> bool:
 
 
 def function_resource() -> dict[str, Any]:
-    """The single function resource; its instances are the entries of local.function_specs."""
+    """The engine's function resource; its instances are the entries of local.function_specs.
+    The only other function resource is the run pages' (`ui_function`)."""
     found = resources(FUNCTION_RESOURCE)
-    assert set(found) == {"this"}, f"expected one {FUNCTION_ADDRESS} (for_each), found {sorted(found)}"
+    assert set(found) == {"this", UI_FUNCTION}, f"expected {FUNCTION_ADDRESS} (for_each) and the run pages', " \
+                                                f"found {sorted(found)}"
     return found["this"]
+
+
+def ui_function() -> dict[str, Any]:
+    """The run pages' function (terraform/ui.tf)."""
+    return resources(FUNCTION_RESOURCE)[UI_FUNCTION]
 
 
 def functions() -> dict[str, dict[str, Any]]:
@@ -290,7 +300,9 @@ def test_every_http_function_is_an_http_function_of_main(main_http_functions: se
 def test_every_function_of_main_is_deployed(main_cloud_events: set[str], main_http_functions: set[str]) -> None:
     assert main_cloud_events, "main.py defines no @functions_framework.cloud_event function"
     specs = functions()
-    undeployed = (main_cloud_events | main_http_functions) - set(specs)
+    assert one(ui_function()["build_config"])["entry_point"] == UI_ENTRY_POINT
+    assert UI_ENTRY_POINT in main_http_functions, f"main.{UI_ENTRY_POINT} is not an HTTP function"
+    undeployed = (main_cloud_events | main_http_functions) - set(specs) - {UI_ENTRY_POINT}
     assert not undeployed, f"functions in main.py with no entry in local.function_specs: {sorted(undeployed)}"
     wrong_kind = {name for name in main_http_functions if name in specs and not is_http(specs[name])}
     assert not wrong_kind, f"HTTP functions of main.py deployed with an event trigger: {sorted(wrong_kind)}"
@@ -493,8 +505,14 @@ TOOLING_PACKAGES = ("devtools",)
 # polling backoff, a rerun's new definitions and a Task Runner that moved about 125 more (5,145).
 # Run parameters with forEach (their declarations, placeholders and expansion run in the start
 # function) and schedules (a tick's run id, its concurrency) are budgeted at about 700 more.
+# The run pages ship too, for the run_pages function (terraform/ui.tf): workflow/ui (pages,
+# JSON API, actions and their guard), their runtime on the cloud with the start-topic control
+# their actions publish through, and the page reads on Firestore, about 810 more (6,642).
+# Schedules then shipped their part: a tick's run id and time (model/ticks.py), its
+# concurrency and the SKIPPED record (admission/schedules.py), the store's query of a
+# schedule's running runs, about 215 more (6,859).
 # The budget makes the next growth a decision, not a drift.
-ARCHIVE_LINE_BUDGET = 5_900
+ARCHIVE_LINE_BUDGET = 6_950
 # The expression of local.function_source_files, with its fileset() patterns as the only variables.
 ARCHIVE_EXPRESSION = re.compile(
     r"\$\{sort\(concat\(\[(?P<literal>[^\]]*)\], tolist\(setsubtract\("
@@ -787,7 +805,7 @@ def test_no_public_members_or_primitive_roles() -> None:
             if any(p in member.lower() for p in PUBLIC_MEMBERS):
                 problems.append(f"{rtype}.{name}: public member {member}")
     assert not problems, problems
-    for name in ("start_publishers", "dag_bucket_writers", "start_request_invokers", "run_viewers"):
+    for name in ("start_publishers", "dag_bucket_writers", "start_request_invokers", "run_viewers", "ui_viewers"):
         assert variables()[name].get("validation"), f"{name} must validate its members"
 
 
@@ -875,7 +893,7 @@ def test_http_start_function_is_invocable_only_by_the_configured_members() -> No
     assert outputs["start_request_url"]["value"] == '${local.functions["on_start_request"].url}'
 
 
-def test_deployer_acts_only_as_the_three_runtime_accounts() -> None:
+def test_deployer_acts_only_as_the_runtime_accounts() -> None:
     acts_as = resources("google_service_account_iam_member")["deployer_acts_as"]
     assert acts_as["role"] == "roles/iam.serviceAccountUser"
     assert acts_as["member"] == "serviceAccount:${local.deployer_email}"
@@ -884,6 +902,12 @@ def test_deployer_acts_only_as_the_three_runtime_accounts() -> None:
         "trigger": f"${{{TRIGGER_SA}.name}}",
         "scheduler": "${google_service_account.scheduler.name}",
     }
+    ui = resources("google_service_account_iam_member")["deployer_acts_as_ui"]  # the run pages', once deployed
+    assert (ui["role"], ui["member"], ui["count"]) == (acts_as["role"], acts_as["member"], "${local.ui_count}")
+    assert ui["service_account_id"] == f"${{{UI_SA}[0].name}}"
+    users = [name for rtype, name, body in all_resources()
+             if rtype.endswith("_iam_member") and body.get("role") == "roles/iam.serviceAccountUser"]
+    assert sorted(users) == ["deployer_acts_as", "deployer_acts_as_ui"], users
     assert "workflow-deployer@${var.project}.iam.gserviceaccount.com" in tf_locals()["deployer_email"]
     project_roles = {body["role"] for body in resources("google_project_iam_member").values()}
     assert not project_roles & {"roles/iam.serviceAccountUser", "roles/iam.serviceAccountAdmin"}, project_roles
@@ -1035,7 +1059,7 @@ def test_the_deployer_may_manage_scheduler_jobs() -> None:
 
 
 def test_the_functions_read_a_pinned_version_of_the_token_key() -> None:
-    for name, fn in resources("google_cloudfunctions2_function").items():
+    for name, fn in {"this": function_resource()}.items():  # the run pages need no token key
         config = fn["service_config"][0] if isinstance(fn["service_config"], list) else fn["service_config"]
         secrets = [d["secret_environment_variables"] for d in config.get("dynamic", [])
                    if "secret_environment_variables" in d]
@@ -1063,6 +1087,100 @@ def test_each_team_writes_dags_only_under_its_own_folder() -> None:
     assert "(user|group|serviceAccount|domain|principal|principalSet)" in members
     dags = resources("google_storage_bucket")["dags"]
     assert dags["uniform_bucket_level_access"] is True  # IAM conditions need it
+
+
+# ---------------------------------------------------------------------------
+# The run pages (terraform/ui.tf)
+# ---------------------------------------------------------------------------
+
+
+def test_the_run_pages_are_the_run_pages_function_of_main_deployed_from_the_same_archive(main_module: Any) -> None:
+    fn = ui_function()
+    build = one(fn["build_config"])
+    assert (build["entry_point"], build["runtime"]) == (UI_ENTRY_POINT, "python312")
+    assert callable(getattr(main_module, UI_ENTRY_POINT, None))
+    storage = one(one(build["source"])["storage_source"])
+    assert refers_to(storage["object"], "google_storage_bucket_object.function_source")
+    assert fn["count"] == "${local.ui_count}" and tf_locals()["ui_count"] == "${local.ui_enabled ? 1 : 0}"
+    assert tf_locals()["ui_enabled"] == '${var.ui_secret != ""}'  # deployed once its secret is named
+    service = one(fn["service_config"])
+    assert service["service_account_email"] == f"${{{UI_SA}[0].email}}"
+    assert service["environment_variables"] == "${local.ui_env}"
+    assert service["ingress_settings"] == "${var.ui_ingress}" and service["all_traffic_on_latest_revision"] is True
+    shipped = set(archive_files())  # the pages' own files go in the archive too
+    assert {"workflow/ui/app.py", "workflow/ui/templates/run.html", "workflow/ui/static/run.js",
+            "workflow/ui/static/vendor/dagre-0.8.5.min.js", "workflow/ui/static/vendor/dagre-LICENSE.txt",
+            "workflow/bootstrap/cloud_pages.py", "workflow/adapters/gcp/firestore_pages.py"} <= shipped
+    assert "workflow/bootstrap/ui.py" not in shipped  # the pages over SQLite stay the command line's
+
+
+def test_the_run_pages_are_never_public_their_invokers_are_ui_viewers() -> None:
+    invokers = [(name, body) for name, body in resources("google_cloud_run_v2_service_iam_member").items()
+                if refers_to(body.get("name"), f"{FUNCTION_RESOURCE}.{UI_FUNCTION}")]
+    assert [name for name, _ in invokers] == ["ui_viewers"], invokers
+    viewers = invokers[0][1]
+    assert viewers["for_each"] == "${local.ui_enabled ? toset(var.ui_viewers) : toset([])}"
+    assert (viewers["role"], viewers["member"]) == ("roles/run.invoker", "${each.value}")
+    assert viewers["name"] == f"${{{FUNCTION_RESOURCE}.{UI_FUNCTION}[0].service_config[0].service}}"
+    variable = variables()["ui_viewers"]
+    assert variable["default"] == [] and variable["type"] == "${list(string)}"
+    rule = _validation_rule("ui_viewers")
+    assert rule.match("group:ops@example.com") and rule.match("serviceAccount:x@p.iam.gserviceaccount.com")
+    assert not any(rule.match(m) for m in ("allUsers", "allAuthenticatedUsers", "ops@example.com"))
+    text = (TF_DIR / "ui.tf").read_text(encoding="utf-8").lower()
+    assert not any(member in text for member in PUBLIC_MEMBERS)
+    assert variables()["ui_ingress"]["default"] == "ALLOW_ALL"  # IAM decides: run.invoker on every request
+    assert "ALLOW_INTERNAL_AND_GCLB" in one(variables()["ui_ingress"]["validation"])["condition"]
+
+
+def test_the_run_pages_read_as_datastore_viewer_and_publish_only_on_the_clis_request_topic() -> None:
+    assert _grants_to(UI_SA) == {
+        ("google_project_iam_member", "roles/datastore.viewer"),
+        ("google_pubsub_topic_iam_member", "roles/pubsub.publisher"),
+        ("google_secret_manager_secret_iam_member", "roles/secretmanager.secretAccessor"),
+    }
+    publishers = [b for b in resources("google_pubsub_topic_iam_member").values() if refers_to(b["member"], UI_SA)]
+    assert [b["topic"] for b in publishers] == ["${local.ui_action_topic.name}"]
+    # One place names the topic (the one the command line's --cloud cancel, rerun and resume use).
+    assert tf_locals()["ui_action_topic"] == "${google_pubsub_topic.start}"
+    assert tf_locals()["ui_env"]["WORKFLOW_START_TOPIC"] == "${local.ui_action_topic.name}"
+    ui_text = (TF_DIR / "ui.tf").read_text(encoding="utf-8")
+    assert ui_text.count("google_pubsub_topic.") == 1, "name the pages' topic through local.ui_action_topic only"
+    accessor = resources("google_secret_manager_secret_iam_member")["ui_secret_accessor"]
+    assert accessor["secret_id"] == "${var.ui_secret}"
+    viewer = resources("google_project_iam_member")["ui_datastore_viewer"]
+    assert viewer["role"] == "roles/datastore.viewer" and refers_to(viewer["member"], UI_SA)
+    sa = resources("google_service_account")["ui"]
+    assert sa["account_id"] == "${var.name_prefix}-ui"
+
+
+def test_the_run_pages_key_their_action_tokens_with_a_pinned_secret_never_a_literal() -> None:
+    service = one(ui_function()["service_config"])
+    secret = one(service["secret_environment_variables"])
+    assert secret == {"key": "WORKFLOW_UI_SECRET", "project_id": "${var.project}", "secret": "${var.ui_secret}",
+                      "version": "${var.ui_secret_version}"}
+    env = tf_locals()["ui_env"]
+    assert "WORKFLOW_UI_SECRET" not in env and "WORKFLOW_TOKEN_KEY" not in env
+    assert set(env) == {"GOOGLE_CLOUD_PROJECT", "WORKFLOW_FIRESTORE_DATABASE", "WORKFLOW_START_TOPIC",
+                        "WORKFLOW_UI_ORIGINS", "LOG_FORMAT"}
+    version = variables()["ui_secret_version"]
+    assert version["default"] == "1"
+    pattern = re.search(r'regex\("(.+?)", var\.ui_secret_version\)', one(version["validation"])["condition"])
+    assert pattern and re.fullmatch(pattern.group(1).replace("\\\\", "\\"), "3")
+    assert not re.fullmatch(pattern.group(1).replace("\\\\", "\\"), "latest")
+    assert variables()["ui_secret"]["default"] == ""
+    origins = _validation_rule("ui_origins")
+    assert variables()["ui_origins"]["default"] == ["http://localhost:8080"]  # `gcloud run services proxy`
+    assert origins.match("https://pages.example.com") and not origins.match("https://pages.example.com/x")
+
+
+def test_the_run_pages_outputs_say_where_they_are() -> None:
+    outputs: dict[str, Any] = {}
+    for block in _blocks("output"):
+        outputs.update(block)
+    assert outputs["run_pages_url"]["value"] == f"${{one({FUNCTION_RESOURCE}.{UI_FUNCTION}[*].service_config[0].uri)}}"
+    assert outputs["run_pages_service"]["value"] == (
+        f"${{one({FUNCTION_RESOURCE}.{UI_FUNCTION}[*].service_config[0].service)}}")
 
 
 # ---------------------------------------------------------------------------
@@ -1125,7 +1243,7 @@ def test_each_schedule_is_a_scheduler_job_calling_the_http_start_as_the_schedule
                                          "audience": "${local.start_request_uri}"}
     assert "oauth_token" not in target and "pubsub_target" not in job and "app_engine_http_target" not in job
     assert "${google_cloud_run_v2_service_iam_member.scheduler_invokes_start}" in job["depends_on"]
-    assert set(resources("google_service_account")) == {"functions", "trigger", "scheduler"}  # no new identity
+    assert not [n for n in resources("google_service_account") if "schedule" in n and n != "scheduler"]  # no new one
 
 
 def test_a_schedules_body_is_a_start_request_naming_its_schedule() -> None:

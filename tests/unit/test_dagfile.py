@@ -462,7 +462,7 @@ def test_unknown_step_key_suggests_dependsOn() -> None:
 
 def test_unknown_key_without_a_close_match_lists_the_known_keys() -> None:
     assert one_problem(steps_yaml(f"{{id: a, xyzzy: 1, {OK_TASK}}}")) == (
-        "steps[0] (id 'a'): unknown key 'xyzzy'; expected one of: id, description, dependsOn, task, retries, "
+        "steps[0] (id 'a'): unknown key 'xyzzy'; expected one of: id, description, dependsOn, task, forEach, retries, "
         "retryDelaySec, timeoutSec, runIf"
     )
 

@@ -638,3 +638,43 @@ def test_a_dispatch_delivered_early_whose_step_moved_on_is_acknowledged(rt: Clou
         engine_message(pubsub_event(data, not_before=due_later), rt, clock=lambda: 1000.0)
     assert rt.ports.store.steps.end_steps("r-5", ["a"], StepState.CANCELLED, "cancelled", 1000.0).recorded
     engine_message(pubsub_event(data, not_before=due_later), rt, clock=lambda: 1000.0)  # acknowledged
+
+
+PARAMS_DAG = {"params": {"day": {"type": "string", "required": True}, "shards": {"type": "list", "default": ["a"]}},
+              "steps": [{"id": "t", "forEach": "{{ params.shards }}",
+                         "task": {"imageUri": "img/t", "args": ["{{ params.day }}", "{{ item }}"]}}]}
+
+
+def _members(rt: CloudRuntime, run_id: str) -> list[tuple[str, Any]]:
+    return [(s.step_id, s.task.args) for s in rt.ports.store.list_steps(run_id)]
+
+
+def test_params_come_alike_from_a_start_message_an_http_start_and_upload_metadata(
+        rt: CloudRuntime, client: Any, tmp_path: Path) -> None:
+    (tmp_path / "dags").mkdir()
+    (tmp_path / "dags/p.yaml").write_text(json.dumps(PARAMS_DAG))
+    params = {"day": "2026-11-01", "shards": ["x", "y"]}
+    start_message(pubsub_event(json.dumps({"dag_path": "gs://b/dags/p.yaml", "run_id": "m", "params": params})
+                               .encode()), rt)
+    assert client.post("/", json={"dag_path": "gs://b/dags/p.yaml", "run_id": "h", "params": params}).status_code == 202
+    dag_uploaded(gcs_event("dags/p.yaml", metadata={"param-day": "2026-11-01", "param-shards": '["x","y"]'}), rt)
+    upload = upload_run_id("b", "dags/p.yaml", "17")
+    wanted = [("t.0", ("2026-11-01", "x")), ("t.1", ("2026-11-01", "y"))]
+    assert _members(rt, "m") == _members(rt, "h") == _members(rt, upload) == wanted
+    run = rt.ports.store.get_run(upload)
+    assert run is not None and run.inputs.params == {"day": "2026-11-01", "shards": ("x", "y")}
+    assert run.inputs.groups == {"t": ("t.0", "t.1")}
+
+
+@pytest.mark.parametrize(("params", "problem"), [
+    ({}, "params.day: is required"),
+    ({"day": "d", "lr": "1"}, "params.lr: is not a parameter of this DAG"),
+    ({"day": 5}, "params.day: must be a string, got integer 5"),
+    ("day=1", "params must be an object"),
+])
+def test_bad_params_in_a_start_record_the_run_invalid_naming_them(rt: CloudRuntime, params: Any,
+                                                                  problem: str) -> None:
+    start_message(pubsub_event(json.dumps({"dag": PARAMS_DAG, "run_id": "bad", "params": params}).encode()), rt)
+    run = rt.ports.store.get_run("bad")
+    assert run is not None and run.status is RunStatus.INVALID and problem in " ".join(run.problems)
+    assert published(rt) == []

@@ -9,10 +9,12 @@ from pathlib import Path
 
 import pytest
 from flask.testing import FlaskClient
-from uikit import SEALED, WIDE, filled, running
+from uikit import MARKUP, SEALED, WIDE, filled, record, running
 
+from enginekit import ScriptedRunner
 from workflow.adapters.embedded.sqlite_store import SqliteStateStore
 from workflow.bootstrap.ui import embedded_ui
+from workflow.dagfile import RunContext, instantiate, parse_dag
 from workflow.model.states import RunStatus
 from workflow.ui import create_app
 
@@ -110,13 +112,21 @@ def test_a_step_page_shows_the_task_as_sent_and_never_its_credential(client: Fla
 
 
 def test_a_refresh_reads_only_what_moved(client: FlaskClient) -> None:
-    fp = json.loads(re.search(r'id="run-data">(.*?)</script>',  # type: ignore[union-attr]
-                              client.get("/runs/wide-1").get_data(as_text=True), re.S).group(1))["fp"]
-    quiet = client.get(f"/api/runs/wide-1/changes?since=999999&fp={fp}").get_json()
-    assert quiet["steps"] == [] and quiet["fp"] == fp
-    moved = client.get("/api/runs/wide-1/changes?since=2020&fp=old").get_json()["steps"]
+    quiet = client.get("/api/runs/wide-1/changes?since=999999").get_json()
+    assert quiet["steps"] == [] and quiet["run"]["status"] == "FAILED"
+    assert quiet["run"]["counts"]["FAILED"] == 1  # an ended run's record holds its counts
+    moved = client.get("/api/runs/wide-1/changes?since=2020").get_json()["steps"]
     assert 0 < len(moved) < WIDE
     assert all(s["finished_at"] >= 2020 or (s["submitted_at"] or 0) >= 2020 for s in moved)
+    assert client.get("/api/runs/nope/changes?since=0").status_code == 404
+
+
+def test_a_refresh_of_a_quiet_running_run_leaves_its_counts_unread(client: FlaskClient) -> None:
+    quiet = client.get("/api/runs/running-1/changes?since=999999").get_json()
+    assert (quiet["steps"], quiet["run"]["status"], quiet["run"]["counts"]) == ([], "RUNNING", None)
+    moved = client.get("/api/runs/running-1/changes?since=0").get_json()
+    assert {s["step_id"] for s in moved["steps"]} == {"first", "a", "b"}  # submitted; `last` never was
+    assert moved["run"]["counts"]["SUCCEEDED"] == 1 and moved["run"]["counts"]["OPEN"] == 3
 
 
 def test_an_action_without_the_page_token_or_from_another_site_is_refused(client: FlaskClient, db: Path) -> None:
@@ -159,4 +169,31 @@ def test_the_vendored_layout_library_is_pinned_with_its_licence() -> None:
     vendor = Path(__file__).resolve().parents[2] / "workflow/ui/static/vendor"
     digest = hashlib.sha256((vendor / "dagre-0.8.5.min.js").read_bytes()).hexdigest()
     assert digest == "62eb9787ccfdbdf4148d4d99d31dbf9ee4770eafee81e637d759b52aac22cd51"
-    assert "Permission is hereby granted" in (vendor / "dagre-LICENSE").read_text(encoding="utf-8")
+    assert "Permission is hereby granted" in (vendor / "dagre-LICENSE.txt").read_text(encoding="utf-8")
+
+
+def test_a_run_page_shows_the_runs_parameters_as_text_and_a_for_each_as_one_node(tmp_path: Path) -> None:
+    path = str(tmp_path / "params.sqlite3")
+    store = SqliteStateStore(path)
+    text = ('{"params": {"note": {"type": "string"}, "shards": {"type": "list", "default": ["a", "b", "c"]}},'
+            ' "steps": [{"id": "prep", "task": {"imageUri": "i"}},'
+            ' {"id": "train", "dependsOn": ["prep"], "forEach": "{{ params.shards }}", "task": {"imageUri": "i"}},'
+            ' {"id": "merge", "dependsOn": ["train"], "task": {"imageUri": "i"}}]}')
+    made, inputs = instantiate(parse_dag(text.encode(), "p.json"), {"note": MARKUP}, RunContext("p-1", 1000.0), "p")
+    record(store, "p-1", made, ScriptedRunner(), inputs=inputs)
+    store.close()
+    rt = embedded_ui(path)
+    client = create_app(rt.runs, rt.steps, rt.pages, rt.act, where=f"--db {path}", secret=b"k").test_client()
+    page = client.get("/runs/p-1").get_data(as_text=True)
+    body = client.get("/api/runs/p-1").get_json()
+    rt.close()
+    assert "<h2>Parameters</h2>" in page and "&lt;b id=&#34;injected&#34;&gt;" in page
+    assert '<b id="injected"' not in page
+    assert "<code>[&#34;a&#34;,&#34;b&#34;,&#34;c&#34;]</code>" in page
+    assert "<b>train</b>: 3 steps (train.0 .. train.2)" in page and "3 SUCCEEDED" in page
+    data = json.loads(re.search(r'id="run-data">(.*?)</script>', page, re.S).group(1))  # type: ignore[union-attr]
+    assert [(n["label"], n["size"]) for n in data["graph"]["nodes"]] == [
+        ("prep", 1), ("train (forEach x3)", 3), ("merge", 1)]
+    assert data["graph"]["edges"] == [["step:prep", "group:train"], ["group:train", "step:merge"]]
+    assert body["run"]["params"] == {"note": MARKUP, "shards": ["a", "b", "c"]}
+    assert body["run"]["groups"] == {"train": ["train.0", "train.1", "train.2"]}

@@ -24,7 +24,7 @@ from ..settings import DAG_BUCKETS_ENV, DAG_EXTENSIONS, TR_URL_ENV, EdgeSettings
 
 log = logging.getLogger("workflow.entrypoints")  # the functions' log lines keep one logger name
 
-START_KEYS = frozenset({"action", "dag_path", "dag", "tr_hostname", "tr_url", "tr_auth_jwt", "run_id",
+START_KEYS = frozenset({"action", "dag_path", "dag", "tr_hostname", "tr_url", "tr_auth_jwt", "run_id", "params",
                         "schedule", "scheduled_time", "concurrency"})  # the last three: a tick (schedules.py)
 MAX_START_BYTES = 1_048_576
 MAX_DAG_PATH = 1_024
@@ -40,6 +40,7 @@ class StartRequest:
     jwt: Any
     problems: list[str]
     body: dict[str, Any] = dataclasses.field(default_factory=dict)
+    params: dict[str, Any] = dataclasses.field(default_factory=dict)  # the run's parameter values, unchecked
     schedule: str = ""  # a schedule's tick (admission/schedules.py): its schedule, and its time
     scheduled_at: float | None = None
 
@@ -87,9 +88,13 @@ def checked_start(data: bytes, fallback_id: str, edge: EdgeSettings, aliases: Ma
     problems += edge.tr_url_problems(tr_url, "tr_hostname" if given else TR_URL_ENV)
     problems += _token_problems(body)
     problems += _dag_problems(body, edge)
+    params = body.get("params", {})
+    if not isinstance(params, dict):
+        problems.append(f"params must be an object of parameter names to values, not {type(params).__name__}")
     path = body.get("dag_path")
     source = excerpt(path, 200) if isinstance(path, str) else "inline"
-    return StartRequest(run_id, source, tr_url, body.get("tr_auth_jwt"), problems, body)
+    return StartRequest(run_id, source, tr_url, body.get("tr_auth_jwt"), problems, body,
+                        params if isinstance(params, dict) else {})
 
 
 def _renamed(body: dict[str, Any], aliases: Mapping[str, str]) -> list[str]:
@@ -147,14 +152,17 @@ def start_requested(request: StartRequest, rt: CloudRuntime) -> Started:
     return _start(rt, request, lambda: _requested_dag(request.body, rt))
 
 
-def start_upload(run_id: str, path: str, generation: str, given_tr_url: Any, rt: CloudRuntime) -> None:
-    """Start the run the upload of `path` makes (once per generation), or record it INVALID."""
+def start_upload(run_id: str, path: str, generation: str, given_tr_url: Any, rt: CloudRuntime,
+                 params: dict[str, str] | None = None) -> None:
+    """Start the run the upload of `path` makes (once per generation), or record it INVALID;
+    `params`: the parameter values of the object's metadata."""
     if rt.ports.store.runs.get_run(run_id) is not None:
         log.info("upload already started run %s", run_id, extra={"run_id": run_id})
         return
     tr_url = given_tr_url or rt.edge.default_tr_url
     where = "the object's metadata tr_url" if given_tr_url else TR_URL_ENV
-    request = StartRequest(run_id, f"{path}#{generation}", tr_url, None, rt.edge.tr_url_problems(tr_url, where))
+    request = StartRequest(run_id, f"{path}#{generation}", tr_url, None, rt.edge.tr_url_problems(tr_url, where),
+                           params=params or {})
     _start(rt, request, lambda: rt.dags.read(path))
 
 
@@ -173,8 +181,9 @@ def _start(rt: CloudRuntime, request: StartRequest, load: Callable[[], Dag]) -> 
     problems = list(request.problems)
     try:
         if not problems:
+            template = load()
             context = RunContext(request.run_id, rt.ports.clock(), request.scheduled_at, request.schedule)
-            dag, inputs = instantiate(load(), {}, context, request.source)
+            dag, inputs = instantiate(template, request.params, context, request.source)
             sealed = rt.tokens.seal(request.jwt, run_id=request.run_id, origin=request.tr_url) if request.jwt else ""
             handle(StartRun(request.run_id, dag, request.tr_url.rstrip("/"), source=request.source,
                             tr_auth=sealed, inputs=inputs), rt.ports)

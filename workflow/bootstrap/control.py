@@ -1,5 +1,5 @@
-"""The cloud runtime as the command line operates it: Firestore and the start topic.
-Not shipped to Cloud Functions (the function archive leaves it out, as it does the CLI)."""
+"""The cloud runtime as the command line operates it: Firestore and the start topic. The
+run pages' function (`main.run_pages`) publishes its actions through it too."""
 
 from __future__ import annotations
 

@@ -1,10 +1,7 @@
-"""The run pages' runtime: what they read (the store's roles and its page reads) and how
-their actions are done, on the embedded store (`--db`) or on the cloud runtime (`--cloud`).
-
-Embedded, a cancel is handled here and now as `main.py cancel` does; a rerun or a resume
-is executed in this process, in the background, until the run has nothing left to do.
-On the cloud, every action is a request published on the start topic, as the commands
-with `--cloud` publish it.
+"""The run pages' runtime on the embedded store (`main.py ui --db`): what they read (the
+store's roles and its page reads) and how their actions are done. A cancel is handled here
+and now as `main.py cancel` does; a rerun or a resume is executed in this process, in the
+background, until the run has nothing left to do. On the cloud runtime: `cloud_pages`.
 """
 
 from __future__ import annotations
@@ -12,29 +9,17 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 from ..errors import InputError
 from ..model.messages import CancelRun, Message, ReconcileRun, RerunRun
 from ..model.records import RunRecord
-from ..ports import RunPages, RunStore, StepStore, TaskRunner
+from ..ports import TaskRunner
 from ..settings import Settings
-from .cloud import DATABASE_ENV, PROJECT_ENV, database_of, project_of
-from .control import control
+from .cloud_pages import UiRuntime
 from .embedded import EmbeddedRuntime, embedded
 
 FOLLOW_EVERY = 0.2  # seconds between two looks at a background runtime
-
-
-@dataclass
-class UiRuntime:
-    runs: RunStore
-    steps: StepStore
-    pages: RunPages
-    act: Callable[[str, RunRecord, str], str]
-    close: Callable[[], None] = lambda: None
 
 
 def embedded_ui(db_path: str, runner: TaskRunner | None = None) -> UiRuntime:
@@ -90,34 +75,3 @@ class EmbeddedActions:
     def close(self) -> None:
         while self.running:
             self.running.pop().close()
-
-
-def cloud_ui(project: str = "", database: str = "") -> UiRuntime:
-    """Firestore read with Application Default Credentials (or the emulator), requests
-    published on the start topic; one Firestore client for the store and the page reads."""
-    from google.auth import exceptions as auth_errors
-    from google.cloud import firestore
-
-    from ..adapters.gcp.firestore_pages import FirestorePages
-    from ..adapters.gcp.firestore_store import FirestoreStateStore
-
-    env = dict(os.environ)
-    env.update({name: value for name, value in ((PROJECT_ENV, project), (DATABASE_ENV, database)) if value})
-    try:
-        client = firestore.Client(project=project_of(env), database=database_of(env))
-    except auth_errors.DefaultCredentialsError:
-        raise InputError("no Google credentials: run 'gcloud auth application-default login', or set "
-                         "FIRESTORE_EMULATOR_HOST and PUBSUB_EMULATOR_HOST for the emulators") from None
-    store = FirestoreStateStore(client)
-    ctl = control(env, store=store)
-
-    def act(action: str, run: RunRecord, from_step: str) -> str:
-        body: dict[str, Any] = {"action": action, "run_id": run.run_id}
-        if action == "rerun":
-            body["reruns"] = len(run.reruns)
-            if from_step:
-                body["from"] = from_step
-        ctl.request(body)
-        return f"{action} requested"
-
-    return UiRuntime(store, store, FirestorePages(client), act, client.close)

@@ -12,6 +12,7 @@ from typing import Any, TextIO
 from .. import logs
 from ..adapters.local_dags import LocalDags
 from ..bootstrap.embedded import embedded
+from ..dagfile import as_the_runs
 from ..errors import InputError
 from ..model.dag import Dag
 from ..model.join import shape_differences
@@ -83,7 +84,7 @@ def _rerun_request(run: RunRecord, steps: list[StepRecord], dag: Dag | None) -> 
 
 def _check_shape(run: RunRecord, steps: list[StepRecord], dag: Dag | None) -> None:
     """InputError naming how `dag` differs from the run's shape, if it does."""
-    changed = shape_differences(steps, dag) if dag is not None else []
+    changed = shape_differences(steps, as_the_runs(dag, run, "--dag-path")) if dag is not None else []
     if changed:
         raise InputError(f"the DAG file does not keep the shape of run {run.run_id} ({'; '.join(changed)}): a rerun "
                          f"keeps the steps that succeeded, so it needs the same steps, dependencies and runIf. "

@@ -6,11 +6,13 @@ import graphlib
 import json
 import math
 import time
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
+from ..model.inputs import RunInputs
 from ..model.records import RunRecord, StepRecord
 from ..model.states import RunStatus, why_final
 
@@ -63,16 +65,51 @@ SUMMARY_LEGEND = ("ELAPSED: from the job's submission until its end was seen; A-
                   "time, up to the polling interval); MESSAGE: the Task Runner's message or why the step ended")
 
 
-def print_summary(steps: Sequence[StepRecord], status: RunStatus, out: TextIO, poll: float = 0.0) -> None:
-    """The steps as a table; `poll`: the polling interval, to say how precise each ELAPSED is."""
+def print_summary(steps: Sequence[StepRecord], status: RunStatus, out: TextIO, poll: float = 0.0,
+                  inputs: RunInputs | None = None) -> None:
+    """The steps as a table, then its forEach groups; `poll`: the polling interval, to say how
+    precise each ELAPSED is."""
     rows = [("STEP", "STATE", "ATTEMPT", "JOB ID", "ELAPSED", "MESSAGE")]
     rows += [(s.step_id, s.state.value, str(s.attempt), s.job_id or "-", polled(s.submitted_at, s.finished_at, poll),
               s.message) for s in steps]
     print(file=out)
     table(rows, out)
     print(f"({SUMMARY_LEGEND})", file=out)
+    for line in group_lines(inputs or RunInputs(), steps):
+        print(line, file=out)
     print_earlier_attempts(steps, out)
     print(f"\nrun {status.value}", file=out, flush=True)
+
+
+def group_lines(inputs: RunInputs, steps: Sequence[StepRecord]) -> list[str]:
+    """A line per forEach step: its members and their states."""
+    states = {s.step_id: s.state.value for s in steps}
+    lines = []
+    for group, members in inputs.groups.items():
+        counts = Counter(states.get(m, "?") for m in members)
+        shown = ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
+        span = members[0] if len(members) == 1 else f"{members[0]} .. {members[-1]}"
+        lines.append(f"{group}: forEach of {len(members)} ({span}): {shown}")
+    return lines
+
+
+def input_lines(inputs: RunInputs) -> list[str]:
+    """The run's parameter values and schedule tick, if it has them."""
+    lines = []
+    if inputs.params:
+        values = ("  ".join(f"{name}={value if isinstance(value, str) else _listed(value)}"
+                            for name, value in inputs.params.items()))
+        lines.append(f"params: {values}")
+    if inputs.scheduled_at is not None:
+        lines.append(f"scheduled {when(inputs.scheduled_at)}" + (f" by schedule {inputs.schedule}"
+                                                                  if inputs.schedule else ""))
+    if inputs.started_by:
+        lines.append(f"started by {inputs.started_by}")
+    return lines
+
+
+def _listed(values: Sequence[str]) -> str:
+    return json.dumps(list(values), separators=(",", ":"))
 
 
 def print_earlier_attempts(steps: Sequence[StepRecord], out: TextIO) -> None:
@@ -129,6 +166,8 @@ def print_run(run: RunRecord, steps: Sequence[StepRecord], out: TextIO) -> None:
     """The run, every step, and the DAG drawn as text with each step's state."""
     print(f"run {run.run_id}  {run.status.value}  DAG {run.source or run.dag_name or '-'}", file=out)
     print(f"started {when(run.created_at)}  ended {when(run.finished_at)}  Task Runner {run.tr_url}", file=out)
+    for line in input_lines(run.inputs):
+        print(line, file=out)
     label = "skipped" if run.status is RunStatus.SKIPPED else "problem"  # a skipped tick says why
     for problem in run.problems:
         print(f"  {label}: {problem}", file=out)
@@ -139,22 +178,37 @@ def print_run(run: RunRecord, steps: Sequence[StepRecord], out: TextIO) -> None:
     rows += [(s.step_id, s.state.value, str(s.attempt), s.job_id or "-", when(s.submitted_at), when(s.finished_at),
               s.message) for s in steps]
     table(rows, out)
+    for line in group_lines(run.inputs, steps):
+        print(line, file=out)
     print_earlier_attempts(steps, out)
     print(file=out)
-    for line in draw(steps):
+    for line in draw(steps, run.inputs.group_of()):
         print(line, file=out)
 
 
-def draw(steps: Sequence[StepRecord]) -> list[str]:
-    """Each step indented by its depth (the longest path from a root), with its state."""
+def draw(steps: Sequence[StepRecord], group_of: Mapping[str, str] | None = None) -> list[str]:
+    """Each step indented by its depth (the longest path from a root), with its state; the
+    members of a forEach group drawn as one line with their states counted."""
+    group_of = group_of or {}
     deps = {s.step_id: s.depends_on for s in steps}
     depth: dict[str, int] = {}
     for step_id in graphlib.TopologicalSorter(deps).static_order():
         depth[step_id] = max((depth[p] + 1 for p in deps[step_id]), default=0)
-    lines = []
+    lines, members = [], Counter[tuple[str, str]]()
+    for s in steps:
+        if s.step_id in group_of:
+            members[(group_of[s.step_id], s.state.value)] += 1
+    drawn: set[str] = set()
     for s in sorted(steps, key=lambda s: depth[s.step_id]):
-        after = f"  <- {', '.join(s.depends_on)}" if s.depends_on else ""
-        lines.append(f"{'    ' * depth[s.step_id]}[{s.state.value}] {s.step_id}{after}")
+        name, state = group_of.get(s.step_id, s.step_id), f"[{s.state.value}]"
+        if name in drawn:
+            continue
+        drawn.add(name)
+        if name != s.step_id:
+            state = "[" + ", ".join(f"{n} {st}" for (g, st), n in sorted(members.items()) if g == name) + "]"
+            name = f"{name} (forEach)"
+        after = dict.fromkeys(group_of.get(d, d) for d in s.depends_on)
+        lines.append(f"{'    ' * depth[s.step_id]}{state} {name}{'  <- ' + ', '.join(after) if after else ''}")
     return lines
 
 

@@ -19,6 +19,7 @@ from urllib.parse import urlparse
 from .. import logs
 from ..adapters.local_dags import LocalDags
 from ..bootstrap.embedded import EmbeddedRuntime, embedded, token_source
+from ..dagfile import RunContext, instantiate
 from ..errors import InputError
 from ..model.messages import StartRun
 from ..model.states import RunStatus
@@ -26,6 +27,7 @@ from ..ports import TaskRunner
 from ..settings import POLL_ENV, TIMEOUT_ENV
 from .options import DEFAULT_DB, JWT_ENV, VERSION, Parser, add_execution, flags, prog, settings
 from .output import EXIT_INTERRUPTED, EXIT_USAGE, Seen, changes, exit_code, print_line, print_summary
+from .params import add_params, param_values
 
 
 def epilog() -> str:
@@ -73,6 +75,7 @@ def build_parser(verb: str = "") -> Parser:
                    help="the Task Runner's base URL (scheme and host), e.g. https://runner.example.com")
     add_execution(p)
     p.add_argument("--run-id", metavar="ID", help="id of this run (default: generated)")
+    add_params(p)
     p.add_argument("--version", action="version", version=f"%(prog)s {version()}")
     return p
 
@@ -90,13 +93,14 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None, runner: T
         logs.configure(logging.INFO if args.verbose else logging.WARNING)
         config = settings(args)
         url = check_url(args.tr_url)
-        dag = LocalDags().read(args.dag_path)
+        template = LocalDags().read(args.dag_path)
+        run_id = args.run_id or _run_id(template.name)
+        dag, inputs = instantiate(template, param_values(args), RunContext(run_id, time.time()), args.dag_path)
         if runner is None:
             check_task_runner(url, args.jwt)
     except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    run_id = args.run_id or _run_id(dag.name)
     rt = embedded(config, runner, jwt=args.jwt, db_path=args.db)
     unfinished = [r.run_id for r in rt.store.list_runs(20, RunStatus.RUNNING) if r.source == args.dag_path]
     existing = rt.store.get_run(run_id)
@@ -109,7 +113,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None, runner: T
         for other in unfinished:
             print(f"note: run {other} of this DAG did not finish; '{resume_command(other, args.db, args.jwt)}' "
                   "continues it instead of starting over", file=sys.stderr)
-        rt.bus.publish([StartRun(run_id, dag, url, source=args.dag_path)])
+        rt.bus.publish([StartRun(run_id, dag, url, source=args.dag_path, inputs=inputs)])
         count = f"{len(dag.steps)} step{'s' if len(dag.steps) != 1 else ''}"
         print(f"run {run_id}: {count}, Task Runner {url}; times are UTC", file=out, flush=True)
         return exit_code(watch(rt, run_id, out))
@@ -167,7 +171,7 @@ def watch(rt: EmbeddedRuntime, run_id: str, out: TextIO, every: float = 0.1,
         # An ended run changes no more once nothing is being handled: what is still queued
         # for later (the run's timeout, a check of a step cancelled) finds it ended.
         if run is not None and run.status.terminal and quiet:
-            print_summary(steps, run.status, out, rt.ports.settings.poll_interval)
+            print_summary(steps, run.status, out, rt.ports.settings.poll_interval, run.inputs)
             return run.status
         if idle:
             reasons = "; ".join(f"{type(m).__name__} for {getattr(m, 'step_id', '')}: {why}"

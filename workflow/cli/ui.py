@@ -8,7 +8,8 @@ from typing import TextIO
 
 from werkzeug.serving import make_server
 
-from ..bootstrap.ui import cloud_ui, embedded_ui
+from ..bootstrap.cloud_pages import cloud_ui
+from ..bootstrap.ui import embedded_ui
 from ..ui import create_app
 from .options import DEFAULT_DB, Parser, add_cloud, add_db, parsed
 from .output import EXIT_OK
@@ -25,8 +26,7 @@ def ui(argv: Sequence[str], out: TextIO) -> int:
     args = parsed(p, argv)
     if args.cloud:
         rt = cloud_ui(args.project, args.database)
-        where = " ".join(["--cloud", *(f"--{k} {v}" for k, v in (("project", args.project),
-                                                                   ("database", args.database)) if v)])
+        where = rt.where
     else:
         rt = embedded_ui(args.db)
         where = "" if args.db == DEFAULT_DB else f"--db {args.db}"

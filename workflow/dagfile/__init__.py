@@ -16,5 +16,6 @@ The format is the Go tool's, in YAML or JSON; docs/dag-format.md is the referenc
 
 from . import limits as limits
 from .instance import RunContext as RunContext
+from .instance import as_the_runs as as_the_runs
 from .instance import instantiate as instantiate
 from .validate import parse_dag as parse_dag

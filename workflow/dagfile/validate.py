@@ -11,9 +11,12 @@ from urllib.parse import urlsplit
 
 from ..errors import DagInvalid, Problem
 from ..model.dag import Args, Dag, Policy, RunIf, Step, Task
+from ..model.params import ParamSpec
+from ..model.placeholders import has_placeholder
 from ..model.text import excerpt
 from .limits import ID_CHARACTERS, MAX_ID_LENGTH, MAX_REPORTED_CYCLES, MAX_REPORTED_PROBLEMS, MAX_STEPS, NUMBER_RANGES
 from .load import load_yaml
+from .params import check_placeholders, declared_params, for_each_of
 
 TASK_KEYS = ("name", "imageUri", "engine", "url", "args", "scaleTier", "masterType", "labels")
 POLICY_KEYS = ("retries", "retryDelaySec", "timeoutSec", "runIf")  # of a step, or of all steps in `defaults`
@@ -54,8 +57,13 @@ def _build_dag(document: object, out: _Problems) -> Dag | None:
     if not isinstance(document, dict):
         out.add("", f"the top level must be a mapping with 'steps', got {_describe(document)}")
         return None
-    _check_keys(document, ("name", "steps", *RUN_KEYS, "defaults"), "", "top-level key", out)
+    _check_keys(document, ("name", "params", "steps", *RUN_KEYS, "defaults"), "", "top-level key", out)
     name = _text(document.get("name"), "name", out, optional=True)
+    if isinstance(name, str) and has_placeholder(name):
+        out.add("name", "a placeholder is not allowed here: placeholders are allowed only in task.args, "
+                        "task.labels values and description")
+    params = declared_params(document.get("params"), out.add,
+                             lambda keys, known, where, what: _check_keys(keys, known, where, what, out))
     run, defaults = _settings(document, RUN_KEYS, "", out), _defaults(document.get("defaults"), out)
     steps = document.get("steps", KeyError)
     if steps is KeyError:
@@ -66,26 +74,32 @@ def _build_dag(document: object, out: _Problems) -> Dag | None:
         out.add("steps", "must list at least one step")
     elif len(steps) > MAX_STEPS:
         out.add("steps", f"{len(steps):,} steps; the limit is {MAX_STEPS:,} steps per DAG")
-    drafts = [_draft_step(i, raw, defaults, out) for i, raw in enumerate(steps if isinstance(steps, list) else [])]
+    listed = steps if isinstance(steps, list) else []
+    drafts = [_draft_step(i, raw, defaults, params, out) for i, raw in enumerate(listed)]
     _check_cycles(_check_references(drafts, out), out)
     steps = tuple(d.step for d in drafts if d.step)
-    return None if out else Dag(steps, name or "", max_parallel=run.get("maxParallel"), timeout=run.get("timeoutSec"))
+    return None if out else Dag(steps, name or "", max_parallel=run.get("maxParallel"), timeout=run.get("timeoutSec"),
+                                params=params)
 
 
-def _draft_step(index: int, raw: object, defaults: dict[str, Any], out: _Problems) -> _Draft:
+def _draft_step(index: int, raw: object, defaults: dict[str, Any], params: dict[str, ParamSpec],
+                out: _Problems) -> _Draft:
     if not isinstance(raw, dict):
         out.add(f"steps[{index}]", f"must be a mapping with 'id' and 'task', got {_describe(raw)}")
         return _Draft(index, f"steps[{index}]", None, None, {}, None)
     before = len(out)
     valid_id, any_id = _step_id(index, raw, out)
     label = f"steps[{index}]" + (f" (id {excerpt(any_id, 40)!r})" if any_id else "")
-    _check_keys(raw, ("id", "description", "dependsOn", "task", *POLICY_KEYS), label, "key", out)
+    _check_keys(raw, ("id", "description", "dependsOn", "task", "forEach", *POLICY_KEYS), label, "key", out)
+    check_placeholders(raw, label, params, out.add)
+    for_each = for_each_of(raw, f"{label}.forEach", params, out.add)
     description = _text(raw.get("description"), f"{label}.description", out, optional=True) or ""
     depends_on = _depends_on(raw.get("dependsOn"), f"{label}.dependsOn", out)
     task = _task(raw, label, valid_id or "", out)
     policy = Policy.from_dict({**defaults, **_settings(raw, POLICY_KEYS, f"{label}.", out)})
     fine = len(out) == before
-    step = Step(valid_id, task, tuple(depends_on), description, policy) if valid_id and task and fine else None
+    step = Step(valid_id, task, tuple(depends_on), description, policy, for_each) if valid_id and task and fine \
+        else None
     return _Draft(index, label, valid_id, any_id, depends_on, step)
 
 

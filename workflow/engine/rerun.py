@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from ..errors import PoisonMessage
-from ..model.dag import digest, reachable
+from ..dagfile import as_the_runs
+from ..errors import DagInvalid, PoisonMessage
+from ..model.dag import Dag, digest, reachable
 from ..model.join import shape_differences, waiting_on
 from ..model.messages import RerunRun
-from ..model.records import Attempt, StepRecord
+from ..model.records import Attempt, RunRecord, StepRecord
 from ..model.states import RunStatus, StepState, why_final
 from ..model.transitions import RERUN
 from .context import Ports, dispatch, ids, log, run_of
@@ -25,6 +26,8 @@ def rerun_run(msg: RerunRun, ports: Ports) -> None:
         if run.status is RunStatus.RUNNING:
             raise PoisonMessage(f"run {msg.run_id!r} is still running: cancel it first, or resume it")
         steps = ports.store.steps.list_steps(msg.run_id)
+        if msg.dag:
+            msg = replace(msg, dag=_with_the_runs_values(msg.dag, run))
         if msg.dag and (changed := shape_differences(steps, msg.dag)):
             raise PoisonMessage(f"run {msg.run_id!r}: the DAG file changes the run's shape ({'; '.join(changed)})")
         chosen = _to_rerun(steps, msg)
@@ -35,6 +38,13 @@ def rerun_run(msg: RerunRun, ports: Ports) -> None:
     # this rerun is recorded (now, or by an earlier delivery): dispatch what is ready
     steps = ports.store.steps.list_steps(msg.run_id)
     dispatch(ports, msg.run_id, [s.step_id for s in steps if s.state is StepState.PENDING and s.waiting_on == 0])
+
+
+def _with_the_runs_values(dag: Dag, run: RunRecord) -> Dag:
+    try:
+        return as_the_runs(dag, run, "the rerun's DAG")
+    except DagInvalid as exc:
+        raise PoisonMessage(f"run {run.run_id!r}: {exc}") from None
 
 
 def _to_rerun(steps: list[StepRecord], msg: RerunRun) -> list[StepRecord]:

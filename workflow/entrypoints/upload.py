@@ -10,6 +10,7 @@ from ..bootstrap.cloud import CloudRuntime
 from ..settings import DAG_EXTENSIONS
 
 log = logging.getLogger("workflow.entrypoints")
+PARAM_PREFIX = "param-"  # object metadata `param-NAME: VALUE` gives the run's parameter NAME (a list as JSON)
 
 
 def dag_uploaded(event: Any, rt: CloudRuntime) -> None:
@@ -20,7 +21,9 @@ def dag_uploaded(event: Any, rt: CloudRuntime) -> None:
         return
     metadata = obj.get("metadata") or {}
     given = metadata.get("tr_url") or metadata.get("tr_hostname")
-    start_upload(upload_run_id(bucket, name, generation), f"gs://{bucket}/{name}", generation, given, rt)
+    params = {str(key)[len(PARAM_PREFIX):]: value for key, value in metadata.items()
+              if str(key).startswith(PARAM_PREFIX)}
+    start_upload(upload_run_id(bucket, name, generation), f"gs://{bucket}/{name}", generation, given, rt, params)
 
 
 def upload_run_id(bucket: str, name: str, generation: str) -> str:

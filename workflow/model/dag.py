@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from .params import ParamSpec
+
 Args = tuple[str, ...] | Mapping[str, str]
 
 
@@ -112,15 +114,21 @@ class Step:
     depends_on: tuple[str, ...] = ()
     description: str = ""
     policy: Policy = field(default_factory=Policy)
+    for_each: str | tuple[str, ...] | None = None  # a list placeholder or a literal list: one step per item
 
     def to_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "description": self.description, "dependsOn": list(self.depends_on),
+        body = {"id": self.id, "description": self.description, "dependsOn": list(self.depends_on),
                 "task": self.task.to_dict(), **self.policy.to_dict()}
+        if self.for_each is not None:
+            body["forEach"] = self.for_each if isinstance(self.for_each, str) else list(self.for_each)
+        return body
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Step:
+        each = data.get("forEach")
         return cls(id=data["id"], task=Task.from_dict(data["task"]), depends_on=tuple(data.get("dependsOn") or ()),
-                   description=data.get("description") or "", policy=Policy.from_dict(data))
+                   description=data.get("description") or "", policy=Policy.from_dict(data),
+                   for_each=tuple(each) if isinstance(each, list) else each)
 
 
 @dataclass(frozen=True)
@@ -131,6 +139,7 @@ class Dag:
     name: str = ""
     max_parallel: int | None = None  # at most this many jobs in flight at once; None: no limit
     timeout: float | None = None  # the run's timeout: steps still open after it are ended
+    params: Mapping[str, ParamSpec] = field(default_factory=dict)  # the run parameters it declares
     _successors: Mapping[str, tuple[str, ...]] = field(default_factory=dict, init=False, repr=False, compare=False)
     _by_id: Mapping[str, Step] = field(default_factory=dict, init=False, repr=False, compare=False)
 
@@ -164,6 +173,8 @@ class Dag:
             body["maxParallel"] = self.max_parallel
         if self.timeout is not None:
             body["timeoutSec"] = self.timeout
+        if self.params:
+            body["params"] = {name: spec.to_dict() for name, spec in self.params.items()}
         return body
 
     @classmethod
@@ -171,7 +182,8 @@ class Dag:
         """Rebuild from `to_dict` output (trusted input: no validation here)."""
         timeout = data.get("timeoutSec")
         return cls(steps=tuple(Step.from_dict(s) for s in data["steps"]), name=data.get("name") or "",
-                   max_parallel=data.get("maxParallel"), timeout=None if timeout is None else float(timeout))
+                   max_parallel=data.get("maxParallel"), timeout=None if timeout is None else float(timeout),
+                   params={n: ParamSpec.from_dict(p) for n, p in (data.get("params") or {}).items()})
 
 
 def reachable(successors: Mapping[str, Sequence[str]], start: str) -> set[str]:

@@ -18,12 +18,14 @@ class RunInputs:
     started_by: str = ""  # the verified caller who asked for the run ("" when not known)
     groups: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # forEach step id -> its members' ids
 
+    # A forEach step's members are always `STEP.0` ... `STEP.<n-1>`: stored as their count.
+
     def to_dict(self) -> dict[str, Any]:
         """The stored form: only what is set."""
         body: dict[str, Any] = {
             "params": {k: list(v) if isinstance(v, tuple) else v for k, v in self.params.items()},
             "scheduled_at": self.scheduled_at, "schedule": self.schedule, "started_by": self.started_by,
-            "groups": {k: list(v) for k, v in self.groups.items()},
+            "groups": {k: len(v) for k, v in self.groups.items()},
         }
         return {k: v for k, v in body.items() if v not in (None, "", {})}
 
@@ -33,8 +35,13 @@ class RunInputs:
         params = {k: tuple(v) if isinstance(v, list) else str(v) for k, v in (d.get("params") or {}).items()}
         at = d.get("scheduled_at")
         return cls(params, None if at is None else float(at), d.get("schedule") or "", d.get("started_by") or "",
-                   {k: tuple(v) for k, v in (d.get("groups") or {}).items()})
+                   {k: _members(k, n) for k, n in (d.get("groups") or {}).items()})
 
     def group_of(self) -> dict[str, str]:
         """Each forEach member's group (step id -> forEach step id)."""
         return {member: group for group, members in self.groups.items() for member in members}
+
+
+def _members(group: str, stored: int | list[str]) -> tuple[str, ...]:
+    """A group's members from their count (or their list, as a store may hold it)."""
+    return tuple(stored) if isinstance(stored, list) else tuple(f"{group}.{i}" for i in range(int(stored)))

@@ -16,7 +16,7 @@ class StartRun:
     tr_url: str
     source: str = ""
     tr_auth: str = ""  # a sealed token (never a clear one), or "" for the runtime's identity
-    inputs: RunInputs = field(default_factory=RunInputs)  # recorded with the run; `dag` is already expanded and substituted with them
+    inputs: RunInputs = field(default_factory=RunInputs)  # recorded with the run; `dag` already applies them
 
 
 @dataclass(frozen=True)

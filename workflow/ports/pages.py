@@ -1,7 +1,7 @@
 """RunPages: the reads the run pages make, shaped so a page costs little on Firestore.
 
-A page of runs is one query; a refresh of an open run page reads the run and the steps
-that moved since the last refresh, never the whole run again.
+A page of runs is one query; a refresh of an open run page reads the run's own record and
+the steps that moved since the last refresh (one query), never the whole run again.
 """
 
 from __future__ import annotations
@@ -17,7 +17,11 @@ class RunPages(Protocol):
         """At most `limit` runs created before `before` (None: from the newest), newest
         first, optionally of one status; one query."""
 
-    def steps_since(self, run_id: str, since: float, ended: bool) -> list[StepRecord]:
-        """The run's steps submitted at or after `since` and, with `ended`, also those that
-        ended at or after it, in DAG-file order: one query each (an empty answer costs one
-        document read on Firestore)."""
+    def run_head(self, run_id: str) -> RunRecord | None:
+        """The run as its own record holds it, in one read: its status, times and reruns.
+        Its counts by state may lag while it runs (Firestore keeps a running run's counts
+        apart, in shards that `RunStore.get_run` reads); once it ended they are exact."""
+
+    def steps_changed(self, run_id: str, since: float) -> list[StepRecord]:
+        """The run's steps submitted or ended at or after `since`, in DAG-file order: one
+        query (an empty answer costs one document read on Firestore)."""

@@ -1,18 +1,18 @@
 """The JSON API the pages use, for other tools too: `/api/runs` (a page of runs),
 `/api/runs/<id>` (the run and a page of its steps) and `/api/runs/<id>/changes` (what moved
-since the last refresh: the run and the steps submitted or ended since)."""
+since the last refresh: the run's head and the steps submitted or ended since)."""
 
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from flask import Flask, abort, jsonify, request
 from flask.typing import ResponseReturnValue
 
 from ..model.records import RunRecord
 from ..model.states import RunStatus, StepState
-from .views import fingerprint, run_dict, step_counts, step_dict
+from .views import run_dict, step_counts, step_dict
 
 if TYPE_CHECKING:
     from .app import Ui
@@ -50,16 +50,19 @@ def register(app: Flask, ui: Ui) -> None:
 
     @app.get("/api/runs/<run_id>/changes")
     def api_changes(run_id: str) -> ResponseReturnValue:
-        """One read of the run; the steps submitted since `since` (one query), and those
-        ended since only when the run's counts moved (`fp`, as the last answer gave it)."""
+        """The run's head (one read) and its steps submitted or ended since `since` (one
+        query). A running run's counts by state are read only when a step moved; when none
+        did they are null: nothing changed since the last answer."""
         started = ui.clock()
-        run = known(reads.runs.get_run(run_id))
-        since = number(request.args.get("since")) or 0.0
-        fp = fingerprint(run)
-        moved = reads.pages.steps_since(run_id, since, ended=fp != request.args.get("fp"))
-        body: dict[str, Any] = {"run": run_dict(run, started), "fp": fp, "since": started - SKEW,
-                                "steps": [step_dict(s) for s in moved]}
-        return jsonify(body)
+        run = known(reads.pages.run_head(run_id))
+        moved = reads.pages.steps_changed(run_id, number(request.args.get("since")) or 0.0)
+        live = run.status is RunStatus.RUNNING
+        if live and moved:
+            run = known(reads.runs.get_run(run_id))
+        shown = run_dict(run, started)
+        if live and not moved:
+            shown["counts"] = None
+        return jsonify({"run": shown, "since": started - SKEW, "steps": [step_dict(s) for s in moved]})
 
 
 def known(run: RunRecord | None) -> RunRecord:

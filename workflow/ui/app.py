@@ -16,9 +16,11 @@ from ..ports import RunPages, RunStore, StepStore
 from . import api, routes
 from .actions import Actions
 from .security import Guard, secure_headers
+from .views import shown_value
 
 SECRET_ENV = "WORKFLOW_UI_SECRET"  # signs the pages' action tokens; random per process when unset
 ORIGINS_ENV = "WORKFLOW_UI_ORIGINS"  # comma-separated other origins a POST may come from (a proxy's)
+ASSETS = "/assets"  # where static/ is served: functions-framework's own app keeps /static/ from a function
 
 
 @dataclass(frozen=True)
@@ -44,13 +46,14 @@ def create_app(runs: RunStore, steps: StepStore, pages: RunPages, actions: Actio
                clock: Callable[[], float] = time.time) -> Flask:
     """The app. `secret` signs action tokens (default: WORKFLOW_UI_SECRET, else random);
     `origins` are other origins a POST may come from (default: WORKFLOW_UI_ORIGINS)."""
-    app = Flask(__name__)
+    app = Flask(__name__, static_url_path=ASSETS)
     secret = secret or os.environ.get(SECRET_ENV, "").encode() or os.urandom(32)
     if origins is None:
         origins = [o.strip() for o in os.environ.get(ORIGINS_ENV, "").split(",") if o.strip()]
     ui = Ui(Reads(runs, steps, pages), actions, Guard(secret, origins, clock), where, clock)
     app.jinja_env.filters["when"] = when
     app.jinja_env.filters["took"] = took
+    app.jinja_env.filters["param"] = shown_value
     app.after_request(secure_headers)
     routes.register(app, ui)
     api.register(app, ui)

@@ -16,8 +16,8 @@ from .api import RUNS_PAGE, SKEW, known, number, run_status, step_state
 from .timeline import timeline
 from .views import (
     STATES,
-    fingerprint,
     graph_of,
+    group_states,
     page_of,
     run_counts,
     run_dict,
@@ -51,13 +51,13 @@ def register(app: Flask, ui: Ui) -> None:
         started = ui.clock()
         run = known(reads.runs.get_run(run_id))
         steps = reads.steps.list_steps(run_id)
-        graph = graph_of(steps)
+        graph = graph_of(steps, run.inputs.groups)
         state = step_state(request.args.get("state", ""))
         chosen = [s for s in steps if state is None or s.state is state]
         rows, pages = page_of(chosen, int(number(request.args.get("page")) or 1), TABLE_PAGE)
         page = min(max(int(number(request.args.get("page")) or 1), 1), pages)
         failed = [s for s in steps if s.state is StepState.FAILED]
-        data = {"run_id": run.run_id, "status": run.status.value, "fp": fingerprint(run), "since": started - SKEW,
+        data = {"run_id": run.run_id, "status": run.status.value, "since": started - SKEW,
                 "graph": graph.to_dict(steps), "node_of": graph.node_of,
                 "states": {s.step_id: s.state.value for s in steps}}
         commands = {a: twin(a, run.run_id, ui.where) for a in ACTIONS}
@@ -68,7 +68,8 @@ def register(app: Flask, ui: Ui) -> None:
             pages=pages, state=state.value if state else "", total=len(chosen), data=data,
             token=ui.guard.token(run.run_id), commands=commands,
             allowed={a: allowed(a, run) for a in ACTIONS}, acted=request.args.get("acted", ""),
-            step_ids=[s.step_id for s in steps] if len(steps) <= 200 else [])
+            step_ids=[s.step_id for s in steps] if len(steps) <= 200 else [],
+            group_states=group_states(steps, run.inputs.groups))
 
     @app.get("/runs/<run_id>/steps/<step_id>")
     def step_page(run_id: str, step_id: str) -> ResponseReturnValue:

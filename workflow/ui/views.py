@@ -3,8 +3,9 @@ steps grouped, why steps were skipped, and steps as JSON-ready dicts (never a to
 
 from __future__ import annotations
 
+import json
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import takewhile
 from typing import Any
@@ -30,17 +31,19 @@ def step_counts(steps: Iterable[StepRecord]) -> dict[str, int]:
     return {state: found[state] for state in STATES}
 
 
-def fingerprint(run: RunRecord) -> str:
-    """Changes whenever a step of the run ends, the run ends or is rerun (not on heartbeats)."""
-    counts = run_counts(run)
-    return "|".join([run.status.value, *(str(counts[k]) for k in sorted(counts)), str(len(run.reruns))])
-
-
 def run_dict(run: RunRecord, now: float) -> dict[str, Any]:
     return {"run_id": run.run_id, "dag_name": run.dag_name, "source": run.source, "status": run.status.value,
             "created_at": run.created_at, "finished_at": run.finished_at,
             "duration": duration(run.created_at, run.finished_at, now), "step_count": run.step_count,
-            "counts": run_counts(run), "reruns": list(run.reruns), "problems": list(run.problems)}
+            "counts": run_counts(run), "reruns": list(run.reruns), "problems": list(run.problems),
+            "params": {k: v if isinstance(v, str) else list(v) for k, v in run.inputs.params.items()},
+            "scheduled_at": run.inputs.scheduled_at, "schedule": run.inputs.schedule,
+            "groups": {k: list(v) for k, v in run.inputs.groups.items()}}
+
+
+def shown_value(value: str | Sequence[str]) -> str:
+    """A parameter value as text: a list as its compact JSON."""
+    return value if isinstance(value, str) else json.dumps(list(value), separators=(",", ":"))
 
 
 def step_dict(s: StepRecord) -> dict[str, Any]:
@@ -81,18 +84,28 @@ class Graph:
                 "edges": [list(e) for e in self.edges]}
 
 
-def graph_of(steps: Sequence[StepRecord]) -> Graph:
-    """Every step, pending ones too; like steps (same dependencies, successors and task
-    image), GROUP_MIN or more of them, as one node."""
+def graph_of(steps: Sequence[StepRecord], groups: Mapping[str, Sequence[str]] | None = None) -> Graph:
+    """Every step, pending ones too; the members of a forEach step (`groups`) as one node
+    named after it, and like steps (same dependencies, successors and task image),
+    GROUP_MIN or more of them, as one node."""
     like: dict[tuple[Any, ...], list[str]] = defaultdict(list)
     for s in steps:
         like[(frozenset(s.depends_on), frozenset(s.successors), s.task.image_uri)].append(s.step_id)
     node_of: dict[str, str] = {}
     nodes: dict[str, Node] = {}
+    group_of = {m: group for group, members in (groups or {}).items() for m in members}
     for s in steps:
         if s.step_id in node_of:
             continue
-        members = like[(frozenset(s.depends_on), frozenset(s.successors), s.task.image_uri)]
+        if s.step_id in group_of:  # a forEach step: its members as one node named after it
+            group = group_of[s.step_id]
+            members = list((groups or {})[group])
+            node = Node(f"group:{group}", f"{group} (forEach x{len(members)})", tuple(members))
+            nodes[node.id] = node
+            node_of.update((m, node.id) for m in members)
+            continue
+        members = [m for m in like[(frozenset(s.depends_on), frozenset(s.successors), s.task.image_uri)]
+                   if m not in group_of]
         if len(members) < GROUP_MIN:
             members = [s.step_id]
         node = Node(("group:" if len(members) > 1 else "step:") + s.step_id, label_of(members), tuple(members))
@@ -100,6 +113,13 @@ def graph_of(steps: Sequence[StepRecord]) -> Graph:
         node_of.update((m, node.id) for m in members)
     edges = dict.fromkeys((node_of[d], node_of[s.step_id]) for s in steps for d in s.depends_on if d in node_of)
     return Graph(tuple(nodes.values()), tuple(edges), node_of)
+
+
+def group_states(steps: Sequence[StepRecord], groups: Mapping[str, Sequence[str]]) -> dict[str, dict[str, int]]:
+    """Each forEach group's members counted by state."""
+    state = {s.step_id: s.state.value for s in steps}
+    return {group: dict(sorted(Counter(state.get(m, "PENDING") for m in members).items()))
+            for group, members in groups.items()}
 
 
 def label_of(members: Sequence[str]) -> str:

@@ -1,6 +1,8 @@
-"""RunPages on Firestore: a page of `runs/` is one query; the steps that moved since a time
-are one query per time field (`submitted_at`, `finished_at`, each with its automatic
-single-field index), so a refresh of a quiet run reads the run and one empty answer."""
+"""RunPages on Firestore: a page of `runs/` is one query; a run's head is its document alone
+(one read: a running run's counts stay in its counter shards, unread); the steps that moved
+since a time are one query, `submitted_at >= t OR finished_at >= t`, each side served by the
+automatic single-field index. A refresh of a quiet running run costs 2 document reads: the
+run's document, and the query's empty answer."""
 
 from __future__ import annotations
 
@@ -26,11 +28,13 @@ class FirestorePages(FirestoreDocuments):
         query = query.order_by("created_at", direction=firestore.Query.DESCENDING).limit(limit)
         return [run_of(s.id, s.to_dict() or {}) for s in self._query(query)]
 
-    def steps_since(self, run_id: str, since: float, ended: bool) -> list[StepRecord]:
-        steps = self._run_ref(run_id).collection("steps")
-        found = {}
-        for field in ("submitted_at", "finished_at") if ended else ("submitted_at",):
-            for snap in self._query(steps.where(filter=firestore.FieldFilter(field, ">=", since))):
-                found[snap.id] = snap
-        ordered = sorted(found.values(), key=lambda s: int(s.get("pos") or 0))
+    def run_head(self, run_id: str) -> RunRecord | None:
+        snap = self._get(self._run_ref(run_id))
+        return run_of(snap.id, snap.to_dict() or {}) if snap.exists else None
+
+    def steps_changed(self, run_id: str, since: float) -> list[StepRecord]:
+        moved = firestore.Or([firestore.FieldFilter("submitted_at", ">=", since),
+                              firestore.FieldFilter("finished_at", ">=", since)])
+        found = self._query(self._run_ref(run_id).collection("steps").where(filter=moved))
+        ordered = sorted(found, key=lambda s: int(s.get("pos") or 0))
         return [step_of(run_id, s.id, s.to_dict() or {}, s.update_time) for s in ordered]

@@ -124,13 +124,11 @@
   }
 
   function refresh() {
-    var url = "/api/runs/" + encodeURIComponent(data.run_id) + "/changes?since=" + data.since +
-              "&fp=" + encodeURIComponent(data.fp);
+    var url = "/api/runs/" + encodeURIComponent(data.run_id) + "/changes?since=" + data.since;
     fetch(url, { credentials: "same-origin" }).then(function (r) { return r.json(); }).then(function (body) {
       body.steps.forEach(moved);
       recount();
       data.since = body.since;
-      data.fp = body.fp;
       if (body.run.status !== data.status) {
         window.location.reload();  // ended (or reopened by a rerun): the timeline and lists change too
         return;

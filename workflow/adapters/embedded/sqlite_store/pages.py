@@ -1,4 +1,4 @@
-"""RunPages on SQLite: pages of the `runs` table, and a run's steps that moved since a time."""
+"""RunPages on SQLite: pages of the `runs` table, a run's row, and its steps that moved since a time."""
 
 from __future__ import annotations
 
@@ -25,10 +25,14 @@ class SqlitePages(SqliteDatabase):
             rows = self._exec(db, sql, [*args, limit]).fetchall()
         return [run_of(r) for r in rows]
 
-    def steps_since(self, run_id: str, since: float, ended: bool) -> list[StepRecord]:
-        moved = "submitted_at>=?" + (" OR finished_at>=?" if ended else "")
-        args = (run_id, since, since) if ended else (run_id, since)
+    def run_head(self, run_id: str) -> RunRecord | None:
+        """The run's row, counts included (SQLite keeps them on it)."""
         with self._tx() as db:
-            rows = self._exec(db, f"SELECT {STEP_COLUMNS} FROM steps WHERE run_id=? AND ({moved}) ORDER BY pos",
-                              args).fetchall()
+            row = self._exec(db, f"SELECT {RUN_COLUMNS} FROM runs WHERE run_id=?", (run_id,)).fetchone()
+        return None if row is None else run_of(row)
+
+    def steps_changed(self, run_id: str, since: float) -> list[StepRecord]:
+        with self._tx() as db:
+            rows = self._exec(db, f"SELECT {STEP_COLUMNS} FROM steps WHERE run_id=? AND "
+                                  "(submitted_at>=? OR finished_at>=?) ORDER BY pos", (run_id, since, since)).fetchall()
         return [step_of(r) for r in rows]
