@@ -80,7 +80,6 @@ def test_the_same_tick_delivered_twice_starts_one_run(cloud: LocalCloud, tag: st
 
 
 def test_the_ticks_job_gets_the_ticks_date(cloud: LocalCloud, tag: str) -> None:
-    """Passes once `instantiate` substitutes `{{ run.date }}` (the run parameters work)."""
     body = {"dag": dated(tag), "schedule": f"nightly-{tag}"}
     status, answer = tick(cloud, body, "2026-11-02T00:00:00Z")
     assert status == 202

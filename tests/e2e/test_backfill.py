@@ -49,7 +49,6 @@ def test_a_backfill_starts_a_run_per_day_and_again_starts_nothing(tmp_path: Path
 
 
 def test_each_backfilled_job_gets_the_date_of_its_day(tmp_path: Path, open_mock: MockTaskRunner) -> None:
-    """Passes once `instantiate` substitutes `{{ run.date }}` (the run parameters work)."""
     (tmp_path / "nightly.yaml").write_text(DAG)
     code, out, err = backfill(tmp_path, open_mock)
     assert code == 0, out + err

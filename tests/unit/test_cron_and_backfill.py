@@ -126,7 +126,6 @@ def test_a_failed_tick_fails_the_backfill_and_the_others_still_run(tmp_path: Pat
 
 
 def test_the_ticks_jobs_get_the_date_of_their_tick(tmp_path: Path) -> None:
-    """Passes once `instantiate` substitutes `{{ run.date }}` (the run parameters work)."""
     (tmp_path / "nightly.yaml").write_text(DAG)
     assert backfill(tmp_path, "--from", "2026-11-01", "--to", "2026-11-02")[0] == 0
     store = SqliteStateStore(str(tmp_path / "runs.sqlite3"))

@@ -159,7 +159,6 @@ def test_a_tick_on_the_start_topic_names_its_time(rt: CloudRuntime) -> None:
 
 
 def test_a_ticks_job_gets_the_date_of_its_tick_as_run_date(client: Any, rt: CloudRuntime) -> None:
-    """Passes once `instantiate` substitutes `{{ run.date }}` (the run parameters work)."""
     store = rt.ports.store
     assert isinstance(store, RecordingStore)
     late = client.post("/", json={"dag": DATED, "schedule": "nightly"},
