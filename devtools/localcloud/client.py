@@ -156,10 +156,12 @@ class CloudClient:
         """Publish an engine message and wait until the emulator has it."""
         self.publisher().publish(self.engine_topic, data, **attributes).result(timeout=30.0)
 
-    def post_start(self, request: Mapping[str, Any], timeout: float = 30.0) -> tuple[int, dict[str, Any]]:
-        """POST a start request to the HTTP start function: (HTTP status, JSON answer)."""
+    def post_start(self, request: Mapping[str, Any], timeout: float = 30.0,
+                   headers: Mapping[str, str] | None = None) -> tuple[int, dict[str, Any]]:
+        """POST a start request to the HTTP start function (with `headers`, e.g. a schedule's
+        X-CloudScheduler-ScheduleTime): (HTTP status, JSON answer)."""
         post = urllib.request.Request(self.start_url, data=json.dumps(request).encode(), method="POST",
-                                      headers={"Content-Type": "application/json"})
+                                      headers={"Content-Type": "application/json", **(headers or {})})
         try:
             with urllib.request.urlopen(post, timeout=timeout) as answer:
                 return answer.status, json.loads(answer.read())

@@ -14,7 +14,7 @@ from ..errors import InputError
 from ..model import codec
 from ..model.join import shape_differences
 from ..model.messages import CancelRun, ReconcileRun, RerunRun, SweepRuns
-from ..model.states import INVALID_IS_FINAL, RunStatus
+from ..model.states import RunStatus, why_final
 from ..model.text import excerpt
 
 log = logging.getLogger("workflow.entrypoints")  # the functions' log lines keep one logger name
@@ -110,8 +110,8 @@ def _against_run(message: RunControl, rt: CloudRuntime) -> tuple[str, tuple[str,
     run = rt.ports.store.runs.get_run(message.run_id)
     if run is None:
         return "", (f"no run {message.run_id!r}",)
-    if run.status is RunStatus.INVALID and not isinstance(message, CancelRun):
-        return "", (f"run {run.run_id}: {INVALID_IS_FINAL}",)
+    if run.status in (RunStatus.INVALID, RunStatus.SKIPPED) and not isinstance(message, CancelRun):
+        return "", (f"run {run.run_id}: {why_final(run.status)}",)
     if not isinstance(message, RerunRun):
         return (f"it already ended {run.status.value}", ()) if run.status.terminal else ("", ())
     done = len(run.reruns)

@@ -3,7 +3,8 @@
 from typing import Any
 
 from ..admission.run_requests import run_request
-from ..admission.start_requests import checked_start, json_object, start_requested
+from ..admission.schedules import start_tick, tick_request
+from ..admission.start_requests import checked_start, json_object
 from ..bootstrap.cloud import CloudRuntime
 from .events import pubsub_message
 
@@ -14,4 +15,5 @@ def start_message(event: Any, rt: CloudRuntime) -> None:
     if body is not None and body.get("action", "start") != "start":
         run_request(body, rt)
         return
-    start_requested(checked_start(data, f"start-{message_id}", rt.edge, {}), rt)
+    checked = checked_start(data, f"start-{message_id}", rt.edge, {})
+    start_tick(tick_request(checked, None, None), rt)  # a tick on the topic names its time (scheduled_time)
