@@ -195,7 +195,7 @@ resource "google_pubsub_topic_iam_member" "event_subscribers" {
   member  = each.value
 }
 
-# The scheduler's identity calls the HTTP start function (the sweep) and nothing else.
+# The scheduler's identity calls the HTTP start function (the sweep, the schedules) and nothing else.
 resource "google_cloud_run_v2_service_iam_member" "scheduler_invokes_start" {
   project  = var.project
   location = local.functions["on_start_request"].location

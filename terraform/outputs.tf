@@ -97,3 +97,8 @@ output "ui_service_account_email" {
   description = "Runtime identity of the run pages (Firestore reads, run requests on the start topic); null until ui_secret is set."
   value       = one(google_service_account.ui[*].email)
 }
+
+output "schedule_jobs" {
+  description = "The Cloud Scheduler job of each schedule (var.schedules), by schedule name: what `backfill --cloud --schedule NAME` reads."
+  value       = { for name, job in google_cloud_scheduler_job.schedules : name => job.id }
+}

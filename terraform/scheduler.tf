@@ -11,7 +11,7 @@ locals {
 resource "google_service_account" "scheduler" {
   account_id   = "${var.name_prefix}-scheduler"
   display_name = "${var.name_prefix} scheduled requests"
-  description  = "Identity Cloud Scheduler calls the ${var.name_prefix} HTTP start function as (the sweep); it may invoke that function and nothing else."
+  description  = "Identity Cloud Scheduler calls the ${var.name_prefix} HTTP start function as (the sweep, the schedules); it may invoke that function and nothing else."
 
   depends_on = [google_project_service.required]
 }

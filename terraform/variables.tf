@@ -315,6 +315,44 @@ variable "sweep_limit" {
   }
 }
 
+variable "schedules" {
+  description = "Schedules: a map from a schedule's name (which starts its runs' ids: NAME-<tick, compact UTC>) to {dag: gs:// path of a DAG file in a DAG bucket, cron: five fields, time_zone: a tz database name (default UTC), params: parameter values as text (a list as JSON text, '[\"a\",\"b\"]'), concurrency: forbid (default: a tick while the schedule's previous run is RUNNING starts nothing and is recorded SKIPPED) | allow | replace (cancel that run, then start), paused (default false)}. Each is one Cloud Scheduler job calling the HTTP start function as the scheduler service account (docs/schedules.md)."
+  type = map(object({
+    dag         = string
+    cron        = string
+    time_zone   = optional(string, "UTC")
+    params      = optional(map(string), {})
+    concurrency = optional(string, "forbid")
+    paused      = optional(bool, false)
+  }))
+  default = {}
+
+  validation {
+    condition     = alltrue([for name, s in var.schedules : can(regex("^[a-z0-9][a-z0-9_-]{0,62}$", name))])
+    error_message = "schedules keys (a schedule's name, which starts its runs' ids) must be 1-63 lowercase letters, digits, '_' or '-', starting with a letter or digit."
+  }
+
+  validation {
+    condition     = alltrue([for s in values(var.schedules) : can(regex("^gs://[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]/.+\\.(yaml|yml|json)$", s.dag))])
+    error_message = "schedules[*].dag must be the gs://BUCKET/OBJECT path of a DAG file (.yaml, .yml or .json) in a DAG bucket (dag_bucket_name or extra_dag_buckets)."
+  }
+
+  validation {
+    condition     = alltrue([for s in values(var.schedules) : can(regex("^[^ ]+( +[^ ]+){4}$", trimspace(s.cron)))])
+    error_message = "schedules[*].cron must be a cron expression of five fields, e.g. \"0 0 * * *\" (Cloud Scheduler's unix-cron format)."
+  }
+
+  validation {
+    condition     = alltrue([for s in values(var.schedules) : contains(["forbid", "allow", "replace"], s.concurrency)])
+    error_message = "schedules[*].concurrency must be forbid, allow or replace."
+  }
+
+  validation {
+    condition     = alltrue([for s in values(var.schedules) : can(regex("^[A-Za-z][A-Za-z0-9_+/-]{0,63}$", s.time_zone))])
+    error_message = "schedules[*].time_zone must be a tz database name such as UTC or America/New_York."
+  }
+}
+
 variable "step_timeout_sec" {
   description = "Maximum run time of one step before it is marked failed (WORKFLOW_STEP_TIMEOUT_SEC)."
   type        = number

@@ -26,6 +26,16 @@ steps:
     task: {imageUri: img/after, labels: {mock_duration_sec: "0.1"}}
 """
 """A DAG whose first job runs 2 s at the mock: long enough to interrupt or cancel a run."""
+NIGHTLY = """
+name: nightly
+steps:
+  - id: extract
+    task: {imageUri: img/extract, args: ["--day", "{{ run.date }}"]}
+  - id: load
+    dependsOn: [extract]
+    task: {imageUri: img/load}
+"""
+"""A DAG of two jobs, the first given the run's date (`{{ run.date }}`): a schedule's, or a backfill's."""
 
 
 def free_port(host: str = "127.0.0.1") -> int:

@@ -32,11 +32,13 @@ from workflow.cli.options import seconds_arg
 from workflow.cli.output import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 from workflow.entrypoints import DAG_EXTENSIONS, upload_run_id
 from workflow.errors import InputError
+from workflow.model.ticks import name_problem
 from workflow.settings import DEFAULT_STALE_AFTER_SEC
 
 from . import eventarc, processes, servers, status
 from .client import upload_object
 from .processes import MissingTool, StartupError
+from .scheduler import LocalSchedule
 from .stack import LocalCloud
 from .wiring import (
     CONTROL_TOPIC,
@@ -56,6 +58,19 @@ _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 class _Stop(BaseException):
     """Raised in the main thread by the first stop signal."""
+
+
+def _schedule(text: str) -> tuple[str, str, float]:
+    name, _, rest = text.partition("=")
+    obj, _, every = rest.rpartition("@")
+    if not (name and obj and every):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected NAME=OBJECT@SECONDS, e.g. nightly=dags/x.yaml@60")
+    if problem := name_problem(name):
+        raise argparse.ArgumentTypeError(problem)
+    seconds = seconds_arg(every)
+    if seconds < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: a schedule's ticks are at least 1 s apart")
+    return name, obj, seconds
 
 
 def _poll(text: str) -> float:
@@ -121,6 +136,10 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--stale-after", type=_positive_seconds, default=DEFAULT_STALE_AFTER_SEC, metavar="SECONDS",
                     help="a sweep reconciles the runs with no progress for this long (WORKFLOW_STALE_AFTER_SEC "
                          "of the functions; default: %(default)s)")
+    up.add_argument("--schedule", action="append", default=[], type=_schedule, metavar="NAME=OBJECT@SECONDS",
+                    help="run a schedule on a timer, as its Cloud Scheduler job would on its cron: every SECONDS "
+                         "(>= 1) POST {dag_path: gs://BUCKET/OBJECT, schedule: NAME} with the tick's time in "
+                         "X-CloudScheduler-ScheduleTime (repeatable)")
     up.add_argument("--verbose", "-v", action="store_true", help="log what is started and stopped")
     _state_option(up)
 
@@ -191,7 +210,9 @@ def up(args: argparse.Namespace) -> int:
                          "a run whose jobs are being checked must never look stale")
     cloud = LocalCloud(project=args.project, bucket=args.bucket, prefix=args.prefix, poll=args.poll,
                        mock_duration=args.mock_duration, engine_deliveries=args.engine_deliveries,
-                       sweep_every=args.sweep_every, stale_after=args.stale_after, pages=True)
+                       sweep_every=args.sweep_every, stale_after=args.stale_after, pages=True,
+                       schedules={name: LocalSchedule({"dag_path": f"gs://{args.bucket}/{obj}", "schedule": name},
+                                                      every) for name, obj, every in args.schedule})
     stopping: list[bool] = []
     wrote = False
     try:
@@ -278,6 +299,8 @@ def _print_up(cloud: LocalCloud, state_file: Path) -> None:
         ("polling interval", f"{cloud.poll:g} s"),
         ("sweep", f"every {cloud.sweep_every:g} s, runs quiet for {cloud.stale_after:g} s" if cloud.sweep_every
                   else "off"),
+        *((f"schedule {name}", f"every {s.every:g} s: POST {json.dumps(dict(s.body))}")
+          for name, s in cloud.schedules.items()),
         ("logs", str(next(iter(cloud.logs.values())).parent)),
         ("state file", str(state_file)),
     ]

@@ -175,10 +175,11 @@ class CloudClient:
         self.publisher().publish(self.engine_topic, data, **attributes).result(timeout=30.0)
 
     def post_start(self, request: Mapping[str, Any], timeout: float = 30.0,
-                   caller: str = "") -> tuple[int, dict[str, Any]]:
+                   caller: str = "", headers: Mapping[str, str] | None = None) -> tuple[int, dict[str, Any]]:
         """POST a start request to the HTTP start function as `caller` (an email; nobody if
-        ""): (HTTP status, JSON answer)."""
-        return _post(self.start_url, request, timeout, caller)
+        ""), with `headers` (e.g. a schedule's X-CloudScheduler-ScheduleTime): (HTTP status,
+        JSON answer)."""
+        return _post(self.start_url, request, timeout, caller, headers)
 
     def post_control(self, request: Mapping[str, Any], timeout: float = 30.0,
                      caller: str = "") -> tuple[int, dict[str, Any]]:
@@ -224,8 +225,9 @@ def id_token_for(email: str) -> str:
     return f"{part({'alg': 'none'})}.{part({'email': email, 'email_verified': True})}.unsigned"
 
 
-def _post(url: str, request: Mapping[str, Any], timeout: float, caller: str) -> tuple[int, dict[str, Any]]:
-    headers = {"Content-Type": "application/json"}
+def _post(url: str, request: Mapping[str, Any], timeout: float, caller: str,
+          extra: Mapping[str, str] | None = None) -> tuple[int, dict[str, Any]]:
+    headers = {"Content-Type": "application/json", **(extra or {})}
     if caller:
         headers["Authorization"] = f"Bearer {id_token_for(caller)}"
     post = urllib.request.Request(url, data=json.dumps(request).encode(), method="POST", headers=headers)

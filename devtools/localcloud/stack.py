@@ -10,8 +10,8 @@ process group through `devtools.localcloud.processes`:
   `start_url`, `control_url`), each in its own functions-framework process, configured as
   a deployment is (see `function_env`; the only Task Runner origin allowed is the mock's,
   over plain http, and the only DAG bucket is `bucket`), and with `pages` the run pages'
-  function `run_pages` too (`wiring.pages_env`), each with a private XDG_RUNTIME_DIR so
-  their gunicorn control sockets do not collide;
+  function `run_pages` too (`wiring.pages_env`), each with a private XDG_RUNTIME_DIR for
+  gunicorn's control socket;
 - what Eventarc would add: push subscriptions from `workflow-start`, `workflow-run-control`
   and `workflow-engine` to their functions (dead letters to `workflow-dead-letter` after
   10 attempts) and a `FinalizeForwarder` turning uploads to the bucket into finalize
@@ -22,12 +22,12 @@ function, so every engine message is delivered N times, concurrently.
 
 What Cloud Scheduler would add: with `sweep_every` > 0, a `SweepTimer` posting
 `{"action": "sweep"}` to the HTTP start function every `sweep_every` seconds, which
-publishes the SweepRuns; the functions get WORKFLOW_STALE_AFTER_SEC = `stale_after`.
+publishes the SweepRuns; the functions get WORKFLOW_STALE_AFTER_SEC = `stale_after`; and
+a `ScheduleTimer` for each of `schedules` (a schedule's job, on a timer).
 With `engine_gate`, engine messages reach their function through a `PushGate` (`gate`),
-which can lose chosen messages for tests. `kill_function` and `restart_function` crash a
-function's process group and bring it back on the same port.
-
-`stop()` stops everything that was started (idempotent; also run when `start()` fails).
+which can lose chosen messages for tests.
+`kill_function` and `restart_function` crash a function's process group and bring it back
+on the same port. `stop()` stops everything that was started (idempotent; also run when `start()` fails).
 What a test does with it once started (upload, publish, wait for a run) is `CloudClient`'s
 (`client`); how the pieces connect is in `wiring`.
 """
@@ -51,7 +51,7 @@ from workflow.settings import DEFAULT_MAX_INLINE_WAIT_SEC, DEFAULT_STALE_AFTER_S
 from . import emulators, eventarc, functions, pubsub_wiring
 from .client import CloudClient
 from .push_gate import PushGate
-from .scheduler import SWEEP_REQUEST, SweepTimer
+from .scheduler import SWEEP_REQUEST, LocalSchedule, ScheduleTimer, SweepTimer
 from .servers import Service
 from .wiring import (
     CONTROL_TARGET,
@@ -106,6 +106,7 @@ class LocalCloud(CloudClient):
         engine_gate: bool = False,
         count_ops: bool = False,
         pages: bool = False,
+        schedules: Mapping[str, LocalSchedule] | None = None,
     ) -> None:
         """`poll`: WORKFLOW_CHECK_STATE_DURATION_SEC of the functions; `mock_duration`: the
         mock's default job duration (a task's label `mock_duration_sec` overrides it);
@@ -146,6 +147,8 @@ class LocalCloud(CloudClient):
         self.sweep_every = sweep_every
         self.stale_after = stale_after
         self.sweeper: SweepTimer | None = None
+        self.schedules = dict(schedules or {})
+        self.schedule_timers = [ScheduleTimer(self.post_start, name, s) for name, s in self.schedules.items()]
         self.gate: PushGate | None = None
         self._engine_gate = engine_gate
         self.function_source = COUNTED_SOURCE if count_ops else FUNCTION_SOURCE
@@ -208,6 +211,8 @@ class LocalCloud(CloudClient):
         ).start()
         if self.sweep_every > 0:
             self.sweeper = SweepTimer(self._request_sweep, self.sweep_every).start()
+        for timer in self.schedule_timers:
+            timer.start()
 
     def _request_sweep(self) -> None:
         status, answer = self.post_start(SWEEP_REQUEST)
@@ -220,8 +225,8 @@ class LocalCloud(CloudClient):
             if self._stopped:
                 return
             self._stopped = True
-        if self.sweeper is not None:
-            quietly("the sweep timer", self.sweeper.stop)
+        for timer in [*([self.sweeper] if self.sweeper else []), *(t.timer for t in self.schedule_timers)]:
+            quietly(f"the {timer.name} timer", timer.stop)
         if self.forwarder is not None:
             quietly("the finalize forwarder", lambda: self.forwarder.stop() if self.forwarder else None)
         self.close_clients(quietly)
@@ -358,6 +363,7 @@ class LocalCloud(CloudClient):
                        "dead_letter": DEAD_LETTER_TOPIC, "events": EVENTS_TOPIC},
             "subscriptions": [t.subscription for t in self.triggers],
             "sweep": {"every": self.sweep_every, "stale_after": self.stale_after},
+            "schedules": {name: s.every for name, s in self.schedules.items()},
             "process_groups": {s.name: s.process.pgid for s in self._services()},
         }
 
@@ -386,7 +392,6 @@ class LocalCloud(CloudClient):
     def function_errors(self) -> list[str]:
         """Lines of the functions' logs at ERROR or above, or with a traceback."""
         return functions.logged_errors(self.functions)
-
 
 def _need(service: Service | None, what: str) -> Service:
     if service is None:

@@ -102,6 +102,20 @@ def unique_id() -> Callable[[str], str]:
     return make
 
 
+BUSY = "workflow.engine.context.Busy: "
+"""What a duplicate delivery raises when it finds the other one at work: it is redelivered."""
+
+
+@pytest.fixture
+def tag(cloud: Any) -> Iterator[str]:
+    """A tag unique to the test, for a module whose `cloud` fixture is a LocalCloud; the test
+    fails if a function logged an error meanwhile (but Busy)."""
+    before = len(cloud.function_errors())
+    yield uuid.uuid4().hex[:12]
+    errors = [e for e in cloud.function_errors()[before:] if BUSY not in e]
+    assert not errors, "the functions logged errors:\n" + "\n".join(errors) + "\n" + cloud.log_tails(60)
+
+
 @pytest.fixture
 def start_function(cloud_env: dict[str, str]) -> Iterator[Callable[..., Service]]:
     """`start_function(source, target, **env)`: serve a function with `cloud_env` plus `env`.

@@ -12,7 +12,6 @@ import json
 import re
 import subprocess
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -32,7 +31,6 @@ pytestmark = pytest.mark.cloud
 
 ROOT = Path(__file__).resolve().parents[2]
 TAG = "cli"  # the label holding a test's unique tag
-BUSY = "workflow.engine.context.Busy: "  # a duplicate delivery finding the other at work: redelivered
 
 
 @pytest.fixture(scope="module")
@@ -43,15 +41,6 @@ def cloud(require_tool: Callable[[Callable[[], LocalCloud]], LocalCloud]) -> Ite
         yield stack
     finally:
         stack.stop()
-
-
-@pytest.fixture
-def tag(cloud: LocalCloud) -> Iterator[str]:
-    """A tag unique to the test; the test fails if a function logged an error meanwhile."""
-    before = len(cloud.function_errors())
-    yield uuid.uuid4().hex[:12]
-    errors = [e for e in cloud.function_errors()[before:] if BUSY not in e]
-    assert not errors, "the functions logged errors:\n" + "\n".join(errors) + "\n" + cloud.log_tails(60)
 
 
 def main_py(cloud: LocalCloud, *args: str, timeout: float = 120.0) -> subprocess.CompletedProcess[str]:

@@ -509,10 +509,13 @@ TOOLING_PACKAGES = ("devtools",)
 # The run pages ship too, for the run_pages function (terraform/ui.tf): workflow/ui (pages,
 # JSON API, actions and their guard), their runtime on the cloud with the start-topic control
 # their actions publish through, and the page reads on Firestore, about 810 more (6,642).
+# Schedules then shipped their part: a tick's run id and time (model/ticks.py), its
+# concurrency and the SKIPPED record (admission/schedules.py), the store's query of a
+# schedule's running runs, about 215 more (6,859).
 # Run control by a route of its own (its entry points, the verified caller and its limit, a
-# rerun's own token) added about 225 (6,677 to 6,902), budgeted at 250 more.
+# rerun's own token) added about 225 (6,859 to 7,085), budgeted at 250 more.
 # The budget makes the next growth a decision, not a drift.
-ARCHIVE_LINE_BUDGET = 7_000
+ARCHIVE_LINE_BUDGET = 7_200
 # The expression of local.function_source_files, with its fileset() patterns as the only variables.
 ARCHIVE_EXPRESSION = re.compile(
     r"\$\{sort\(concat\(\[(?P<literal>[^\]]*)\], tolist\(setsubtract\("
@@ -1001,7 +1004,7 @@ def _resolved(value: Any) -> Any:
 
 def sweep_job() -> dict[str, Any]:
     jobs = resources("google_cloud_scheduler_job")
-    assert set(jobs) == {"sweep"}, sorted(jobs)
+    assert set(jobs) == {"sweep", "schedules"}, sorted(jobs)  # the schedules: below
     return jobs["sweep"]
 
 
@@ -1181,6 +1184,101 @@ def test_the_run_pages_outputs_say_where_they_are() -> None:
     assert outputs["run_pages_url"]["value"] == f"${{one({FUNCTION_RESOURCE}.{UI_FUNCTION}[*].service_config[0].uri)}}"
     assert outputs["run_pages_service"]["value"] == (
         f"${{one({FUNCTION_RESOURCE}.{UI_FUNCTION}[*].service_config[0].service)}}")
+
+
+# ---------------------------------------------------------------------------
+# Schedules (var.schedules -> one Cloud Scheduler job each -> the HTTP start function)
+# ---------------------------------------------------------------------------
+
+
+def schedule_job() -> dict[str, Any]:
+    return resources("google_cloud_scheduler_job")["schedules"]
+
+
+def _rules(variable: str) -> list[str]:
+    return [str(one(v)["condition"]) if isinstance(v, list) else str(v["condition"])
+            for v in variables()[variable]["validation"]]
+
+
+def _regex_of(condition: str) -> re.Pattern[str]:
+    pattern = re.search(r'regex\("(.+?)", ', condition)
+    assert pattern, condition
+    return re.compile(pattern.group(1).replace("\\\\", "\\"))
+
+
+def test_a_schedules_variable_of_named_schedules_with_their_defaults_and_checks() -> None:
+    schedules = variables()["schedules"]
+    assert schedules["default"] == {}
+    kind = schedules["type"]
+    for field in ("dag = string", "cron = string", 'time_zone = optional(string, "UTC")',
+                  "params = optional(map(string), {})", 'concurrency = optional(string, "forbid")',
+                  "paused = optional(bool, false)"):
+        assert field in kind, (field, kind)
+    names, dags, crons, concurrency, zones = _rules("schedules")
+    from workflow.model.ticks import NAME  # what the start function takes as a schedule's name
+    for good in ("nightly", "train_hourly", "0-ingest"):
+        assert _regex_of(names).search(good) and NAME.match(good)
+    for bad in ("Nightly", "-x", "night ly", "n" * 64, ""):
+        assert not _regex_of(names).search(bad)
+    assert _regex_of(dags).search("gs://my-dags/dags/vision/train.yaml")
+    for bad in ("dags/x.yaml", "gs://my-dags/x.env", "gs://b/x.yaml"):
+        assert not _regex_of(dags).search(bad), bad
+    assert _regex_of(crons).search("0 0 * * *") and _regex_of(crons).search("*/5  1-3 * JAN MON")
+    for bad in ("0 0 * *", "0 0 * * * *", "@daily"):
+        assert not _regex_of(crons).search(bad), bad
+    assert 'contains(["forbid", "allow", "replace"], s.concurrency)' in concurrency
+    from workflow.model.ticks import CONCURRENCY
+    assert CONCURRENCY == ("forbid", "allow", "replace")
+    assert _regex_of(zones).search("America/New_York") and not _regex_of(zones).search("New York")
+
+
+def test_each_schedule_is_a_scheduler_job_calling_the_http_start_as_the_scheduler_account() -> None:
+    job = schedule_job()
+    assert job["for_each"] == "${var.schedules}" and job["region"] == "${var.region}"
+    assert job["name"] == "${var.name_prefix}-schedule-${each.key}"
+    assert (job["schedule"], job["time_zone"], job["paused"]) == (
+        "${each.value.cron}", "${each.value.time_zone}", "${each.value.paused}")
+    target = one(job["http_target"])
+    assert target["uri"] == "${local.start_request_uri}" and target["http_method"] == "POST"
+    assert target["headers"] == {"Content-Type": "application/json"}
+    assert target["body"] == "${base64encode(jsonencode(local.schedule_bodies[each.key]))}"
+    assert one(target["oidc_token"]) == {"service_account_email": f"${{{SCHEDULER_SA}.email}}",
+                                         "audience": "${local.start_request_uri}"}
+    assert "oauth_token" not in target and "pubsub_target" not in job and "app_engine_http_target" not in job
+    assert "${google_cloud_run_v2_service_iam_member.scheduler_invokes_start}" in job["depends_on"]
+    assert not [n for n in resources("google_service_account") if "schedule" in n and n != "scheduler"]  # no new one
+
+
+def test_a_schedules_body_is_a_start_request_naming_its_schedule() -> None:
+    from workflow.admission.start_requests import START_KEYS
+
+    body = tf_locals()["schedule_bodies"]
+    assert "{dag_path = s.dag, schedule = name, concurrency = s.concurrency}" in body
+    assert 'for key in (length(s.params) > 0 ? ["params"] : []) : key =>' in body  # no key without parameters
+    assert {"dag_path", "schedule", "concurrency"} <= START_KEYS
+
+
+def test_a_schedule_is_retried_for_at_least_once_delivery_within_the_functions_time() -> None:
+    job = schedule_job()
+    retry = one(job["retry_config"])
+    assert 3 <= retry["retry_count"] <= 5  # Cloud Scheduler takes at most 5
+    assert retry["min_backoff_duration"] == "10s" and retry["max_doublings"] >= 1
+    assert job["attempt_deadline"] == "${max(15, var.function_timeout_sec)}s"  # a call may take a function's time
+
+
+def test_the_scheduler_account_still_invokes_only_the_start_function_and_nothing_is_public() -> None:
+    grants = [(rtype, name, body.get("role")) for rtype, name, body in all_resources()
+              if "_iam_" in rtype and any(SCHEDULER_SA in m for m in _iam_members(body))]
+    assert grants == [("google_cloud_run_v2_service_iam_member", "scheduler_invokes_start", "roles/run.invoker")]
+    invoker = resources("google_cloud_run_v2_service_iam_member")["scheduler_invokes_start"]
+    assert invoker["name"] == '${local.functions["on_start_request"].service_config[0].service}'
+    for rtype, name, body in all_resources():
+        for member in _iam_members(body):
+            assert not any(p in member.lower() for p in PUBLIC_MEMBERS), f"{rtype}.{name}: {member}"
+    outputs: dict[str, Any] = {}
+    for block in _blocks("output"):
+        outputs.update(block)
+    assert "google_cloud_scheduler_job.schedules" in outputs["schedule_jobs"]["value"]
 
 
 # ---------------------------------------------------------------------------

@@ -158,3 +158,25 @@ class RunsContract:
         assert store.create_run(run, [])
         assert store.get_run(run_id).timeout == 3600.0
         assert store.get_run(make_run(store, {"a": []})).timeout is None
+
+    def test_the_running_runs_of_a_schedule_are_found_by_its_name(self, store: Any) -> None:
+        tag = uuid.uuid4().hex[:8]
+        mine, other = f"nightly-{tag}", f"hourly-{tag}"
+
+        def make(run_id: str, schedule: str, at: float, status: RunStatus = RunStatus.RUNNING) -> str:
+            run = RunRecord(run_id, status, "http://runner", created_at=at, step_count=1,
+                            inputs=RunInputs(scheduled_at=at, schedule=schedule))
+            assert store.create_run(run, [StepRecord(run_id, "a", Task("a", "img"))])
+            return run_id
+
+        later = make(f"{mine}-2", mine, 20.0)
+        earlier = make(f"{mine}-1", mine, 10.0)
+        make(f"{mine}-0", mine, 5.0, RunStatus.SKIPPED)  # a skipped tick never runs
+        make(f"{other}-1", other, 10.0)
+        make_run(store, {"a": []})  # no schedule
+        assert [r.run_id for r in store.running_of_schedule(mine, 10)] == [earlier, later]
+        assert len(store.running_of_schedule(mine, 1)) == 1
+        assert store.running_of_schedule(f"none-{tag}", 10) == []
+        assert store.finish_run(earlier, RunStatus.SUCCEEDED, 30.0)
+        found = store.running_of_schedule(mine, 10)
+        assert [r.run_id for r in found] == [later] and found[0].inputs.schedule == mine

@@ -17,7 +17,7 @@ from ..model import codec
 from ..model.join import shape_differences
 from ..model.messages import CancelRun, ReconcileRun, RerunRun, SweepRuns
 from ..model.records import RunRecord
-from ..model.states import INVALID_IS_FINAL, RunStatus
+from ..model.states import RunStatus, why_final
 from ..model.text import excerpt
 from ..settings import RUN_ADMINS_ENV
 
@@ -179,8 +179,8 @@ def _not_theirs(run: RunRecord, action: str, caller: str, rt: CloudRuntime) -> s
 
 def _against_run(message: RunControl, run: RunRecord, rt: CloudRuntime) -> tuple[str, tuple[str, ...]]:
     """(why there is nothing to do, what is wrong) for `message` given its run's state."""
-    if run.status is RunStatus.INVALID and not isinstance(message, CancelRun):
-        return "", (f"run {run.run_id}: {INVALID_IS_FINAL}",)
+    if run.status in (RunStatus.INVALID, RunStatus.SKIPPED) and not isinstance(message, CancelRun):
+        return "", (f"run {run.run_id}: {why_final(run.status)}",)
     if not isinstance(message, RerunRun):
         return (f"it already ended {run.status.value}", ()) if run.status.terminal else ("", ())
     done = len(run.reruns)

@@ -24,7 +24,8 @@ from ..settings import DAG_BUCKETS_ENV, DAG_EXTENSIONS, TR_URL_ENV, EdgeSettings
 
 log = logging.getLogger("workflow.entrypoints")  # the functions' log lines keep one logger name
 
-START_KEYS = frozenset({"action", "dag_path", "dag", "tr_hostname", "tr_url", "tr_auth_jwt", "run_id", "params"})
+START_KEYS = frozenset({"action", "dag_path", "dag", "tr_hostname", "tr_url", "tr_auth_jwt", "run_id", "params",
+                        "schedule", "scheduled_time", "concurrency"})  # the last three: a tick (schedules.py)
 MAX_START_BYTES = 1_048_576
 MAX_DAG_PATH = 1_024
 
@@ -40,6 +41,8 @@ class StartRequest:
     problems: list[str]
     body: dict[str, Any] = dataclasses.field(default_factory=dict)
     params: dict[str, Any] = dataclasses.field(default_factory=dict)  # the run's parameter values, unchecked
+    schedule: str = ""  # a schedule's tick (admission/schedules.py): its schedule, and its time
+    scheduled_at: float | None = None
     started_by: str = ""  # the verified caller of an HTTP start ("" otherwise)
 
 
@@ -49,6 +52,7 @@ class Started:
 
     run_id: str
     problems: tuple[str, ...] = ()
+    skipped: str = ""  # why a schedule's tick started nothing (recorded SKIPPED)
 
 
 def json_object(data: bytes, what: str = "the start request") -> tuple[dict[str, Any] | None, str]:
@@ -179,7 +183,8 @@ def _start(rt: CloudRuntime, request: StartRequest, load: Callable[[], Dag]) -> 
     try:
         if not problems:
             template = load()
-            context = RunContext(request.run_id, rt.ports.clock(), started_by=request.started_by)
+            context = RunContext(request.run_id, rt.ports.clock(), request.scheduled_at, request.schedule,
+                                 request.started_by)
             dag, inputs = instantiate(template, request.params, context, request.source)
             sealed = rt.tokens.seal(request.jwt, run_id=request.run_id, origin=request.tr_url) if request.jwt else ""
             handle(StartRun(request.run_id, dag, request.tr_url.rstrip("/"), source=request.source,

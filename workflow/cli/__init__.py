@@ -18,6 +18,7 @@ from typing import TextIO
 from ..errors import InputError
 from ..ports import TaskRunner
 from .acting import cancel, rerun, resume
+from .backfill import backfill
 from .options import prog
 from .output import EXIT_INTERRUPTED, EXIT_USAGE, print_summary
 from .reading import runs, status
@@ -28,10 +29,12 @@ from .ui import ui
 
 __all__ = ["main", "print_summary"]
 
-COMMANDS = {"run": run, "runs": runs, "status": status, "resume": resume, "rerun": rerun, "cancel": cancel, "ui": ui}
-WITH_RUNNER = ("run", "resume", "rerun")  # the commands that reach a Task Runner (tests hand them one)
+COMMANDS = {"run": run, "runs": runs, "status": status, "resume": resume, "rerun": rerun, "cancel": cancel, "ui": ui,
+            "backfill": backfill}
+WITH_RUNNER = ("run", "resume", "rerun", "backfill")  # the commands that reach a Task Runner (tests hand them one)
 # What users of other workflow tools type first, and the verb that does it here.
-SYNONYMS = {"list": "runs", "ls": "runs", "get": "status", "show": "status", "logs": "status", "watch": "status",
+SYNONYMS = {"catchup": "backfill",
+            "list": "runs", "ls": "runs", "get": "status", "show": "status", "logs": "status", "watch": "status",
             "submit": "run", "start": "run", "trigger": "run", "retry": "rerun", "clear": "rerun", "stop": "cancel",
             "terminate": "cancel", "kill": "cancel"}
 EXIT_BROKEN_PIPE = 141  # as a shell reports a command ended by SIGPIPE

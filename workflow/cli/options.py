@@ -74,6 +74,17 @@ def seconds_arg(raw: str) -> float:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def positive_int(raw: str) -> int:
+    """An argparse `type`: a whole number >= 1."""
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{raw!r} is not a whole number >= 1")
+    return value
+
+
 def flags(*names: str) -> list[str]:
     """Each `--name` also as `-name`, the Go flag package's spelling (`-dag-path=x`)."""
     return [*names, *(n[1:] for n in names)]

@@ -14,7 +14,7 @@ from typing import Any, TextIO
 
 from ..model.inputs import RunInputs
 from ..model.records import RunRecord, StepRecord
-from ..model.states import INVALID_IS_FINAL, RunStatus
+from ..model.states import RunStatus, why_final
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -168,8 +168,9 @@ def print_run(run: RunRecord, steps: Sequence[StepRecord], out: TextIO) -> None:
     print(f"started {when(run.created_at)}  ended {when(run.finished_at)}  Task Runner {run.tr_url}", file=out)
     for line in input_lines(run.inputs):
         print(line, file=out)
+    label = "skipped" if run.status is RunStatus.SKIPPED else "problem"  # a skipped tick says why
     for problem in run.problems:
-        print(f"  problem: {problem}", file=out)
+        print(f"  {label}: {problem}", file=out)
     if not steps:
         return
     print(file=out)
@@ -224,8 +225,8 @@ def as_json(value: Any) -> str:
 
 def nothing_to(verb: str, run: RunRecord, out: TextIO) -> int:
     """Say why there is nothing to do for `run`; its exit code."""
-    if run.status is RunStatus.INVALID and verb in ("rerun", "resume"):
-        print(f"run {run.run_id}: {INVALID_IS_FINAL}", file=out)
+    if run.status in (RunStatus.INVALID, RunStatus.SKIPPED) and verb in ("rerun", "resume"):
+        print(f"run {run.run_id}: {why_final(run.status)}", file=out)
         return EXIT_USAGE
     state = f"already ended {run.status.value}" if run.status.terminal else "is still RUNNING (cancel it first)"
     print(f"run {run.run_id} {state}: nothing to {verb}", file=out)

@@ -14,14 +14,14 @@ from ..model.records import RunRecord, StepRecord
 from ..model.states import RunStatus
 from ..ports import StateStore
 from .cloud_requests import connect
-from .options import Parser, add_cloud, add_db, parsed, seconds_arg
+from .options import Parser, add_cloud, add_db, parsed, positive_int, seconds_arg
 from .output import EXIT_OK, as_json, exit_code, print_run, print_runs
 from .stores import no_run, open_store
 
 
 def runs(argv: Sequence[str], out: TextIO) -> int:
     p = Parser("runs", description="The most recent runs first.")
-    p.add_argument("--limit", type=_positive, default=20, metavar="N", help="at most N runs (default 20)")
+    p.add_argument("--limit", type=positive_int, default=20, metavar="N", help="at most N runs (default 20)")
     p.add_argument("--status", type=_status, metavar="STATUS",
                    help=f"only runs with this status ({', '.join(s.value for s in RunStatus)})")
     p.add_argument("--json", action="store_true", help="JSON for scripts, with the same fields")
@@ -126,16 +126,6 @@ def _interval(raw: str) -> float:
     value = seconds_arg(raw)
     if value < 0.05:
         raise argparse.ArgumentTypeError(f"{raw!r}: at least 0.05 seconds between two reads")
-    return value
-
-
-def _positive(raw: str) -> int:
-    try:
-        value = int(raw)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{raw!r} is not a whole number >= 1")
     return value
 
 

@@ -11,7 +11,7 @@ from ..model.dag import Dag, digest, reachable
 from ..model.join import shape_differences, waiting_on
 from ..model.messages import RerunRun
 from ..model.records import Attempt, RunRecord, StepRecord
-from ..model.states import INVALID_IS_FINAL, RunStatus, StepState
+from ..model.states import RunStatus, StepState, why_final
 from ..model.transitions import RERUN
 from .context import Ports, dispatch, ids, log, run_of
 
@@ -20,8 +20,8 @@ def rerun_run(msg: RerunRun, ports: Ports) -> None:
     """Start the next attempt of the run's failed, cancelled and skipped steps (and of
     `from_step` and its descendants), keeping its successes; dispatch those now ready."""
     run = run_of(ports, msg.run_id)
-    if run.status is RunStatus.INVALID:
-        raise PoisonMessage(f"run {msg.run_id!r}: {INVALID_IS_FINAL}")
+    if run.status.terminal and not run.status.rerunnable:  # INVALID, SKIPPED: nothing of it ran
+        raise PoisonMessage(f"run {msg.run_id!r}: {why_final(run.status)}")
     if len(run.reruns) == msg.reruns:
         if run.status is RunStatus.RUNNING:
             raise PoisonMessage(f"run {msg.run_id!r} is still running: cancel it first, or resume it")

@@ -8,10 +8,12 @@ import uuid
 from typing import Any
 
 from ..admission.run_requests import start_route_refusal, sweep_requested
-from ..admission.start_requests import MAX_START_BYTES, checked_start, json_object, start_requested
+from ..admission.schedules import start_tick, tick_request
+from ..admission.start_requests import MAX_START_BYTES, checked_start, json_object
 from ..bootstrap.cloud import CloudRuntime
 from ..errors import TransientError
 from ..model.text import excerpt
+from ..model.ticks import SCHEDULE_TIME_HEADER
 from .callers import verified_caller
 
 log = logging.getLogger("workflow.entrypoints")
@@ -20,7 +22,8 @@ HTTP_ALIASES = {"workflow-path": "dag_path", "tr-url": "tr_hostname"}  # the Go 
 
 
 def start_over_http(request: Any, rt: CloudRuntime) -> tuple[int, dict[str, Any]]:
-    """(HTTP status, JSON body) for a werkzeug request: 202 started, 400 INVALID, 405, 415, 503."""
+    """(HTTP status, JSON body) for a werkzeug request: 202 started, 200 a schedule's tick
+    skipped, 400 INVALID, 405, 413, 415, 503."""
     if request.method != "POST":
         return 405, {"error": "use POST with a JSON start request"}
     if request.mimetype != "application/json":
@@ -37,12 +40,15 @@ def start_over_http(request: Any, rt: CloudRuntime) -> tuple[int, dict[str, Any]
         return 400, {"problems": [refusal]}
     checked = checked_start(data, f"start-http-{uuid.uuid4().hex}", rt.edge, HTTP_ALIASES)
     checked = dataclasses.replace(checked, started_by=verified_caller(request.headers))
+    checked = tick_request(checked, request.headers.get(SCHEDULE_TIME_HEADER), rt.ports.clock())
     try:
-        started = start_requested(checked, rt)
+        started = start_tick(checked, rt)
     except TransientError as exc:
         log.warning("run %s: retry later: %s", checked.run_id, exc, extra={"run_id": checked.run_id})
         return 503, {"run_id": checked.run_id, "error": f"try again later: {exc}"}
     if started.problems:
         return 400, {"run_id": started.run_id, "problems": list(started.problems)}
+    if started.skipped:
+        return 200, {"run_id": started.run_id, "skipped": started.skipped}
     return 202, {"run_id": started.run_id}
 

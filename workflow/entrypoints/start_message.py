@@ -5,7 +5,8 @@ import logging
 from typing import Any
 
 from ..admission.run_requests import start_route_refusal
-from ..admission.start_requests import checked_start, json_object, start_requested
+from ..admission.schedules import start_tick, tick_request
+from ..admission.start_requests import checked_start, json_object
 from ..bootstrap.cloud import CloudRuntime
 from ..model.text import excerpt
 from .events import pubsub_message
@@ -22,4 +23,5 @@ def start_message(event: Any, rt: CloudRuntime) -> None:
         shown = excerpt(run_id, 130) if isinstance(run_id, str) else "?"
         log.warning("refused message %s on the start topic (run %s): %s", message_id, shown, refusal)
         return
-    start_requested(checked_start(data, f"start-{message_id}", rt.edge, {}), rt)
+    checked = checked_start(data, f"start-{message_id}", rt.edge, {})
+    start_tick(tick_request(checked, None, None), rt)  # a tick on the topic names its time (scheduled_time)

@@ -24,6 +24,7 @@ class RunStatus(StrEnum):
     FAILED = "FAILED"
     INVALID = "INVALID"  # the DAG was refused; nothing ran
     CANCELLED = "CANCELLED"  # someone cancelled it; jobs already submitted may still run
+    SKIPPED = "SKIPPED"  # a schedule's tick that started nothing: the schedule's previous run was still running
 
     @property
     def terminal(self) -> bool:
@@ -31,11 +32,18 @@ class RunStatus(StrEnum):
 
     @property
     def rerunnable(self) -> bool:
-        """Ended with steps to run again: an INVALID run ran nothing and stays INVALID."""
-        return self.terminal and self is not RunStatus.INVALID
+        """Ended with steps to run again: an INVALID run or a SKIPPED tick ran nothing and stays so."""
+        return self.terminal and self not in (RunStatus.INVALID, RunStatus.SKIPPED)
 
 
 INVALID_IS_FINAL = "it is INVALID: nothing of it ran, so nothing can be rerun or resumed; start a new run"
+SKIPPED_IS_FINAL = ("it is SKIPPED: a schedule's tick that started nothing, so nothing can be rerun or resumed; "
+                    "start a new run")
+
+
+def why_final(status: RunStatus) -> str:
+    """Why a run that ran nothing (INVALID, SKIPPED) cannot be rerun or resumed."""
+    return SKIPPED_IS_FINAL if status is RunStatus.SKIPPED else INVALID_IS_FINAL
 
 
 # Task Runner job states (AI Platform training job states). Only these three end a job;

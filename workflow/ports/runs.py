@@ -25,6 +25,10 @@ class RunStore(Protocol):
         `limit` (one query; a store that keeps a run's progress spread over documents also
         reads those of each run found, and may move its `updated_at` forward to them)."""
 
+    def running_of_schedule(self, schedule: str, limit: int) -> list[RunRecord]:
+        """RUNNING runs started for the schedule `schedule` (their `inputs.schedule`), at
+        most `limit`, oldest first (one query)."""
+
     def finish_run(self, run_id: str, status: RunStatus, at: float) -> bool:
         """Set a RUNNING run's final status. True if this call set it; idempotent."""
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ..model.records import RunRecord
-from ..model.states import RunStatus
 
 ACTIONS = ("cancel", "rerun", "resume")
 
@@ -18,7 +17,7 @@ a sentence saying what was done. InputError when it cannot be done."""
 
 def allowed(action: str, run: RunRecord) -> bool:
     if action == "rerun":
-        return run.status.terminal and run.status is not RunStatus.INVALID
+        return run.status.rerunnable  # not INVALID, nor a SKIPPED tick: nothing of them ran
     return not run.status.terminal
 
 

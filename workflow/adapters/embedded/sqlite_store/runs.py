@@ -57,6 +57,13 @@ class SqliteRuns(SqliteDatabase):
                               "ORDER BY updated_at LIMIT ?", (RunStatus.RUNNING.value, before, limit)).fetchall()
         return [run_of(r) for r in rows]
 
+    def running_of_schedule(self, schedule: str, limit: int) -> list[RunRecord]:
+        with self._tx() as db:
+            rows = self._exec(db, f"SELECT {RUN_COLUMNS} FROM runs WHERE status=? AND "
+                              "json_extract(inputs, '$.schedule')=? ORDER BY created_at LIMIT ?",
+                              (RunStatus.RUNNING.value, schedule, limit)).fetchall()
+        return [run_of(r) for r in rows]
+
     def finish_run(self, run_id: str, status: RunStatus, at: float) -> bool:
         with self._tx() as db:
             cur = self._exec(db, "UPDATE runs SET status=?, finished_at=? WHERE run_id=? AND status=?",

@@ -101,6 +101,14 @@ class FirestoreRuns(FirestoreCounters):
                     break
         return sorted(stale, key=lambda r: r.updated_at)
 
+    def running_of_schedule(self, schedule: str, limit: int) -> list[RunRecord]:
+        """Two equality filters: Firestore merges its single-field indexes for them (no
+        composite index); sorted here, not by the query, which would need one."""
+        query = (self._db.collection(self._root)
+                 .where(filter=firestore.FieldFilter("status", "==", RunStatus.RUNNING.value))
+                 .where(filter=firestore.FieldFilter("inputs.schedule", "==", schedule)).limit(limit))
+        return sorted((self._record(s) for s in self._query(query)), key=lambda r: r.created_at)
+
     def finish_run(self, run_id: str, status: RunStatus, at: float) -> bool:
         snap = self._get(self._run_ref(run_id))
         if not snap.exists or snap.get("status") != RunStatus.RUNNING.value:
