@@ -126,6 +126,21 @@ def test_the_caller_is_the_email_of_the_token_cloud_run_checked() -> None:
         assert verified_caller({"Authorization": header}) == "", header
 
 
+def test_the_command_line_publishes_run_requests_on_the_control_topic_and_starts_on_the_start_topic(
+    monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from workflow.bootstrap import control as control_module
+
+    topics: list[str] = []
+    monkeypatch.setattr(control_module, "_requests", lambda env, topic: topics.append(topic))
+    store = SqliteStateStore(":memory:")
+    env = {"GOOGLE_CLOUD_PROJECT": "p"}
+    control_module.control(env, store=store)
+    control_module.control(env, store=store, starts=True)  # a backfill's ticks
+    control_module.control({**env, "WORKFLOW_CONTROL_TOPIC": "ops-control"}, store=store)
+    assert topics == ["workflow-run-control", "workflow-start", "ops-control"]
+
+
 def test_run_admins_are_emails_in_lower_case() -> None:
     assert EdgeSettings.from_env(ENV).run_admins == {"ops@example.com", "oncall@example.com"}
     assert EdgeSettings.from_env({}).run_admins == frozenset()

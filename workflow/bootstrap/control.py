@@ -22,7 +22,8 @@ DEFAULT_CONTROL_TOPIC = "workflow-run-control"
 @dataclass(frozen=True)
 class CloudControl:
     """What the command line needs to operate the cloud runtime's runs: their store, and
-    `request`, which publishes a request (JSON) on the control topic and returns once
+    `request`, which publishes a request (JSON) on its topic (the control topic, or the start
+    topic for start requests) and returns once
     Pub/Sub accepted it. `refusals` are the exceptions that mean the cloud refused or could
     not be reached (credentials, permissions, a missing database); `where` names the store."""
 
@@ -39,11 +40,14 @@ def control(
     database: str = "",
     store: StateStore | None = None,
     request: Callable[[Mapping[str, Any]], None] | None = None,
+    starts: bool = False,
 ) -> CloudControl:
     """The cloud runtime as the command line sees it: Firestore and the control topic.
 
     `project` and `database` override GOOGLE_CLOUD_PROJECT and WORKFLOW_FIRESTORE_DATABASE;
-    the control topic is WORKFLOW_CONTROL_TOPIC (default `workflow-run-control`). Credentials are
+    the control topic is WORKFLOW_CONTROL_TOPIC (default `workflow-run-control`), or with
+    `starts` (start requests: a backfill's ticks) the start topic WORKFLOW_START_TOPIC
+    (default `workflow-start`). Credentials are
     Application Default Credentials, or none with FIRESTORE_EMULATOR_HOST and
     PUBSUB_EMULATOR_HOST set. InputError when the project is unknown or no credentials exist.
     """
@@ -52,13 +56,14 @@ def control(
 
     env = dict(os.environ if env is None else env)
     env.update({name: value for name, value in ((PROJECT_ENV, project), (DATABASE_ENV, database)) if value})
-    topic = env.get(CONTROL_TOPIC_ENV) or DEFAULT_CONTROL_TOPIC
+    topic = (env.get(START_TOPIC_ENV) or DEFAULT_START_TOPIC) if starts else (
+        env.get(CONTROL_TOPIC_ENV) or DEFAULT_CONTROL_TOPIC)
     emulator = os.environ.get("FIRESTORE_EMULATOR_HOST")
     where = (f"Firestore of project {project_of(env)}, database {database_of(env)}"
              + (f" (emulator at {emulator})" if emulator else ""))
     try:
         store = store or firestore_store(env)
-        request = request or _control_requests(env, topic)
+        request = request or _requests(env, topic)
     except auth_errors.DefaultCredentialsError:
         raise InputError("no Google credentials: run 'gcloud auth application-default login', or set "
                          "GOOGLE_APPLICATION_CREDENTIALS (or FIRESTORE_EMULATOR_HOST and PUBSUB_EMULATOR_HOST "
@@ -67,13 +72,13 @@ def control(
     return CloudControl(store, request, refusals, where)
 
 
-def _control_requests(env: Mapping[str, str], topic: str) -> Callable[[Mapping[str, Any]], None]:
+def _requests(env: Mapping[str, str], topic: str) -> Callable[[Mapping[str, Any]], None]:
     from ..adapters.gcp.pubsub_bus import PubSubBus
 
     bus = PubSubBus(project_of(env), topic)
 
     def publish(body: Mapping[str, Any]) -> None:
-        attributes = {"action": str(body.get("action", "")), "run_id": str(body.get("run_id", ""))}
+        attributes = {"action": str(body.get("action", "start")), "run_id": str(body.get("run_id", ""))}
         bus.publish_raw(json.dumps(body).encode(), attributes)
 
     return publish

@@ -27,11 +27,12 @@ CLOUD_POLL = 0.5  # seconds between two reads of the run while waiting for a req
 
 
 @contextmanager
-def connect(args: argparse.Namespace) -> Iterator[CloudControl]:
-    """The cloud runtime's store and control topic; the cloud's refusals become InputError."""
+def connect(args: argparse.Namespace, *, starts: bool = False) -> Iterator[CloudControl]:
+    """The cloud runtime's store and control topic (with `starts`, the start topic, for start
+    requests); the cloud's refusals become InputError."""
     if not (args.project or os.environ.get(PROJECT_ENV)):
         raise InputError(f"--cloud needs a project: --project ID, or {PROJECT_ENV}")
-    ctl = control(project=args.project, database=args.database)
+    ctl = control(project=args.project, database=args.database, starts=starts)
     try:
         yield ctl
     except ctl.refusals as exc:
