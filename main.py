@@ -56,9 +56,16 @@ def on_dag_uploaded(event: Any) -> None:
 @functions_framework.cloud_event
 @accepts(PUBSUB_PUBLISHED)
 def on_start_message(event: Any) -> None:
-    """A start request published on the start topic starts a run; a cancel, rerun or resume
-    request (`"action"`) asks that of an existing run."""
+    """A start request published on the start topic starts a run (a cancel, rerun or resume
+    request is refused there, logged and acknowledged: it goes to the control topic)."""
     _serve(entrypoints.start_message, event)
+
+
+@functions_framework.cloud_event
+@accepts(PUBSUB_PUBLISHED)
+def on_control_message(event: Any) -> None:
+    """A cancel, rerun or resume request published on the control topic asks that of a run."""
+    _serve(entrypoints.control_message, event)
 
 
 @functions_framework.cloud_event
@@ -70,9 +77,20 @@ def on_engine_message(event: Any) -> None:
 
 @functions_framework.http
 def on_start_request(request: Any) -> tuple[str, int, dict[str, str]]:
-    """POST a start request (JSON, as on the start topic): 202 {"run_id"}, or 400 with the report;
-    a cancel, rerun or resume request: 202 handed over, 400 invalid, 409 nothing to do."""
-    status, body = entrypoints.start_over_http(request, runtime())
+    """POST a start request (JSON, as on the start topic): 202 {"run_id"}, or 400 with the report
+    (a cancel, rerun or resume request is answered 400: it goes to on_control_request)."""
+    return _json(*entrypoints.start_over_http(request, runtime()))
+
+
+@functions_framework.http
+def on_control_request(request: Any) -> tuple[str, int, dict[str, str]]:
+    """POST a cancel, rerun or resume request (JSON, as on the control topic), as the run's
+    starter or one of WORKFLOW_RUN_ADMINS: 202 handed over, 400 invalid, 403 not the caller's
+    run, 409 nothing to do."""
+    return _json(*entrypoints.control_over_http(request, runtime()))
+
+
+def _json(status: int, body: dict[str, Any]) -> tuple[str, int, dict[str, str]]:
     headers = {"Content-Type": "application/json"} | ({"Allow": "POST"} if status == 405 else {})
     return json.dumps(body), status, headers
 

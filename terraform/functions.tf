@@ -1,4 +1,4 @@
-# The deployed functions: three event-driven ones and one HTTP one. This file
+# The deployed functions: four event-driven ones and two HTTP ones. This file
 # is the single definition of the function set, their entry points and
 # trigger types; tests/static/test_terraform.py checks it against main.py.
 
@@ -22,6 +22,7 @@ locals {
     WORKFLOW_STALE_AFTER_SEC          = tostring(var.stale_after_sec)
     WORKFLOW_SWEEP_LIMIT              = tostring(var.sweep_limit)
     WORKFLOW_FIRESTORE_DATABASE       = var.firestore_database
+    WORKFLOW_RUN_ADMINS               = join(",", var.run_admins)
     LOG_FORMAT                        = "json"
   }
 
@@ -41,6 +42,15 @@ locals {
       pubsub_topic = google_pubsub_topic.start.id
       bucket       = null
     }
+    # Cancel, rerun and resume requests: publishers of the control topic are only
+    # var.run_operators (control.tf).
+    on_control_message = {
+      description  = "Handles cancel, rerun and resume requests published to ${google_pubsub_topic.control.name}."
+      ingress      = "ALLOW_INTERNAL_ONLY"
+      event_type   = "google.cloud.pubsub.topic.v1.messagePublished"
+      pubsub_topic = google_pubsub_topic.control.id
+      bucket       = null
+    }
     on_engine_message = {
       description  = "Handles the engine's own messages published to ${google_pubsub_topic.engine.name}."
       ingress      = "ALLOW_INTERNAL_ONLY"
@@ -57,6 +67,15 @@ locals {
       pubsub_topic = null
       bucket       = null
     }
+    # Invocable only by var.run_operators and var.run_control_invokers (control.tf); the
+    # function lets a caller act on the runs it started, and var.run_admins on any run.
+    on_control_request = {
+      description  = "Cancels, reruns or resumes a run on an authenticated HTTP request."
+      ingress      = "ALLOW_ALL"
+      event_type   = null
+      pubsub_topic = null
+      bucket       = null
+    }
   }
 
   functions       = google_cloudfunctions2_function.this
@@ -64,7 +83,7 @@ locals {
 }
 
 resource "google_cloudfunctions2_function" "this" {
-  # checkov:skip=CKV_GCP_124:on_start_request is called by other systems over HTTPS; every call needs roles/run.invoker, granted only to var.start_request_invokers (no public member). The event-driven functions are internal only.
+  # checkov:skip=CKV_GCP_124:on_start_request and on_control_request are called by other systems over HTTPS; every call needs roles/run.invoker, granted only to var.start_request_invokers, and to var.run_operators and var.run_control_invokers, respectively (no public member). The event-driven functions are internal only.
   for_each = local.function_specs
 
   name        = "${var.name_prefix}-${replace(each.key, "_", "-")}"

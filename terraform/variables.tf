@@ -138,7 +138,7 @@ variable "start_publishers" {
 }
 
 variable "run_viewers" {
-  description = "IAM members allowed to read runs and steps in Firestore, for `runs` and `status --cloud` (roles/datastore.viewer on the project). With start_publishers, they can also cancel, rerun and resume runs."
+  description = "IAM members allowed to read runs and steps in Firestore, for `runs` and `status --cloud` (roles/datastore.viewer on the project). With run_operators, they can also cancel, rerun and resume runs."
   type        = list(string)
   default     = []
 
@@ -523,5 +523,48 @@ variable "ui_ingress" {
   validation {
     condition     = contains(["ALLOW_ALL", "ALLOW_INTERNAL_AND_GCLB"], var.ui_ingress)
     error_message = "ui_ingress must be ALLOW_ALL or ALLOW_INTERNAL_AND_GCLB."
+  }
+}
+
+# ---------------------------------------------------------------------------
+# Run control: cancel, rerun and resume (terraform/control.tf)
+# ---------------------------------------------------------------------------
+
+variable "run_operators" {
+  description = "IAM members allowed to send cancel, rerun and resume requests about any run: roles/pubsub.publisher on the <prefix>-run-control topic (a publisher cannot be told per message, so on the topic they may act on any run) and roles/run.invoker on the HTTP on_control_request function (where each acts on the runs it started, unless listed in run_admins)."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition = alltrue([
+      for m in var.run_operators :
+      can(regex("^(user|group|serviceAccount|domain|principal|principalSet):.+$", m))
+    ])
+    error_message = "run_operators entries must be IAM members like user:, group:, serviceAccount:; allUsers/allAuthenticatedUsers are not allowed."
+  }
+}
+
+variable "run_control_invokers" {
+  description = "IAM members allowed to call the HTTP on_control_request function only (roles/run.invoker on it), not to publish on the control topic: each may cancel, rerun and resume the runs it started over on_start_request (any run if listed in run_admins)."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition = alltrue([
+      for m in var.run_control_invokers :
+      can(regex("^(user|group|serviceAccount|domain|principal|principalSet):.+$", m))
+    ])
+    error_message = "run_control_invokers entries must be IAM members like user:, group:, serviceAccount:; allUsers/allAuthenticatedUsers are not allowed."
+  }
+}
+
+variable "run_admins" {
+  description = "Emails (of users or service accounts, without user: or serviceAccount:) that may cancel, rerun and resume any run over HTTP (WORKFLOW_RUN_ADMINS); other callers of on_control_request only the runs they started. They must also be run_operators or run_control_invokers to reach the function."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for e in var.run_admins : can(regex("^[^@:,\\s]+@[^@:,\\s]+$", e))])
+    error_message = "run_admins entries must be email addresses (ops@example.com), without user: or serviceAccount: and without commas."
   }
 }

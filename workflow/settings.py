@@ -86,6 +86,7 @@ ALLOWED_ORIGINS_ENV = "WORKFLOW_ALLOWED_TR_ORIGINS"
 ALLOW_HTTP_ENV = "WORKFLOW_ALLOW_HTTP_TR"
 DAG_BUCKETS_ENV = "WORKFLOW_DAG_BUCKETS"
 DAG_PREFIX_ENV = "WORKFLOW_DAG_PREFIX"
+RUN_ADMINS_ENV = "WORKFLOW_RUN_ADMINS"
 MAX_TR_URL = 2_048
 DAG_EXTENSIONS = (".yaml", ".yml", ".json")
 
@@ -93,7 +94,9 @@ DAG_EXTENSIONS = (".yaml", ".yml", ".json")
 @dataclass(frozen=True)
 class EdgeSettings:
     """What the cloud functions accept from outside (docs/security.md): the Task Runner
-    origins (default: the origin of `default_tr_url`) and the buckets of a `dag_path`."""
+    origins (default: the origin of `default_tr_url`), the buckets of a `dag_path`, and
+    who may cancel, rerun or resume any run over HTTP (`run_admins`, emails in lower case;
+    any other caller only the runs it started)."""
 
     default_tr_url: str = ""
     allowed_tr_origins: frozenset[str] = frozenset()
@@ -101,6 +104,7 @@ class EdgeSettings:
     dag_buckets: frozenset[str] = frozenset()
     dag_prefix: str = "dags/"
     max_inline_wait: float = DEFAULT_MAX_INLINE_WAIT_SEC  # a delayed message due later is handed back
+    run_admins: frozenset[str] = frozenset()
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> EdgeSettings:
@@ -117,6 +121,7 @@ class EdgeSettings:
             dag_buckets=frozenset(_listed(env.get(DAG_BUCKETS_ENV, ""))),
             dag_prefix=env.get(DAG_PREFIX_ENV, "dags/"),
             max_inline_wait=seconds(env, MAX_INLINE_WAIT_ENV, DEFAULT_MAX_INLINE_WAIT_SEC, allow_zero=True),
+            run_admins=frozenset(_email(e, RUN_ADMINS_ENV) for e in _listed(env.get(RUN_ADMINS_ENV, ""))),
         )
 
     def tr_url_problems(self, url: Any, where: str) -> list[str]:
@@ -148,6 +153,15 @@ class EdgeSettings:
 
 def _listed(raw: str) -> list[str]:
     return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+def _email(value: str, name: str) -> str:
+    """`value` in lower case if it is an email address; InputError naming `name` otherwise."""
+    local, at, domain = value.partition("@")
+    if not (local and at and domain) or "@" in domain or ":" in local or any(c.isspace() for c in value):
+        raise InputError(f"{name}: {excerpt(value, 100)!r} is not an email address (list emails, "
+                         "without user: or serviceAccount:, separated by commas)")
+    return value.lower()
 
 
 def _origin(url: str, name: str, *, strict: bool = True) -> str:

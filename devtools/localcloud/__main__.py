@@ -1,6 +1,6 @@
 """`python -m devtools.localcloud {up,upload,status}`: the cloud runtime on this machine.
 
-- `up` starts the emulators, the mock Task Runner, the four functions and their triggers,
+- `up` starts the emulators, the mock Task Runner, the six functions and their triggers,
   and the run pages' function (see `devtools.localcloud.stack`), prints where everything is and the `export` lines a
   shell needs, writes them to the state file and runs until Ctrl-C or SIGTERM; then it
   stops everything and removes the state file.
@@ -40,7 +40,16 @@ from .client import upload_object
 from .processes import MissingTool, StartupError
 from .scheduler import LocalSchedule
 from .stack import LocalCloud
-from .wiring import DEFAULT_SWEEP_EVERY, ENGINE_TOPIC, MAX_POLL, PAGES_TARGET, START_TOPIC, TARGETS, require_tools
+from .wiring import (
+    CONTROL_TOPIC,
+    DEFAULT_SWEEP_EVERY,
+    ENGINE_TOPIC,
+    MAX_POLL,
+    PAGES_TARGET,
+    START_TOPIC,
+    TARGETS,
+    require_tools,
+)
 
 DEFAULT_STATE_FILE = ".localcloud.json"
 PROG = "python -m devtools.localcloud"
@@ -95,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,
         description="The cloud runtime on this machine: Firestore, Pub/Sub and GCS emulators, "
-        "the four functions of main.py and the run pages under functions-framework, their triggers and a mock "
+        "the six functions of main.py and the run pages under functions-framework, their triggers and a mock "
         "Task Runner.",
         epilog="exit codes: 0 ok, 1 run failed or invalid (status of one run), 2 usage error or unknown run",
     )
@@ -283,6 +292,8 @@ def _print_up(cloud: LocalCloud, state_file: Path) -> None:
         (TARGETS[2], f"{cloud.function_url(TARGETS[2])} <- topic {ENGINE_TOPIC}"
                      f" (x{cloud.engine_deliveries})"),
         (TARGETS[3], f"{cloud.start_url} <- POST a start request (JSON)"),
+        (TARGETS[4], f"{cloud.function_url(TARGETS[4])} <- topic {CONTROL_TOPIC}"),
+        (TARGETS[5], f"{cloud.control_url} <- POST a cancel, rerun or resume request (JSON)"),
         (PAGES_TARGET, f"{cloud.function_url(PAGES_TARGET)}/ <- the run pages, in a browser"),
         ("dead letters", "topic workflow-dead-letter, pull subscription workflow-dead-letter-sub"),
         ("polling interval", f"{cloud.poll:g} s"),

@@ -8,6 +8,7 @@ from it).
 
 from __future__ import annotations
 
+import base64
 import json
 import mimetypes
 import os
@@ -25,7 +26,7 @@ from workflow.entrypoints import upload_run_id
 from workflow.model.records import RunRecord, StepRecord
 
 from . import eventarc, pubsub_wiring
-from .wiring import ENGINE_TOPIC, START_TOPIC
+from .wiring import CONTROL_TOPIC, ENGINE_TOPIC, START_TOPIC
 
 _ENV_LOCK = threading.Lock()
 
@@ -61,7 +62,8 @@ def firestore_client(host_port: str, project: str) -> Any:
 class CloudClient:
     """Clients of the local cloud's emulators and functions, shared and made on first use.
 
-    A subclass says where things are: `firestore_host`, `pubsub_host`, `storage_url`, `start_url`.
+    A subclass says where things are: `firestore_host`, `pubsub_host`, `storage_url`, `start_url`,
+    `control_url`.
     """
 
     def __init__(self, project: str, bucket: str) -> None:
@@ -89,6 +91,16 @@ class CloudClient:
     def start_url(self) -> str:
         """The URL of the HTTP start function (POST a start request as JSON)."""
         raise NotImplementedError
+
+    @property
+    def control_url(self) -> str:
+        """The URL of the HTTP control function (POST a cancel, rerun or resume request as JSON)."""
+        raise NotImplementedError
+
+    @property
+    def control_topic(self) -> str:
+        """`projects/P/topics/workflow-run-control`."""
+        return pubsub_wiring.topic_path(self.project, CONTROL_TOPIC)
 
     @property
     def start_topic(self) -> str:
@@ -152,22 +164,28 @@ class CloudClient:
         message_id: str = self.publisher().publish(self.start_topic, data).result(timeout=timeout)
         return message_id
 
+    def publish_control(self, request: Mapping[str, Any], timeout: float = 30.0) -> str:
+        """Publish a cancel, rerun or resume request (JSON) on the control topic; return the message id."""
+        data = json.dumps(request).encode()
+        message_id: str = self.publisher().publish(self.control_topic, data).result(timeout=timeout)
+        return message_id
+
     def publish_engine(self, data: bytes, attributes: dict[str, str]) -> None:
         """Publish an engine message and wait until the emulator has it."""
         self.publisher().publish(self.engine_topic, data, **attributes).result(timeout=30.0)
 
     def post_start(self, request: Mapping[str, Any], timeout: float = 30.0,
-                   headers: Mapping[str, str] | None = None) -> tuple[int, dict[str, Any]]:
-        """POST a start request to the HTTP start function (with `headers`, e.g. a schedule's
-        X-CloudScheduler-ScheduleTime): (HTTP status, JSON answer)."""
-        post = urllib.request.Request(self.start_url, data=json.dumps(request).encode(), method="POST",
-                                      headers={"Content-Type": "application/json", **(headers or {})})
-        try:
-            with urllib.request.urlopen(post, timeout=timeout) as answer:
-                return answer.status, json.loads(answer.read())
-        except urllib.error.HTTPError as refused:
-            with refused:
-                return refused.code, json.loads(refused.read())
+                   caller: str = "", headers: Mapping[str, str] | None = None) -> tuple[int, dict[str, Any]]:
+        """POST a start request to the HTTP start function as `caller` (an email; nobody if
+        ""), with `headers` (e.g. a schedule's X-CloudScheduler-ScheduleTime): (HTTP status,
+        JSON answer)."""
+        return _post(self.start_url, request, timeout, caller, headers)
+
+    def post_control(self, request: Mapping[str, Any], timeout: float = 30.0,
+                     caller: str = "") -> tuple[int, dict[str, Any]]:
+        """POST a cancel, rerun or resume request to the HTTP control function as `caller`
+        (an email; nobody if ""): (HTTP status, JSON answer)."""
+        return _post(self.control_url, request, timeout, caller)
 
     def run(self, run_id: str) -> RunRecord | None:
         """The run's record, or None."""
@@ -194,6 +212,31 @@ class CloudClient:
                 status = run.status.value if run is not None else "no run record"
                 raise RunTimeout(f"run {run_id} not finished after {timeout:g} s: {status}; {states}")
             time.sleep(interval)
+
+
+def id_token_for(email: str) -> str:
+    """An unsigned token shaped as a Google ID token naming `email`. On Cloud Run, Google
+    checks the caller's signed token before the function sees it; the local cloud has no
+    Cloud Run in front, so its functions take the header as it comes."""
+
+    def part(value: dict[str, Any]) -> str:
+        return base64.urlsafe_b64encode(json.dumps(value).encode()).decode().rstrip("=")
+
+    return f"{part({'alg': 'none'})}.{part({'email': email, 'email_verified': True})}.unsigned"
+
+
+def _post(url: str, request: Mapping[str, Any], timeout: float, caller: str,
+          extra: Mapping[str, str] | None = None) -> tuple[int, dict[str, Any]]:
+    headers = {"Content-Type": "application/json", **(extra or {})}
+    if caller:
+        headers["Authorization"] = f"Bearer {id_token_for(caller)}"
+    post = urllib.request.Request(url, data=json.dumps(request).encode(), method="POST", headers=headers)
+    try:
+        with urllib.request.urlopen(post, timeout=timeout) as answer:
+            return answer.status, json.loads(answer.read())
+    except urllib.error.HTTPError as refused:
+        with refused:
+            return refused.code, json.loads(refused.read())
 
 
 def upload_object(

@@ -93,3 +93,17 @@ def error_summary(line: str) -> str | None:
     if trace:
         summary += " | " + trace.splitlines()[-1]
     return summary
+
+
+def logged_errors(served: Mapping[str, Service]) -> list[str]:
+    """The lines of the served functions' logs (by target) at ERROR or above, or with a
+    traceback, each as `target: summary`."""
+    found: list[str] = []
+    for target, service in served.items():
+        try:
+            text = service.process.log_path.read_text(encoding="utf-8", errors="replace")
+        except OSError as err:
+            found.append(f"{target}: log unreadable: {err}")
+            continue
+        found += [f"{target}: {summary}" for line in text.splitlines() if (summary := error_summary(line))]
+    return found

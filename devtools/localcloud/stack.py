@@ -1,20 +1,21 @@
-"""The whole cloud runtime on one machine: emulators, the four functions, their triggers, a mock.
+"""The whole cloud runtime on one machine: emulators, the six functions, their triggers, a mock.
 
 `LocalCloud` starts, each on a free loopback port and (for a server process) in its own
 process group through `devtools.localcloud.processes`:
 
 - the Firestore, Pub/Sub and GCS emulators;
 - the bundled mock Task Runner, in this process (`mock`: read its `submissions()`);
-- `on_dag_uploaded`, `on_start_message`, `on_engine_message` and the HTTP function
-  `on_start_request` of `main.py` (its URL: `start_url`), each in its own
-  functions-framework process, configured as a deployment is (see `function_env`; the
-  only Task Runner origin allowed is the mock's, over plain http, and the only DAG
-  bucket is `bucket`), and with `pages` the run pages' function `run_pages` too
-  (`wiring.pages_env`), each with a private XDG_RUNTIME_DIR for gunicorn's control socket;
-- what Eventarc would add: push subscriptions from `workflow-start` and `workflow-engine`
-  to their functions (dead letters to `workflow-dead-letter` after 10 attempts) and a
-  `FinalizeForwarder` turning uploads to the bucket into finalize events for
-  `on_dag_uploaded`.
+- `on_dag_uploaded`, `on_start_message`, `on_control_message`, `on_engine_message` and
+  the HTTP functions `on_start_request` and `on_control_request` of `main.py` (their URLs:
+  `start_url`, `control_url`), each in its own functions-framework process, configured as
+  a deployment is (see `function_env`; the only Task Runner origin allowed is the mock's,
+  over plain http, and the only DAG bucket is `bucket`), and with `pages` the run pages'
+  function `run_pages` too (`wiring.pages_env`), each with a private XDG_RUNTIME_DIR for
+  gunicorn's control socket;
+- what Eventarc would add: push subscriptions from `workflow-start`, `workflow-run-control`
+  and `workflow-engine` to their functions (dead letters to `workflow-dead-letter` after
+  10 attempts) and a `FinalizeForwarder` turning uploads to the bucket into finalize
+  events for `on_dag_uploaded`.
 
 With `engine_deliveries=N` the engine topic gets N push subscriptions to the same
 function, so every engine message is delivered N times, concurrently.
@@ -53,6 +54,8 @@ from .push_gate import PushGate
 from .scheduler import SWEEP_REQUEST, LocalSchedule, ScheduleTimer, SweepTimer
 from .servers import Service
 from .wiring import (
+    CONTROL_TARGET,
+    CONTROL_TOPIC,
     COUNTED_SOURCE,
     DEAD_LETTER_TOPIC,
     DEFAULT_PROJECT,
@@ -61,6 +64,7 @@ from .wiring import (
     ENGINE_TOPIC,
     EVENTS_TOPIC,
     FUNCTION_SOURCE,
+    HTTP_CONTROL_TARGET,
     HTTP_START_TARGET,
     MAX_DELIVERY_ATTEMPTS,
     MAX_POLL,
@@ -197,7 +201,7 @@ class LocalCloud(CloudClient):
             self.gate = PushGate(self.function_url(ENGINE_TARGET)).start()
         engine_url = self.gate.url if self.gate is not None else self.function_url(ENGINE_TARGET)
         self.triggers = wire_topics(self.project, self.pubsub_host, self.function_url(START_TARGET), engine_url,
-                                    self.engine_deliveries, self.retry_backoff)
+                                    self.engine_deliveries, self.retry_backoff, self.function_url(CONTROL_TARGET))
         self.storage_client().create_bucket(self.bucket)
         self.forwarder = eventarc.FinalizeForwarder(
             self.storage_client(),
@@ -275,6 +279,11 @@ class LocalCloud(CloudClient):
         return self.function_url(HTTP_START_TARGET)
 
     @property
+    def control_url(self) -> str:
+        """The URL of the HTTP control function (POST a cancel, rerun or resume request as JSON)."""
+        return self.function_url(HTTP_CONTROL_TARGET)
+
+    @property
     def env(self) -> dict[str, str]:
         """What a client (or a user's shell) needs to reach the emulators."""
         return {
@@ -350,8 +359,8 @@ class LocalCloud(CloudClient):
             "env": self.env,
             "mock_task_runner": self.mock_url,
             "functions": {target: service.url for target, service in self.functions.items()},
-            "topics": {"start": START_TOPIC, "engine": ENGINE_TOPIC, "dead_letter": DEAD_LETTER_TOPIC,
-                       "events": EVENTS_TOPIC},
+            "topics": {"start": START_TOPIC, "control": CONTROL_TOPIC, "engine": ENGINE_TOPIC,
+                       "dead_letter": DEAD_LETTER_TOPIC, "events": EVENTS_TOPIC},
             "subscriptions": [t.subscription for t in self.triggers],
             "sweep": {"every": self.sweep_every, "stale_after": self.stale_after},
             "schedules": {name: s.every for name, s in self.schedules.items()},
@@ -382,17 +391,7 @@ class LocalCloud(CloudClient):
 
     def function_errors(self) -> list[str]:
         """Lines of the functions' logs at ERROR or above, or with a traceback."""
-        found: list[str] = []
-        for target, service in self.functions.items():
-            try:
-                text = service.process.log_path.read_text(encoding="utf-8", errors="replace")
-            except OSError as err:
-                found.append(f"{target}: log unreadable: {err}")
-                continue
-            found += [f"{target}: {summary}" for line in text.splitlines()
-                      if (summary := functions.error_summary(line))]
-        return found
-
+        return functions.logged_errors(self.functions)
 
 def _need(service: Service | None, what: str) -> Service:
     if service is None:

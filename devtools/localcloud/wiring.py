@@ -18,6 +18,7 @@ LOG = logging.getLogger(__name__)
 
 DEFAULT_PROJECT = "localcloud"
 START_TOPIC = "workflow-start"
+CONTROL_TOPIC = "workflow-run-control"  # cancel, rerun and resume requests (the control route)
 ENGINE_TOPIC = "workflow-engine"
 DEAD_LETTER_TOPIC = "workflow-dead-letter"
 EVENTS_TOPIC = "workflow-events"  # run-ended events, for subscribers outside the executor
@@ -32,10 +33,12 @@ UPLOAD_TARGET = "on_dag_uploaded"
 START_TARGET = "on_start_message"
 ENGINE_TARGET = "on_engine_message"
 HTTP_START_TARGET = "on_start_request"
-TARGETS = (UPLOAD_TARGET, START_TARGET, ENGINE_TARGET, HTTP_START_TARGET)
+CONTROL_TARGET = "on_control_message"
+HTTP_CONTROL_TARGET = "on_control_request"
+TARGETS = (UPLOAD_TARGET, START_TARGET, ENGINE_TARGET, HTTP_START_TARGET, CONTROL_TARGET, HTTP_CONTROL_TARGET)
 PAGES_TARGET = "run_pages"
 """The run pages (terraform/ui.tf's function), served beside TARGETS when asked (`pages`)."""
-SIGNATURE_TYPES = {HTTP_START_TARGET: "http", PAGES_TARGET: "http"}  # the others take CloudEvents
+SIGNATURE_TYPES = {HTTP_START_TARGET: "http", HTTP_CONTROL_TARGET: "http", PAGES_TARGET: "http"}  # others: CloudEvents
 
 
 def require_tools() -> None:
@@ -53,7 +56,7 @@ def require_tools() -> None:
 def pages_env(env: Mapping[str, str], secret: str) -> dict[str, str]:
     """The run pages' environment, as terraform/ui.tf configures them: the emulators (`env`),
     the topic their actions publish on, and the key of their action tokens."""
-    return {**env, "WORKFLOW_START_TOPIC": START_TOPIC, "WORKFLOW_UI_SECRET": secret, "LOG_FORMAT": "json",
+    return {**env, "WORKFLOW_CONTROL_TOPIC": CONTROL_TOPIC, "WORKFLOW_UI_SECRET": secret, "LOG_FORMAT": "json",
             "WORKFLOW_FIRESTORE_DATABASE": "", "WORKFLOW_UI_ORIGINS": ""}  # blank what this process may set
 
 
@@ -71,10 +74,11 @@ def wire_topics(
     engine_url: str,
     engine_deliveries: int,
     retry_backoff: tuple[float, float] | None,
+    control_url: str,
 ) -> list[pubsub_wiring.PushTrigger]:
     """Create the events topic and push triggers as Eventarc would: the start topic to
-    `start_url`, the engine topic to `engine_url` through `engine_deliveries` subscriptions,
-    each dead-lettering after MAX_DELIVERY_ATTEMPTS."""
+    `start_url`, the control topic to `control_url`, the engine topic to `engine_url`
+    through `engine_deliveries` subscriptions, each dead-lettering after MAX_DELIVERY_ATTEMPTS."""
     common: dict[str, Any] = {
         "host": host,
         "dead_letter_topic_id": DEAD_LETTER_TOPIC,
@@ -82,7 +86,8 @@ def wire_topics(
         "retry_backoff": retry_backoff,
     }
     pubsub_wiring.ensure_topic(pubsub_wiring.topic_admin(host), project, EVENTS_TOPIC)
-    triggers = [pubsub_wiring.wire_push_trigger(project, START_TOPIC, start_url, **common)]
+    triggers = [pubsub_wiring.wire_push_trigger(project, START_TOPIC, start_url, **common),
+                pubsub_wiring.wire_push_trigger(project, CONTROL_TOPIC, control_url, **common)]
     for n in range(1, engine_deliveries + 1):
         subscription = f"{ENGINE_TOPIC}-push" if n == 1 else f"{ENGINE_TOPIC}-push-{n}"
         triggers.append(

@@ -2,7 +2,7 @@
 on the local cloud (the functions, the emulators, the mock Task Runner).
 
 The command line reaches the emulators through the variables `up` exports, reads runs from
-Firestore and publishes its requests on the start topic, which `on_start_message` hands to
+Firestore and publishes its requests on the control topic, which `on_control_message` hands to
 the engine. What the mock received tells which jobs were submitted, and when.
 """
 
@@ -45,7 +45,7 @@ def cloud(require_tool: Callable[[Callable[[], LocalCloud]], LocalCloud]) -> Ite
 
 def main_py(cloud: LocalCloud, *args: str, timeout: float = 120.0) -> subprocess.CompletedProcess[str]:
     """`python main.py ARGS --cloud --project P`, with the emulator variables `up` exports."""
-    env = {**cloud.env, "WORKFLOW_FIRESTORE_DATABASE": "", "WORKFLOW_START_TOPIC": ""}
+    env = {**cloud.env, "WORKFLOW_FIRESTORE_DATABASE": "", "WORKFLOW_CONTROL_TOPIC": ""}
     return run_main(*args, "--cloud", "--project", cloud.project, cwd=ROOT, env=env, timeout=timeout)
 
 
@@ -97,7 +97,7 @@ def test_runs_status_and_cancel_of_a_run_executing_on_the_cloud(
     cancelled = main_py(cloud, "cancel", run_id)
     record_property("cli_cancel_command_s", round(time.monotonic() - began, 2))
     assert cancelled.returncode == 0, cancelled  # as on the embedded runtime: the cancel is done
-    assert cancelled.stdout.startswith(f'requested: {{"action": "cancel", "run_id": "{run_id}"}} on the start topic')
+    assert cancelled.stdout.startswith(f'requested: {{"action": "cancel", "run_id": "{run_id}"}} on the control topic')
     assert shown_status(cancelled.stdout, run_id) == ["CANCELLED"], cancelled.stdout
     assert f"job {slow_job} of step slow keeps running at the Task Runner" in cancelled.stdout
     steps = {s.step_id: s for s in cloud.steps(run_id)}
@@ -139,7 +139,7 @@ def test_rerun_of_a_failed_run_resubmits_only_the_failed_step(
     record_property("cli_rerun_command_s", round(time.monotonic() - began, 2))
     assert rerun.returncode == 0, rerun
     assert rerun.stdout.startswith(
-        f'requested: {{"action": "rerun", "run_id": "{run_id}", "reruns": 0}} on the start topic'), rerun.stdout
+        f'requested: {{"action": "rerun", "run_id": "{run_id}", "reruns": 0}} on the control topic'), rerun.stdout
     assert shown_status(rerun.stdout, run_id) == ["SUCCEEDED"], rerun.stdout
     assert posted_jobs(cloud, tag) == [("first", 200), ("second", 400), ("second", 200)]
     steps = {s.step_id: s for s in cloud.steps(run_id)}
@@ -155,7 +155,7 @@ def test_unknown_runs_and_options_of_the_other_runtime_are_refused(cloud: LocalC
     assert f"no run 'nope-{tag}' in Firestore of project {cloud.project}" in missing.stderr
     assert "'python main.py runs --cloud' lists them" in missing.stderr
     assert main_py(cloud, "cancel", f"nope-{tag}").returncode == 2
-    mixed = main_py(cloud, "rerun", f"nope-{tag}", "--tr-auth-jwt", "t")
+    mixed = main_py(cloud, "resume", f"nope-{tag}", "--tr-auth-jwt", "t")
     assert mixed.returncode == 2 and "--tr-auth-jwt: for the embedded runtime, not with --cloud" in mixed.stderr
 
 

@@ -1,4 +1,4 @@
-"""The cloud runtime end to end on the local cloud: emulators, the four functions, their triggers.
+"""The cloud runtime end to end on the local cloud: emulators, the six functions, their triggers.
 
 One `LocalCloud` is shared by the module (a second one, delivering every engine message
 twice, serves the duplicate-delivery test). Every test tags its tasks with a label unique
@@ -36,6 +36,7 @@ pytestmark = pytest.mark.cloud
 POLL = 0.1  # seconds between two checks of a job (WORKFLOW_CHECK_STATE_DURATION_SEC)
 TAG = "e2e"  # the label holding a test's unique tag
 RUN_TIMEOUT = 90.0
+OPS = "ops@example.com"  # listed in WORKFLOW_RUN_ADMINS
 
 
 # --------------------------------------------------------------------------- fixtures
@@ -55,8 +56,9 @@ def _stop(cloud: LocalCloud) -> None:
 
 @pytest.fixture(scope="module")
 def cloud(require_tool: Callable[[Callable[[], LocalCloud]], LocalCloud]) -> Iterator[LocalCloud]:
-    """The module's local cloud (project `e2e`, poll 0.1 s, jobs of 0.2 s unless labelled)."""
-    stack = _start(require_tool, project="e2e")
+    """The module's local cloud (project `e2e`, poll 0.1 s, jobs of 0.2 s unless labelled;
+    OPS may cancel, rerun and resume any run over HTTP)."""
+    stack = _start(require_tool, project="e2e", extra_env={"WORKFLOW_RUN_ADMINS": OPS})
     try:
         yield stack
     finally:
@@ -421,7 +423,7 @@ def test_an_invalid_run_stays_invalid_after_rerun_and_resume_requests(cloud: Loc
     status, _ = cloud.post_start({"dag": {"steps": []}, "run_id": run_id})
     assert status == 400
     for request in ({"action": "rerun", "run_id": run_id, "reruns": 0}, {"action": "resume", "run_id": run_id}):
-        status, answer = cloud.post_start(request)
+        status, answer = cloud.post_control(request, caller=OPS)
         assert status == 400 and "INVALID" in answer["problems"][0], answer
     run = cloud.run(run_id)
     assert run is not None and run.status is RunStatus.INVALID and run.reruns == ()
@@ -447,7 +449,7 @@ def test_resume_requests_for_a_run_whose_jobs_run_keep_its_polling_rate(cloud: L
 
     before = rate(12)
     for _ in range(10):
-        status, answer = cloud.post_start({"action": "resume", "run_id": run_id})
+        status, answer = cloud.post_control({"action": "resume", "run_id": run_id}, caller=OPS)
         assert status == 202, answer
     after = rate(24)
     assert after <= 2 * before, f"{after:.1f} status requests/s after 10 resumes, {before:.1f} before"

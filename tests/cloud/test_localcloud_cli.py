@@ -81,9 +81,11 @@ def test_up_upload_status_then_sigterm_stops_everything(
     try:
         info = wait_for_state(state, up, log)
         groups = {str(k): int(v) for k, v in info["process_groups"].items()}
-        assert len(groups) == 8 and all(processes.group_exists(g) for g in groups.values())  # 3 emulators, 5 functions
+        assert len(groups) == 10 and all(processes.group_exists(g) for g in groups.values())  # 3 emulators, 7 functions
         printed = log.read_text()
         assert f"{info['functions']['on_start_request']} <- POST a start request" in printed
+        assert f"{info['functions']['on_control_request']} <- POST a cancel, rerun or resume request" in printed
+        assert f"{info['functions']['on_control_message']} <- topic workflow-run-control" in printed
         assert f"{info['functions']['run_pages']}/ <- the run pages, in a browser" in printed
         for key, value in info["env"].items():
             assert f"export {key}={value}" in printed

@@ -103,7 +103,7 @@ def test_counted_functions_log_their_counts_and_main_logs_none(
     for source in (FUNCTION_SOURCE, COUNTED_SOURCE):
         own = tmp_path / Path(source).stem  # gunicorn's control socket, one per server
         own.mkdir()
-        served[source] = start_function(source, "on_start_request", WORKFLOW_TR_AUTH_MODE="none", LOG_FORMAT="json",
+        served[source] = start_function(source, "on_control_request", WORKFLOW_TR_AUTH_MODE="none", LOG_FORMAT="json",
                                          XDG_RUNTIME_DIR=str(own))
     cancel = {"action": "cancel", "run_id": unique_id("no-such-run")}
     for function in served.values():

@@ -17,7 +17,7 @@ from uikit import firestore_reads
 from devtools.localcloud import processes, pubsub_wiring
 from devtools.localcloud.client import RunTimeout
 from devtools.localcloud.stack import LocalCloud
-from devtools.localcloud.wiring import PAGES_TARGET, START_TOPIC
+from devtools.localcloud.wiring import CONTROL_TOPIC, PAGES_TARGET
 from polling import wait_until
 from workflow.model.states import RunStatus, StepState
 
@@ -75,7 +75,7 @@ def test_the_run_pages_function_shows_a_run_on_the_local_cloud_and_cancels_it_wi
         {"id": "after", "dependsOn": ["slow"], "task": {"imageUri": "gcr.io/pages/after:1", "labels": labels}},
     ]}})
     wait_until(lambda: submitted(cloud, tag) == ["slow"], 60, "the slow job's submission")
-    requested = Requests(cloud, tag)  # what is published on the start topic from now on
+    requested = Requests(cloud, tag)  # what is published on the control topic from now on
 
     listed = requests.get(f"{pages}/", timeout=30)
     assert listed.status_code == 200 and run_id in listed.text
@@ -100,7 +100,7 @@ def test_the_run_pages_function_shows_a_run_on_the_local_cloud_and_cancels_it_wi
     assert cross.status_code == 403, cross.text
     assert cloud.run(run_id).status is RunStatus.RUNNING  # type: ignore[union-attr]
 
-    # With it, as the page's form posts it: a cancel request on the start topic, handled by the engine.
+    # With it, as the page's form posts it: a cancel request on the control topic, handled by the engine.
     done = requests.post(f"{pages}/runs/{run_id}/cancel", data={"token": token_of(page.text)},
                          headers={"Origin": pages}, allow_redirects=False, timeout=30)
     assert done.status_code == 303 and done.headers["Location"].endswith(f"/runs/{run_id}?acted=cancel"), done.text
@@ -113,19 +113,19 @@ def test_the_run_pages_function_shows_a_run_on_the_local_cloud_and_cancels_it_wi
                                                                "after": StepState.CANCELLED}
     after = requests.get(f"{pages}/runs/{run_id}", timeout=30)
     assert 'class="state s-CANCELLED">CANCELLED<' in after.text
-    # On the start topic: the one cancel the page asked for, as `cancel --cloud` publishes it.
-    wait_until(lambda: requested.pull(run_id), 30, "the cancel request on the start topic")
+    # On the control topic: the one cancel the page asked for, as `cancel --cloud` publishes it.
+    wait_until(lambda: requested.pull(run_id), 30, "the cancel request on the control topic")
     requested.pull(run_id)  # a refused POST's request would have come before it
     assert requested.seen == [({"action": "cancel", "run_id": run_id}, {"action": "cancel", "run_id": run_id})]
     assert not cloud.function_errors(), cloud.function_errors()
 
 
 class Requests:
-    """A pull subscription on the start topic, made now: the requests published from now on."""
+    """A pull subscription on the control topic, made now: the requests published from now on."""
 
     def __init__(self, cloud: LocalCloud, tag: str) -> None:
         self.admin = pubsub_wiring.subscription_admin(cloud.pubsub_host)
-        self.path = pubsub_wiring.ensure_pull_subscription(self.admin, cloud.project, f"pages-{tag}", START_TOPIC)
+        self.path = pubsub_wiring.ensure_pull_subscription(self.admin, cloud.project, f"pages-{tag}", CONTROL_TOPIC)
         self.seen: list[tuple[dict[str, Any], dict[str, str]]] = []
 
     def pull(self, run_id: str) -> bool:

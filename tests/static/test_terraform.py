@@ -30,13 +30,14 @@ TF_FILES = sorted(TF_DIR.glob("*.tf"))
 
 FUNCTION_RESOURCE = "google_cloudfunctions2_function"
 FUNCTION_ADDRESS = f"{FUNCTION_RESOURCE}.this"
-HTTP_FUNCTIONS = {"on_start_request"}
+HTTP_FUNCTIONS = {"on_start_request", "on_control_request"}
 UI_FUNCTION = "ui"  # google_cloudfunctions2_function.ui (terraform/ui.tf): the run pages
 UI_ENTRY_POINT = "run_pages"
 STORAGE_FINALIZED = "google.cloud.storage.object.v1.finalized"
 PUBSUB_PUBLISHED = "google.cloud.pubsub.topic.v1.messagePublished"
 # Which topic (by name suffix after name_prefix) each Pub/Sub-triggered entry point listens on.
-PUBSUB_TOPIC_SUFFIX = {"on_start_message": "-start", "on_engine_message": "-engine"}
+PUBSUB_TOPIC_SUFFIX = {"on_start_message": "-start", "on_engine_message": "-engine",
+                       "on_control_message": "-run-control"}
 REQUIRED_ENV = {
     "GOOGLE_CLOUD_PROJECT",
     "WORKFLOW_ENGINE_TOPIC",
@@ -511,8 +512,10 @@ TOOLING_PACKAGES = ("devtools",)
 # Schedules then shipped their part: a tick's run id and time (model/ticks.py), its
 # concurrency and the SKIPPED record (admission/schedules.py), the store's query of a
 # schedule's running runs, about 215 more (6,859).
+# Run control by a route of its own (its entry points, the verified caller and its limit, a
+# rerun's own token) added about 230 (6,859 to 7,090), budgeted at 250 more.
 # The budget makes the next growth a decision, not a drift.
-ARCHIVE_LINE_BUDGET = 6_950
+ARCHIVE_LINE_BUDGET = 7_200
 # The expression of local.function_source_files, with its fileset() patterns as the only variables.
 ARCHIVE_EXPRESSION = re.compile(
     r"\$\{sort\(concat\(\[(?P<literal>[^\]]*)\], tolist\(setsubtract\("
@@ -687,7 +690,7 @@ def test_buckets_are_hardened() -> None:
 
 def test_topic_names_derive_from_name_prefix() -> None:
     topics = {body["name"] for body in resources("google_pubsub_topic").values()}
-    assert topics == {f"${{var.name_prefix}}-{s}" for s in ("start", "engine", "events", "dead-letter")}
+    assert topics == {f"${{var.name_prefix}}-{s}" for s in ("start", "run-control", "engine", "events", "dead-letter")}
     assert variables()["name_prefix"]["default"] == "workflow"
 
 
@@ -877,7 +880,7 @@ def test_http_start_function_is_invocable_only_by_the_configured_members() -> No
         name
         for name, body in invokers.items()
         if refers_to(body.get("name"), "local.functions")
-        and name not in ("start_request_invokers", "scheduler_invokes_start")
+        and name not in ("start_request_invokers", "scheduler_invokes_start", "control_request_invokers")
     ]
     assert not others, f"other invoker bindings on the functions: {others}"
     scheduler = invokers["scheduler_invokes_start"]  # the sweep's route (The sweep, below)
@@ -1276,3 +1279,84 @@ def test_the_scheduler_account_still_invokes_only_the_start_function_and_nothing
     for block in _blocks("output"):
         outputs.update(block)
     assert "google_cloud_scheduler_job.schedules" in outputs["schedule_jobs"]["value"]
+
+
+# ---------------------------------------------------------------------------
+# The control route (cancel, rerun, resume): its own topic, function and IAM
+# ---------------------------------------------------------------------------
+
+REQUIRED_ENV.add("WORKFLOW_RUN_ADMINS")  # who may act on any run over HTTP
+CONTROL_FUNCTION = '${local.functions["on_control_request"].service_config[0].service}'
+
+
+def test_the_control_topic_is_published_on_by_the_run_operators_only() -> None:
+    grants = [(name, body) for name, body in resources("google_pubsub_topic_iam_member").items()
+              if body["topic"] == "${google_pubsub_topic.control.name}"]
+    assert [name for name, _ in grants] == ["run_operators_publish_control"]
+    grant = grants[0][1]
+    assert (grant["for_each"], grant["member"], grant["role"]) == (
+        "${toset(var.run_operators)}", "${each.value}", "roles/pubsub.publisher")
+    start = resources("google_pubsub_topic_iam_member")["start_publishers"]  # start publishers: the start topic
+    assert start["topic"] == "${google_pubsub_topic.start.name}"
+    assert functions()["on_control_message"]["pubsub_topic"] == "${google_pubsub_topic.control.id}"
+    assert resources("google_pubsub_topic")["control"]["name"] == "${var.name_prefix}-run-control"
+
+
+def test_the_control_function_is_invoked_by_the_run_operators_and_control_invokers_only() -> None:
+    invokers = {name: body for name, body in resources("google_cloud_run_v2_service_iam_member").items()
+                if body.get("name") == CONTROL_FUNCTION}
+    assert list(invokers) == ["control_request_invokers"]
+    grant = invokers["control_request_invokers"]
+    assert (grant["for_each"], grant["member"], grant["role"]) == (
+        "${toset(concat(var.run_operators, var.run_control_invokers))}", "${each.value}", "roles/run.invoker")
+    start = resources("google_cloud_run_v2_service_iam_member")["start_request_invokers"]
+    assert start["name"] == '${local.functions["on_start_request"].service_config[0].service}'
+    assert not [b for b in resources("google_pubsub_topic_iam_member").values()  # HTTP only: not on the topic
+                if "run_control_invokers" in str(b.get("for_each"))]
+    assert functions()["on_control_request"]["ingress"] == "ALLOW_ALL" and is_http(functions()["on_control_request"])
+    outputs: dict[str, Any] = {}
+    for block in _blocks("output"):
+        outputs.update(block)
+    assert outputs["control_request_url"]["value"] == '${local.functions["on_control_request"].url}'
+    assert outputs["control_topic_id"]["value"] == "${google_pubsub_topic.control.id}"
+
+
+def test_run_operators_are_iam_members_never_public_and_run_admins_are_emails() -> None:
+    for variable in ("run_operators", "run_control_invokers"):
+        members = _validation_rule(variable)
+        for good in ("group:ops@example.com", "serviceAccount:ui@p.iam.gserviceaccount.com", "user:a@example.com"):
+            assert members.search(good), (variable, good)
+        for bad in ("allUsers", "allAuthenticatedUsers", "ops@example.com"):
+            assert not members.search(bad), (variable, bad)
+        assert variables()[variable]["default"] == []
+    assert variables()["run_admins"]["default"] == []
+    admins = _validation_rule("run_admins")
+    assert admins.search("oncall@example.com") and admins.search("ci@p.iam.gserviceaccount.com")
+    for bad in ("user:oncall@example.com", "a@b.com,c@d.com", "oncall", "allUsers"):
+        assert not admins.search(bad), bad
+    assert tf_locals()["function_env"]["WORKFLOW_RUN_ADMINS"] == '${join(",", var.run_admins)}'
+    grants = _grants_on_the_control_route()
+    assert grants and all(body["member"] == "${each.value}" for _, body in grants)  # members from the variables
+    assert not [name for name, body in grants
+                if any(p in m.lower() for m in _iam_members(body) for p in PUBLIC_MEMBERS)]
+
+
+def test_the_security_page_says_who_may_use_the_control_route_as_terraform_grants_it() -> None:
+    page = (REPO_ROOT / "docs" / "security.md").read_text(encoding="utf-8")
+    said = page[page.index("**Who can cancel, rerun and resume runs.**"):page.index("**What a publisher chooses")]
+    for grant in ("`run_operators` may publish on `workflow-run-control`", "and call `on_control_request`",
+                  "`run_control_invokers` may call `on_control_request` only", "neither `start_publishers` nor",
+                  "`start_request_invokers` get anything", "nothing is public", "`WORKFLOW_RUN_ADMINS` (Terraform: "
+                  "`run_admins`"):
+        assert grant in " ".join(said.split()), grant
+    granted = {name for name, _ in _grants_on_the_control_route()}
+    assert granted == {"run_operators_publish_control", "control_request_invokers"}
+    deploy = " ".join((REPO_ROOT / "docs" / "deploy.md").read_text(encoding="utf-8").split())
+    assert "`run_operators` get `roles/pubsub.publisher` on `workflow-run-control`" in deploy
+    assert "`run_control_invokers` get `roles/run.invoker` on `on_control_request`" in deploy
+
+
+def _grants_on_the_control_route() -> list[tuple[str, dict[str, Any]]]:
+    """Every IAM grant on the control topic or the control function's Cloud Run service."""
+    return [(name, body) for rtype, name, body in all_resources() if "_iam_" in rtype
+            and (body.get("topic") == "${google_pubsub_topic.control.name}" or body.get("name") == CONTROL_FUNCTION)]

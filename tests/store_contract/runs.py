@@ -124,6 +124,20 @@ class RunsContract:
         assert a2.task == fixed and a2.policy == policy and a2.history == (earlier,) and a2.attempt == 2
         assert b2.task == Task("b", "img/b", ("--x", "1")) and b2.state is StepState.SUCCEEDED
 
+    def test_a_rerun_may_give_the_steps_it_runs_again_their_own_token(self, store: Any) -> None:
+        run_id = make_run(store, {"a": [], "b": []})  # each step holds the start's sealed token, "sealed"
+        for step_id in ("a", "b"):
+            store.complete_step(run_id, step_id, StepOutcome(StepState.FAILED, 2.0, f"job-{step_id}", "", "FAILED"))
+        assert store.finish_run(run_id, RunStatus.FAILED, 3.0)
+        a = store.get_step(run_id, "a")
+        earlier = Attempt(1, a.state, a.job_id, a.message, a.submitted_at, a.finished_at)
+        again = replace(a, state=StepState.PENDING, attempt=2, job_id="", finished_at=None, history=(earlier,),
+                        tr_auth="sealed-for-the-rerun")
+        assert store.rerun_steps(run_id, 0, [again], 4.0) is True
+        a2, b2 = store.list_steps(run_id)
+        assert (a2.tr_auth, a2.attempt) == ("sealed-for-the-rerun", 2)
+        assert (b2.tr_auth, b2.attempt) == ("sealed", 1)  # not run again: untouched
+
     def test_heartbeats_and_step_ends_move_a_runs_progress_and_stale_runs_come_stalest_first(
             self, store: Any) -> None:
         quiet, busy, ended = (make_run(store, {"a": []}) for _ in range(3))

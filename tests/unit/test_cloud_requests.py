@@ -1,4 +1,4 @@
-"""Cancel, rerun and resume requests on the start topic (and the HTTP start function), with
+"""Cancel, rerun and resume requests on the control topic (and the HTTP control function), with
 in-memory ports: their checks, the engine message each becomes, and what is refused or ignored."""
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import pytest
 from cloudevents.http import CloudEvent
 
 import main
+from devtools.localcloud.client import id_token_for
 from enginekit import ListBus, ScriptedRunner
 from workflow.adapters.embedded.events import RecordedEvents
 from workflow.adapters.embedded.sqlite_store import SqliteStateStore
@@ -24,12 +25,15 @@ from workflow.bootstrap import cloud as cloud_bootstrap
 from workflow.bootstrap.cloud import CloudRuntime
 from workflow.bootstrap.control import CloudControl, control
 from workflow.engine import handle
-from workflow.entrypoints import PUBSUB_PUBLISHED, start_message
+from workflow.entrypoints import PUBSUB_PUBLISHED, control_message, start_message
 from workflow.errors import InputError, PoisonMessage, TransientError
 from workflow.model.messages import CancelRun, CheckJob, ReconcileRun, RerunRun
 from workflow.model.states import RunStatus, StepState
 
-ENV = {"WORKFLOW_TR_URL": "https://runner.example", "WORKFLOW_CHECK_STATE_DURATION_SEC": "0"}
+BY = "a publisher on the control topic"
+ENV = {"WORKFLOW_TR_URL": "https://runner.example", "WORKFLOW_CHECK_STATE_DURATION_SEC": "0",
+       "WORKFLOW_RUN_ADMINS": "ops@example.com"}
+AS_OPS = {"Authorization": f"Bearer {id_token_for('ops@example.com')}"}  # one of WORKFLOW_RUN_ADMINS
 DAG = {"steps": [{"id": "a", "task": {"imageUri": "img/a"}},
                  {"id": "b", "dependsOn": ["a"], "task": {"imageUri": "img/b-error"}}]}
 
@@ -47,12 +51,20 @@ def rt(runner: ScriptedRunner) -> CloudRuntime:
                                  tokens=SealedTokens(None, fallback=StaticToken("own")), events=RecordedEvents())
 
 
+def event(body: Any, message_id: str) -> CloudEvent:
+    data = base64.b64encode(json.dumps(body).encode()).decode()
+    return CloudEvent({"type": PUBSUB_PUBLISHED, "source": "//pubsub.googleapis.com/t"},
+                      {"message": {"data": data, "attributes": {}, "messageId": message_id}})
+
+
 def publish(rt: CloudRuntime, body: Any, message_id: str = "m1") -> None:
     """Deliver `body` as a start-topic message to `on_start_message`'s handler."""
-    data = base64.b64encode(json.dumps(body).encode()).decode()
-    event = CloudEvent({"type": PUBSUB_PUBLISHED, "source": "//pubsub.googleapis.com/t"},
-                       {"message": {"data": data, "attributes": {}, "messageId": message_id}})
-    start_message(event, rt)
+    start_message(event(body, message_id), rt)
+
+
+def ask(rt: CloudRuntime, body: Any, message_id: str = "c1") -> None:
+    """Deliver `body` as a control-topic message to `on_control_message`'s handler."""
+    control_message(event(body, message_id), rt)
 
 
 def pending(rt: CloudRuntime) -> list[Any]:
@@ -82,7 +94,7 @@ def failed_run(rt: CloudRuntime, run_id: str = "r1") -> None:
 # -- the shape of a request -------------------------------------------------------------------
 def test_each_action_becomes_its_engine_message() -> None:
     assert parse_run_request({"action": "cancel", "run_id": "r1"}, 600).message == CancelRun(
-        "r1", "cancelled by a request on the start topic")
+        "r1", "cancelled by a publisher on the control topic")
     assert parse_run_request({"action": "resume", "run_id": "r1"}, 600).message == ReconcileRun("r1", 600)
     assert parse_run_request({"action": "rerun", "run_id": "r1", "reruns": 2, "from": "b"}, 600).message == (
         RerunRun("r1", 2, "b"))
@@ -90,8 +102,8 @@ def test_each_action_becomes_its_engine_message() -> None:
 
 
 @pytest.mark.parametrize(("body", "problems"), [
-    ({"action": "stop", "run_id": "r1"}, ["unknown action 'stop' (known: start, cancel, rerun, resume)"]),
-    ({"action": ["cancel"], "run_id": "r1"}, ["unknown action ['cancel'] (known: start, cancel, rerun, resume)"]),
+    ({"action": "stop", "run_id": "r1"}, ["unknown action 'stop' (known: cancel, rerun, resume)"]),
+    ({"action": ["cancel"], "run_id": "r1"}, ["unknown action ['cancel'] (known: cancel, rerun, resume)"]),
     ({"action": "cancel"}, ["run_id is missing"]),
     ({"action": "cancel", "run_id": "a/b"}, ["run_id 'a/b' is not 1-128 of A-Z a-z 0-9 . _ - "
                                              "(and not '.', '..' or __name__)"]),
@@ -117,14 +129,14 @@ def test_a_huge_run_id_is_cut_short_wherever_it_is_shown() -> None:
     assert len(request.problems) == 1 and len(request.problems[0]) < 300
 
 
-# -- on the start topic -----------------------------------------------------------------------
+# -- on the control topic ---------------------------------------------------------------------
 def test_a_cancel_request_cancels_a_running_run(rt: CloudRuntime, runner: ScriptedRunner) -> None:
     publish(rt, {"dag": DAG, "run_id": "r1"})
     deliver(rt, rounds=1)  # `a` submitted: its check is pending
     assert runner.submitted == ["a"]
-    publish(rt, {"action": "cancel", "run_id": "r1"}, message_id="m2")
+    ask(rt, {"action": "cancel", "run_id": "r1"})
     cancel = pending(rt).pop()
-    assert cancel == CancelRun("r1", "cancelled by a request on the start topic")
+    assert cancel == CancelRun("r1", "cancelled by a publisher on the control topic")
     handle(cancel, rt.ports)  # before the pending check
     deliver(rt)
     run = rt.ports.store.get_run("r1")
@@ -136,21 +148,21 @@ def test_a_cancel_request_cancels_a_running_run(rt: CloudRuntime, runner: Script
 def test_a_rerun_request_runs_the_failed_step_again(rt: CloudRuntime, runner: ScriptedRunner) -> None:
     failed_run(rt)
     runner.healed = True
-    publish(rt, {"action": "rerun", "run_id": "r1", "reruns": 0}, message_id="m2")
+    ask(rt, {"action": "rerun", "run_id": "r1", "reruns": 0})
     assert pending(rt) == [RerunRun("r1", 0)]
     deliver(rt)
     run = rt.ports.store.get_run("r1")
     assert run is not None and run.status is RunStatus.SUCCEEDED and len(run.reruns) == 1
     assert runner.submitted == ["a", "b", "b"]
 
-    publish(rt, {"action": "rerun", "run_id": "r1", "reruns": 0}, message_id="m2")  # redelivered
+    ask(rt, {"action": "rerun", "run_id": "r1", "reruns": 0})  # redelivered
     assert pending(rt) == []
 
 
 def test_a_resume_request_reconciles_a_running_run(rt: CloudRuntime) -> None:
     publish(rt, {"dag": DAG, "run_id": "r1"})
     pending(rt).clear()  # the first dispatch was lost
-    publish(rt, {"action": "resume", "run_id": "r1"}, message_id="m2")
+    ask(rt, {"action": "resume", "run_id": "r1"})
     quiet_since = rt.ports.clock() - rt.ports.settings.stale_after
     [resume] = pending(rt)
     assert resume == ReconcileRun("r1", rt.ports.settings.submit_lease, resume.quiet_since)
@@ -161,15 +173,15 @@ def test_a_resume_request_reconciles_a_running_run(rt: CloudRuntime) -> None:
 
 
 @pytest.mark.parametrize(("body", "logged"), [
-    ({"action": "cancel", "run_id": "nope"}, "INVALID cancel request for run 'nope': no run 'nope'"),
-    ({"action": "rerun", "run_id": "r1", "reruns": 1}, "INVALID rerun request for run 'r1': reruns is 1, "
+    ({"action": "cancel", "run_id": "nope"}, f"INVALID cancel request for run 'nope' by {BY}: no run 'nope'"),
+    ({"action": "rerun", "run_id": "r1", "reruns": 1}, f"INVALID rerun request for run 'r1' by {BY}: reruns is 1, "
                                                        "but the run has had 0 rerun(s)"),
     ({"action": "rerun", "run_id": "r1", "reruns": 0, "from": "zz"},
-     "INVALID rerun request for run 'r1': run r1 has no step 'zz'"),
-    ({"action": "cancel", "run_id": "r1"}, "ignored cancel request for run r1: it already ended FAILED"),
-    ({"action": "resume", "run_id": "r1"}, "ignored resume request for run r1: it already ended FAILED"),
-    ({"action": "halt", "run_id": "r1"}, "INVALID halt request for run 'r1': unknown action 'halt' "
-                                         "(known: start, cancel, rerun, resume)"),
+     f"INVALID rerun request for run 'r1' by {BY}: run r1 has no step 'zz'"),
+    ({"action": "cancel", "run_id": "r1"}, f"ignored cancel request for run r1 by {BY}: it already ended FAILED"),
+    ({"action": "resume", "run_id": "r1"}, f"ignored resume request for run r1 by {BY}: it already ended FAILED"),
+    ({"action": "halt", "run_id": "r1"}, f"INVALID halt request for run 'r1' by {BY}: unknown action 'halt' "
+                                         "(known: cancel, rerun, resume)"),
 ])
 def test_a_request_that_cannot_be_done_is_logged_and_sends_nothing(
     rt: CloudRuntime, caplog: pytest.LogCaptureFixture, body: dict[str, Any], logged: str
@@ -177,7 +189,7 @@ def test_a_request_that_cannot_be_done_is_logged_and_sends_nothing(
     failed_run(rt)
     before = rt.ports.store.list_runs(10)
     with caplog.at_level(logging.INFO, logger="workflow.entrypoints"):
-        publish(rt, body, message_id="m2")
+        ask(rt, body)
     assert pending(rt) == []
     assert rt.ports.store.list_runs(10) == before  # no INVALID run recorded for a request about a run
     assert logged in [r.getMessage() for r in caplog.records]
@@ -188,9 +200,10 @@ def test_a_rerun_of_a_running_run_is_ignored(rt: CloudRuntime, caplog: pytest.Lo
     publish(rt, {"dag": DAG, "run_id": "r1"})
     pending(rt).clear()
     with caplog.at_level(logging.INFO, logger="workflow.entrypoints"):
-        publish(rt, {"action": "rerun", "run_id": "r1", "reruns": 0}, message_id="m2")
+        ask(rt, {"action": "rerun", "run_id": "r1", "reruns": 0})
     assert pending(rt) == []
-    assert "ignored rerun request for run r1: it is still RUNNING: cancel it first, or resume it" in caplog.messages
+    assert f"ignored rerun request for run r1 by {BY}: it is still RUNNING: cancel it first, or resume it" \
+        in caplog.messages
 
 
 def test_an_explicit_start_action_starts_a_run(rt: CloudRuntime) -> None:
@@ -205,21 +218,21 @@ def client(rt: CloudRuntime, monkeypatch: pytest.MonkeyPatch) -> Any:
     import functions_framework
 
     monkeypatch.setitem(sys.modules, "main", sys.modules["main"])
-    app = functions_framework.create_app("on_start_request", str(Path(main.__file__)))
+    app = functions_framework.create_app("on_control_request", str(Path(main.__file__)))
     monkeypatch.setattr(sys.modules["main"], "runtime", lambda: rt)
     return app.test_client()
 
 
 def test_requests_over_http_answer_202_400_or_409(client: Any, rt: CloudRuntime) -> None:
     failed_run(rt)
-    done = client.post("/", json={"action": "rerun", "run_id": "r1", "reruns": 0})
+    done = client.post("/", json={"action": "rerun", "run_id": "r1", "reruns": 0}, headers=AS_OPS)
     assert (done.status_code, done.get_json()) == (202, {"run_id": "r1", "action": "rerun"})
     assert pending(rt) == [RerunRun("r1", 0)]
     pending(rt).clear()
-    bad = client.post("/", json={"action": "cancel", "run_id": "r1", "why": "x"})
+    bad = client.post("/", json={"action": "cancel", "run_id": "r1", "why": "x"}, headers=AS_OPS)
     assert bad.status_code == 400 and bad.get_json()["problems"] == [
         "unknown key(s) why (a cancel request takes: action, run_id)"]
-    moot = client.post("/", json={"action": "cancel", "run_id": "r1"})
+    moot = client.post("/", json={"action": "cancel", "run_id": "r1"}, headers=AS_OPS)
     assert (moot.status_code, moot.get_json()) == (409, {"run_id": "r1", "error": "it already ended FAILED"})
     assert pending(rt) == []
 
@@ -238,7 +251,7 @@ def test_the_cli_control_needs_a_project_and_uses_the_flags_over_the_environment
 
 # -- `python main.py cancel|rerun|status --cloud`, with the functions in this process ---------
 class CloudCli:
-    """The command line with `--cloud`, on a cloud control whose start topic hands each
+    """The command line with `--cloud`, on a cloud control whose control topic hands each
     request to the entry point, and its engine messages to the engine, in this process."""
 
     def __init__(self, rt: CloudRuntime) -> None:
@@ -280,7 +293,7 @@ def test_cancel_on_the_cloud_publishes_waits_and_prints_the_run(rt: CloudRuntime
     code, out = cli("cancel", "r1")
     assert code == 0 and cli.published == [{"action": "cancel", "run_id": "r1"}]  # a cancel done exits 0
     lines = out.splitlines()
-    assert lines[0] == 'requested: {"action": "cancel", "run_id": "r1"} on the start topic'
+    assert lines[0] == 'requested: {"action": "cancel", "run_id": "r1"} on the control topic'
     assert lines[1].startswith("run r1  CANCELLED  DAG ")
     assert "  job a-1 of step a keeps running at the Task Runner (the protocol has no cancel request)" in lines
     assert cli("cancel", "r1") == (1, "run r1 already ended CANCELLED: nothing to cancel\n")
@@ -308,7 +321,7 @@ def test_a_request_the_run_does_not_show_in_time_exits_3(
     assert code == 3 and "run r1  RUNNING" in out
     assert "error: run r1 does not show the cancel request after 0.05 s" in capsys.readouterr().err
     assert cli("cancel", "r1", "--no-wait") == (0, 'requested: {"action": "cancel", "run_id": "r1"} '
-                                                   "on the start topic\n")
+                                                   "on the control topic\n")
 
 
 def test_the_cloud_refusing_is_an_error_naming_the_store_not_a_traceback(
@@ -371,7 +384,7 @@ def test_an_invalid_run_stays_invalid_after_rerun_and_resume_requests(rt: CloudR
     invalid_run(rt)
     for n, body in enumerate([{"action": "rerun", "run_id": "bad", "reruns": 0},
                               {"action": "resume", "run_id": "bad"}]):
-        publish(rt, body, message_id=f"m{n + 2}")
+        ask(rt, body, message_id=f"m{n + 2}")
         assert pending(rt) == []  # refused at the edge: nothing handed to the engine
     with pytest.raises(PoisonMessage, match="INVALID"):  # and the engine refuses it too
         handle(RerunRun("bad", 0), rt.ports)
@@ -392,7 +405,7 @@ def test_resume_requests_for_a_run_with_live_checks_start_no_more_polling(rt: Cl
     checks_before = [m for m in pending(rt) if isinstance(m, CheckJob)]
     assert len(checks_before) == 3
     for n in range(20):
-        publish(rt, {"action": "resume", "run_id": "live"}, message_id=f"resume-{n}")
+        ask(rt, {"action": "resume", "run_id": "live"}, message_id=f"resume-{n}")
     resumes = [m for m in pending(rt) if isinstance(m, ReconcileRun)]
     assert len(resumes) == 20
     for resume in resumes:

@@ -188,7 +188,8 @@ def test_the_cloud_backfill_sends_one_start_request_per_tick_not_yet_there(
         store.create_run(RunRecord(run_id, RunStatus.SUCCEEDED, "https://tr", step_count=1, succeeded=1), [])
 
     @contextmanager
-    def connect(args: Any) -> Iterator[Any]:
+    def connect(args: Any, *, starts: bool = False) -> Iterator[Any]:
+        assert starts  # the ticks are start requests: the start topic, not the control topic
         yield SimpleNamespace(store=store, request=request, where="the fake")
 
     monkeypatch.setattr(backfill_cloud, "connect", connect)

@@ -43,6 +43,7 @@ class StartRequest:
     params: dict[str, Any] = dataclasses.field(default_factory=dict)  # the run's parameter values, unchecked
     schedule: str = ""  # a schedule's tick (admission/schedules.py): its schedule, and its time
     scheduled_at: float | None = None
+    started_by: str = ""  # the verified caller of an HTTP start ("" otherwise)
 
 
 @dataclass(frozen=True)
@@ -54,18 +55,18 @@ class Started:
     skipped: str = ""  # why a schedule's tick started nothing (recorded SKIPPED)
 
 
-def json_object(data: bytes) -> tuple[dict[str, Any] | None, str]:
-    """(the JSON object, "") or (None, why not)."""
+def json_object(data: bytes, what: str = "the start request") -> tuple[dict[str, Any] | None, str]:
+    """(the JSON object, "") or (None, why not), `what` naming the request."""
     if len(data) > MAX_START_BYTES:
-        return None, f"the start request is {len(data):,}+ bytes long (at most {MAX_START_BYTES:,})"
+        return None, f"{what} is {len(data):,}+ bytes long (at most {MAX_START_BYTES:,})"
     try:
         body = json.loads(data)
     except RecursionError:
-        return None, "the start request is nested too deeply to be read"
+        return None, f"{what} is nested too deeply to be read"
     except ValueError as exc:
-        return None, f"the start request is not JSON ({excerpt(str(exc), 120)})"
+        return None, f"{what} is not JSON ({excerpt(str(exc), 120)})"
     if not isinstance(body, dict):
-        return None, f"the start request is a JSON {type(body).__name__}, not an object"
+        return None, f"{what} is a JSON {type(body).__name__}, not an object"
     return body, ""
 
 
@@ -182,7 +183,8 @@ def _start(rt: CloudRuntime, request: StartRequest, load: Callable[[], Dag]) -> 
     try:
         if not problems:
             template = load()
-            context = RunContext(request.run_id, rt.ports.clock(), request.scheduled_at, request.schedule)
+            context = RunContext(request.run_id, rt.ports.clock(), request.scheduled_at, request.schedule,
+                                 request.started_by)
             dag, inputs = instantiate(template, request.params, context, request.source)
             sealed = rt.tokens.seal(request.jwt, run_id=request.run_id, origin=request.tr_url) if request.jwt else ""
             handle(StartRun(request.run_id, dag, request.tr_url.rstrip("/"), source=request.source,

@@ -1,5 +1,5 @@
 """The run pages' runtime on the cloud: what they read (Firestore: the store's roles and the
-page reads, one client) and how their actions are done (a request published on the start
+page reads, one client) and how their actions are done (a request published on the control
 topic, as the command line's `--cloud` commands publish it). Served by `main.py ui --cloud`
 with the user's credentials, and by the `run_pages` function of `main.py` with its own."""
 
@@ -29,7 +29,7 @@ class UiRuntime:
 
 def cloud_ui(project: str = "", database: str = "", env: Mapping[str, str] | None = None) -> UiRuntime:
     """Firestore read with Application Default Credentials (or the emulator), requests
-    published on the start topic (WORKFLOW_START_TOPIC, as `control` names it). `project`
+    published on the control topic (WORKFLOW_CONTROL_TOPIC, as `control` names it). `project`
     and `database` override GOOGLE_CLOUD_PROJECT and WORKFLOW_FIRESTORE_DATABASE of `env`
     (default: this process's environment)."""
     from google.auth import exceptions as auth_errors

@@ -1,4 +1,4 @@
-"""The cloud runtime as the command line operates it: Firestore and the start topic. The
+"""The cloud runtime as the command line operates it: Firestore and the control topic. The
 run pages' function (`main.run_pages`) publishes its actions through it too."""
 
 from __future__ import annotations
@@ -15,12 +15,15 @@ from .cloud import DATABASE_ENV, PROJECT_ENV, database_of, firestore_store, proj
 
 START_TOPIC_ENV = "WORKFLOW_START_TOPIC"
 DEFAULT_START_TOPIC = "workflow-start"
+CONTROL_TOPIC_ENV = "WORKFLOW_CONTROL_TOPIC"  # cancel, rerun and resume requests (the control route)
+DEFAULT_CONTROL_TOPIC = "workflow-run-control"
 
 
 @dataclass(frozen=True)
 class CloudControl:
     """What the command line needs to operate the cloud runtime's runs: their store, and
-    `request`, which publishes a request (JSON) on the start topic and returns once
+    `request`, which publishes a request (JSON) on its topic (the control topic, or the start
+    topic for start requests) and returns once
     Pub/Sub accepted it. `refusals` are the exceptions that mean the cloud refused or could
     not be reached (credentials, permissions, a missing database); `where` names the store."""
 
@@ -37,11 +40,14 @@ def control(
     database: str = "",
     store: StateStore | None = None,
     request: Callable[[Mapping[str, Any]], None] | None = None,
+    starts: bool = False,
 ) -> CloudControl:
-    """The cloud runtime as the command line sees it: Firestore and the start topic.
+    """The cloud runtime as the command line sees it: Firestore and the control topic.
 
     `project` and `database` override GOOGLE_CLOUD_PROJECT and WORKFLOW_FIRESTORE_DATABASE;
-    the start topic is WORKFLOW_START_TOPIC (default `workflow-start`). Credentials are
+    the control topic is WORKFLOW_CONTROL_TOPIC (default `workflow-run-control`), or with
+    `starts` (start requests: a backfill's ticks) the start topic WORKFLOW_START_TOPIC
+    (default `workflow-start`). Credentials are
     Application Default Credentials, or none with FIRESTORE_EMULATOR_HOST and
     PUBSUB_EMULATOR_HOST set. InputError when the project is unknown or no credentials exist.
     """
@@ -50,13 +56,14 @@ def control(
 
     env = dict(os.environ if env is None else env)
     env.update({name: value for name, value in ((PROJECT_ENV, project), (DATABASE_ENV, database)) if value})
-    topic = env.get(START_TOPIC_ENV) or DEFAULT_START_TOPIC
+    topic = (env.get(START_TOPIC_ENV) or DEFAULT_START_TOPIC) if starts else (
+        env.get(CONTROL_TOPIC_ENV) or DEFAULT_CONTROL_TOPIC)
     emulator = os.environ.get("FIRESTORE_EMULATOR_HOST")
     where = (f"Firestore of project {project_of(env)}, database {database_of(env)}"
              + (f" (emulator at {emulator})" if emulator else ""))
     try:
         store = store or firestore_store(env)
-        request = request or _start_requests(env, topic)
+        request = request or _requests(env, topic)
     except auth_errors.DefaultCredentialsError:
         raise InputError("no Google credentials: run 'gcloud auth application-default login', or set "
                          "GOOGLE_APPLICATION_CREDENTIALS (or FIRESTORE_EMULATOR_HOST and PUBSUB_EMULATOR_HOST "
@@ -65,7 +72,7 @@ def control(
     return CloudControl(store, request, refusals, where)
 
 
-def _start_requests(env: Mapping[str, str], topic: str) -> Callable[[Mapping[str, Any]], None]:
+def _requests(env: Mapping[str, str], topic: str) -> Callable[[Mapping[str, Any]], None]:
     from ..adapters.gcp.pubsub_bus import PubSubBus
 
     bus = PubSubBus(project_of(env), topic)

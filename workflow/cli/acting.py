@@ -1,5 +1,5 @@
 """`resume`, `rerun` and `cancel`: act on a run, on the embedded runtime (`--db`), or with
-`--cloud` by a request published on the start topic, which the functions handle."""
+`--cloud` by a request published on the control topic, which the functions handle."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from ..model.states import StepState
 from ..ports import TaskRunner
 from ..settings import Settings
 from .cloud_requests import request
-from .options import Parser, add_cloud, add_db, add_execution, flags, parsed, prog, settings
+from .options import Parser, add_cloud, add_db, add_execution, cloud_jwt, flags, parsed, prog, settings
 from .output import EXIT_OK, Seen, changes, exit_code, nothing_to, print_kept_jobs
 from .run import check_task_runner, check_url, interrupted, watch
 from .stores import existing, open_store
@@ -51,7 +51,10 @@ def rerun(argv: Sequence[str], out: TextIO, runner: TaskRunner | None = None) ->
                description="Run an ended run's failed, cancelled and skipped steps again (with --from, that "
                            "step and its descendants too), keeping its successes and every earlier attempt. "
                            "With --dag-path, the steps run again take the file's definitions (task, retries, "
-                           "timeouts), as when a fix is deployed; the file must keep the run's shape.")
+                           "timeouts), as when a fix is deployed; the file must keep the run's shape. With "
+                           "--cloud, --tr-auth-jwt (or WORKFLOW_TR_AUTH_JWT) is the token the steps run again "
+                           "send to the Task Runner instead of the one the run was started with (the functions "
+                           "keep it sealed; it is never printed).")
     p.add_argument("run_id", metavar="RUN_ID")
     p.add_argument("--from", dest="from_step", default="", metavar="STEP",
                    help="also run STEP and every step after it again")
@@ -60,10 +63,11 @@ def rerun(argv: Sequence[str], out: TextIO, runner: TaskRunner | None = None) ->
                         "dependencies and runIf as the run (its status --json history notes which ran)")
     add_execution(p, moved=True)
     add_cloud(p, requests=True)
-    args = parsed(p, argv)
+    args = parsed(p, argv, cloud_token=True)
     dag = LocalDags().read(args.dag_path) if args.dag_path else None
     if args.cloud:
-        return request(args, out, "rerun", lambda run, steps: _rerun_request(run, steps, dag),
+        jwt = cloud_jwt(args)
+        return request(args, out, "rerun", lambda run, steps: _rerun_request(run, steps, dag, jwt),
                        lambda before, now: len(now.reruns) > len(before.reruns))
 
     def message(run: RunRecord, steps: list[StepRecord]) -> RerunRun | None:
@@ -75,11 +79,13 @@ def rerun(argv: Sequence[str], out: TextIO, runner: TaskRunner | None = None) ->
     return _execute(args, out, runner, message, "rerun")
 
 
-def _rerun_request(run: RunRecord, steps: list[StepRecord], dag: Dag | None) -> dict[str, Any] | None:
+def _rerun_request(run: RunRecord, steps: list[StepRecord], dag: Dag | None,
+                   jwt: str | None) -> dict[str, Any] | None:
     if not run.status.rerunnable:
         return None
     _check_shape(run, steps, dag)
-    return {"reruns": len(run.reruns)} | ({"dag": dag.to_dict()} if dag else {})
+    return ({"reruns": len(run.reruns)} | ({"dag": dag.to_dict()} if dag else {})
+            | ({"tr_auth_jwt": jwt} if jwt is not None else {}))
 
 
 def _check_shape(run: RunRecord, steps: list[StepRecord], dag: Dag | None) -> None:

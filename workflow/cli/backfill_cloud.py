@@ -62,7 +62,7 @@ def backfill_cloud(args: argparse.Namespace, out: TextIO, session: Session | Non
     schedule = given(args) if args.dag_path else from_job(
         read_job(job_name(project, args.region, args.name_prefix, args.schedule), session), args.schedule)
     plan = planned(args, args.schedule, schedule.cron, schedule.time_zone)
-    with connect(args) as ctl:
+    with connect(args, starts=True) as ctl:
         print(header(args.schedule, args, plan, f"DAG {schedule.dag_path}, start requests on the start topic",
                      schedule.cron, schedule.time_zone), file=out, flush=True)
         found: dict[str, RunRecord] = {}

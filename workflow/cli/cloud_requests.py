@@ -1,4 +1,4 @@
-"""`--cloud`: the cloud runtime's store, and requests about a run published on the start
+"""`--cloud`: the cloud runtime's store, and requests about a run published on the control
 topic (the functions handle them), awaited until the run shows them."""
 
 from __future__ import annotations
@@ -27,11 +27,12 @@ CLOUD_POLL = 0.5  # seconds between two reads of the run while waiting for a req
 
 
 @contextmanager
-def connect(args: argparse.Namespace) -> Iterator[CloudControl]:
-    """The cloud runtime's store and start topic; the cloud's refusals become InputError."""
+def connect(args: argparse.Namespace, *, starts: bool = False) -> Iterator[CloudControl]:
+    """The cloud runtime's store and control topic (with `starts`, the start topic, for start
+    requests); the cloud's refusals become InputError."""
     if not (args.project or os.environ.get(PROJECT_ENV)):
         raise InputError(f"--cloud needs a project: --project ID, or {PROJECT_ENV}")
-    ctl = control(project=args.project, database=args.database)
+    ctl = control(project=args.project, database=args.database, starts=starts)
     try:
         yield ctl
     except ctl.refusals as exc:
@@ -41,9 +42,9 @@ def connect(args: argparse.Namespace) -> Iterator[CloudControl]:
 def request(args: argparse.Namespace, out: TextIO, action: str,
             fields: Callable[[RunRecord, list[StepRecord]], dict[str, Any] | None],
             seen: Callable[[RunRecord, RunRecord], bool]) -> int:
-    """Publish the `action` request for the run on the start topic (its other `fields` given
+    """Publish the `action` request for the run on the control topic (its other `fields` given
     the run and its steps, or None: nothing to do), then wait, unless --no-wait, until `seen(before, now)` and the
-    run ended, or --timeout; print the run as `status` does."""
+    run ended, or --timeout; print the run as `status` does. A token in the request is never printed."""
     with connect(args) as ctl:
         run, steps = existing(ctl.store, args, ctl.where)
         extra = fields(run, steps)
@@ -53,7 +54,8 @@ def request(args: argparse.Namespace, out: TextIO, action: str,
         if getattr(args, "from_step", ""):
             body["from"] = args.from_step
         ctl.request(body)
-        print(f"requested: {json.dumps(body)} on the start topic", file=out, flush=True)
+        shown = body | ({"tr_auth_jwt": "<redacted>"} if "tr_auth_jwt" in body else {})
+        print(f"requested: {json.dumps(shown)} on the control topic", file=out, flush=True)
         if args.no_wait:
             return EXIT_OK
         running = [s for s in steps if s.state is StepState.RUNNING]
@@ -72,7 +74,7 @@ def _await(ctl: CloudControl, before: RunRecord, seen: Callable[[RunRecord, RunR
     follow = f"'{prog('status --cloud')} {now.run_id} --watch' follows it"
     if not shown:
         print(f"error: run {now.run_id} does not show the {action} request after {args.wait:g} s: are the "
-              f"functions deployed, and is the start topic delivered to on_start_message? {follow}",
+              f"functions deployed, and is the control topic delivered to on_control_message? {follow}",
               file=sys.stderr)
         return EXIT_NOT_SEEN
     if action == "cancel":  # done: a job that keeps running is a warning, not a failure

@@ -13,7 +13,7 @@ from dataclasses import replace
 
 from ..adapters.http.auth import check_token
 from ..bootstrap.cloud import DATABASE_ENV, PROJECT_ENV
-from ..bootstrap.control import START_TOPIC_ENV
+from ..bootstrap.control import CONTROL_TOPIC_ENV, DEFAULT_CONTROL_TOPIC
 from ..errors import InputError
 from ..settings import POLL_ENV, TIMEOUT_ENV, Settings, parse_seconds
 
@@ -101,8 +101,8 @@ def add_cloud(p: argparse.ArgumentParser, *, requests: bool = False) -> None:
     g.add_argument("--cloud", action="store_true",
                    help="the cloud runtime's runs: Firestore, read with Application Default Credentials "
                         "(or the emulator with FIRESTORE_EMULATOR_HOST)" + (
-                            f"; the request is published on the start topic ({START_TOPIC_ENV}, default "
-                            "workflow-start; PUBSUB_EMULATOR_HOST for the emulator) and handled by the "
+                            f"; the request is published on the control topic ({CONTROL_TOPIC_ENV}, default "
+                            f"{DEFAULT_CONTROL_TOPIC}; PUBSUB_EMULATOR_HOST for the emulator) and handled by the "
                             "functions" if requests else ""))
     g.add_argument("--project", default="", metavar="ID", help=f"the cloud project (default: {PROJECT_ENV})")
     g.add_argument("--database", default="", metavar="NAME",
@@ -114,18 +114,20 @@ def add_cloud(p: argparse.ArgumentParser, *, requests: bool = False) -> None:
                             "%(default)g); exit 3 if it does not show the request by then")
 
 
-def parsed(p: Parser, argv: Sequence[str]) -> argparse.Namespace:
-    """The arguments, checked to be those of one runtime."""
+def parsed(p: Parser, argv: Sequence[str], *, cloud_token: bool = False) -> argparse.Namespace:
+    """The arguments, checked to be those of one runtime (`cloud_token`: --tr-auth-jwt is
+    taken with --cloud too, as a rerun's own token)."""
     args = p.parse(argv)
-    check_runtime(args)
+    check_runtime(args, cloud_token=cloud_token)
     return args
 
 
-def check_runtime(args: argparse.Namespace) -> None:
+def check_runtime(args: argparse.Namespace, *, cloud_token: bool = False) -> None:
     """InputError for an option of the other runtime than the one chosen."""
     cloud_only = {"--project": args.project, "--database": args.database,
                   "--no-wait": getattr(args, "no_wait", False)}
-    embedded_only = {"--db": args.db != DEFAULT_DB, "--tr-auth-jwt": getattr(args, "jwt", None) is not None,
+    jwt = getattr(args, "jwt", None) is not None and not cloud_token
+    embedded_only = {"--db": args.db != DEFAULT_DB, "--tr-auth-jwt": jwt,
                      "--tr-hostname": getattr(args, "tr_url", None) is not None,
                      "--check-state-duration-sec": getattr(args, "poll", None) is not None,
                      "--step-timeout-sec": getattr(args, "timeout", None) is not None}
@@ -154,6 +156,14 @@ def add_execution(p: argparse.ArgumentParser, *, moved: bool = False) -> None:
                    help=f"step timeout; overrides {TIMEOUT_ENV}")
     add_db(p)
     p.add_argument("--verbose", "-v", action="store_true", help="log every handler's work to stderr")
+
+
+def cloud_jwt(args: argparse.Namespace) -> str | None:
+    """The token given with --tr-auth-jwt, else WORKFLOW_TR_AUTH_JWT, checked; None if neither."""
+    if args.jwt is not None:
+        return check_token(args.jwt, "--tr-auth-jwt")
+    given = os.environ.get(JWT_ENV)
+    return None if given is None else check_token(given, JWT_ENV)
 
 
 def settings(args: argparse.Namespace) -> Settings:

@@ -48,7 +48,8 @@ def _with_the_runs_values(dag: Dag, run: RunRecord) -> Dag:
 
 
 def _to_rerun(steps: list[StepRecord], msg: RerunRun) -> list[StepRecord]:
-    """The steps to run again, each as it must become (next attempt, join counter recounted).
+    """The steps to run again, each as it must become (next attempt, join counter recounted,
+    the rerun's own token if it brought one).
     A PENDING step of an ended run was reset by a rerun that crashed half-way: it is taken
     as it is, so a redelivered request completes that rerun without counting it twice."""
     by_id = {s.step_id: s for s in steps}
@@ -65,6 +66,8 @@ def _to_rerun(steps: list[StepRecord], msg: RerunRun) -> list[StepRecord]:
         waiting = waiting_on(s.depends_on, again, lambda d: by_id[d].state is StepState.SUCCEEDED)
         new = given.get(s.step_id)
         defined = replace(s, task=new.task, policy=new.policy) if new else s
+        if msg.tr_auth:  # the rerun brought its own token: the steps run again use it
+            defined = replace(defined, tr_auth=msg.tr_auth)
         if s.state is StepState.PENDING:
             result.append(replace(defined, waiting_on=waiting))
             continue

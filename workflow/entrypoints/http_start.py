@@ -1,16 +1,20 @@
-"""The HTTP start function: a POSTed start request or run request, answered in JSON."""
+"""The HTTP start function: a POSTed start request (its verified caller recorded as the run's
+starter), or the scheduler's sweep request, answered in JSON. Cancel, rerun and resume
+requests are refused here: they go by the control route (`control.py`)."""
 
+import dataclasses
 import logging
 import uuid
 from typing import Any
 
-from ..admission.run_requests import RunRequest, run_request, sweep_requested
+from ..admission.run_requests import start_route_refusal, sweep_requested
 from ..admission.schedules import start_tick, tick_request
 from ..admission.start_requests import MAX_START_BYTES, checked_start, json_object
 from ..bootstrap.cloud import CloudRuntime
 from ..errors import TransientError
 from ..model.text import excerpt
 from ..model.ticks import SCHEDULE_TIME_HEADER
+from .callers import verified_caller
 
 log = logging.getLogger("workflow.entrypoints")
 
@@ -31,9 +35,11 @@ def start_over_http(request: Any, rt: CloudRuntime) -> tuple[int, dict[str, Any]
     if body is not None and body.get("action") == "sweep":  # the scheduler's route to the sweep
         problems = sweep_requested(body, rt)
         return (400, {"problems": problems}) if problems else (202, {"action": "sweep"})
-    if body is not None and body.get("action", "start") != "start":
-        return _answer(run_request(body, rt))
+    refusal = start_route_refusal(body) if body is not None else ""
+    if refusal:  # nothing recorded
+        return 400, {"problems": [refusal]}
     checked = checked_start(data, f"start-http-{uuid.uuid4().hex}", rt.edge, HTTP_ALIASES)
+    checked = dataclasses.replace(checked, started_by=verified_caller(request.headers))
     checked = tick_request(checked, request.headers.get(SCHEDULE_TIME_HEADER), rt.ports.clock())
     try:
         started = start_tick(checked, rt)
@@ -46,11 +52,3 @@ def start_over_http(request: Any, rt: CloudRuntime) -> tuple[int, dict[str, Any]
         return 200, {"run_id": started.run_id, "skipped": started.skipped}
     return 202, {"run_id": started.run_id}
 
-
-def _answer(request: RunRequest) -> tuple[int, dict[str, Any]]:
-    """The HTTP answer to a run request: 202 handed over, 400 invalid, 409 nothing to do."""
-    if request.problems:
-        return 400, {"run_id": request.run_id, "problems": list(request.problems)}
-    if request.ignored:
-        return 409, {"run_id": request.run_id, "error": request.ignored}
-    return 202, {"run_id": request.run_id, "action": request.action}

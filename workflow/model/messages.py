@@ -101,12 +101,15 @@ class SweepRuns:
 class RerunRun:
     """Run again a run's failed, cancelled and skipped steps (and `from_step` with its
     descendants). `reruns` is the count the requester saw: a repeat changes nothing. With
-    `dag` (of the run's shape), the steps run again take its definitions (task, policy)."""
+    `dag` (of the run's shape), the steps run again take its definitions (task, policy);
+    with `tr_auth` (a sealed token), they call the Task Runner with it instead of the one
+    the run was started with."""
 
     run_id: str
     reruns: int
     from_step: str = ""
     dag: Dag | None = None
+    tr_auth: str = ""
 
 
 @dataclass(frozen=True)

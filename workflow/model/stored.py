@@ -38,7 +38,7 @@ def next_attempt_fields(s: StepRecord) -> dict[str, Any]:
     """What a store writes when a rerun starts the step's next attempt (`s` as it must become)."""
     return {"definition": definition_of(s), "state": s.state.value, "waiting_on": s.waiting_on, "job_id": "",
             "job_state": "", "message": "", "submitted_at": None, "finished_at": None, "attempt": s.attempt,
-            "history": history_of(s)}
+            "history": history_of(s), "tr_auth": s.tr_auth}
 
 
 def step_from_fields(run_id: str, step_id: str, d: Mapping[str, Any], version: object = None) -> StepRecord:

@@ -35,7 +35,8 @@ class RunStore(Protocol):
     def rerun_steps(self, run_id: str, reruns: int, steps: Sequence[StepRecord], at: float) -> bool:
         """Start the next attempt of each of `steps` (ended steps of the run, given as they
         must become by `transitions.RERUN`: PENDING, next attempt, their earlier attempt added
-        to `history`, join counters recomputed), reopen the run (RUNNING, counts moved back)
+        to `history`, join counters recomputed; their task, policy and sealed token written as
+        given), reopen the run (RUNNING, counts moved back)
         and note the rerun. Only if the run has had exactly `reruns` reruns: True when this
         call did it; a repeated request changes nothing. Atomic on SQLite; on Firestore the
         rerun marker is written last, so a crashed call is completed by its redelivery."""

@@ -85,9 +85,9 @@ class SqliteRuns(SqliteDatabase):
             self.ops += 1
             db.executemany(
                 "UPDATE steps SET state=?, waiting_on=?, job_id='', job_state='', message='', submitted_at=NULL, "
-                "finished_at=NULL, attempt=?, history=?, slot=NULL, queued_at=NULL, woke='', definition=? "
+                "finished_at=NULL, attempt=?, history=?, slot=NULL, queued_at=NULL, woke='', definition=?, tr_auth=? "
                 "WHERE run_id=? AND step_id=?",
                 [(s.state.value, s.waiting_on, s.attempt, json.dumps(history_of(s)), json.dumps(definition_of(s)),
-                  run_id, s.step_id) for s in steps],
+                  s.tr_auth, run_id, s.step_id) for s in steps],
             )
             return True
