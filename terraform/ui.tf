@@ -10,15 +10,15 @@ locals {
   ui_enabled = var.ui_secret != ""
   ui_count   = local.ui_enabled ? 1 : 0
 
-  # The topic the pages' actions (cancel, rerun, resume) publish on: the one the command
-  # line's --cloud commands publish to. The function's WORKFLOW_START_TOPIC and its only
-  # publisher grant both read it here, so moving run control to a topic of its own is this line.
-  ui_action_topic = google_pubsub_topic.start
+  # The topic the pages' actions (cancel, rerun, resume) publish on: the control route's
+  # (control.tf), as the command line's --cloud commands publish them. The function's
+  # WORKFLOW_CONTROL_TOPIC and its only publisher grant both read it here.
+  ui_action_topic = google_pubsub_topic.control
 
   ui_env = {
     GOOGLE_CLOUD_PROJECT        = var.project
     WORKFLOW_FIRESTORE_DATABASE = var.firestore_database
-    WORKFLOW_START_TOPIC        = local.ui_action_topic.name
+    WORKFLOW_CONTROL_TOPIC      = local.ui_action_topic.name
     WORKFLOW_UI_ORIGINS         = join(",", var.ui_origins)
     LOG_FORMAT                  = "json"
   }

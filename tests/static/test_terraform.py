@@ -1136,7 +1136,7 @@ def test_the_run_pages_are_never_public_their_invokers_are_ui_viewers() -> None:
     assert "ALLOW_INTERNAL_AND_GCLB" in one(variables()["ui_ingress"]["validation"])["condition"]
 
 
-def test_the_run_pages_read_as_datastore_viewer_and_publish_only_on_the_clis_request_topic() -> None:
+def test_the_run_pages_read_as_datastore_viewer_and_publish_only_on_the_control_topic() -> None:
     assert _grants_to(UI_SA) == {
         ("google_project_iam_member", "roles/datastore.viewer"),
         ("google_pubsub_topic_iam_member", "roles/pubsub.publisher"),
@@ -1145,8 +1145,8 @@ def test_the_run_pages_read_as_datastore_viewer_and_publish_only_on_the_clis_req
     publishers = [b for b in resources("google_pubsub_topic_iam_member").values() if refers_to(b["member"], UI_SA)]
     assert [b["topic"] for b in publishers] == ["${local.ui_action_topic.name}"]
     # One place names the topic (the one the command line's --cloud cancel, rerun and resume use).
-    assert tf_locals()["ui_action_topic"] == "${google_pubsub_topic.start}"
-    assert tf_locals()["ui_env"]["WORKFLOW_START_TOPIC"] == "${local.ui_action_topic.name}"
+    assert tf_locals()["ui_action_topic"] == "${google_pubsub_topic.control}"
+    assert tf_locals()["ui_env"]["WORKFLOW_CONTROL_TOPIC"] == "${local.ui_action_topic.name}"
     ui_text = (TF_DIR / "ui.tf").read_text(encoding="utf-8")
     assert ui_text.count("google_pubsub_topic.") == 1, "name the pages' topic through local.ui_action_topic only"
     accessor = resources("google_secret_manager_secret_iam_member")["ui_secret_accessor"]
@@ -1164,7 +1164,7 @@ def test_the_run_pages_key_their_action_tokens_with_a_pinned_secret_never_a_lite
                       "version": "${var.ui_secret_version}"}
     env = tf_locals()["ui_env"]
     assert "WORKFLOW_UI_SECRET" not in env and "WORKFLOW_TOKEN_KEY" not in env
-    assert set(env) == {"GOOGLE_CLOUD_PROJECT", "WORKFLOW_FIRESTORE_DATABASE", "WORKFLOW_START_TOPIC",
+    assert set(env) == {"GOOGLE_CLOUD_PROJECT", "WORKFLOW_FIRESTORE_DATABASE", "WORKFLOW_CONTROL_TOPIC",
                         "WORKFLOW_UI_ORIGINS", "LOG_FORMAT"}
     version = variables()["ui_secret_version"]
     assert version["default"] == "1"
@@ -1289,11 +1289,16 @@ REQUIRED_ENV.add("WORKFLOW_RUN_ADMINS")  # who may act on any run over HTTP
 CONTROL_FUNCTION = '${local.functions["on_control_request"].service_config[0].service}'
 
 
-def test_the_control_topic_is_published_on_by_the_run_operators_only() -> None:
-    grants = [(name, body) for name, body in resources("google_pubsub_topic_iam_member").items()
-              if body["topic"] == "${google_pubsub_topic.control.name}"]
-    assert [name for name, _ in grants] == ["run_operators_publish_control"]
-    grant = grants[0][1]
+CONTROL_TOPIC_NAMES = ("${google_pubsub_topic.control.name}", "${local.ui_action_topic.name}")  # the pages' is it
+
+
+def test_the_control_topic_is_published_on_by_the_run_operators_and_the_run_pages_only() -> None:
+    assert tf_locals()["ui_action_topic"] == "${google_pubsub_topic.control}"
+    grants = dict((name, body) for name, body in resources("google_pubsub_topic_iam_member").items()
+                  if body["topic"] in CONTROL_TOPIC_NAMES)
+    assert sorted(grants) == ["run_operators_publish_control", "ui_action_publisher"]
+    assert refers_to(grants["ui_action_publisher"]["member"], UI_SA)
+    grant = grants["run_operators_publish_control"]
     assert (grant["for_each"], grant["member"], grant["role"]) == (
         "${toset(var.run_operators)}", "${each.value}", "roles/pubsub.publisher")
     start = resources("google_pubsub_topic_iam_member")["start_publishers"]  # start publishers: the start topic
@@ -1335,7 +1340,7 @@ def test_run_operators_are_iam_members_never_public_and_run_admins_are_emails() 
     for bad in ("user:oncall@example.com", "a@b.com,c@d.com", "oncall", "allUsers"):
         assert not admins.search(bad), bad
     assert tf_locals()["function_env"]["WORKFLOW_RUN_ADMINS"] == '${join(",", var.run_admins)}'
-    grants = _grants_on_the_control_route()
+    grants = [(n, b) for n, b in _grants_on_the_control_route() if n != "ui_action_publisher"]  # the pages' own
     assert grants and all(body["member"] == "${each.value}" for _, body in grants)  # members from the variables
     assert not [name for name, body in grants
                 if any(p in m.lower() for m in _iam_members(body) for p in PUBLIC_MEMBERS)]
@@ -1350,7 +1355,8 @@ def test_the_security_page_says_who_may_use_the_control_route_as_terraform_grant
                   "`run_admins`"):
         assert grant in " ".join(said.split()), grant
     granted = {name for name, _ in _grants_on_the_control_route()}
-    assert granted == {"run_operators_publish_control", "control_request_invokers"}
+    assert granted == {"run_operators_publish_control", "control_request_invokers", "ui_action_publisher"}
+    assert "the run pages' own service account may publish on `workflow-run-control`" in " ".join(said.split())
     deploy = " ".join((REPO_ROOT / "docs" / "deploy.md").read_text(encoding="utf-8").split())
     assert "`run_operators` get `roles/pubsub.publisher` on `workflow-run-control`" in deploy
     assert "`run_control_invokers` get `roles/run.invoker` on `on_control_request`" in deploy
@@ -1359,4 +1365,4 @@ def test_the_security_page_says_who_may_use_the_control_route_as_terraform_grant
 def _grants_on_the_control_route() -> list[tuple[str, dict[str, Any]]]:
     """Every IAM grant on the control topic or the control function's Cloud Run service."""
     return [(name, body) for rtype, name, body in all_resources() if "_iam_" in rtype
-            and (body.get("topic") == "${google_pubsub_topic.control.name}" or body.get("name") == CONTROL_FUNCTION)]
+            and (body.get("topic") in CONTROL_TOPIC_NAMES or body.get("name") == CONTROL_FUNCTION)]
