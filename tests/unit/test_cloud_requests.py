@@ -413,3 +413,23 @@ def test_resume_requests_for_a_run_with_live_checks_start_no_more_polling(rt: Cl
     chains = [m for m in pending(rt) if isinstance(m, CheckJob)]
     assert len(chains) == 3, f"{len(chains)} checks per round instead of 3"
     handle(CancelRun("live", "done"), rt.ports)
+
+
+def test_a_rerun_with_a_dag_of_parameters_takes_the_runs_own_values(rt: CloudRuntime, runner: ScriptedRunner) -> None:
+    dag = {"params": {"shards": {"type": "list", "default": ["x"]}, "img": {"type": "string", "default": "b-error"}},
+           "steps": [{"id": "a", "task": {"imageUri": "img/a"}},
+                     {"id": "b", "dependsOn": ["a"], "forEach": "{{ params.shards }}",
+                      "task": {"imageUri": "img/b-error", "args": ["{{ item }}"]}}]}
+    publish(rt, {"dag": dag, "run_id": "r1", "params": {"shards": ["p", "q"]}})
+    deliver(rt)
+    assert [s.step_id for s in rt.ports.store.list_steps("r1")] == ["a", "b.0", "b.1"]
+    runner.healed = True
+    fixed_b = {**dag["steps"][1], "task": {"imageUri": "img/b", "args": ["{{ item }}"]}}
+    fixed = {**dag, "steps": [dag["steps"][0], fixed_b]}
+    ask(rt, {"action": "rerun", "run_id": "r1", "reruns": 0, "dag": fixed})  # its default list would be ["x"]
+    assert len(pending(rt)) == 1
+    deliver(rt)
+    run = rt.ports.store.get_run("r1")
+    assert run is not None and run.status is RunStatus.SUCCEEDED
+    assert {s.step_id: s.task.args for s in rt.ports.store.list_steps("r1")} == {
+        "a": None, "b.0": ("p",), "b.1": ("q",)}

@@ -11,8 +11,8 @@ from typing import Any
 
 from ..adapters.http.auth import check_token
 from ..bootstrap.cloud import CloudRuntime
-from ..dagfile import parse_dag
-from ..errors import AuthError, InputError
+from ..dagfile import as_the_runs, parse_dag
+from ..errors import AuthError, DagInvalid, InputError
 from ..model import codec
 from ..model.join import shape_differences
 from ..model.messages import CancelRun, ReconcileRun, RerunRun, SweepRuns
@@ -192,7 +192,11 @@ def _against_run(message: RunControl, run: RunRecord, rt: CloudRuntime) -> tuple
         return "it is still RUNNING: cancel it first, or resume it", ()
     if message.from_step and rt.ports.store.steps.get_step(run.run_id, message.from_step) is None:
         return "", (f"run {run.run_id} has no step {message.from_step!r}",)
-    changed = shape_differences(rt.ports.store.steps.list_steps(run.run_id), message.dag) if message.dag else []
+    try:  # the new DAG as the run's own: its recorded parameter values and forEach lists applied
+        dag = as_the_runs(message.dag, run, "the rerun's 'dag'") if message.dag else None
+    except DagInvalid as exc:
+        return "", tuple(str(p) for p in exc.problems)
+    changed = shape_differences(rt.ports.store.steps.list_steps(run.run_id), dag) if dag else []
     if changed:
         return "", (f"the DAG changes the run's shape ({'; '.join(changed)}): start a new run",)
     return "", ()
