@@ -23,6 +23,7 @@ locals {
     WORKFLOW_SWEEP_LIMIT              = tostring(var.sweep_limit)
     WORKFLOW_FIRESTORE_DATABASE       = var.firestore_database
     WORKFLOW_RUN_ADMINS               = join(",", var.run_admins)
+    WORKFLOW_REPLACING_SCHEDULES      = join(",", sort([for name, s in var.schedules : name if s.concurrency == "replace"]))
     LOG_FORMAT                        = "json"
   }
 

@@ -87,6 +87,7 @@ ALLOW_HTTP_ENV = "WORKFLOW_ALLOW_HTTP_TR"
 DAG_BUCKETS_ENV = "WORKFLOW_DAG_BUCKETS"
 DAG_PREFIX_ENV = "WORKFLOW_DAG_PREFIX"
 RUN_ADMINS_ENV = "WORKFLOW_RUN_ADMINS"
+REPLACING_SCHEDULES_ENV = "WORKFLOW_REPLACING_SCHEDULES"  # the schedules whose tick cancels their running run
 MAX_TR_URL = 2_048
 DAG_EXTENSIONS = (".yaml", ".yml", ".json")
 
@@ -105,6 +106,7 @@ class EdgeSettings:
     dag_prefix: str = "dags/"
     max_inline_wait: float = DEFAULT_MAX_INLINE_WAIT_SEC  # a delayed message due later is handed back
     run_admins: frozenset[str] = frozenset()
+    replacing_schedules: frozenset[str] = frozenset()  # `concurrency: replace` in the deployment's schedules
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> EdgeSettings:
@@ -122,6 +124,7 @@ class EdgeSettings:
             dag_prefix=env.get(DAG_PREFIX_ENV, "dags/"),
             max_inline_wait=seconds(env, MAX_INLINE_WAIT_ENV, DEFAULT_MAX_INLINE_WAIT_SEC, allow_zero=True),
             run_admins=frozenset(_email(e, RUN_ADMINS_ENV) for e in _listed(env.get(RUN_ADMINS_ENV, ""))),
+            replacing_schedules=frozenset(_listed(env.get(REPLACING_SCHEDULES_ENV, ""))),
         )
 
     def tr_url_problems(self, url: Any, where: str) -> list[str]:

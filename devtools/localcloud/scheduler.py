@@ -74,6 +74,11 @@ class LocalSchedule:
     every: float = 60.0
 
 
+def replacing(schedules: Mapping[str, LocalSchedule]) -> str:
+    """WORKFLOW_REPLACING_SCHEDULES for `schedules`, as Terraform sets it from its schedules."""
+    return ",".join(sorted(name for name, s in schedules.items() if s.body.get("concurrency") == "replace"))
+
+
 Post = Callable[..., tuple[int, dict[str, Any]]]
 """`post(body, headers=...)`: POST a start request, (HTTP status, JSON answer)."""
 

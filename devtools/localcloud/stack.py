@@ -51,7 +51,7 @@ from workflow.settings import DEFAULT_MAX_INLINE_WAIT_SEC, DEFAULT_STALE_AFTER_S
 from . import emulators, eventarc, functions, pubsub_wiring
 from .client import CloudClient
 from .push_gate import PushGate
-from .scheduler import SWEEP_REQUEST, LocalSchedule, ScheduleTimer, SweepTimer
+from .scheduler import SWEEP_REQUEST, LocalSchedule, ScheduleTimer, SweepTimer, replacing
 from .servers import Service
 from .wiring import (
     CONTROL_TARGET,
@@ -308,6 +308,7 @@ class LocalCloud(CloudClient):
             "WORKFLOW_CHECK_STATE_DURATION_SEC": str(float(self.poll)),
             "WORKFLOW_STALE_AFTER_SEC": str(float(self.stale_after)),
             "WORKFLOW_TOKEN_KEY": self.token_key,
+            "WORKFLOW_REPLACING_SCHEDULES": replacing(self.schedules),
             "LOG_FORMAT": "json",
             # The functions also inherit this process's environment: blank what would redirect them.
             "WORKFLOW_FIRESTORE_DATABASE": "",

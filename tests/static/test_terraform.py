@@ -1258,6 +1258,16 @@ def test_a_schedules_body_is_a_start_request_naming_its_schedule() -> None:
     assert {"dag_path", "schedule", "concurrency"} <= START_KEYS
 
 
+REQUIRED_ENV.add("WORKFLOW_REPLACING_SCHEDULES")  # the schedules whose tick may cancel their running run
+
+
+def test_only_the_schedules_declared_replace_may_cancel_their_running_run() -> None:
+    from workflow.settings import REPLACING_SCHEDULES_ENV
+
+    assert tf_locals()["function_env"][REPLACING_SCHEDULES_ENV] == (
+        '${join(",", sort([for name, s in var.schedules : name if s.concurrency == "replace"]))}')
+
+
 def test_a_schedule_is_retried_for_at_least_once_delivery_within_the_functions_time() -> None:
     job = schedule_job()
     retry = one(job["retry_config"])

@@ -34,7 +34,8 @@ DATED = {"steps": [{"id": "a", "task": {"imageUri": "img/a", "args": ["--day", "
 def rt(tmp_path: Path) -> CloudRuntime:
     (tmp_path / "x.yaml").write_text(json.dumps(DAG))
     return cloud_bootstrap.cloud(
-        ENV, store=RecordingStore(), bus=ListBus(), runner=ScriptedRunner(), dags=FileDags(tmp_path),
+        {**ENV, "WORKFLOW_REPLACING_SCHEDULES": "nightly"}, store=RecordingStore(), bus=ListBus(),
+        runner=ScriptedRunner(), dags=FileDags(tmp_path),
         tokens=SealedTokens(KEY, fallback=StaticToken("own")), events=RecordedEvents(), clock=lambda: NOW)
 
 
@@ -118,6 +119,18 @@ def test_allow_starts_beside_the_running_run_and_replace_cancels_it_first(client
     published(rt).clear()
     assert tick(client, "2026-11-03T00:00:00Z", concurrency="replace").status_code == 202
     assert published(rt) == []  # the same tick again cancels nothing more
+
+
+def test_replace_is_only_for_the_schedules_the_deployment_names(client: Any, rt: CloudRuntime) -> None:
+    assert client.post("/", json={"dag": DAG, "schedule": "hourly"}, headers=HEADER).status_code == 202
+    published(rt).clear()
+    later = {ticks.SCHEDULE_TIME_HEADER: "2026-11-01T01:00:00Z"}
+    refused = client.post("/", json={"dag": DAG, "schedule": "hourly", "concurrency": "replace"}, headers=later)
+    assert refused.status_code == 400 and "only the deployment sets it" in refused.get_json()["problems"][0]
+    assert published(rt) == []  # nothing cancelled, nothing started
+    assert rt.ports.store.get_run("hourly-20261101T010000Z") is None  # nor recorded: the real tick stays free
+    assert client.post("/", json={"dag": DAG, "schedule": "hourly", "concurrency": "allow"},
+                       headers=later).status_code == 202
 
 
 @pytest.mark.parametrize(("body", "header", "problem"), [

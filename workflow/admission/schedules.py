@@ -3,7 +3,8 @@
 Scheduler's `X-CloudScheduler-ScheduleTime` header, else `scheduled_time`, else the
 request's own time (over HTTP only); then its `concurrency` decides what it does while the
 schedule's previous run is RUNNING: `forbid` (the default) records the tick SKIPPED,
-`allow` starts anyway, `replace` cancels that run and starts."""
+`allow` starts anyway, `replace` cancels that run and starts (only for the schedules the
+deployment names: cancelling is run control, which a start request does not get)."""
 
 import dataclasses
 import logging
@@ -16,6 +17,7 @@ from ..model.inputs import RunInputs
 from ..model.messages import CancelRun
 from ..model.records import RunRecord
 from ..model.states import RunStatus
+from ..settings import REPLACING_SCHEDULES_ENV
 from .start_requests import Started, StartRequest, start_requested
 
 log = logging.getLogger("workflow.entrypoints")  # the functions' log lines keep one logger name
@@ -70,6 +72,12 @@ def start_tick(request: StartRequest, rt: CloudRuntime) -> Started:
     if existing is not None and existing.status is RunStatus.SKIPPED:
         return Started(request.run_id, skipped="; ".join(existing.problems))
     concurrency = request.body.get("concurrency", "forbid")
+    if existing is None and concurrency == "replace" and request.schedule not in rt.edge.replacing_schedules:
+        why = (f"concurrency replace cancels the running runs of schedule {request.schedule!r}, so only the "
+               f"deployment sets it, per schedule (Terraform's schedules; {REPLACING_SCHEDULES_ENV}); a request "
+               "may ask for forbid or allow")
+        log.warning("tick %s refused: %s", request.run_id, why, extra={"run_id": request.run_id})
+        return Started(request.run_id, problems=(why,))  # nothing recorded: the tick's id stays free
     if existing is None and concurrency != "allow":
         running = [r for r in runs.running_of_schedule(request.schedule, MAX_RUNNING) if r.run_id != request.run_id]
         if running and concurrency == "forbid":
