@@ -52,7 +52,7 @@ def rerun(argv: Sequence[str], out: TextIO, runner: TaskRunner | None = None) ->
                            "step and its descendants too), keeping its successes and every earlier attempt. "
                            "With --dag-path, the steps run again take the file's definitions (task, retries, "
                            "timeouts), as when a fix is deployed; the file must keep the run's shape. With "
-                           "--cloud, --tr-auth-jwt (or WORKFLOW_TR_AUTH_JWT) is the token the steps run again "
+                           "--cloud, --tr-auth-jwt (only as an option) is the token the steps run again "
                            "send to the Task Runner instead of the one the run was started with (the functions "
                            "keep it sealed; it is never printed).")
     p.add_argument("run_id", metavar="RUN_ID")

@@ -159,11 +159,10 @@ def add_execution(p: argparse.ArgumentParser, *, moved: bool = False) -> None:
 
 
 def cloud_jwt(args: argparse.Namespace) -> str | None:
-    """The token given with --tr-auth-jwt, else WORKFLOW_TR_AUTH_JWT, checked; None if neither."""
-    if args.jwt is not None:
-        return check_token(args.jwt, "--tr-auth-jwt")
-    given = os.environ.get(JWT_ENV)
-    return None if given is None else check_token(given, JWT_ENV)
+    """The token given with --tr-auth-jwt, checked; None without it. WORKFLOW_TR_AUTH_JWT is
+    not read here: a token kept for a local Task Runner must not reach a cloud run's one
+    unasked."""
+    return None if args.jwt is None else check_token(args.jwt, "--tr-auth-jwt")
 
 
 def settings(args: argparse.Namespace) -> Settings:
