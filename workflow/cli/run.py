@@ -52,6 +52,8 @@ other commands (each with --help):
   {prog()} resume RUN_ID [--tr-hostname URL]        continue an interrupted run
   {prog()} rerun RUN_ID [--from STEP] [--dag-path FILE]  run what failed again, keeping successes
   {prog()} cancel RUN_ID                            stop a run (another process may execute it)
+  {prog()} backfill DAG_PATH --from DATE --to DATE  one run per schedule tick in the range
+  {prog()} ui                                       the runs in a browser
   (each of these with --cloud: the runs of the cloud runtime, in Firestore)
 
 exit codes: 0 run succeeded, 1 run failed, 2 invalid input or usage, 3 a --cloud request not seen
