@@ -10,6 +10,7 @@ import subprocess
 import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 SECRET = "tok-SECRET-123"
@@ -76,3 +77,16 @@ def interrupted(tmp_path: Path, ready: Callable[[], object], *args: str) -> tupl
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=30)
     return proc.returncode, err
+
+
+def function_client(target: str, rt: Any, monkeypatch: Any) -> Any:
+    """functions-framework's test client of the HTTP function `target` of main.py, running on
+    the runtime `rt` (main.runtime patched to return it)."""
+    import functions_framework
+
+    import main
+
+    monkeypatch.setitem(sys.modules, "main", sys.modules["main"])  # the framework loads its own copy
+    app = functions_framework.create_app(target, str(Path(main.__file__)))
+    monkeypatch.setattr(sys.modules["main"], "runtime", lambda: rt)
+    return app.test_client()

@@ -7,16 +7,15 @@ import base64
 import io
 import json
 import logging
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 from cloudevents.http import CloudEvent
 
-import main
 from devtools.localcloud.client import id_token_for
 from enginekit import ListBus, ScriptedRunner
+from support import function_client
 from workflow.adapters.embedded.events import RecordedEvents
 from workflow.adapters.embedded.sqlite_store import SqliteStateStore
 from workflow.adapters.http.auth import StaticToken
@@ -215,12 +214,7 @@ def test_an_explicit_start_action_starts_a_run(rt: CloudRuntime) -> None:
 # -- over HTTP --------------------------------------------------------------------------------
 @pytest.fixture
 def client(rt: CloudRuntime, monkeypatch: pytest.MonkeyPatch) -> Any:
-    import functions_framework
-
-    monkeypatch.setitem(sys.modules, "main", sys.modules["main"])
-    app = functions_framework.create_app("on_control_request", str(Path(main.__file__)))
-    monkeypatch.setattr(sys.modules["main"], "runtime", lambda: rt)
-    return app.test_client()
+    return function_client("on_control_request", rt, monkeypatch)
 
 
 def test_requests_over_http_answer_202_400_or_409(client: Any, rt: CloudRuntime) -> None:

@@ -15,6 +15,7 @@ from cloudevents.http import CloudEvent
 
 import main
 from enginekit import ListBus, ScriptedRunner
+from support import function_client
 from workflow.adapters.embedded.events import RecordedEvents
 from workflow.adapters.embedded.sqlite_store import SqliteStateStore
 from workflow.adapters.http.auth import SealedTokens, StaticToken
@@ -492,12 +493,7 @@ def test_the_cloud_bootstrap_builds_only_what_is_missing(tmp_path: Path) -> None
 @pytest.fixture
 def client(rt: CloudRuntime, monkeypatch: pytest.MonkeyPatch) -> Any:
     """functions-framework's test client of `on_start_request`, on the `rt` runtime."""
-    import functions_framework
-
-    monkeypatch.setitem(sys.modules, "main", sys.modules["main"])  # the framework loads its own copy
-    app = functions_framework.create_app("on_start_request", str(Path(main.__file__)))
-    monkeypatch.setattr(sys.modules["main"], "runtime", lambda: rt)
-    return app.test_client()
+    return function_client("on_start_request", rt, monkeypatch)
 
 
 def test_a_post_in_the_go_tools_form_starts_a_run(client: Any, rt: CloudRuntime, tmp_path: Path) -> None:

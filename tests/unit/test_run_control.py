@@ -10,9 +10,7 @@ import io
 import json
 import logging
 import re
-import sys
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,6 +19,7 @@ from cloudevents.http import CloudEvent
 import main
 from devtools.localcloud.client import id_token_for
 from enginekit import ListBus, ScriptedRunner
+from support import function_client
 from workflow.adapters.embedded.events import RecordedEvents
 from workflow.adapters.embedded.sqlite_store import SqliteStateStore
 from workflow.adapters.http.auth import SealedTokens, StaticToken
@@ -94,12 +93,7 @@ def deliver(rt: CloudRuntime) -> None:
 
 
 def http(name: str, rt: CloudRuntime, monkeypatch: pytest.MonkeyPatch) -> Any:
-    import functions_framework
-
-    monkeypatch.setitem(sys.modules, "main", sys.modules["main"])
-    app = functions_framework.create_app(name, str(Path(main.__file__)))
-    monkeypatch.setattr(sys.modules["main"], "runtime", lambda: rt)
-    return app.test_client()
+    return function_client(name, rt, monkeypatch)
 
 
 @pytest.fixture

@@ -5,15 +5,14 @@ and X-CloudScheduler-ScheduleTime, a duplicate delivery starting nothing new, an
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 from test_entrypoints import DAG, ENV, KEY, FileDags, RecordingStore, pubsub_event
 
-import main
 from enginekit import ListBus, ScriptedRunner
+from support import function_client
 from workflow.adapters.embedded.events import RecordedEvents
 from workflow.adapters.http.auth import SealedTokens, StaticToken
 from workflow.bootstrap import cloud as cloud_bootstrap
@@ -42,12 +41,7 @@ def rt(tmp_path: Path) -> CloudRuntime:
 @pytest.fixture
 def client(rt: CloudRuntime, monkeypatch: pytest.MonkeyPatch) -> Any:
     """functions-framework's test client of `on_start_request`, on the `rt` runtime."""
-    import functions_framework
-
-    monkeypatch.setitem(sys.modules, "main", sys.modules["main"])
-    app = functions_framework.create_app("on_start_request", str(Path(main.__file__)))
-    monkeypatch.setattr(sys.modules["main"], "runtime", lambda: rt)
-    return app.test_client()
+    return function_client("on_start_request", rt, monkeypatch)
 
 
 def published(rt: CloudRuntime) -> list[Any]:
