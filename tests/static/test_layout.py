@@ -44,3 +44,12 @@ def test_the_product_package_holds_no_developer_tools() -> None:
 def test_the_engine_is_a_module_per_phase() -> None:
     phases = {p.stem for p in (ROOT / "workflow" / "engine").glob("*.py")} - {"__init__"}
     assert {"start", "submit", "poll", "finish", "retry", "skip", "cancel", "rerun", "recover"} <= phases
+
+
+def test_no_two_test_modules_share_a_file_name() -> None:
+    """pytest imports test modules by their file name (its `rootdir`-relative packages are not
+    used here), so a second tests/*/test_x.py stops the whole run at collection."""
+    seen: dict[str, Path] = {}
+    twice = [f"{p.relative_to(ROOT)} and {seen[p.name].relative_to(ROOT)}" for p in sorted((ROOT / "tests").rglob(
+        "test_*.py")) if seen.setdefault(p.name, p) != p]
+    assert not twice, f"test modules with one file name: {twice}"
