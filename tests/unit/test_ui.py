@@ -155,7 +155,11 @@ def test_cancel_from_the_page_cancels_the_run(tmp_path: Path) -> None:
                            headers={"Origin": "http://localhost"})
         assert done.status_code == 303 and done.headers["Location"].endswith("/runs/running-1?acted=cancel")
         assert store.get_run("running-1").status is RunStatus.CANCELLED  # type: ignore[union-attr]
-        assert client.post("/runs/running-1/cancel", data={"token": token}).status_code == 409
+        late = client.post("/runs/running-1/cancel", data={"token": token})  # clicked after the run moved on
+        assert late.status_code == 303 and late.headers["Location"].endswith("/runs/running-1?refused=cancel")
+        shown = client.get("/runs/running-1?refused=cancel").get_data(as_text=True)
+        assert "cancel not done: the run is CANCELLED now" in shown
+        assert "not done" not in client.get("/runs/running-1?refused=%3Cb%3Ecall%20us").get_data(as_text=True)
         page = client.get("/runs/running-1?acted=cancel").get_data(as_text=True)
         assert "cancel requested" in page and 'id="do-rerun"' in page
     finally:

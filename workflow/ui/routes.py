@@ -68,6 +68,7 @@ def register(app: Flask, ui: Ui) -> None:
             pages=pages, state=state.value if state else "", total=len(chosen), data=data,
             token=ui.guard.token(run.run_id), commands=commands,
             allowed={a: allowed(a, run) for a in ACTIONS}, acted=request.args.get("acted", ""),
+            refused=request.args.get("refused", "") if request.args.get("refused") in ACTIONS else "",
             step_ids=[s.step_id for s in steps] if len(steps) <= 200 else [],
             group_states=group_states(steps, run.inputs.groups))
 
@@ -92,8 +93,8 @@ def register(app: Flask, ui: Ui) -> None:
             abort(400, "missing or stale page token: reload the run page")
         run = known(reads.runs.get_run(run_id))
         from_step = request.form.get("from", "").strip() if action == "rerun" else ""
-        if not allowed(action, run):
-            abort(409, f"cannot {action} a run that is {run.status.value}")
+        if not allowed(action, run):  # the run moved on since its page was drawn: show it as it is now
+            return redirect(url_for("run_page", run_id=run_id, refused=action), code=303)
         if from_step and reads.steps.get_step(run_id, from_step) is None:
             abort(400, f"run {run_id} has no step {from_step!r}")
         try:
