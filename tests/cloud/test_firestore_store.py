@@ -63,3 +63,28 @@ def test_reading_a_wide_running_run_costs_three_reads_whatever_its_shards(firest
         run = store.get_run(run_id)
     assert run is not None and (run.succeeded, run.failed) == (100, 0) and run.updated_at == 5.0 + 297
     assert counts.reads == 3  # the run, one aggregation of its counts, its latest counter shard
+
+
+def test_a_rerun_run_is_listed_without_the_counts_of_its_earlier_end(firestore_client: Any) -> None:
+    """An ended run keeps its counts on its document (a page of runs reads one document each);
+    a rerun moves them back to its counter shards, so no list shows the earlier end's."""
+    from dataclasses import replace
+
+    from workflow.adapters.gcp.firestore_pages import FirestorePages
+    from workflow.model.records import Attempt, StepOutcome
+    from workflow.model.states import RunStatus, StepState
+
+    store = FirestoreStateStore(firestore_client)
+    run_id = make_run(store, {"a": [], "b": []})
+    store.complete_step(run_id, "a", ok())
+    store.complete_step(run_id, "b", StepOutcome(StepState.FAILED, 2.0, "job-b", "exit 1", "FAILED"))
+    assert store.finish_run(run_id, RunStatus.FAILED, 3.0)
+    b = store.get_step(run_id, "b")
+    assert b is not None
+    again = replace(b, state=StepState.PENDING, attempt=2, job_id="", message="", finished_at=None,
+                    history=(Attempt(1, b.state, b.job_id, b.message, b.submitted_at, b.finished_at),))
+    assert store.rerun_steps(run_id, 0, [again], 4.0)
+    listed = next(r for r in FirestorePages(firestore_client).runs_page(500) if r.run_id == run_id)
+    assert listed.status is RunStatus.RUNNING and listed.failed == 0  # not the earlier end's 1
+    run = store.get_run(run_id)
+    assert run is not None and (run.succeeded, run.failed) == (1, 0)  # the shards: a kept, b running again

@@ -139,9 +139,9 @@ class FirestoreRuns(FirestoreCounters):
             if holder.rsplit("#", 1)[0] in again:
                 self._delete(self._slot_ref(run_id, slot))
         batch = self._creating(self._claim_ref(run_id, f"rerun#{reruns + 1}"), {"settled": True, "claimed_at": at})
-        batch.update(self._run_ref(run_id), {
+        batch.update(self._run_ref(run_id), {  # its counts live in its counter shards again, until it ends
             "status": RunStatus.RUNNING.value, "finished_at": None, "reruns": firestore.ArrayUnion([at]),
-            "updated_at": at})
+            "updated_at": at, **dict.fromkeys(ENDED_FIELD.values(), firestore.DELETE_FIELD)})
         moved: dict[str, Counter[str]] = {}
         for s in steps:
             moved.setdefault(shard_of(s.step_id), Counter())[ENDED_FIELD[s.history[-1].state]] += 1
