@@ -136,3 +136,13 @@ def test_a_label_value_from_a_placeholder_must_be_a_google_cloud_label_value() -
 def test_an_undeclared_value_named_like_a_credential_is_refused_saying_so() -> None:
     assert problems({}, {"api_token": "x"}) == [
         "params.api_token: looks like a credential's name, and is not a parameter of this DAG (declared: none)"]
+
+
+def test_a_pattern_is_matched_without_backtracking_and_lookaround_is_refused_at_load() -> None:
+    # `(a+)+$` against "aaa...ab" takes exponential time with backtracking (Python's re would
+    # not return here); RE2 answers in time linear in the value.
+    found = problems({"p": {"type": "string", "pattern": "(a+)+$", "maxLength": 10_000}}, {"p": "a" * 5000 + "b"})
+    assert len(found) == 1 and "does not match its pattern '(a+)+$'" in found[0]
+    refused = load_problems({"p": {"type": "string", "pattern": "(?=a)a"}})
+    assert refused == ["params.p.pattern: is not a regular expression RE2 takes (invalid perl operator: (?=; "
+                       "no lookaround or backreferences)"]

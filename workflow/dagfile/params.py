@@ -8,7 +8,18 @@ import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from ..model.params import MAX_ITEMS_CAP, MAX_PATTERN, TYPES, ParamSpec, as_text, checked_value, looks_like_credential
+import re2
+
+from ..model.params import (
+    MAX_ITEMS_CAP,
+    MAX_PATTERN,
+    TYPES,
+    ParamSpec,
+    as_text,
+    checked_value,
+    compiled_pattern,
+    looks_like_credential,
+)
 from ..model.placeholders import ITEM, RUN_NAMES, PlaceholderError, has_placeholder, names, parse
 from ..model.text import excerpt
 
@@ -101,9 +112,10 @@ def _check_pattern(pattern: object, problem: Report) -> None:
         problem("pattern", f"must be a regular expression of at most {MAX_PATTERN} characters")
         return
     try:
-        re.compile(pattern)
-    except re.error as exc:
-        problem("pattern", f"is not a regular expression: {exc}")
+        compiled_pattern(pattern)
+    except re2.error as exc:
+        why = exc.args[0].decode(errors="replace") if exc.args and isinstance(exc.args[0], bytes) else str(exc)
+        problem("pattern", f"is not a regular expression RE2 takes ({why}; no lookaround or backreferences)")
 
 
 def check_placeholders(raw: Mapping[str, Any], label: str, params: Mapping[str, ParamSpec], add: Report) -> None:
