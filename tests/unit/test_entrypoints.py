@@ -674,3 +674,22 @@ def test_bad_params_in_a_start_record_the_run_invalid_naming_them(rt: CloudRunti
     run = rt.ports.store.get_run("bad")
     assert run is not None and run.status is RunStatus.INVALID and problem in " ".join(run.problems)
     assert published(rt) == []
+
+
+def test_a_start_delivered_twice_across_a_second_is_dated_by_its_publish_time(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    now = [1_793_491_199.0]  # 2026-10-31T23:59:59Z
+    rt = cloud_bootstrap.cloud(
+        ENV, store=RecordingStore(), bus=ListBus(), runner=ScriptedRunner(), dags=FileDags(tmp_path),
+        tokens=SealedTokens(KEY, fallback=StaticToken("own")), events=RecordedEvents(), clock=lambda: now[0])
+    dated = {"steps": [{"id": "a", "task": {"imageUri": "i", "args": ["{{ run.date }}", "{{ run.scheduledTime }}"]}}]}
+    event = pubsub_event(json.dumps({"dag": dated, "run_id": "d-1"}).encode())
+    event.data["message"]["publishTime"] = "2026-10-31T23:59:58.250Z"
+    start_message(event, rt)
+    now[0] += 2  # the next delivery is handled in the next day...
+    monkeypatch.setattr(rt.ports.store, "get_run", lambda run_id: None)  # ...at once with the first: both start
+    start_message(event, rt)  # the same run, not "another DAG" (which would be refused as poison)
+    monkeypatch.undo()
+    step = rt.ports.store.get_step("d-1", "a")
+    assert step is not None and step.task.args == ("2026-10-31", "2026-10-31T23:59:58Z")
+    assert [r.run_id for r in rt.ports.store.list_runs(10)] == ["d-1"]

@@ -44,6 +44,7 @@ class StartRequest:
     schedule: str = ""  # a schedule's tick (admission/schedules.py): its schedule, and its time
     scheduled_at: float | None = None
     started_by: str = ""  # the verified caller of an HTTP start ("" otherwise)
+    requested_at: float | None = None  # when it was asked, the same on every delivery (None: now)
 
 
 @dataclass(frozen=True)
@@ -154,16 +155,16 @@ def start_requested(request: StartRequest, rt: CloudRuntime) -> Started:
 
 
 def start_upload(run_id: str, path: str, generation: str, given_tr_url: Any, rt: CloudRuntime,
-                 params: dict[str, str] | None = None) -> None:
+                 params: dict[str, str] | None = None, created: float | None = None) -> None:
     """Start the run the upload of `path` makes (once per generation), or record it INVALID;
-    `params`: the parameter values of the object's metadata."""
+    `params`: the parameter values of the object's metadata; `created`: when the object was."""
     if rt.ports.store.runs.get_run(run_id) is not None:
         log.info("upload already started run %s", run_id, extra={"run_id": run_id})
         return
     tr_url = given_tr_url or rt.edge.default_tr_url
     where = "the object's metadata tr_url" if given_tr_url else TR_URL_ENV
     request = StartRequest(run_id, f"{path}#{generation}", tr_url, None, rt.edge.tr_url_problems(tr_url, where),
-                           params=params or {})
+                           params=params or {}, requested_at=created)
     _start(rt, request, lambda: rt.dags.read(path))
 
 
@@ -183,8 +184,8 @@ def _start(rt: CloudRuntime, request: StartRequest, load: Callable[[], Dag]) -> 
     try:
         if not problems:
             template = load()
-            context = RunContext(request.run_id, rt.ports.clock(), request.scheduled_at, request.schedule,
-                                 request.started_by)
+            asked = rt.ports.clock() if request.requested_at is None else request.requested_at
+            context = RunContext(request.run_id, asked, request.scheduled_at, request.schedule, request.started_by)
             dag, inputs = instantiate(template, request.params, context, request.source)
             sealed = rt.tokens.seal(request.jwt, run_id=request.run_id, origin=request.tr_url) if request.jwt else ""
             handle(StartRun(request.run_id, dag, request.tr_url.rstrip("/"), source=request.source,

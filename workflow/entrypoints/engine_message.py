@@ -5,7 +5,6 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from datetime import datetime
 from typing import Any
 
 from ..bootstrap.cloud import CloudRuntime
@@ -14,7 +13,7 @@ from ..errors import PoisonMessage, TransientError
 from ..model import codec
 from ..model.messages import DispatchStep
 from ..model.text import excerpt
-from .events import pubsub_message
+from .events import published_at, pubsub_message
 
 log = logging.getLogger("workflow.entrypoints")
 
@@ -48,7 +47,7 @@ def engine_message(event: Any, rt: CloudRuntime, clock: Callable[[], float] = ti
         log.info("acknowledged message %s before it is due: its step moved on", message_id, extra=ids)
         return  # rather than bounced until due, or into the dead-letter topic
     if wait > rt.edge.max_inline_wait:
-        if clock() - _published_at(event, clock()) > REPUBLISH_AFTER:
+        if clock() - published_at(event, clock()) > REPUBLISH_AFTER:
             # before its redeliveries run out (dead letter), publish it afresh, still due at `due`
             rt.ports.bus.publish([msg], delay=wait)
             return
@@ -68,15 +67,6 @@ def engine_message(event: Any, rt: CloudRuntime, clock: Callable[[], float] = ti
                 raise  # redelivered later by Pub/Sub
             budget -= pause
             sleep(pause)
-
-
-def _published_at(event: Any, default: float) -> float:
-    """When Pub/Sub accepted the message (its `publishTime`), in Unix seconds."""
-    raw = str(((event.data or {}).get("message") or {}).get("publishTime") or "")
-    try:
-        return datetime.fromisoformat(raw).timestamp()
-    except ValueError:
-        return default
 
 
 def _not_before(raw: str | None) -> float:

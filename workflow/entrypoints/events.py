@@ -6,6 +6,7 @@ import binascii
 import functools
 import logging
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any, TypeVar
 
 from ..admission.start_requests import json_object
@@ -48,6 +49,16 @@ def event_ids(event: Any) -> dict[str, str]:
     body, _ = json_object(data)
     given = (body or {}).get("run_id")
     return {"run_id": str(given) if codec.id_problem(given, "run_id") is None else f"start-{message_id}"}
+
+
+def published_at(event: Any, default: float) -> float:
+    """When Pub/Sub accepted a messagePublished event's message (its `publishTime`), in Unix
+    seconds: the same on every delivery of it; `default` when it is missing or unreadable."""
+    raw = str(((event.data or {}).get("message") or {}).get("publishTime") or "")
+    try:
+        return datetime.fromisoformat(raw).timestamp()
+    except ValueError:
+        return default
 
 
 def pubsub_message(event: Any) -> tuple[bytes, dict[str, str], str]:

@@ -1,6 +1,7 @@
 """A message on the start topic: a start request. A request about a run (`"action"`:
 cancel, rerun, resume) is refused here, logged and acknowledged: it goes by the control route."""
 
+import dataclasses
 import logging
 from typing import Any
 
@@ -9,7 +10,7 @@ from ..admission.schedules import start_tick, tick_request
 from ..admission.start_requests import checked_start, json_object
 from ..bootstrap.cloud import CloudRuntime
 from ..model.text import excerpt
-from .events import pubsub_message
+from .events import published_at, pubsub_message
 
 log = logging.getLogger("workflow.entrypoints")
 
@@ -24,4 +25,6 @@ def start_message(event: Any, rt: CloudRuntime) -> None:
         log.warning("refused message %s on the start topic (run %s): %s", message_id, shown, refusal)
         return
     checked = checked_start(data, f"start-{message_id}", rt.edge, {})
+    # its publish time dates the run (`run.date`): the same run whichever delivery starts it
+    checked = dataclasses.replace(checked, requested_at=published_at(event, rt.ports.clock()))
     start_tick(tick_request(checked, None, None), rt)  # a tick on the topic names its time (scheduled_time)

@@ -7,6 +7,7 @@ from typing import Any
 
 from ..admission.start_requests import start_upload
 from ..bootstrap.cloud import CloudRuntime
+from ..model import ticks
 from ..settings import DAG_EXTENSIONS
 
 log = logging.getLogger("workflow.entrypoints")
@@ -23,7 +24,9 @@ def dag_uploaded(event: Any, rt: CloudRuntime) -> None:
     given = metadata.get("tr_url") or metadata.get("tr_hostname")
     params = {str(key)[len(PARAM_PREFIX):]: value for key, value in metadata.items()
               if str(key).startswith(PARAM_PREFIX)}
-    start_upload(upload_run_id(bucket, name, generation), f"gs://{bucket}/{name}", generation, given, rt, params)
+    created, _ = ticks.parse_time(obj.get("timeCreated"), "timeCreated")  # dates the run, on every delivery
+    start_upload(upload_run_id(bucket, name, generation), f"gs://{bucket}/{name}", generation, given, rt, params,
+                 created)
 
 
 def upload_run_id(bucket: str, name: str, generation: str) -> str:
