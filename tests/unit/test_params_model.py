@@ -146,3 +146,12 @@ def test_a_pattern_is_matched_without_backtracking_and_lookaround_is_refused_at_
     refused = load_problems({"p": {"type": "string", "pattern": "(?=a)a"}})
     assert refused == ["params.p.pattern: is not a regular expression RE2 takes (invalid perl operator: (?=; "
                        "no lookaround or backreferences)"]
+
+
+def test_a_long_value_is_shown_cut_and_a_long_list_says_how_many_items() -> None:
+    from workflow.model.params import shown
+
+    assert shown(("eu", "us")) == '["eu","us"]' and shown("0.50") == "0.50"
+    wide = shown(tuple(f"s{i}" for i in range(1000)))
+    assert wide.startswith('1,000 items: ["s0","s1",') and "more characters cut]" in wide and len(wide) < 260
+    assert shown("x" * 5000).endswith("... [4800 more characters cut]")

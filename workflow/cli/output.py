@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import Any, TextIO
 
 from ..model.inputs import RunInputs
+from ..model.params import shown
 from ..model.records import RunRecord, StepRecord
 from ..model.states import RunStatus, why_final
 
@@ -97,8 +98,7 @@ def input_lines(inputs: RunInputs) -> list[str]:
     """The run's parameter values and schedule tick, if it has them."""
     lines = []
     if inputs.params:
-        values = ("  ".join(f"{name}={value if isinstance(value, str) else _listed(value)}"
-                            for name, value in inputs.params.items()))
+        values = "  ".join(f"{name}={shown(value)}" for name, value in inputs.params.items())
         lines.append(f"params: {values}")
     if inputs.scheduled_at is not None:
         lines.append(f"scheduled {when(inputs.scheduled_at)}" + (f" by schedule {inputs.schedule}"
@@ -107,9 +107,6 @@ def input_lines(inputs: RunInputs) -> list[str]:
         lines.append(f"started by {inputs.started_by}")
     return lines
 
-
-def _listed(values: Sequence[str]) -> str:
-    return json.dumps(list(values), separators=(",", ":"))
 
 
 def print_earlier_attempts(steps: Sequence[StepRecord], out: TextIO) -> None:

@@ -153,6 +153,16 @@ def compiled_pattern(pattern: str) -> Any:
     return re2.compile(pattern, _QUIET)
 
 
+def shown(value: ParamValue, limit: int = 200) -> str:
+    """A value as `status` and the run pages show it: its text, a list as its compact JSON;
+    cut after `limit` characters (a long list also says how many items it has). `--json`
+    and the JSON API give it whole."""
+    if isinstance(value, str):
+        return excerpt(value, limit)
+    text = json.dumps(list(value), separators=(",", ":"))
+    return text if len(text) <= limit else f"{len(value):,} items: {excerpt(text, limit)}"
+
+
 def values_size(values: Mapping[str, ParamValue]) -> int:
     """Bytes of all values together, as stored."""
     return sum(len(k.encode()) + sum(len(t.encode()) for t in (v if isinstance(v, tuple) else (v,)))

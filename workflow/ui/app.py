@@ -12,11 +12,11 @@ from datetime import UTC, datetime
 
 from flask import Flask
 
+from ..model.params import shown
 from ..ports import RunPages, RunStore, StepStore
 from . import api, routes
 from .actions import Actions
 from .security import Guard, secure_headers
-from .views import shown_value
 
 SECRET_ENV = "WORKFLOW_UI_SECRET"  # signs the pages' action tokens; random per process when unset
 ORIGINS_ENV = "WORKFLOW_UI_ORIGINS"  # comma-separated other origins a POST may come from (a proxy's)
@@ -53,7 +53,7 @@ def create_app(runs: RunStore, steps: StepStore, pages: RunPages, actions: Actio
     ui = Ui(Reads(runs, steps, pages), actions, Guard(secret, origins, clock), where, clock)
     app.jinja_env.filters["when"] = when
     app.jinja_env.filters["took"] = took
-    app.jinja_env.filters["param"] = shown_value
+    app.jinja_env.filters["param"] = shown
     app.after_request(secure_headers)
     routes.register(app, ui)
     api.register(app, ui)

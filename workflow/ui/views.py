@@ -3,7 +3,6 @@ steps grouped, why steps were skipped, and steps as JSON-ready dicts (never a to
 
 from __future__ import annotations
 
-import json
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -40,10 +39,6 @@ def run_dict(run: RunRecord, now: float) -> dict[str, Any]:
             "scheduled_at": run.inputs.scheduled_at, "schedule": run.inputs.schedule,
             "groups": {k: list(v) for k, v in run.inputs.groups.items()}}
 
-
-def shown_value(value: str | Sequence[str]) -> str:
-    """A parameter value as text: a list as its compact JSON."""
-    return value if isinstance(value, str) else json.dumps(list(value), separators=(",", ":"))
 
 
 def step_dict(s: StepRecord) -> dict[str, Any]:
